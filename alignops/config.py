@@ -1,0 +1,156 @@
+"""Typed configuration: one pydantic model per stage, one pipeline model on top, YAML presets under configs/.
+
+    cfg = load_config("tiny", ["tokenizer.vocab_size=1024"])
+
+Unknown keys fail (`extra="forbid"`), so a typo in a preset or an override is an error, not a silent default.
+Every field carries a one-line description; `alignops config show` prints the resolved config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Config):
+    """How `alignops data build` turns the pinned source packages into the versioned datasets.
+
+    Changing any field here changes the bytes of data/ and so the data version in data.dvc.
+    """
+
+    data_dir: Path = Field(Path("data"), description="Folder of the built datasets, tracked by DVC (data.dvc).")
+    cache_dir: Path | None = Field(
+        None, description="Downloaded and unpacked source packages; default ALIGNOPS_HOME/cache."
+    )
+    val_fraction: float = Field(0.05, gt=0, lt=0.5, description="Share of each set in the val split.")
+    test_fraction: float = Field(0.05, gt=0, lt=0.5, description="Share of each set in the test split.")
+    split_salt: str = Field("alignops-v1", description="Salt of the content hash that assigns splits.")
+    min_chars: int = Field(8, ge=1, description="Texts shorter than this after cleaning are dropped.")
+    chunk_chars: int = Field(1500, ge=100, description="Long passages are cut at paragraph ends below this.")
+    near_dup_threshold: float = Field(
+        0.8, gt=0, le=1, description="Estimated Jaccard similarity above which two texts are near-duplicates."
+    )
+    minhash_perms: int = Field(64, ge=16, description="MinHash permutations (more: slower, more exact).")
+    shingle_chars: int = Field(5, ge=2, description="Character n-gram size of the MinHash shingles.")
+    ranking_k: int = Field(4, ge=2, description="Responses per VADER-derived ranking.")
+    tie_margin: float = Field(
+        0.5, ge=0, description="Mean human ratings closer than this (on -4..4) are ranked as a tie."
+    )
+    sentiment_threshold: float = Field(
+        0.5, gt=0, description="VADER texts with |mean rating| below this are unlabeled for classification."
+    )
+    derived_sft_per_task: int = Field(
+        2000, ge=0, description="Cap on template-derived SFT examples per template and language."
+    )
+    max_eval_prompts: int = Field(300, ge=1, description="Size cap of the fixed evaluation prompt set.")
+
+
+class ValidationConfig(_Config):
+    """Bounds of the Great Expectations suites that every dataset must pass before a stage uses it."""
+
+    max_duplicate_rate: float = Field(0.01, ge=0, le=1, description="Highest allowed share of duplicate texts.")
+    max_text_chars: int = Field(20000, ge=1, description="Longest allowed corpus/classification text.")
+    max_prompt_chars: int = Field(4000, ge=1, description="Longest allowed prompt.")
+    max_response_chars: int = Field(8000, ge=1, description="Longest allowed response.")
+    docs_dir: Path | None = Field(None, description="Where the GX data docs HTML goes; default ALIGNOPS_HOME/gx-docs.")
+
+
+SPECIAL_TOKENS = ("<|endoftext|>", "<|pad|>", "<|user|>", "<|assistant|>")
+
+
+class TokenizerConfig(_Config):
+    """The byte-level BPE tokenizer trained on the corpus train split."""
+
+    vocab_size: int = Field(8192, ge=len(SPECIAL_TOKENS) + 256, description="Vocabulary size, bytes included.")
+    min_frequency: int = Field(2, ge=1, description="A pair must occur this often to be merged.")
+    output_dir: Path | None = Field(None, description="Where tokenizer.json goes; default ALIGNOPS_HOME/tokenizer.")
+
+
+class TrackingConfig(_Config):
+    """MLflow naming. The tracking URI itself comes from MLFLOW_TRACKING_URI (default: SQLite in home)."""
+
+    experiment: str = Field("alignops", description="MLflow experiment that holds every run.")
+    model_prefix: str = Field("alignops", description="Registered models are named <prefix>-base, -sft, ...")
+
+
+class PipelineConfig(_Config):
+    """Everything one pipeline run needs; a preset under configs/ is one of these in YAML."""
+
+    name: str = Field("custom", description="Preset name, recorded on every run.")
+    seed: int = Field(1337, description="Seed for everything random in training (data splits use split_salt).")
+    data: DataConfig = DataConfig()
+    validation: ValidationConfig = ValidationConfig()
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+
+class ConfigError(ValueError):
+    """A preset or override that does not fit the typed config; the message says where and how to fix it."""
+
+
+def presets_dir() -> Path:
+    """configs/ of the repo, or the copy packed into the wheel as alignops/presets."""
+    packed = Path(__file__).parent / "presets"
+    return packed if packed.is_dir() else Path(__file__).resolve().parent.parent / "configs"
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in presets_dir().glob("*.yaml"))
+
+
+def load_config(preset: str | Path = "small", overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:
+    """Load a preset by name (configs/<name>.yaml) or path, then apply `key.sub=value` overrides."""
+    path = Path(preset)
+    if not path.suffix:
+        path = presets_dir() / f"{preset}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"No preset {str(preset)!r} ({path} not found). Choose one of {list_presets()} or a YAML path.")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}. Fix the file's syntax.") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of config sections at the top level.")
+    for item in overrides:
+        _apply_override(raw, item)
+    raw.setdefault("name", path.stem)
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{path} (with overrides {list(overrides)}): {problems}. Fix the preset or the --set value.") from exc
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    """`tokenizer.vocab_size=1024` -> raw["tokenizer"]["vocab_size"] = 1024 (value parsed as YAML)."""
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"Override {item!r} is not KEY=VALUE, e.g. --set tokenizer.vocab_size=1024.")
+    *parents, leaf = key.strip().split(".")
+    node = raw
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"Override {item!r}: {part!r} is a value, not a section.")
+    node[leaf] = yaml.safe_load(value)
+
+
+def config_hash(cfg: BaseModel) -> str:
+    """Short, stable digest of a config: same values, same hash, whatever the key order."""
+    canonical = json.dumps(cfg.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
+
+
+def to_yaml(cfg: BaseModel) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

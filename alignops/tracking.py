@@ -1,0 +1,155 @@
+"""The one module that talks to MLflow: runs, lineage tags, datasets, artifacts.
+
+Embedded default: a SQLite store and an artifact folder under ALIGNOPS_HOME. Server mode: set
+MLFLOW_TRACKING_URI (read when a run starts, never at import). One parent run per pipeline run, one nested
+run per stage, each tagged with the stage, the git commit, the data version (md5 in data.dvc) and the
+config hash, with the resolved config as an artifact:
+
+    with tracking.pipeline_run(cfg):
+        with tracking.stage_run("data-build", cfg, cfg.data) as run:
+            run.log_metrics({"data/corpus_train": 1234})
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from alignops import settings
+from alignops.config import PipelineConfig, config_hash, to_yaml
+from alignops.data import versioning
+
+if TYPE_CHECKING:
+    import mlflow as mlflow_module
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI if set, else SQLite under ALIGNOPS_HOME."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{settings.home() / 'mlflow.db'}"
+
+
+def _mlflow() -> mlflow_module:
+    settings.apply_offline_env()
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    return mlflow
+
+
+def experiment_id(name: str) -> str:
+    """The experiment's id, created on first use. With a local store its artifacts go under home, not ./mlruns."""
+    mlflow = _mlflow()
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = None
+    if not tracking_uri().startswith(("http://", "https://", "databricks")):
+        location = (settings.home() / "mlartifacts" / name).as_uri()
+    return mlflow.create_experiment(name, artifact_location=location)
+
+
+def git_commit(cwd: Path | None = None) -> str:
+    """HEAD's commit, with '-dirty' when the work tree has changes; 'unknown' outside git."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd, capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{sha}-dirty" if dirty else sha
+
+
+def lineage_tags(stage: str, cfg: PipelineConfig, section: BaseModel | None = None) -> dict[str, str]:
+    return {
+        "alignops.stage": stage,
+        "alignops.preset": cfg.name,
+        "alignops.git_commit": git_commit(),
+        "alignops.data_version": versioning.data_version() or "none",
+        "alignops.config_hash": config_hash(section if section is not None else cfg),
+        "alignops.pipeline_config_hash": config_hash(cfg),
+    }
+
+
+class StageRun:
+    """Handle on the active stage run; thin so stages never import mlflow themselves."""
+
+    def __init__(self, mlflow: mlflow_module, run_id: str) -> None:
+        self._mlflow = mlflow
+        self.run_id = run_id
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self._mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self._mlflow.set_tags(tags)
+
+    def log_dict(self, data: dict[str, Any], name: str) -> None:
+        self._mlflow.log_dict(data, name)
+
+    def log_text(self, text: str, name: str) -> None:
+        self._mlflow.log_text(text, name)
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        if path.is_dir():
+            self._mlflow.log_artifacts(str(path), artifact_path)
+        else:
+            self._mlflow.log_artifact(str(path), artifact_path)
+
+    def log_datasets(self, files: dict[str, tuple[Path, str]], context: str) -> None:
+        """Record data files as MLflow dataset inputs: name -> (path, digest). Only metadata is stored."""
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.data.sources import LocalArtifactDatasetSource
+
+        datasets = [
+            MetaDataset(source=LocalArtifactDatasetSource(str(path)), name=name, digest=digest[:36])
+            for name, (path, digest) in sorted(files.items())
+        ]
+        self._mlflow.log_inputs(datasets=datasets, contexts=[context] * len(datasets), tags_list=[None] * len(datasets))
+
+
+@contextmanager
+def pipeline_run(cfg: PipelineConfig, run_name: str | None = None) -> Iterator[str]:
+    """The parent run of one pipeline run; stage runs started inside it nest under it."""
+    mlflow = _mlflow()
+    with mlflow.start_run(
+        experiment_id=experiment_id(cfg.tracking.experiment), run_name=run_name or f"pipeline-{cfg.name}"
+    ) as run:
+        mlflow.set_tags(lineage_tags("pipeline", cfg))
+        mlflow.log_text(to_yaml(cfg), "config.yaml")
+        yield run.info.run_id
+
+
+@contextmanager
+def stage_run(stage: str, cfg: PipelineConfig, section: BaseModel | None = None) -> Iterator[StageRun]:
+    """One stage's run: nested when a pipeline run is active, top-level otherwise. Marked FAILED on error."""
+    mlflow = _mlflow()
+    nested = mlflow.active_run() is not None
+    with mlflow.start_run(
+        experiment_id=experiment_id(cfg.tracking.experiment), run_name=stage, nested=nested
+    ) as run:
+        mlflow.set_tags(lineage_tags(stage, cfg, section))
+        if section is not None:
+            mlflow.log_params(_flatten(section.model_dump(mode="json")))
+        mlflow.log_text(to_yaml(cfg), "config.yaml")
+        yield StageRun(mlflow, run.info.run_id)
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = json.dumps(value) if isinstance(value, list) else str(value)
+    return flat

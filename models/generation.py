@@ -1,0 +1,248 @@
+"""Decoding for models.gpt.GPT: greedy, sampling (temperature, top-k, top-p), beam search.
+
+    model.eval()  # generate() leaves the train/eval mode alone, and dropout would randomize decoding
+    config = GenerationConfig(max_new_tokens=64, do_sample=True, top_p=0.9, eos_token_id=eos, pad_token_id=pad, seed=0)
+    sequences, lengths = generate(model, input_ids, attention_mask, config)
+
+input_ids, attention_mask: (B, T) prompts, left-padded, mask 1 = real token.
+sequences: (B, T + N), each prompt followed by its new tokens and pad after its EOS; N <= max_new_tokens
+(the loop stops once every row has finished). lengths: (B,) new tokens per row, its EOS included.
+
+The prompt runs once to fill a KVCache; after that every step feeds one token per row. The logits processors
+are small pure functions (apply_repetition_penalty, top_k_filter, top_p_filter), usable on their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from models.gpt import GPT, KVCache
+
+
+@dataclass
+class GenerationConfig:
+    max_new_tokens: int = 32  # new tokens per row, at most
+    do_sample: bool = False  # sample; False = greedy, or beam search when num_beams > 1
+    temperature: float = 1.0  # sampling: logits are divided by it (< 1 sharper, > 1 flatter)
+    top_k: int | None = None  # sampling: keep only the k most likely tokens
+    top_p: float | None = None  # sampling: keep the smallest most-likely set whose probability reaches top_p
+    repetition_penalty: float = 1.0  # > 1 discourages tokens already in the row (prompt included); 1 = off
+    num_beams: int = 1  # > 1: beam search (deterministic, so do_sample must be False)
+    length_penalty: float = 1.0  # beam search: a hypothesis scores sum_logprob / new_len**length_penalty
+    early_stopping: bool = True  # beam search: a row ends once num_beams hypotheses ended with EOS
+    eos_token_id: int | None = None  # a row ends after producing it; None = always max_new_tokens
+    pad_token_id: int = 0  # fills a row after its EOS
+    seed: int | None = None  # seeds a private torch.Generator for sampling; None = the global RNG
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0 (use do_sample=False for greedy), got {self.temperature}")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1 or None, got {self.top_k}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1] or None, got {self.top_p}")
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        if self.num_beams < 1:
+            raise ValueError(f"num_beams must be >= 1, got {self.num_beams}")
+        if self.num_beams > 1 and self.do_sample:
+            raise ValueError("beam search is deterministic: num_beams > 1 needs do_sample=False")
+
+
+def apply_repetition_penalty(
+    logits: Tensor, token_ids: Tensor, penalty: float, token_mask: Tensor | None = None
+) -> Tensor:
+    """CTRL repetition penalty: the logit of every token present in token_ids (B, T) is divided by penalty when
+    positive and multiplied by it when negative, so penalty > 1 always lowers it. logits: (B, V).
+    token_mask (B, T), 1 = counts: padding must not penalize the pad token id."""
+    if token_mask is None:
+        token_mask = torch.ones_like(token_ids)
+    counts = torch.zeros_like(logits).scatter_add_(1, token_ids, token_mask.to(logits.dtype))  # (B, V)
+    penalized = torch.where(logits > 0, logits / penalty, logits * penalty)
+    return torch.where(counts > 0, penalized, logits)
+
+
+def top_k_filter(logits: Tensor, k: int) -> Tensor:
+    """Set every logit below the k-th largest of its row to -inf. logits: (B, V)."""
+    kth = logits.topk(min(k, logits.size(-1)), dim=-1).values[:, -1:]  # (B, 1)
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def top_p_filter(logits: Tensor, p: float) -> Tensor:
+    """Nucleus filter: keep the smallest set of most likely tokens whose total probability is >= p, at least
+    one token; set the rest to -inf. logits: (B, V)."""
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    probs = sorted_logits.softmax(dim=-1)
+    # drop a token when the more likely tokens before it already reach p; the first token is never dropped
+    drop_sorted = probs.cumsum(dim=-1) - probs >= p
+    drop = drop_sorted.scatter(1, order, drop_sorted)  # back to vocabulary order
+    return logits.masked_fill(drop, float("-inf"))
+
+
+@torch.no_grad()
+def generate(
+    model: GPT,
+    input_ids: Tensor,
+    attention_mask: Tensor | None = None,
+    config: GenerationConfig | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Continue left-padded prompts input_ids (B, T); returns (sequences (B, T + N), lengths (B,)), see above."""
+    config = config or GenerationConfig()
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    if input_ids.dim() != 2 or attention_mask.shape != input_ids.shape:
+        raise ValueError(
+            f"input_ids {tuple(input_ids.shape)} and attention_mask {tuple(attention_mask.shape)} must both be (B, T)"
+        )
+    total = input_ids.size(1) + config.max_new_tokens
+    if total > model.config.block_size:
+        raise ValueError(f"prompt + max_new_tokens = {total} exceeds the model's block_size {model.config.block_size}")
+    vocab_size = model.config.vocab_size
+    for name in ("pad_token_id", "eos_token_id"):
+        token = getattr(config, name)
+        if token is not None and not 0 <= token < vocab_size:
+            # finished rows keep feeding pad through the model, so it must be a real token id
+            raise ValueError(f"{name}={token} is not a token id of the model (vocab_size {vocab_size})")
+    if config.num_beams > 1:
+        return _beam_search(model, input_ids, attention_mask, config)
+    return _greedy_or_sample(model, input_ids, attention_mask, config)
+
+
+def _last_logits(model: GPT, idx: Tensor, attention_mask: Tensor, cache: KVCache) -> Tensor:
+    """Logits (B, V) after the last position of idx; lm_head on that position only (prompts can be long)."""
+    hidden = model.hidden_states(idx, attention_mask=attention_mask, kv_cache=cache)  # (B, T, C)
+    return model.lm_head(hidden[:, -1]).float()
+
+
+def _new_cache(model: GPT, batch_size: int, max_len: int, device: torch.device) -> KVCache:
+    return KVCache(model.config, batch_size, max_len, device=device, dtype=next(model.parameters()).dtype)
+
+
+def _greedy_or_sample(
+    model: GPT, input_ids: Tensor, attention_mask: Tensor, config: GenerationConfig
+) -> tuple[Tensor, Tensor]:
+    B, T = input_ids.shape
+    device = input_ids.device
+    generator = None
+    if config.seed is not None:
+        generator = torch.Generator(device=device).manual_seed(config.seed)
+
+    cache = _new_cache(model, B, T + config.max_new_tokens, device)
+    logits = _last_logits(model, input_ids, attention_mask, cache)  # prefill
+    seqs, mask = input_ids, attention_mask
+    finished = torch.zeros(B, dtype=torch.bool, device=device)
+    lengths = torch.zeros(B, dtype=torch.long, device=device)
+    for step in range(config.max_new_tokens):
+        if config.repetition_penalty != 1.0:
+            logits = apply_repetition_penalty(logits, seqs, config.repetition_penalty, mask)
+        if config.do_sample:
+            logits = logits / config.temperature
+            if config.top_k is not None:
+                logits = top_k_filter(logits, config.top_k)
+            if config.top_p is not None:
+                logits = top_p_filter(logits, config.top_p)
+            next_ids = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(1)  # (B,)
+        else:
+            next_ids = logits.argmax(dim=-1)  # (B,)
+        next_ids = next_ids.masked_fill(finished, config.pad_token_id)
+        lengths += (~finished).long()
+        seqs = torch.cat([seqs, next_ids[:, None]], dim=1)
+        mask = torch.cat([mask, (~finished)[:, None].to(mask.dtype)], dim=1)  # pad after EOS is not a real token
+        if config.eos_token_id is not None:
+            finished |= next_ids == config.eos_token_id
+        if finished.all() or step == config.max_new_tokens - 1:
+            break
+        logits = _last_logits(model, next_ids[:, None], mask, cache)
+    return seqs, lengths
+
+
+def _beam_search(
+    model: GPT, input_ids: Tensor, attention_mask: Tensor, config: GenerationConfig
+) -> tuple[Tensor, Tensor]:
+    B, T = input_ids.shape
+    K, V = config.num_beams, model.config.vocab_size
+    device = input_ids.device
+    eos, pad, lp = config.eos_token_id, config.pad_token_id, config.length_penalty
+
+    cache = _new_cache(model, B, T + config.max_new_tokens, device)
+    logits = _last_logits(model, input_ids, attention_mask, cache)  # prefill once per prompt: (B, V)
+    # every beam of a prompt starts from that prompt: copy rows rather than run the prompt K times
+    rows = torch.arange(B, device=device).repeat_interleave(K)  # (B*K,), beams of prompt b are rows b*K .. b*K+K-1
+    cache.reorder(rows)
+    logits, seqs, mask = logits[rows], input_ids[rows], attention_mask[rows]
+    beam_scores = torch.zeros(B, K, device=device)  # sum of log-probs of each beam's new tokens
+    beam_scores[:, 1:] = float("-inf")  # the K beams are identical at first: extend only one, or top-K = K copies
+
+    hyps: list[list[tuple[float, Tensor]]] = [[] for _ in range(B)]  # finished (score, new tokens), best K kept
+    done = [False] * B
+
+    def add_hyp(b: int, score: float, tokens: Tensor) -> None:
+        hyps[b].append((score, tokens))
+        if len(hyps[b]) > K:
+            hyps[b].remove(min(hyps[b], key=lambda h: h[0]))
+
+    for step in range(config.max_new_tokens):
+        new_len = step + 1
+        if config.repetition_penalty != 1.0:
+            logits = apply_repetition_penalty(logits, seqs, config.repetition_penalty, mask)
+        logprobs = F.log_softmax(logits, dim=-1)  # (B*K, V)
+        candidates = (beam_scores.view(-1, 1) + logprobs).view(B, K * V)  # every one-token extension of every beam
+        # 2K candidates: even if K of them end with EOS, K remain to continue
+        top_scores, top_idx = candidates.topk(2 * K, dim=1)  # (B, 2K)
+
+        next_scores = torch.full((B, K), float("-inf"), device=device)
+        next_ids = torch.full((B, K), pad, dtype=torch.long, device=device)
+        next_rows = torch.arange(B * K, device=device).view(B, K)  # finished prompts keep their rows
+        for b in range(B):
+            if done[b]:
+                continue
+            slot = 0
+            for rank, (score, idx) in enumerate(zip(top_scores[b].tolist(), top_idx[b].tolist(), strict=True)):
+                if score == float("-inf"):
+                    break  # fewer live extensions than beams (tiny vocabularies, first step)
+                beam, token = divmod(idx, V)
+                if token == eos:
+                    if rank < K:  # an EOS ranked below K would not have survived as a beam either
+                        tokens = torch.cat([seqs[b * K + beam, T:], seqs.new_tensor([eos])])
+                        add_hyp(b, score / new_len**lp, tokens)
+                    continue
+                next_scores[b, slot], next_ids[b, slot], next_rows[b, slot] = score, token, b * K + beam
+                slot += 1
+                if slot == K:
+                    break
+            if len(hyps[b]) == K:
+                worst = min(h[0] for h in hyps[b])
+                # without early stopping, go on while the best live beam (at its current length) still
+                # beats the worst kept hypothesis: the Hugging Face heuristic
+                done[b] = config.early_stopping or next_scores[b, 0].item() / new_len**lp <= worst
+        if all(done):
+            break
+
+        next_rows = next_rows.view(-1)
+        cache.reorder(next_rows)
+        seqs = torch.cat([seqs[next_rows], next_ids.view(-1, 1)], dim=1)
+        mask = torch.cat([mask[next_rows], torch.ones_like(mask[:, :1])], dim=1)
+        beam_scores = next_scores
+        if step < config.max_new_tokens - 1:
+            logits = _last_logits(model, next_ids.view(-1, 1), mask, cache)
+
+    # prompts still running at max_new_tokens: their live beams are hypotheses too
+    for b in range(B):
+        if not done[b]:
+            for k in range(K):
+                score = beam_scores[b, k].item()
+                if score > float("-inf"):
+                    add_hyp(b, score / (seqs.size(1) - T) ** lp, seqs[b * K + k, T:])
+
+    best = [max(row, key=lambda h: h[0])[1] for row in hyps]
+    lengths = torch.tensor([len(t) for t in best], device=device)
+    new = torch.full((B, int(lengths.max())), pad, dtype=torch.long, device=device)
+    for b, tokens in enumerate(best):
+        new[b, : len(tokens)] = tokens
+    return torch.cat([input_ids, new], dim=1), lengths
