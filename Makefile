@@ -1,0 +1,38 @@
+# Two commands a newcomer needs:  make demo  (set up + run the pipeline)   make test  (set up + run the tests)
+# Both create .venv on first use with Python 3.11 and the tested pins; later runs reuse it.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements/constraints.txt | cksum | cut -d' ' -f1)
+PRESET ?= small
+
+.PHONY: setup demo test test-integration lint clean
+
+setup: $(STAMP)
+
+$(STAMP):
+	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "alignops needs Python 3.11"'
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first and pinned: its CPU build is what a plain resolve would replace with a multi-GB CUDA build.
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e ".[dev]"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/alignops run --preset $(PRESET)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+# Longer checks that need PyPI or minutes: the real data build against data.dvc, ...
+test-integration: $(STAMP)
+	$(BIN)/python -m pytest -m "network or slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) .alignops

@@ -1,0 +1,265 @@
+"""Token datasets and the resumable loader that feed models.lm: pretraining blocks, SFT pairs, classification.
+
+    tok = load_tokenizer(path)
+    ids = encode_corpus([r["text"] for r in load_split(data_dir, "corpus", "train")], tok)   # 1-D LongTensor
+    train = resumable_loader(PackedBlocks(ids, block_size=256), batch_size=12, seed=0, shuffle=True)
+    trainer = Trainer(max_steps=5000)          # max_steps without max_epochs: epochs cycle until max_steps
+    trainer.fit(CausalLM(...), train)          # a checkpoint holds the data position; fit(ckpt_path=...) resumes
+
+    sft = SFTDataset(load_split(data_dir, "sft", "train"), tok, max_len=256)
+    loader = resumable_loader(sft, 8, seed=0, shuffle=True, collate_fn=collate_right_pad(pad_id(tok)))
+
+One convention everywhere: input_ids and labels have the same length T and are aligned (labels[i] is the token
+at position i, -100 where nothing is learned); models.lm.CausalLM shifts them, predicting labels[i + 1] from
+positions <= i. attention_mask is 1 on real tokens, 0 on padding (right padding).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from alignops.config import SPECIAL_TOKENS
+from alignops.data.tokenizer import chat_template
+
+EOS, PAD = SPECIAL_TOKENS[0], SPECIAL_TOKENS[1]
+IGNORE_INDEX = -100  # labels value that cross-entropy skips (torch's default ignore_index)
+
+Example = dict[str, Tensor]
+
+
+def special_id(tokenizer, token: str) -> int:
+    token_id = tokenizer.token_to_id(token)
+    if token_id is None:
+        raise ValueError(f"the tokenizer has no {token} token: train it with alignops.data.tokenizer.train_tokenizer")
+    return token_id
+
+
+def pad_id(tokenizer) -> int:
+    return special_id(tokenizer, PAD)
+
+
+def encode_corpus(texts: Sequence[str], tokenizer) -> Tensor:
+    """All texts as one 1-D LongTensor, each text's ids followed by <|endoftext|> (the document separator)."""
+    eos = special_id(tokenizer, EOS)
+    ids: list[int] = []
+    for encoding in tokenizer.encode_batch(list(texts)):
+        ids.extend(encoding.ids)
+        ids.append(eos)
+    return torch.tensor(ids, dtype=torch.long)
+
+
+class PackedBlocks(Dataset):
+    """Blocks of block_size tokens cut from one token stream (encode_corpus), for pretraining.
+
+    Consecutive blocks share one token (stride block_size - 1): the model learns labels[1:] from input_ids[:-1]
+    inside a block, so every next-token pair of the stream is a target exactly once. Only the tail that does
+    not fill a last block is left out."""
+
+    def __init__(self, tokens: Tensor, block_size: int) -> None:
+        if block_size < 2:
+            raise ValueError(f"block_size must be >= 2 (a block must hold a next-token pair), got {block_size}")
+        if tokens.dim() != 1:
+            raise ValueError(f"tokens must be 1-D (encode_corpus), got shape {tuple(tokens.shape)}")
+        self.tokens = tokens
+        self.block_size = block_size
+        self.stride = block_size - 1
+        self.num_blocks = max(0, (len(tokens) - 1) // self.stride)
+
+    def __len__(self) -> int:
+        return self.num_blocks
+
+    def __getitem__(self, i: int) -> Example:
+        if not 0 <= i < self.num_blocks:
+            raise IndexError(f"block {i} out of range ({self.num_blocks} blocks)")
+        block = self.tokens[i * self.stride : i * self.stride + self.block_size]
+        return dict(input_ids=block, labels=block, attention_mask=torch.ones_like(block))
+
+
+class SFTDataset(Dataset):
+    """Prompt/response pairs in the chat template, learning only the response and its <|endoftext|>.
+
+    Prompt and response are tokenized apart, so the prompt's tokens are exactly what the model is given at
+    generation time (chat_template(prompt)). Labels are -100 on the prompt, up to and including
+    "<|assistant|>\\n". A pair longer than max_len gets a window: the prompt keeps its end (the part nearest
+    the response), at most what the response leaves and never less than half the window; the response keeps
+    its start. Every pair keeps at least one response token; `truncated` counts the pairs that were cut."""
+
+    def __init__(self, records: Sequence[dict[str, Any]], tokenizer, max_len: int) -> None:
+        if max_len < 2:
+            raise ValueError(f"max_len must be >= 2, got {max_len}")
+        prompts = tokenizer.encode_batch([chat_template(r["prompt"]) for r in records])
+        responses = tokenizer.encode_batch([r["response"] + EOS for r in records])
+        self.examples: list[tuple[Tensor, int]] = []  # (ids, number of prompt tokens)
+        self.truncated = 0
+        for prompt, response in zip(prompts, responses, strict=True):
+            p, r = prompt.ids, response.ids
+            if len(p) + len(r) > max_len:
+                self.truncated += 1
+                p = p[-max(max_len - len(r), max_len // 2) :]
+                r = r[: max_len - len(p)]
+            self.examples.append((torch.tensor(p + r, dtype=torch.long), len(p)))
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> Example:
+        ids, n_prompt = self.examples[i]
+        labels = ids.clone()
+        labels[:n_prompt] = IGNORE_INDEX
+        return dict(input_ids=ids, labels=labels)
+
+
+class ClassificationDataset(Dataset):
+    """Texts with a class index; a text longer than max_len keeps its first max_len tokens.
+
+    labels: the class names in index order (e.g. ["negative", "positive"]); a record whose label is not one of
+    them is an error."""
+
+    def __init__(self, records: Sequence[dict[str, Any]], tokenizer, max_len: int, labels: Sequence[str]) -> None:
+        index = {name: i for i, name in enumerate(labels)}
+        self.examples: list[tuple[Tensor, int]] = []
+        for n, (record, encoding) in enumerate(zip(records, tokenizer.encode_batch([r["text"] for r in records]))):
+            if record["label"] not in index:
+                raise ValueError(f"record {n}: label {record['label']!r} is not one of {list(labels)}")
+            if not encoding.ids:
+                raise ValueError(f"record {n}: text {record['text']!r} has no tokens")
+            self.examples.append((torch.tensor(encoding.ids[:max_len], dtype=torch.long), index[record["label"]]))
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> Example:
+        ids, label = self.examples[i]
+        return dict(input_ids=ids, label=torch.tensor(label))
+
+
+def collate_right_pad(pad_token_id: int) -> Callable[[list[Example]], Example]:
+    """Collate examples of different lengths: input_ids padded on the right with pad_token_id, labels with -100,
+    plus attention_mask (1 real, 0 padding); fixed-size fields (a class label) are stacked."""
+
+    def collate(examples: list[Example]) -> Example:
+        lengths = [len(e["input_ids"]) for e in examples]
+        T = max(lengths)
+        batch: Example = {}
+        for key, fill in (("input_ids", pad_token_id), ("labels", IGNORE_INDEX)):
+            if key in examples[0]:
+                batch[key] = torch.full((len(examples), T), fill, dtype=torch.long)
+                for row, e in enumerate(examples):
+                    batch[key][row, : len(e[key])] = e[key]
+        batch["attention_mask"] = (torch.arange(T) < torch.tensor(lengths)[:, None]).long()  # (B, T)
+        for key in examples[0].keys() - batch.keys():
+            batch[key] = torch.stack([e[key] for e in examples])
+        return batch
+
+    return collate
+
+
+class ResumableSampler(Sampler[int]):
+    """Indices 0..n-1 in an order fixed by (seed, epoch), starting at `start` (the data position on resume).
+
+    Lightning calls set_epoch(epoch) before every epoch, the way it does for DistributedSampler."""
+
+    def __init__(self, n: int, seed: int, shuffle: bool) -> None:
+        self.n, self.seed, self.shuffle = n, seed, shuffle
+        self.epoch = 0
+        self.start = 0  # read and cleared when the next pass begins
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        # a generator: the order is drawn when the first index is asked for, after Lightning's set_epoch
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)  # own RNG: global RNG untouched
+            order = torch.randperm(self.n, generator=generator)
+        else:
+            order = torch.arange(self.n)
+        start, self.start = self.start, 0
+        yield from order[start:].tolist()
+
+    def __len__(self) -> int:
+        return self.n  # a whole epoch: Lightning counts the batches of an epoch from it
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader that knows its position in the epoch: state_dict() / load_state_dict().
+
+    Lightning (2.x) saves state_dict() of every train loader that has both methods into the checkpoint
+    (loops.fit_loop.combined_loader) and, on fit(ckpt_path=...), calls load_state_dict() before iterating: the
+    resumed epoch then yields only the batches the interrupted run had not reached yet. Batches are counted as
+    they leave the loader, so worker prefetching does not shift the position."""
+
+    sampler: ResumableSampler
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.batches_done = 0  # batches of the current epoch handed out
+        self._resume_at = 0  # batches the next pass skips
+
+    def __iter__(self) -> Iterator[Any]:
+        # a generator, so nothing happens until the first batch is asked for (Lightning calls iter() early)
+        skip, self._resume_at = self._resume_at, 0
+        self.sampler.start = skip * self.batch_size
+        self.batches_done = skip
+        for batch in super().__iter__():
+            self.batches_done += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return dict(
+            epoch=self.sampler.epoch,
+            batches_done=self.batches_done,
+            batch_size=self.batch_size,
+            num_examples=self.sampler.n,
+            seed=self.sampler.seed,
+        )
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        saved = (state["num_examples"], state["batch_size"], state["seed"])
+        if saved != (self.sampler.n, self.batch_size, self.sampler.seed):
+            raise ValueError(
+                f"the checkpoint's data position is for {saved[0]} examples in batches of {saved[1]} with seed "
+                f"{saved[2]}; this loader has {self.sampler.n}, {self.batch_size}, seed {self.sampler.seed}. "
+                "Resume with the same data, batch size and seed, or start the run anew."
+            )
+        self.sampler.set_epoch(state["epoch"])
+        # a finished epoch: the next pass is a whole new epoch (Lightning advances the epoch itself)
+        self._resume_at = state["batches_done"] if state["batches_done"] < len(self) else 0
+        self.batches_done = state["batches_done"]
+
+
+def resumable_loader(
+    dataset: Dataset,
+    batch_size: int,
+    seed: int = 0,
+    shuffle: bool = True,
+    collate_fn: Callable | None = None,
+    drop_last: bool = False,
+    num_workers: int = 0,
+) -> ResumableLoader:
+    """A deterministic DataLoader over dataset, resumable mid-epoch (see ResumableLoader).
+
+    The order of epoch e is a function of (seed, e) alone. Train for a number of steps with
+    Trainer(max_steps=N): epochs then repeat, each in a new order, until N steps."""
+    return ResumableLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=ResumableSampler(len(dataset), seed, shuffle),
+        collate_fn=collate_fn,
+        drop_last=drop_last,
+        num_workers=num_workers,
+    )
+
+
+def unigram_baseline_loss(train_ids: Tensor, val_ids: Tensor, vocab_size: int) -> float:
+    """Cross-entropy (nats/token) on val_ids of an add-one-smoothed unigram model fit on train_ids: the loss
+    of a model that knows token frequencies and nothing of context; a pretrained model must clearly beat it."""
+    counts = torch.bincount(train_ids.flatten(), minlength=vocab_size).double() + 1.0
+    log_probs = counts.log() - math.log(counts.sum().item())
+    return -log_probs[val_ids.flatten()].mean().item()
