@@ -14,8 +14,11 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="Train and align a GPT-style model: data, tokenizer, training, RLHF, evaluation.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Train and align a GPT-style model: data, tokenizer, training, RLHF, evaluation.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 data_app = typer.Typer(help="Build, validate and version the datasets.", no_args_is_help=True)
 tokenizer_app = typer.Typer(help="Train the byte-level BPE tokenizer.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the typed configs and presets.", no_args_is_help=True)
@@ -111,7 +114,9 @@ def data_status(remote: Annotated[bool, typer.Option(help="Also check the DVC re
         status = versioning.status(check_remote=remote)
     _echo(f"version  {status.version}\nstatus   {status.details}")
     if status.in_remote is not None:
-        _echo(f"remote   {'has this version' if status.in_remote else 'does not have this version: alignops data push'}")
+        _echo(
+            f"remote   {'has this version' if status.in_remote else 'does not have this version: alignops data push'}"
+        )
     if not status.workspace_matches:
         raise typer.Exit(1)
 
@@ -144,8 +149,10 @@ def tokenizer_train(preset: Preset = "small", overrides: Overrides = None) -> No
     with _errors():
         result = tokenizer.run(_load(preset, overrides))
     cpt = ", ".join(f"{k} {v:.2f}" for k, v in result.chars_per_token.items())
-    _echo(f"tokenizer {result.info.path} (sha256 {result.info.sha256[:12]}, vocab {result.info.vocab_size}); "
-          f"chars/token on val: {cpt}; MLflow run {result.run_id}")
+    _echo(
+        f"tokenizer {result.info.path} (sha256 {result.info.sha256[:12]}, vocab {result.info.vocab_size}); "
+        f"chars/token on val: {cpt}; MLflow run {result.run_id}"
+    )
 
 
 @config_app.command("show")
@@ -160,21 +167,18 @@ def config_show(preset: Preset = "small", overrides: Overrides = None) -> None:
 
 @app.command("run")
 def run(preset: Preset = "small", overrides: Overrides = None) -> None:
-    """Run the pipeline: build + version the data, validate it, train the tokenizer; one parent MLflow run."""
+    """Run the pipeline as a Prefect flow: build + version the data, validate it, train the tokenizer."""
     from alignops import tracking
-    from alignops.stages import data, tokenizer
 
     with _errors():
-        cfg = _load(preset, overrides)
-        with tracking.pipeline_run(cfg) as parent, _progress() as step:
-            built = data.build(cfg, progress=step)
-            step("validating")
-            data.validate(cfg)
-            step("training the tokenizer")
-            tok = tokenizer.run(cfg)
-    _print_build(built)
-    _echo(f"tokenizer: {tok.info.path} (vocab {tok.info.vocab_size})")
-    _echo(f"MLflow parent run {parent}. See it: mlflow ui --backend-store-uri {tracking.tracking_uri()}")
+        _load(preset, overrides)  # a bad preset fails here, before Prefect starts; the flow's log shows progress
+        from flows.pipeline import pipeline
+
+        result = pipeline(preset, overrides or [])
+    _echo(f"data version {result['data_version']}; tokenizer {result['tokenizer']}")
+    _echo(
+        f"MLflow parent run {result['parent_run_id']}. See it: mlflow ui --backend-store-uri {tracking.tracking_uri()}"
+    )
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m alignops.cli`

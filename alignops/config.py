@@ -113,7 +113,9 @@ def load_config(preset: str | Path = "small", overrides: list[str] | tuple[str, 
     if not path.suffix:
         path = presets_dir() / f"{preset}.yaml"
     if not path.is_file():
-        raise ConfigError(f"No preset {str(preset)!r} ({path} not found). Choose one of {list_presets()} or a YAML path.")
+        raise ConfigError(
+            f"No preset {str(preset)!r} ({path} not found). Choose one of {list_presets()} or a YAML path."
+        )
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
@@ -126,10 +128,10 @@ def load_config(preset: str | Path = "small", overrides: list[str] | tuple[str, 
     try:
         return PipelineConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"{path} (with overrides {list(overrides)}): {problems}. Fix the preset or the --set value.") from exc
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
+        raise ConfigError(
+            f"{path} (with overrides {list(overrides)}): {problems}. Fix the preset or the --set value."
+        ) from exc
 
 
 def _apply_override(raw: dict[str, Any], item: str) -> None:

@@ -30,16 +30,27 @@ if TYPE_CHECKING:
     import mlflow as mlflow_module
 
 
+# mlflow.set_tracking_uri copies the URI into MLFLOW_TRACKING_URI for subprocesses; remember what we gave it,
+# so a later ALIGNOPS_HOME (another test, another project) is not shadowed by our own earlier default.
+_last_set: str | None = None
+
+
 def tracking_uri() -> str:
-    """MLFLOW_TRACKING_URI if set, else SQLite under ALIGNOPS_HOME."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{settings.home() / 'mlflow.db'}"
+    """MLFLOW_TRACKING_URI if the user set it, else SQLite under ALIGNOPS_HOME."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env and env != _last_set:
+        return env
+    return f"sqlite:///{settings.home() / 'mlflow.db'}"
 
 
 def _mlflow() -> mlflow_module:
+    global _last_set
     settings.apply_offline_env()
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri())
+    uri = tracking_uri()
+    _last_set = uri
+    mlflow.set_tracking_uri(uri)
     return mlflow
 
 
@@ -63,7 +74,11 @@ def git_commit(cwd: Path | None = None) -> str:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd, capture_output=True, text=True, check=True, timeout=10,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -131,12 +146,16 @@ def pipeline_run(cfg: PipelineConfig, run_name: str | None = None) -> Iterator[s
 
 
 @contextmanager
-def stage_run(stage: str, cfg: PipelineConfig, section: BaseModel | None = None) -> Iterator[StageRun]:
-    """One stage's run: nested when a pipeline run is active, top-level otherwise. Marked FAILED on error."""
+def stage_run(
+    stage: str, cfg: PipelineConfig, section: BaseModel | None = None, parent_run_id: str | None = None
+) -> Iterator[StageRun]:
+    """One stage's run, marked FAILED on error. Nested under `parent_run_id` when given (a flow passes it:
+    MLflow's active run is per thread, and a flow's tasks may run in other threads), else under the active
+    run of this thread, else top-level."""
     mlflow = _mlflow()
-    nested = mlflow.active_run() is not None
+    nested = parent_run_id is not None or mlflow.active_run() is not None
     with mlflow.start_run(
-        experiment_id=experiment_id(cfg.tracking.experiment), run_name=stage, nested=nested
+        experiment_id=experiment_id(cfg.tracking.experiment), run_name=stage, nested=nested, parent_run_id=parent_run_id
     ) as run:
         mlflow.set_tags(lineage_tags(stage, cfg, section))
         if section is not None:

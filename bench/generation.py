@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse  # noqa: E402
+import copy  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -57,17 +58,21 @@ def without_cache(model: GPT, prompt: Tensor, new_tokens: int) -> Tensor:
     return seq
 
 
-def best_time(fn: Callable[[], Tensor], device: torch.device, repeats: int) -> tuple[float, Tensor]:
-    """Fastest of `repeats` runs of fn (after one warmup run), and its output."""
-    out = fn()  # warmup
-    best = float("inf")
+def time_interleaved(
+    fns: dict[str, Callable[[], Tensor]], device: torch.device, repeats: int
+) -> tuple[dict[str, float], dict[str, Tensor]]:
+    """Fastest of `repeats` runs of each fn, after one warmup run each, and each fn's output. The fns take turns,
+    so load from other processes on a shared machine falls on all of them rather than on one."""
+    outs = {name: fn() for name, fn in fns.items()}  # warmup
+    best = dict.fromkeys(fns, float("inf"))
     for _ in range(repeats):
-        synchronize(device)
-        t0 = time.perf_counter()
-        out = fn()
-        synchronize(device)
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+        for name, fn in fns.items():
+            synchronize(device)
+            t0 = time.perf_counter()
+            outs[name] = fn()
+            synchronize(device)
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best, outs
 
 
 def compare(a: Tensor, b: Tensor, prompt_len: int) -> dict:
@@ -95,14 +100,20 @@ def bench_generation(
     shape["block_size"] = max(shape["block_size"], prompt_len + new_tokens)
     torch.manual_seed(seed)
     model_fp32 = GPT(GPTConfig(**shape)).to(device).eval()
-    model = model_fp32 if dtype == torch.float32 else GPT(GPTConfig(**shape)).to(device, dtype).eval()
-    if model is not model_fp32:
-        model.load_state_dict(model_fp32.state_dict())  # same weights, rounded to dtype
+    # the timed model: the same weights, rounded to dtype
+    model = model_fp32 if dtype == torch.float32 else copy.deepcopy(model_fp32).to(dtype)
     prompt = torch.randint(shape["vocab_size"], (batch_size, prompt_len), device=device)
 
     n = batch_size * new_tokens
-    t_cache, seq_cache = best_time(lambda: with_cache(model, prompt, new_tokens), device, repeats)
-    t_full, seq_full = best_time(lambda: without_cache(model, prompt, new_tokens), device, repeats)
+    times, seqs = time_interleaved(
+        {
+            "cache": lambda: with_cache(model, prompt, new_tokens),
+            "no_cache": lambda: without_cache(model, prompt, new_tokens),
+        },
+        device,
+        repeats,
+    )
+    t_cache, t_full = times["cache"], times["no_cache"]
     out = {
         "preset": preset,
         **shape,
@@ -116,7 +127,7 @@ def bench_generation(
         "cache_tokens_per_s": round(n / t_cache, 1),
         "no_cache_tokens_per_s": round(n / t_full, 1),
         "kv_cache_speedup": round(t_full / t_cache, 3),
-        **compare(seq_cache, seq_full, prompt_len),
+        **compare(seqs["cache"], seqs["no_cache"], prompt_len),
     }
     if dtype != torch.float32:
         a = with_cache(model_fp32, prompt, new_tokens)
@@ -132,14 +143,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prompt-len", type=int, default=32)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
-    parser.add_argument("--dtype", default="auto", help="weights dtype: fp32, bf16, fp16 (default: bf16 cuda, fp32 cpu)")
-    parser.add_argument("--repeats", type=int, help="timed runs after one warmup, fastest kept (default: 5 cuda, 1 cpu)")
+    parser.add_argument("--dtype", default="auto", help="weights: fp32, bf16, fp16 (default: bf16 cuda, fp32 cpu)")
+    parser.add_argument("--repeats", type=int, help="timed runs after a warmup, best kept (default: 5 cuda, 3 cpu)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch.get_num_threads())")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
-    repeats = args.repeats or (5 if device.type == "cuda" else 1)
+    repeats = args.repeats or (5 if device.type == "cuda" else 3)
     env = environment(device)
     for preset in args.preset:
         for batch_size in args.batch_size:

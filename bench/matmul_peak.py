@@ -92,7 +92,10 @@ def main(argv: list[str] | None = None) -> None:
         "--sizes", type=int, nargs="+", help="matrix sizes n (default: 512 1024 2048 on cpu, 2048 4096 8192 on cuda)"
     )
     parser.add_argument("--repeats", type=int, help="samples per size, best kept (default: 5 cpu, 10 cuda)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch.get_num_threads())")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)

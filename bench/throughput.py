@@ -85,11 +85,29 @@ def bench_train(
     synchronize(device)
     warmup_s = time.perf_counter() - t0
 
+    # per-step times without a sync per step: CUDA events on the GPU's clock, host timestamps on CPU
+    cuda = device.type == "cuda"
+    marks: list = []
+
+    def mark() -> None:
+        if cuda:
+            marks.append(torch.cuda.Event(enable_timing=True))
+            marks[-1].record()
+        else:
+            marks.append(time.perf_counter())
+
     t0 = time.perf_counter()
     for _ in range(steps):
+        mark()
         loss = step()
+    mark()
     synchronize(device)
     elapsed = time.perf_counter() - t0
+    if cuda:
+        step_ms = [a.elapsed_time(b) for a, b in zip(marks, marks[1:], strict=False)]
+    else:
+        step_ms = [1000 * (b - a) for a, b in zip(marks, marks[1:], strict=False)]
+    step_ms.sort()
 
     tokens_per_s = steps * B * T / elapsed
     flops_per_token = model.flops_per_token()
@@ -106,7 +124,9 @@ def bench_train(
         "warmup_steps": warmup,
         "warmup_s": round(warmup_s, 3),
         "steps": steps,
-        "ms_per_step": round(1000 * elapsed / steps, 3),
+        "ms_per_step": round(1000 * elapsed / steps, 3),  # mean: what tokens_per_s and mfu use
+        "ms_per_step_median": round(step_ms[len(step_ms) // 2], 3),
+        "ms_per_step_min": round(step_ms[0], 3),
         "tokens_per_s": round(tokens_per_s, 1),
         "achieved_tflops": round(achieved / 1e12, 5),
         "peak_tflops": round(peak_flops / 1e12, 4),
@@ -139,8 +159,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--peak-tflops", type=float, help="MFU denominator, e.g. a datasheet figure (default: measured matmul peak)"
     )
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch.get_num_threads())")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)

@@ -1,9 +1,9 @@
 """Heads that read the GPT's final hidden states (models.gpt.GPT.hidden_states) in place of its lm_head.
 
-    hidden = gpt.hidden_states(input_ids, attention_mask=mask)     # (B, T, C)
-    pooled = last_token(hidden, mask)                              # (B, C): the last real token of each row
-    logits = ClassificationHead(C, num_classes=2, dropout=0.1)(pooled)   # (B, num_classes)
-    reward = ScalarHead(C)(pooled)                                 # (B,): a reward; on (B, T, C) per-token values
+hidden = gpt.hidden_states(input_ids, attention_mask=mask)     # (B, T, C)
+pooled = last_token(hidden, mask)                              # (B, C): the last real token of each row
+logits = ClassificationHead(C, num_classes=2, dropout=0.1)(pooled)   # (B, num_classes)
+reward = ScalarHead(C)(pooled)                                 # (B,): a reward; on (B, T, C) per-token values
 """
 
 from __future__ import annotations

@@ -18,7 +18,17 @@ def _isolated_session(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["ALIGNOPS_HOME"] = str(session_home)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     os.environ["PREFECT_HOME"] = str(session_home / "prefect")
+    os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
     settings.apply_offline_env()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One Prefect test server for the whole session (about 20 s to start on 2 cores)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
 
 
 @pytest.fixture
@@ -42,12 +52,70 @@ import tarfile  # noqa: E402
 
 from alignops.data import sources  # noqa: E402
 
-_WORDS = (
-    "film story actor scene music camera plot light city river night paper table garden window market doctor "
-    "teacher engine forest winter summer morning letter village bridge mountain island station museum kitchen "
-    "battery screen keyboard player speaker price quality service delivery hotel room breakfast staff trip "
-    "bright dull quick slow warm cold loud quiet honest clever brave gentle strange simple careful happy angry"
-).split()
+_WORDS = [
+    "film",
+    "story",
+    "actor",
+    "scene",
+    "music",
+    "camera",
+    "plot",
+    "light",
+    "city",
+    "river",
+    "night",
+    "paper",
+    "table",
+    "garden",
+    "window",
+    "market",
+    "doctor",
+    "teacher",
+    "engine",
+    "forest",
+    "winter",
+    "summer",
+    "morning",
+    "letter",
+    "village",
+    "bridge",
+    "mountain",
+    "island",
+    "station",
+    "museum",
+    "kitchen",
+    "battery",
+    "screen",
+    "keyboard",
+    "player",
+    "speaker",
+    "price",
+    "quality",
+    "service",
+    "delivery",
+    "hotel",
+    "room",
+    "breakfast",
+    "staff",
+    "trip",
+    "bright",
+    "dull",
+    "quick",
+    "slow",
+    "warm",
+    "cold",
+    "loud",
+    "quiet",
+    "honest",
+    "clever",
+    "brave",
+    "gentle",
+    "strange",
+    "simple",
+    "careful",
+    "happy",
+    "angry",
+]
 _HAN = "天地人日月山水火木金土风云雨雪花草树鸟鱼马牛羊车船书画歌舞城门家国王臣兵将军马刀剑春夏秋冬东西南北"
 
 
@@ -98,7 +166,9 @@ def write_source_cache(cache_dir: Path, seed: int = 0, per_source: int = 60) -> 
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
     root(sources.VADER, {"additional_resources/hutto_ICWSM_2014.tar.gz": buf.getvalue()})
-    rows = [{"instruction": _en(rng, 8), "output": _en(rng, 20), "generator": "x", "dataset": "koala"} for _ in range(n)]
+    rows = [
+        {"instruction": _en(rng, 8), "output": _en(rng, 20), "generator": "x", "dataset": "koala"} for _ in range(n)
+    ]
     root(sources.ALPACA_EVAL, {"example/outputs.json": json.dumps(rows).encode()})
     convs = "\n".join(f"- - {_en(rng, 6)}\n  - {_en(rng, 8)}" for _ in range(n))
     root(
@@ -119,8 +189,12 @@ def dvc_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     repo = tmp_path / "repo"
     repo.mkdir()
     monkeypatch.chdir(repo)
-    for key, value in {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-                       "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}.items():
+    for key, value in {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }.items():
         monkeypatch.setenv(key, value)
     subprocess.run(["git", "init", "-q"], check=True)
     subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], check=True)

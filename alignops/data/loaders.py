@@ -124,7 +124,9 @@ class ClassificationDataset(Dataset):
     def __init__(self, records: Sequence[dict[str, Any]], tokenizer, max_len: int, labels: Sequence[str]) -> None:
         index = {name: i for i, name in enumerate(labels)}
         self.examples: list[tuple[Tensor, int]] = []
-        for n, (record, encoding) in enumerate(zip(records, tokenizer.encode_batch([r["text"] for r in records]))):
+        for n, (record, encoding) in enumerate(
+            zip(records, tokenizer.encode_batch([r["text"] for r in records]), strict=True)
+        ):
             if record["label"] not in index:
                 raise ValueError(f"record {n}: label {record['label']!r} is not one of {list(labels)}")
             if not encoding.ids:
@@ -254,6 +256,9 @@ def resumable_loader(
         collate_fn=collate_fn,
         drop_last=drop_last,
         num_workers=num_workers,
+        # every iter() of a DataLoader draws a base seed (for workers) from this generator, by default the
+        # global RNG: a resumed run would then draw at a different step, and its dropout masks would differ
+        generator=torch.Generator().manual_seed(seed),
     )
 
 

@@ -1,7 +1,7 @@
 """Data stages: build the datasets and version them with DVC; validate them with Great Expectations.
 
-    result = build(load_config("tiny"))      # data/ + data.dvc + an MLflow run with counts and datasheet
-    report = validate(load_config("tiny"))   # raises DataValidationError when a suite fails
+result = build(load_config("tiny"))      # data/ + data.dvc + an MLflow run with counts and datasheet
+report = validate(load_config("tiny"))   # raises DataValidationError when a suite fails
 """
 
 from __future__ import annotations
@@ -37,9 +37,11 @@ def _md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
-def build(cfg: PipelineConfig, progress: Callable[[str], None] = lambda _msg: None) -> DataBuildResult:
+def build(
+    cfg: PipelineConfig, progress: Callable[[str], None] = lambda _msg: None, parent_run_id: str | None = None
+) -> DataBuildResult:
     cache_dir = cfg.data.cache_dir or settings.home() / "cache"
-    with tracking.stage_run("data-build", cfg, cfg.data) as run:
+    with tracking.stage_run("data-build", cfg, cfg.data, parent_run_id) as run:
         result = datasets.build_datasets(cfg.data, cache_dir, progress)
         progress("recording the version with DVC")
         version = versioning.track(cfg.data.data_dir)
@@ -66,12 +68,12 @@ def bounds(cfg: PipelineConfig):
     )
 
 
-def validate(cfg: PipelineConfig) -> DataValidationResult:
+def validate(cfg: PipelineConfig, parent_run_id: str | None = None) -> DataValidationResult:
     """Run every suite; log the report to MLflow; raise DataValidationError (run marked failed) on failure."""
     from alignops.data.validation import DataValidationError, validate_dataset
 
     docs_dir = cfg.validation.docs_dir or settings.home() / "gx-docs"
-    with tracking.stage_run("data-validate", cfg, cfg.validation) as run:
+    with tracking.stage_run("data-validate", cfg, cfg.validation, parent_run_id) as run:
         report = validate_dataset(cfg.data.data_dir, bounds(cfg), docs_dir=docs_dir)
         summary = report.to_dict()
         failed = sum(len(r.failures) for r in report.results)

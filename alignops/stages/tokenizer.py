@@ -1,6 +1,6 @@
 """Tokenizer stage: train the byte-level BPE on the validated corpus train split and record it.
 
-    result = run(load_config("tiny"))
+result = run(load_config("tiny"))
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ class TokenizerResult:
     run_id: str
 
 
-def run(cfg: PipelineConfig) -> TokenizerResult:
+def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> TokenizerResult:
     require_valid(cfg)
     out_dir = cfg.tokenizer.output_dir or settings.home() / "tokenizer"
-    with tracking.stage_run("tokenizer", cfg, cfg.tokenizer) as stage:
+    with tracking.stage_run("tokenizer", cfg, cfg.tokenizer, parent_run_id) as stage:
         train = datasets.load_split(cfg.data.data_dir, "corpus", "train")
         info = train_tokenizer(
             (r["text"] for r in train),
@@ -40,8 +40,9 @@ def run(cfg: PipelineConfig) -> TokenizerResult:
             n_tokens = sum(len(e.ids) for e in tok.encode_batch(texts))
             chars_per_token[lang] = sum(map(len, texts)) / max(n_tokens, 1)
         stage.set_tags({"alignops.tokenizer_hash": info.sha256[:12]})
-        stage.log_metrics({"tokenizer/vocab_size": info.vocab_size} | {
-            f"tokenizer/chars_per_token_{lang}": v for lang, v in chars_per_token.items()
-        })
+        stage.log_metrics(
+            {"tokenizer/vocab_size": info.vocab_size}
+            | {f"tokenizer/chars_per_token_{lang}": v for lang, v in chars_per_token.items()}
+        )
         stage.log_artifact(out_dir, "tokenizer")
         return TokenizerResult(info, chars_per_token, stage.run_id)

@@ -28,8 +28,14 @@ def test_clean_is_idempotent() -> None:
 
 @pytest.mark.parametrize(
     "text, lang",
-    [("今天天气很好。", "zh"), ("The film was great.", "en"), ("今日はいい天気ですね", None), ("1234 !!", None),
-     ("Привет мир", None), ("用 Python 写一个函数", "zh")],
+    [
+        ("今天天气很好。", "zh"),
+        ("The film was great.", "en"),
+        ("今日はいい天気ですね", None),
+        ("1234 !!", None),
+        ("Привет мир", None),
+        ("用 Python 写一个函数", "zh"),
+    ],
 )
 def test_detect_lang(text: str, lang: str | None) -> None:
     assert detect_lang(text) == lang

@@ -1,0 +1,312 @@
+"""LightningModules around models.gpt.GPT: CausalLM (pretraining and SFT) and SequenceClassifier.
+
+    lm = CausalLM(GPTConfig(...), lr=6e-4, warmup_steps=100, max_steps=5000)    # pretraining, from scratch
+    sft = CausalLM.from_gpt(lm.model, lr=1e-4, warmup_steps=20, max_steps=500)   # SFT starts from the base
+    clf = SequenceClassifier.from_gpt(lm.model, labels=["negative", "positive"], max_steps=300)
+    Trainer(max_steps=5000, precision="bf16-mixed").fit(lm, train_loader, val_loader)
+
+Batches come from alignops.data.loaders: input_ids (B, T); for CausalLM labels (B, T) aligned with input_ids
+(-100 = not learned; the module shifts them: position t predicts labels[t + 1]); for SequenceClassifier label
+(B,); attention_mask (B, T), 1 real token, 0 right padding.
+
+Metrics: train/loss, train/lr, train/tokens_per_sec; val/loss and val/ppl over the whole val set (token-weighted);
+SequenceClassifier: {val,test}/{loss,accuracy,precision,recall,f1} (macro), {val,test}/f1_<label>, and the
+confusion matrix in `confusion_matrix[stage]`.
+
+A checkpoint resumes exactly: Lightning restores weights, optimizer, scheduler and step; these modules add the
+RNG states (dropout), and alignops.data.loaders.ResumableLoader the data position. Nothing here fixes a device
+or dtype: Trainer(accelerator=..., precision=...) decides (bf16-mixed included).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import asdict
+from functools import partial
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
+
+from models.gpt import GPT, GPTConfig
+from models.heads import ClassificationHead, last_token
+
+IGNORE_INDEX = -100
+
+
+def warmup_cosine(step: int, warmup_steps: int, max_steps: int, min_lr_ratio: float) -> float:
+    """Learning-rate multiplier at optimizer step `step` (0-based): linear warmup over warmup_steps, then a cosine
+    from 1 down to min_lr_ratio at max_steps, constant after (nanoGPT's schedule)."""
+    if step < warmup_steps:
+        return (step + 1) / (warmup_steps + 1)
+    if step >= max_steps:
+        return min_lr_ratio
+    progress = (step - warmup_steps) / (max_steps - warmup_steps)
+    return min_lr_ratio + 0.5 * (1.0 + math.cos(math.pi * progress)) * (1.0 - min_lr_ratio)
+
+
+def _gpt_dict(gpt: GPTConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """The GPT config as a plain dict: what save_hyperparameters stores and load_from_checkpoint passes back."""
+    config = gpt if isinstance(gpt, GPTConfig) else GPTConfig(**gpt)  # GPTConfig validates and fills defaults
+    return asdict(config)
+
+
+def _check_schedule(lr: float, warmup_steps: int, max_steps: int, min_lr_ratio: float) -> None:
+    if lr <= 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    if not 0 <= warmup_steps < max_steps:
+        raise ValueError(f"need 0 <= warmup_steps < max_steps, got warmup_steps={warmup_steps}, max_steps={max_steps}")
+    if not 0 <= min_lr_ratio <= 1:
+        raise ValueError(f"min_lr_ratio must be in [0, 1], got {min_lr_ratio}")
+
+
+class _GPTModule(L.LightningModule):
+    """What both modules share: the GPT in self.model, optional compile, AdamW + schedule, RNG in checkpoints."""
+
+    model: GPT
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._compiled = False
+        self._rng_to_restore: dict[str, Any] | None = None
+
+    @classmethod
+    def from_gpt(cls, gpt: GPT | Mapping[str, Tensor], config: GPTConfig | None = None, **hparams: Any):
+        """A module whose GPT starts from trained weights: a GPT, or a state dict with its config.
+
+        To change dropout for fine-tuning, pass dataclasses.replace(gpt.config, dropout=...) as config."""
+        if isinstance(gpt, GPT):
+            config, state = config or gpt.config, gpt.state_dict()
+        elif config is None:
+            raise ValueError("from_gpt(state_dict) needs the GPTConfig the weights were trained with: config=...")
+        else:
+            state = gpt
+        module = cls(config, **hparams)
+        module.model.load_state_dict(state)
+        return module
+
+    def configure_model(self) -> None:
+        # Lightning calls this in every fit/validate/test: compile once, in place (state dict keys unchanged)
+        if self.hparams.compile and not self._compiled:
+            self.model.compile()
+            self._compiled = True
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        params = [p for p in self.parameters() if p.requires_grad]
+        # nanoGPT: matrices (linear weights, embeddings) decay; biases and LayerNorm gains do not
+        groups = [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": hp.weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ]
+        optimizer = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas))
+        schedule = partial(
+            warmup_cosine, warmup_steps=hp.warmup_steps, max_steps=hp.max_steps, min_lr_ratio=hp.min_lr_ratio
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _log_lr(self) -> None:
+        self.log("train/lr", self.lr_schedulers().get_last_lr()[0])
+
+    # ---- exact resume: the RNG states (dropout) travel in the checkpoint ------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        states: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        if torch.cuda.is_available():
+            states["cuda"] = torch.cuda.get_rng_state_all()
+        checkpoint["rng_states"] = states
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # applied at on_train_start, not here: loading a checkpoint for evaluation must not touch the global RNG,
+        # and setup between here and training (sanity check, compile) must not consume the restored stream
+        self._rng_to_restore = checkpoint.get("rng_states")
+
+    def on_train_start(self) -> None:
+        states, self._rng_to_restore = self._rng_to_restore, None
+        if states is None:
+            return
+        torch.set_rng_state(states["torch"])
+        random.setstate(states["python"])
+        if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states["cuda"])
+
+
+class CausalLM(_GPTModule):
+    """Next-token prediction on the positions whose label is not -100: pretraining (every position) and SFT
+    (the response only). Val/test loss is the token-weighted mean over the whole set, ppl its exp."""
+
+    def __init__(
+        self,
+        gpt: GPTConfig | Mapping[str, Any],
+        lr: float = 6e-4,  # peak learning rate, reached after warmup
+        weight_decay: float = 0.1,  # AdamW decay of matrices (embeddings included), not of biases/gains
+        betas: tuple[float, float] = (0.9, 0.95),
+        warmup_steps: int = 100,  # linear warmup, in optimizer steps
+        max_steps: int = 5000,  # the cosine reaches lr * min_lr_ratio here; give Trainer the same max_steps
+        min_lr_ratio: float = 0.1,
+        compile: bool = False,  # torch.compile the GPT (pays off on GPU)
+    ) -> None:
+        super().__init__()
+        gpt = _gpt_dict(gpt)
+        _check_schedule(lr, warmup_steps, max_steps, min_lr_ratio)
+        self.save_hyperparameters()
+        self.model = GPT(GPTConfig(**gpt))
+        self.eval_loss = nn.ModuleDict({"val": MeanMetric(), "test": MeanMetric()})
+        self._batch_tokens = 0
+        self._last_step_end = 0.0
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        """Logits (B, T, vocab_size)."""
+        return self.model(input_ids, attention_mask=attention_mask)
+
+    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """(mean cross-entropy over the supervised next-token targets, their number)."""
+        logits = self(batch["input_ids"], batch.get("attention_mask"))  # (B, T, V)
+        targets = batch["labels"][:, 1:]  # position t predicts token t + 1
+        loss_sum = F.cross_entropy(
+            logits[:, :-1].flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+        )
+        n = (targets != IGNORE_INDEX).sum()
+        return loss_sum / n.clamp(min=1), n
+
+    def on_before_batch_transfer(self, batch: dict[str, Tensor], dataloader_idx: int) -> dict[str, Tensor]:
+        # still on the CPU, so no device sync: an all-ones mask (packed blocks) is dropped, which lets attention
+        # take SDPA's causal fast path; the real-token count feeds train/tokens_per_sec
+        mask = batch.get("attention_mask")
+        if self.trainer.training:
+            self._batch_tokens = int(mask.sum()) if mask is not None else batch["input_ids"].numel()
+        if mask is not None and bool(mask.all()):
+            batch = {k: v for k, v in batch.items() if k != "attention_mask"}
+        return batch
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        loss, _ = self.loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].size(0))
+        self._log_lr()
+        return loss
+
+    def on_train_start(self) -> None:
+        super().on_train_start()
+        self._last_step_end = time.perf_counter()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        now = time.perf_counter()  # wall time between step ends: data loading and optimizer step included
+        self.log("train/tokens_per_sec", self._batch_tokens / max(now - self._last_step_end, 1e-9))
+        self._last_step_end = now
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        loss, n = self.loss(batch)
+        self.eval_loss["val"].update(loss, n)
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        loss, n = self.loss(batch)
+        self.eval_loss["test"].update(loss, n)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval("test")
+
+    def _log_eval(self, stage: str) -> None:
+        loss = self.eval_loss[stage].compute()  # sum(loss_b * n_b) / sum(n_b): every target token counts once
+        self.eval_loss[stage].reset()
+        self.log(f"{stage}/loss", loss)
+        self.log(f"{stage}/ppl", loss.exp())
+
+
+class SequenceClassifier(_GPTModule):
+    """A GPT backbone reading the text, a ClassificationHead on the hidden state of its last real token.
+
+    labels: class names in index order; metrics per class are logged under them ({stage}/f1_<label>)."""
+
+    def __init__(
+        self,
+        gpt: GPTConfig | Mapping[str, Any],
+        labels: list[str],
+        head_dropout: float = 0.1,
+        lr: float = 1e-4,  # peak learning rate (backbone and head)
+        weight_decay: float = 0.01,
+        betas: tuple[float, float] = (0.9, 0.999),
+        warmup_steps: int = 10,
+        max_steps: int = 1000,  # the cosine reaches lr * min_lr_ratio here; give Trainer the same max_steps
+        min_lr_ratio: float = 0.1,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        gpt = _gpt_dict(gpt)
+        labels = list(labels)
+        if len(labels) < 2 or len(set(labels)) != len(labels):
+            raise ValueError(f"labels must name at least two distinct classes, got {labels}")
+        _check_schedule(lr, warmup_steps, max_steps, min_lr_ratio)
+        self.save_hyperparameters()
+        self.model = GPT(GPTConfig(**gpt))
+        self.head = ClassificationHead(self.model.config.n_embd, len(labels), head_dropout)
+        k = len(labels)
+        metrics = MetricCollection(
+            {
+                "accuracy": MulticlassAccuracy(k, average="micro"),
+                "precision": MulticlassPrecision(k, average="macro"),
+                "recall": MulticlassRecall(k, average="macro"),
+                "f1": MulticlassF1Score(k, average="macro"),
+                "f1_per_class": MulticlassF1Score(k, average=None),
+                "confusion": MulticlassConfusionMatrix(k),
+            }
+        )
+        self.metrics = nn.ModuleDict({"val": metrics.clone(), "test": metrics.clone()})
+        # the last epoch's confusion matrix per stage ("val", "test"): rows true class, columns predicted
+        self.confusion_matrix: dict[str, Tensor] = {}
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        """Class logits (B, num_classes)."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        hidden = self.model.hidden_states(input_ids, attention_mask=attention_mask)  # (B, T, C)
+        return self.head(last_token(hidden, attention_mask)).float()
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        loss = F.cross_entropy(self(batch["input_ids"], batch["attention_mask"]), batch["label"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["label"].size(0))
+        self._log_lr()
+        return loss
+
+    def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
+        logits = self(batch["input_ids"], batch["attention_mask"])
+        loss = F.cross_entropy(logits, batch["label"])
+        self.log(f"{stage}/loss", loss, batch_size=batch["label"].size(0))  # mean weighted by batch size
+        self.metrics[stage].update(logits, batch["label"])
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test")
+
+    def _log_metrics(self, stage: str) -> None:
+        values = self.metrics[stage].compute()
+        self.metrics[stage].reset()
+        for name in ("accuracy", "precision", "recall", "f1"):
+            self.log(f"{stage}/{name}", values[name])
+        for label, f1 in zip(self.hparams.labels, values["f1_per_class"], strict=True):
+            self.log(f"{stage}/f1_{label}", f1)
+        self.confusion_matrix[stage] = values["confusion"].cpu()
