@@ -155,6 +155,79 @@ def tokenizer_train(preset: Preset = "small", overrides: Overrides = None) -> No
     )
 
 
+def _print_train(result) -> None:
+    metrics = ", ".join(f"{k} {v:.4g}" for k, v in sorted(result.metrics.items()))
+    _echo(f"registered {result.model_uri}; {metrics}; MLflow run {result.run_id}")
+
+
+@app.command("pretrain")
+def pretrain(preset: Preset = "small", overrides: Overrides = None) -> None:
+    """Pretrain the GPT on the corpus (resumes an interrupted run); registers <prefix>-base."""
+    from alignops.stages import pretrain as stage
+
+    with _errors():
+        _print_train(stage.run(_load(preset, overrides)))
+
+
+@app.command("sft")
+def sft(preset: Preset = "small", overrides: Overrides = None) -> None:
+    """Supervised fine-tuning on prompt/response pairs, from the base model; registers <prefix>-sft."""
+    from alignops.stages import sft as stage
+
+    with _errors():
+        _print_train(stage.run(_load(preset, overrides)))
+
+
+@app.command("classify")
+def classify(preset: Preset = "small", overrides: Overrides = None) -> None:
+    """Classification fine-tuning (sentiment), from the base model; registers <prefix>-classifier."""
+    from alignops.stages import classify as stage
+
+    with _errors():
+        _print_train(stage.run(_load(preset, overrides)))
+
+
+@app.command("generate")
+def generate_cmd(
+    model: Annotated[str, typer.Option(help="models:/<name>@<alias>, models:/<name>/<version>|latest, or a folder.")],
+    prompt: Annotated[list[str], typer.Option(help="A prompt; repeat for a batch.")],
+    strategy: Annotated[str, typer.Option(help="greedy | sample | beam")] = "greedy",
+    max_new_tokens: int = 64,
+    temperature: float = 1.0,
+    top_k: Annotated[int | None, typer.Option(help="Sample from the k most likely tokens.")] = None,
+    top_p: Annotated[float | None, typer.Option(help="Nucleus sampling threshold.")] = None,
+    repetition_penalty: float = 1.0,
+    num_beams: int = 4,
+    seed: int | None = None,
+    raw: Annotated[bool, typer.Option(help="Continue the text as is, without the chat template.")] = False,
+) -> None:
+    """Complete prompts with a registered model."""
+    from alignops import settings
+
+    settings.apply_offline_env()
+    from alignops import tracking
+    from alignops.inference import Generator, decoding
+
+    with _errors():
+        options = dict(
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            repetition_penalty=repetition_penalty,
+            seed=seed,
+        )
+        if strategy == "beam":
+            options["num_beams"] = num_beams
+        try:
+            config = decoding(strategy, **options)
+        except ValueError as exc:
+            raise FileNotFoundError(str(exc)) from None  # printed as a usage error, exit 2
+        generator = Generator.from_dir(tracking.resolve_model(model))
+        for p, completion in zip(prompt, generator.complete(prompt, config, chat=not raw), strict=True):
+            _echo(f"### {p}\n{completion}\n")
+
+
 @config_app.command("show")
 def config_show(preset: Preset = "small", overrides: Overrides = None) -> None:
     """Print the resolved config of a preset with overrides applied."""

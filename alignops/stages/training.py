@@ -1,0 +1,130 @@
+"""What the training stages share: the Lightning Trainer from config, the tokenizer they need, and the stage
+folder that makes a killed stage resume where it stopped.
+
+A stage folder, ALIGNOPS_HOME/stages/<stage>-<key>, is keyed by everything that decides the result (stage
+config, model shape, data version, tokenizer, parent model): re-running the same stage after a crash finds
+its checkpoints and its MLflow run there and continues both; a changed config gets a new folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alignops import settings
+from alignops.config import PipelineConfig, TrainConfig
+from alignops.data.tokenizer import META_FILE, TOKENIZER_FILE
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_id: str
+    model_uri: str  # models:/<name>/<version>
+    version: str
+    metrics: dict[str, float]
+    model_dir: Path
+
+
+def tokenizer_path(cfg: PipelineConfig) -> tuple[Path, str]:
+    """The trained tokenizer and its sha256; a clear error when it has not been trained yet."""
+    folder = cfg.tokenizer.output_dir or settings.home() / "tokenizer"
+    path, meta = folder / TOKENIZER_FILE, folder / META_FILE
+    if not path.is_file() or not meta.is_file():
+        raise FileNotFoundError(f"No tokenizer in {folder}. Train it first: alignops tokenizer train")
+    return path, json.loads(meta.read_text(encoding="utf-8"))["sha256"]
+
+
+def precision(cfg: PipelineConfig) -> str:
+    """bf16-mixed where the GPU supports it, full fp32 on CPU, unless the config says otherwise."""
+    import torch
+
+    if cfg.trainer.precision is not None:
+        return cfg.trainer.precision
+    on_gpu = cfg.trainer.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return "bf16-mixed" if on_gpu and torch.cuda.is_bf16_supported() else "32-true"
+
+
+class StageDir:
+    """Checkpoints and the MLflow run id of one stage invocation; the basis of resume."""
+
+    def __init__(self, stage: str, key_parts: dict[str, Any]) -> None:
+        key = hashlib.sha256(json.dumps(key_parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        self.path = settings.home() / "stages" / f"{stage}-{key}"
+        self.checkpoints = self.path / "checkpoints"
+        self._state = self.path / "state.json"
+
+    def resume_point(self) -> tuple[str | None, Path | None]:
+        """(MLflow run id, last checkpoint) of an unfinished earlier attempt, or (None, None) to start anew."""
+        if not self._state.is_file():
+            return None, None
+        state = json.loads(self._state.read_text(encoding="utf-8"))
+        last = self.checkpoints / "last.ckpt"
+        if state.get("complete"):
+            shutil.rmtree(self.path)  # a finished stage run again trains again, from scratch
+            return None, None
+        return state.get("run_id"), (last if last.is_file() else None)
+
+    def started(self, run_id: str) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._state.write_text(json.dumps({"run_id": run_id, "complete": False}), encoding="utf-8")
+
+    def completed(self, run_id: str) -> None:
+        self._state.write_text(json.dumps({"run_id": run_id, "complete": True}), encoding="utf-8")
+        shutil.rmtree(self.checkpoints, ignore_errors=True)  # the registered model is the result
+
+
+def trainer(cfg: PipelineConfig, train: TrainConfig, stage_dir: StageDir, logger, callbacks=()):
+    """A Lightning Trainer for `train` steps on the configured hardware, checkpointing into stage_dir."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    checkpoint = ModelCheckpoint(
+        dirpath=stage_dir.checkpoints,
+        filename="step-{step}",
+        every_n_train_steps=train.checkpoint_every_n_steps,
+        save_last=True,
+        save_top_k=1,  # with no monitor: keep only the newest periodic checkpoint beside last.ckpt
+    )
+    t = cfg.trainer
+    return L.Trainer(
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=precision(cfg),
+        max_steps=train.max_steps,
+        accumulate_grad_batches=train.grad_accum,
+        gradient_clip_val=train.grad_clip or None,
+        val_check_interval=train.val_every_n_steps * train.grad_accum,  # counted in batches, not steps
+        check_val_every_n_epoch=None,
+        limit_val_batches=train.val_batches,
+        num_sanity_val_steps=0,
+        log_every_n_steps=t.log_every_n_steps,
+        logger=logger,
+        callbacks=[checkpoint, *callbacks],
+        default_root_dir=stage_dir.path,
+        enable_model_summary=False,
+    )
+
+
+def optim_hparams(train: TrainConfig) -> dict[str, Any]:
+    return {
+        "lr": train.lr,
+        "weight_decay": train.weight_decay,
+        "betas": (train.beta1, train.beta2),
+        "warmup_steps": train.warmup_steps,
+        "max_steps": train.max_steps,
+        "min_lr_ratio": train.min_lr_ratio,
+    }
+
+
+def spread(records: list[dict], limit: int | None) -> list[dict]:
+    """At most `limit` records taken evenly across the list (the sets are ordered by source)."""
+    if limit is None or limit >= len(records):
+        return records
+    step = len(records) / limit
+    return [records[int(i * step)] for i in range(limit)]
