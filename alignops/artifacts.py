@@ -61,9 +61,8 @@ def save_model(folder: Path, gpt, tokenizer_path: Path, meta: ModelMeta, head=No
 
 def load_model(folder: Path, dropout: float = 0.0) -> LoadedModel:
     """Load a model folder written by save_model (or downloaded from the registry)."""
-    from models.gpt import GPT
-
     from alignops.data.tokenizer import load_tokenizer
+    from models.gpt import GPT
 
     meta_path = folder / META_FILE
     if not meta_path.is_file():

@@ -60,8 +60,8 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
         prompts = prompts[: cfg.sft.sample_prompts]
         if prompts:
             completions = Generator(gpt, base.tokenizer).complete(prompts, decoding("greedy", max_new_tokens=48))
-            stage.log_dict({"samples": [{"prompt": p, "completion": c} for p, c in zip(prompts, completions)]},
-                           "samples/sft_samples.json")  # fmt: skip
+            samples = [{"prompt": p, "completion": c} for p, c in zip(prompts, completions, strict=True)]
+            stage.log_dict({"samples": samples}, "samples/sft_samples.json")
 
         meta = ModelMeta(kind="causal_lm", stage="sft", data_version=data_version,
                          tokenizer_sha256=base.meta.tokenizer_sha256, parent=base_uri)  # fmt: skip
