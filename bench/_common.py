@@ -76,3 +76,16 @@ def environment(device: torch.device) -> dict:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
+
+
+def preset_shapes() -> dict[str, dict[str, int]]:
+    """Model shapes and pretraining batch size of every preset under configs/, so figures match the presets."""
+    from alignops.config import list_presets, load_config
+
+    shapes = {}
+    for name in list_presets():
+        cfg = load_config(name)
+        m = cfg.model
+        shapes[name] = dict(n_layer=m.n_layer, n_head=m.n_head, n_embd=m.n_embd, block_size=m.block_size,
+                            vocab_size=cfg.tokenizer.vocab_size, batch_size=cfg.pretrain.batch_size)  # fmt: skip
+    return shapes

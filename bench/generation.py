@@ -31,15 +31,12 @@ from collections.abc import Callable  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from bench._common import dtype_name, environment, resolve_device, resolve_dtype, synchronize  # noqa: E402
+from bench._common import dtype_name, environment, preset_shapes, resolve_device, resolve_dtype, synchronize  # noqa: E402
 from models.generation import GenerationConfig, generate  # noqa: E402
 from models.gpt import GPT, GPTConfig  # noqa: E402
 
-# the model shapes of bench/throughput.py's presets (batch sizes are this benchmark's own)
-PRESETS = {
-    "tiny": dict(n_layer=2, n_head=2, n_embd=64, block_size=64, vocab_size=2048),
-    "small": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab_size=8192),
-}
+# the model shapes of the presets under configs/ (batch sizes are this benchmark's own)
+PRESETS = {k: {n: v for n, v in s.items() if n != "batch_size"} for k, s in preset_shapes().items()}
 
 
 def with_cache(model: GPT, prompt: Tensor, new_tokens: int) -> Tensor:

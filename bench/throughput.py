@@ -31,6 +31,7 @@ from bench._common import (  # noqa: E402
     autocast,
     dtype_name,
     environment,
+    preset_shapes,
     resolve_device,
     resolve_dtype,
     synchronize,
@@ -38,10 +39,7 @@ from bench._common import (  # noqa: E402
 from bench.matmul_peak import measure_peak_flops  # noqa: E402
 from models.gpt import GPT, GPTConfig  # noqa: E402
 
-PRESETS = {
-    "tiny": dict(n_layer=2, n_head=2, n_embd=64, block_size=64, vocab_size=2048, batch_size=16),
-    "small": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab_size=8192, batch_size=12),
-}
+PRESETS = preset_shapes()  # configs/*.yaml: the shapes the stages train
 SHAPE_ARGS = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "batch_size")
 
 

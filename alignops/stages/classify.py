@@ -46,8 +46,15 @@ def confusion_figure(matrix, labels: list[str], path: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(3.6, 3.2))
     ax.imshow(matrix, cmap="Blues")
-    ax.set(xticks=range(len(labels)), yticks=range(len(labels)), xticklabels=labels, yticklabels=labels,
-           xlabel="predicted", ylabel="true", title="test confusion matrix")  # fmt: skip
+    ax.set(
+        xticks=range(len(labels)),
+        yticks=range(len(labels)),
+        xticklabels=labels,
+        yticklabels=labels,
+        xlabel="predicted",
+        ylabel="true",
+        title="test confusion matrix",
+    )
     for (i, j), v in __import__("numpy").ndenumerate(matrix):
         ax.text(j, i, str(int(v)), ha="center", va="center", color="black")
     fig.tight_layout()
@@ -107,8 +114,15 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
         )
         stage.log_artifact(figure, "figures")
 
-        meta = ModelMeta(kind="classifier", stage="classify", labels=LABELS, data_version=data_version,
-                         tokenizer_sha256=base.meta.tokenizer_sha256, parent=base_uri)  # fmt: skip
+        meta = ModelMeta(
+            extra=training.saved_hparams(cfg, "classify"),
+            kind="classifier",
+            stage="classify",
+            labels=LABELS,
+            data_version=data_version,
+            tokenizer_sha256=base.meta.tokenizer_sha256,
+            parent=base_uri,
+        )
         model_dir = save_model(
             stage_dir.path / "model", module.model.cpu(), base_dir / TOKENIZER_FILE, meta, module.head
         )

@@ -41,9 +41,14 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
     val_ids = encode_corpus([r["text"] for r in datasets.load_split(cfg.data.data_dir, "corpus", "val")], tokenizer)
     m = cfg.model
     gpt_config = GPTConfig(
-        vocab_size=tokenizer.get_vocab_size(), block_size=m.block_size, n_layer=m.n_layer, n_head=m.n_head,
-        n_embd=m.n_embd, dropout=m.dropout, bias=m.bias,
-    )  # fmt: skip
+        vocab_size=tokenizer.get_vocab_size(),
+        block_size=m.block_size,
+        n_layer=m.n_layer,
+        n_head=m.n_head,
+        n_embd=m.n_embd,
+        dropout=m.dropout,
+        bias=m.bias,
+    )
     module = CausalLM(asdict(gpt_config), compile=cfg.trainer.compile, **training.optim_hparams(cfg.pretrain))
     batch = cfg.pretrain.batch_size
     train_loader = resumable_loader(PackedBlocks(train_ids, m.block_size), batch, seed=cfg.seed)
@@ -70,9 +75,17 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
         stage.log_metrics({"final/val_loss": final["val/loss"], "final/val_ppl": final["val/ppl"]})
 
         model_dir = save_model(
-            stage_dir.path / "model", module.model.cpu(), tok_path,
-            ModelMeta(kind="causal_lm", stage="pretrain", data_version=data_version, tokenizer_sha256=tok_sha),
-        )  # fmt: skip
+            stage_dir.path / "model",
+            module.model.cpu(),
+            tok_path,
+            ModelMeta(
+                extra=training.saved_hparams(cfg, "pretrain"),
+                kind="causal_lm",
+                stage="pretrain",
+                data_version=data_version,
+                tokenizer_sha256=tok_sha,
+            ),
+        )
         lineage = tracking.lineage_tags("pretrain", cfg, cfg.pretrain) | {"alignops.tokenizer_hash": tok_sha[:12]}
         uri, version = tracking.register_model(model_dir, f"{cfg.tracking.model_prefix}-base", lineage)
         stage_dir.completed(stage.run_id)

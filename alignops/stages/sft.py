@@ -63,8 +63,14 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
             samples = [{"prompt": p, "completion": c} for p, c in zip(prompts, completions, strict=True)]
             stage.log_dict({"samples": samples}, "samples/sft_samples.json")
 
-        meta = ModelMeta(kind="causal_lm", stage="sft", data_version=data_version,
-                         tokenizer_sha256=base.meta.tokenizer_sha256, parent=base_uri)  # fmt: skip
+        meta = ModelMeta(
+            extra=training.saved_hparams(cfg, "sft"),
+            kind="causal_lm",
+            stage="sft",
+            data_version=data_version,
+            tokenizer_sha256=base.meta.tokenizer_sha256,
+            parent=base_uri,
+        )
         model_dir = save_model(stage_dir.path / "model", gpt, base_dir / TOKENIZER_FILE, meta)
         lineage = tracking.lineage_tags("sft", cfg, cfg.sft)
         uri, version = tracking.register_model(model_dir, f"{cfg.tracking.model_prefix}-sft", lineage, base_uri)

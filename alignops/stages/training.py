@@ -122,6 +122,11 @@ def optim_hparams(train: TrainConfig) -> dict[str, Any]:
     }
 
 
+def saved_hparams(cfg: PipelineConfig, stage: str) -> dict[str, Any]:
+    """The settings saved beside the weights (alignops.json), so a model folder says how it was made."""
+    return {"config": cfg.model_dump(mode="json", include={stage, "model", "trainer", "seed"})}
+
+
 def spread(records: list[dict], limit: int | None) -> list[dict]:
     """At most `limit` records taken evenly across the list (the sets are ordered by source)."""
     if limit is None or limit >= len(records):
