@@ -13,9 +13,9 @@ import dataclasses
 from pathlib import Path
 
 from alignops import tracking
-from alignops.artifacts import TOKENIZER_FILE, ModelMeta, load_model, save_model
+from alignops.artifacts import TOKENIZER_FILE, ModelMeta, save_model
 from alignops.config import PipelineConfig
-from alignops.data import datasets, versioning
+from alignops.data import datasets
 from alignops.stages import training
 from alignops.stages.data import require_valid
 
@@ -65,20 +65,12 @@ def confusion_figure(matrix, labels: list[str], path: Path) -> Path:
 
 def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.TrainResult:
     require_valid(cfg)
-    import lightning as L
-
     from alignops.data.loaders import ClassificationDataset, collate_right_pad, pad_id, resumable_loader
     from models.lm import SequenceClassifier
 
-    base_uri = tracking.pin_uri(cfg.classify.base_model or f"models:/{cfg.tracking.model_prefix}-base/latest")
-    base_dir = tracking.resolve_model(base_uri)
-    base = load_model(base_dir)
-    data_version = versioning.data_version()
-    key = {"cfg": cfg.classify, "base": base_uri, "data": data_version, "seed": cfg.seed}
-    stage_dir = training.StageDir("classify", key)
-    resume_run_id, ckpt = stage_dir.resume_point()
-
-    L.seed_everything(cfg.seed, verbose=False)
+    start = training.start_from_base(cfg, "classify", cfg.classify)
+    base, base_uri, base_dir, stage_dir = start.model, start.uri, start.folder, start.stage_dir
+    data_version, resume_run_id, ckpt = start.data_version, start.resume_run_id, start.checkpoint
     train_records = training.spread(_records(cfg, "train"), cfg.classify.max_train_examples)
     test_records = _records(cfg, "test")
     max_len = min(cfg.classify.max_len, base.gpt.config.block_size)

@@ -9,29 +9,22 @@ from __future__ import annotations
 import dataclasses
 
 from alignops import tracking
-from alignops.artifacts import TOKENIZER_FILE, ModelMeta, load_model, save_model
+from alignops.artifacts import TOKENIZER_FILE, ModelMeta, save_model
 from alignops.config import PipelineConfig
-from alignops.data import datasets, versioning
+from alignops.data import datasets
 from alignops.stages import training
 from alignops.stages.data import require_valid
 
 
 def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.TrainResult:
     require_valid(cfg)
-    import lightning as L
-
     from alignops.data.loaders import SFTDataset, collate_right_pad, pad_id, resumable_loader
     from alignops.inference import Generator, decoding
     from models.lm import CausalLM
 
-    base_uri = tracking.pin_uri(cfg.sft.base_model or f"models:/{cfg.tracking.model_prefix}-base/latest")
-    base_dir = tracking.resolve_model(base_uri)
-    base = load_model(base_dir)
-    data_version = versioning.data_version()
-    stage_dir = training.StageDir("sft", {"cfg": cfg.sft, "base": base_uri, "data": data_version, "seed": cfg.seed})
-    resume_run_id, ckpt = stage_dir.resume_point()
-
-    L.seed_everything(cfg.seed, verbose=False)
+    start = training.start_from_base(cfg, "sft", cfg.sft)
+    base, base_uri, base_dir, stage_dir = start.model, start.uri, start.folder, start.stage_dir
+    data_version, resume_run_id, ckpt = start.data_version, start.resume_run_id, start.checkpoint
     max_len = cfg.sft.max_len or base.gpt.config.block_size
     train_records = training.spread(datasets.load_split(cfg.data.data_dir, "sft", "train"), cfg.sft.max_train_examples)
     train_set = SFTDataset(train_records, base.tokenizer, max_len)

@@ -122,6 +122,36 @@ def optim_hparams(train: TrainConfig) -> dict[str, Any]:
     }
 
 
+@dataclass
+class BaseStart:
+    """Where a fine-tuning stage starts: the base model (pinned URI, folder, loaded) and its stage folder."""
+
+    uri: str
+    folder: Path
+    model: Any  # alignops.artifacts.LoadedModel
+    data_version: str | None
+    stage_dir: StageDir
+    resume_run_id: str | None
+    checkpoint: Path | None
+
+
+def start_from_base(cfg: PipelineConfig, stage: str, section: Any) -> BaseStart:
+    """Resolve section.base_model (default: the newest <prefix>-base), load it, find a run to resume, seed."""
+    import lightning as L
+
+    from alignops import tracking
+    from alignops.artifacts import load_model
+    from alignops.data import versioning
+
+    uri = tracking.pin_uri(section.base_model or f"models:/{cfg.tracking.model_prefix}-base/latest")
+    folder = tracking.resolve_model(uri)
+    data_version = versioning.data_version()
+    stage_dir = StageDir(stage, {"cfg": section, "base": uri, "data": data_version, "seed": cfg.seed})
+    resume_run_id, checkpoint = stage_dir.resume_point()
+    L.seed_everything(cfg.seed, verbose=False)
+    return BaseStart(uri, folder, load_model(folder), data_version, stage_dir, resume_run_id, checkpoint)
+
+
 def saved_hparams(cfg: PipelineConfig, stage: str) -> dict[str, Any]:
     """The settings saved beside the weights (alignops.json), so a model folder says how it was made."""
     return {"config": cfg.model_dump(mode="json", include={stage, "model", "trainer", "seed"})}

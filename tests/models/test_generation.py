@@ -20,16 +20,6 @@ from models.gpt import GPT, GPTConfig
 INF = float("-inf")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run several times faster on one thread: on two, OpenMP synchronization dominates, more so
-    on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_gpt(seed: int = 0, vocab_size: int = 64, std: float = 0.5) -> GPT:
     """A random model whose weight matrices are redrawn far wider than GPT-2's init (std 0.02): freshly
     initialized, a tied model mostly repeats its last token with near-tied logits, too weak a test of decoding."""

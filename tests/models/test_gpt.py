@@ -13,16 +13,6 @@ from models.gpt import GPT, GPTConfig, KVCache, attention_bias
 ATOL = 1e-5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run several times faster on one thread: on two, OpenMP synchronization dominates, more so
-    on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_gpt(seed: int = 0, **overrides) -> GPT:
     torch.manual_seed(seed)
     config = dict(vocab_size=64, block_size=32, n_layer=2, n_head=2, n_embd=16, dropout=0.0, bias=True)

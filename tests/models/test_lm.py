@@ -31,16 +31,6 @@ from models.gpt import GPT, GPTConfig
 from models.heads import ClassificationHead, ScalarHead
 from models.lm import CausalLM, SequenceClassifier, warmup_cosine
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run several times faster on one thread on this 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 WORDS = "the a cat dog sat ran on under mat log good bad film book red blue sky apple was and".split()  # noqa: SIM905
 SFT_PAIRS = [
     {"prompt": "sky?", "response": "blue sky."},

@@ -20,7 +20,6 @@ def history(run_id: str, key: str) -> list[float]:
 
 
 def test_pretrain_sft_classify_chain(built: PipelineConfig) -> None:
-    torch.set_num_threads(1)
     base = pretrain.run(built)
     losses = history(base.run_id, "train/loss")
     assert len(losses) >= 30
