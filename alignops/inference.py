@@ -25,8 +25,12 @@ def decoding(strategy: str = "greedy", **options) -> GenerationConfig:
         raise ValueError(f"Unknown decoding strategy {strategy!r}; choose one of {STRATEGIES}.")
     if strategy == "sample":
         options["do_sample"] = True
-    if strategy == "beam":
-        options.setdefault("num_beams", 4)
+    if strategy == "beam" and options.get("num_beams", 1) < 2:
+        options["num_beams"] = 4
+    if strategy != "beam":
+        options.pop("num_beams", None)
+    if not options.get("top_k"):  # 0 means off (MLflow params need a number)
+        options["top_k"] = None
     return GenerationConfig(**options)
 
 

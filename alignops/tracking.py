@@ -207,7 +207,11 @@ def _pyfunc_model():
         def predict(self, context, model_input, params: dict[str, Any] | None = None) -> list[str]:
             from alignops.inference import decoding
 
-            prompts = list(model_input["prompt"]) if hasattr(model_input, "columns") else list(model_input)
+            if hasattr(model_input, "columns"):  # a DataFrame: the "prompt" column, or the only one
+                column = "prompt" if "prompt" in model_input.columns else model_input.columns[0]
+                prompts = list(model_input[column])
+            else:
+                prompts = list(model_input)
             params = dict(params or {})
             strategy = params.pop("strategy", "greedy")
             return self.generator.complete([str(p) for p in prompts], decoding(strategy, **params))

@@ -27,7 +27,9 @@ def test_pretrain_sft_classify_chain(built: PipelineConfig) -> None:
     assert base.model_uri == "models:/alignops-base/1"
     assert base.metrics["val/loss"] < base.metrics["val/unigram_loss"] + 1.0  # sane scale, not a diverged run
 
-    tuned = sft.run(built)
+    # bf16 autocast, as on a GPU, exercised on the CPU
+    bf16 = built.model_copy(update={"trainer": built.trainer.model_copy(update={"precision": "bf16-mixed"})})
+    tuned = sft.run(bf16)
     assert tuned.model_uri == "models:/alignops-sft/1"
     client = mlflow.MlflowClient(tracking.tracking_uri())
     version = client.get_model_version("alignops-sft", "1")
@@ -48,6 +50,10 @@ def test_pretrain_sft_classify_chain(built: PipelineConfig) -> None:
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "### Say hi" in result.output
+
+    served = mlflow.pyfunc.load_model("models:/alignops-sft/1")  # the registered model as MLflow serves it
+    completions = served.predict(["Say hi", "Write a tweet."], params={"max_new_tokens": 4, "strategy": "sample"})
+    assert len(completions) == 2 and all(isinstance(c, str) for c in completions)
 
     classifier = classify.run(built)
     assert classifier.model_uri == "models:/alignops-classifier/1"

@@ -1,0 +1,147 @@
+"""Preference pairs for the reward model: rankings expanded into (chosen, rejected) pairs, tokenized and batched.
+
+    pairs = expand_rankings(load_split(data_dir, "rankings", "train"), weight_by="agreement")
+    train = PairDataset(pairs, tok, max_len=256)
+    loader = resumable_loader(train, 16, seed=0, shuffle=True, collate_fn=collate_pairs(pad_id(tok)))
+    length_baseline_accuracy(val_pairs)    # what "the longer response wins" scores: the length-bias bar
+    human_ceiling(val_records)             # how often one human agrees with the ranking: the bar from above
+
+Pairs are never stored (the data contract keeps rankings): expand_rankings is the one place they are derived, with
+datasets.ranking_pairs, so K ranked responses give every ordered pair of the ranking and tied ones give none.
+
+A batch (collate_pairs) holds chosen_ids and rejected_ids, both (B, T) right-padded to one common T so the model
+can run them as one (2B, T) batch, their masks chosen_mask and rejected_mask (1 real token, 0 padding), and
+weight (B,).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from alignops.data.datasets import ranking_pairs
+from alignops.data.loaders import EOS, Example, collate_right_pad
+from alignops.data.tokenizer import chat_template
+
+
+@dataclass(frozen=True)
+class Pair:
+    prompt: str
+    chosen: str  # the response ranked higher
+    rejected: str
+    source: str  # the ranking's source, for per-source metrics
+    weight: float  # the pair's weight in the loss: the ranking's agreement, or 1.0
+
+
+def _record_pairs(record: dict[str, Any]) -> list[tuple[int, int]]:
+    """The (better, worse) index pairs of one ranking record; none when the labeler skipped it."""
+    return [] if record.get("skip") else ranking_pairs(record["ranking"])
+
+
+def expand_rankings(
+    records: Iterable[dict[str, Any]], weight_by: Literal["agreement"] | None = "agreement"
+) -> list[Pair]:
+    """Every ordered pair of every ranking, in record order, then ranking order.
+
+    weight_by="agreement": each pair weighs its record's agreement (how often a single human agrees with the
+    order), 1.0 where that is unknown (null); None: every pair weighs 1.0."""
+    if weight_by not in ("agreement", None):
+        raise ValueError(f'weight_by must be "agreement" or None, got {weight_by!r}')
+    pairs = []
+    for record in records:
+        agreement = record.get("agreement")
+        weight = float(agreement) if weight_by == "agreement" and agreement is not None else 1.0
+        responses = record["responses"]
+        for better, worse in _record_pairs(record):
+            pairs.append(Pair(record["prompt"], responses[better], responses[worse], record["source"], weight))
+    return pairs
+
+
+def _window(prompt: list[int], response: list[int], max_len: int) -> tuple[list[int], bool]:
+    """prompt + response in at most max_len tokens, and whether it was cut: loaders.SFTDataset's rule, the prompt
+    keeps its end (at most what the response leaves, never less than half the window), the response its start."""
+    if len(prompt) + len(response) <= max_len:
+        return prompt + response, False
+    prompt = prompt[-max(max_len - len(response), max_len // 2) :]
+    return prompt + response[: max_len - len(prompt)], True
+
+
+class PairDataset(Dataset):
+    """Pairs in the chat template, chat_template(prompt, response), as token ids.
+
+    Prompt and response are tokenized apart, as in loaders.SFTDataset, so the prompt's tokens are exactly what the
+    policy is given and the reward model scores the same ids that PPO will hand it. A side longer than max_len is
+    cut as SFTDataset cuts it; `truncated` counts the pairs with a side cut."""
+
+    def __init__(self, pairs: Sequence[Pair], tokenizer, max_len: int) -> None:
+        if max_len < 2:
+            raise ValueError(f"max_len must be >= 2, got {max_len}")
+        prompts = tokenizer.encode_batch([chat_template(p.prompt) for p in pairs])
+        chosen = tokenizer.encode_batch([p.chosen + EOS for p in pairs])
+        rejected = tokenizer.encode_batch([p.rejected + EOS for p in pairs])
+        self.examples: list[tuple[Tensor, Tensor, float]] = []
+        self.truncated = 0
+        for pair, prompt, c, r in zip(pairs, prompts, chosen, rejected, strict=True):
+            chosen_ids, cut_c = _window(prompt.ids, c.ids, max_len)
+            rejected_ids, cut_r = _window(prompt.ids, r.ids, max_len)
+            self.truncated += cut_c or cut_r
+            self.examples.append((torch.tensor(chosen_ids), torch.tensor(rejected_ids), pair.weight))
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> Example:
+        chosen_ids, rejected_ids, weight = self.examples[i]
+        return dict(chosen_ids=chosen_ids, rejected_ids=rejected_ids, weight=torch.tensor(weight))
+
+
+def collate_pairs(pad_token_id: int) -> Callable[[list[Example]], Example]:
+    """Collate PairDataset items: chosen and rejected right-padded to one common length, with their masks."""
+    pad = collate_right_pad(pad_token_id)
+
+    def collate(examples: list[Example]) -> Example:
+        n = len(examples)
+        rows = [{"input_ids": e["chosen_ids"]} for e in examples] + [{"input_ids": e["rejected_ids"]} for e in examples]
+        both = pad(rows)  # (2n, T): chosen rows first
+        ids, mask = both["input_ids"], both["attention_mask"]
+        return dict(
+            chosen_ids=ids[:n],
+            chosen_mask=mask[:n],
+            rejected_ids=ids[n:],
+            rejected_mask=mask[n:],
+            weight=torch.stack([e["weight"] for e in examples]).float(),
+        )
+
+    return collate
+
+
+def length_baseline_accuracy(pairs: Sequence[Pair]) -> float:
+    """Accuracy of "the longer response (in characters) wins", equal lengths counting half.
+
+    Compare with the reward model's (unweighted) accuracy on the same pairs: a model near this number may have
+    learned length rather than preference."""
+    if not pairs:
+        raise ValueError("length_baseline_accuracy needs at least one pair")
+    score = sum(
+        1.0 if len(p.chosen) > len(p.rejected) else 0.5 if len(p.chosen) == len(p.rejected) else 0.0 for p in pairs
+    )
+    return score / len(pairs)
+
+
+def human_ceiling(records: Iterable[dict[str, Any]]) -> float | None:
+    """The mean agreement of the records that have one, each weighing its number of pairs: how often a single
+    human agrees with a pair's order, the accuracy a reward model cannot be expected to beat on those records.
+    None when no record with pairs has an agreement."""
+    total = count = 0.0
+    for record in records:
+        if record.get("agreement") is None:
+            continue
+        n = len(_record_pairs(record))
+        total += record["agreement"] * n
+        count += n
+    return total / count if count else None

@@ -1,0 +1,160 @@
+"""The reward model: a GPT backbone and a ScalarHead reading each text's last real token, trained on preference
+pairs with the Bradley-Terry loss (InstructGPT, Ouyang et al. 2022).
+
+    rm = RewardModel.from_gpt(sft.model, lr=1e-5, warmup_steps=10, max_steps=1000, center_coef=0.01)
+    Trainer(max_steps=1000, precision="bf16-mixed").fit(rm, train_loader, val_loader)   # batches: collate_pairs
+    rewards = rm.eval().score(input_ids, attention_mask)                                # (B,), for PPO
+
+Batches come from alignops.data.preferences.collate_pairs: chosen_ids, rejected_ids (B, T) right-padded to one T,
+chosen_mask, rejected_mask (B, T), weight (B,). Chosen and rejected run as one (2B, T) forward.
+
+Metrics: train/loss, train/accuracy, train/lr; over the whole val (test) set: val/loss (the training objective),
+val/accuracy (share of pairs with chosen reward > rejected, unweighted), val/reward_mean, val/reward_std (over
+chosen and rejected rewards), val/margin_mean (mean chosen - rejected reward).
+
+The Bradley-Terry loss sees reward differences only, so nothing in it fixes the rewards' offset: the head's bias
+and ln_f's bias get no gradient from it. center_coef > 0 pins the mean reward near 0, which PPO, reading
+absolute rewards, wants (Eisenstein et al. 2023, "Helping or Herding?"; TRL's center_rewards_coefficient).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics import CatMetric, MeanMetric
+
+from models.gpt import GPT, GPTConfig
+from models.heads import ScalarHead, last_token
+from models.lm import _check_schedule, _gpt_dict, _GPTModule
+
+
+def pairwise_loss(
+    chosen_rewards: Tensor,
+    rejected_rewards: Tensor,
+    weights: Tensor | None = None,
+    margin: float | Tensor = 0.0,
+    center_coef: float = 0.0,
+) -> Tensor:
+    """Bradley-Terry loss of pairs (B,) of rewards: sum(w * -logsigmoid(r_c - r_r - margin)) / sum(w), plus
+    center_coef * mean((r_c + r_r)^2), which pulls every pair's mean reward towards 0.
+
+    With margin m the loss keeps pushing until chosen leads rejected by more than m (Llama 2's margin loss; a
+    tensor gives each pair its own); weights None weigh every pair 1."""
+    losses = -F.logsigmoid(chosen_rewards - rejected_rewards - margin)  # (B,)
+    if weights is None:
+        loss = losses.mean()
+    else:
+        weights = weights.to(losses.dtype)
+        loss = (weights * losses).sum() / weights.sum().clamp(min=1e-12)
+    if center_coef:
+        loss = loss + center_coef * ((chosen_rewards + rejected_rewards) ** 2).mean()
+    return loss
+
+
+class RewardModel(_GPTModule):
+    """A scalar reward for a whole text: ScalarHead on the GPT's hidden state at the last real token."""
+
+    def __init__(
+        self,
+        gpt: GPTConfig | Mapping[str, Any],
+        lr: float = 1e-4,  # peak learning rate (backbone and head)
+        weight_decay: float = 0.01,
+        betas: tuple[float, float] = (0.9, 0.999),
+        warmup_steps: int = 10,
+        max_steps: int = 1000,  # the cosine reaches lr * min_lr_ratio here; give Trainer the same max_steps
+        min_lr_ratio: float = 0.1,
+        margin: float = 0.0,  # required lead of the chosen reward over the rejected one (0: plain Bradley-Terry)
+        center_coef: float = 0.01,  # weight of mean((r_c + r_r)^2): keeps rewards centred on 0 (0: off)
+        compile: bool = False,  # torch.compile the GPT (pays off on GPU)
+    ) -> None:
+        super().__init__()
+        gpt = _gpt_dict(gpt)
+        _check_schedule(lr, warmup_steps, max_steps, min_lr_ratio)
+        if margin < 0 or center_coef < 0:
+            raise ValueError(f"margin and center_coef must be >= 0, got margin={margin}, center_coef={center_coef}")
+        self.save_hyperparameters()
+        self.model = GPT(GPTConfig(**gpt))
+        self.head = ScalarHead(self.model.config.n_embd)
+
+        def metrics() -> nn.ModuleDict:
+            # whole-set statistics: loss and its centering term are means over pairs (the loss weighted as in
+            # training), rewards are kept for their std
+            return nn.ModuleDict(
+                dict(
+                    loss=MeanMetric(),
+                    center=MeanMetric(),
+                    accuracy=MeanMetric(),
+                    margin=MeanMetric(),
+                    rewards=CatMetric(),
+                )
+            )
+
+        self.eval_metrics = nn.ModuleDict({"val": metrics(), "test": metrics()})
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        """Rewards (B,) in float32, read at each row's last real token."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        hidden = self.model.hidden_states(input_ids, attention_mask=attention_mask)  # (B, T, C)
+        return self.head(last_token(hidden, attention_mask)).float()
+
+    @torch.no_grad()
+    def score(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        """Rewards (B,) without gradient, for PPO and evaluation; call .eval() first so dropout is off."""
+        return self(input_ids, attention_mask)
+
+    def pair_rewards(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """(chosen rewards (B,), rejected rewards (B,)) from one forward over the 2B texts."""
+        ids = torch.cat([batch["chosen_ids"], batch["rejected_ids"]])  # (2B, T): collate_pairs pads to one T
+        mask = torch.cat([batch["chosen_mask"], batch["rejected_mask"]])
+        return self(ids, mask).chunk(2)
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        chosen, rejected = self.pair_rewards(batch)
+        hp = self.hparams
+        loss = pairwise_loss(chosen, rejected, batch["weight"], margin=hp.margin, center_coef=hp.center_coef)
+        n = chosen.size(0)
+        self.log("train/loss", loss, prog_bar=True, batch_size=n)
+        self.log("train/accuracy", (chosen > rejected).float().mean(), batch_size=n)
+        self._log_lr()
+        return loss
+
+    def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
+        chosen, rejected = self.pair_rewards(batch)
+        m = self.eval_metrics[stage]
+        weights = batch["weight"]
+        # a batch's weighted mean, weighing its total weight: the weighted mean over the whole set
+        m["loss"].update(pairwise_loss(chosen, rejected, weights, margin=self.hparams.margin), weights.sum())
+        m["center"].update((chosen + rejected) ** 2)
+        m["accuracy"].update((chosen > rejected).float())
+        m["margin"].update(chosen - rejected)
+        m["rewards"].update(torch.cat([chosen, rejected]))
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval("test")
+
+    def _log_eval(self, stage: str) -> None:
+        m = self.eval_metrics[stage]
+        values = {name: metric.compute() for name, metric in m.items()}
+        for metric in m.values():
+            metric.reset()
+        # the same objective as training, over the whole set: weighted Bradley-Terry mean + centering mean
+        self.log(f"{stage}/loss", values["loss"] + self.hparams.center_coef * values["center"])
+        self.log(f"{stage}/accuracy", values["accuracy"])
+        self.log(f"{stage}/reward_mean", values["rewards"].mean())
+        self.log(f"{stage}/reward_std", values["rewards"].std())
+        self.log(f"{stage}/margin_mean", values["margin"])
