@@ -25,7 +25,7 @@ TOKENIZER_FILE = "tokenizer.json"
 
 @dataclass(frozen=True)
 class ModelMeta:
-    kind: str  # "causal_lm" or "classifier"
+    kind: str  # "causal_lm", "classifier" or "reward"
     stage: str  # the stage that made it: pretrain, sft, classify, ...
     labels: list[str] | None = None  # classifiers: class names in head order
     data_version: str | None = None
@@ -39,7 +39,7 @@ class LoadedModel:
     gpt: Any  # models.gpt.GPT
     tokenizer: Any  # tokenizers.Tokenizer
     meta: ModelMeta
-    head: Any = None  # models.heads.ClassificationHead for classifiers
+    head: Any = None  # models.heads.ClassificationHead for classifiers, ScalarHead for reward models
 
 
 def save_model(folder: Path, gpt, tokenizer_path: Path, meta: ModelMeta, head=None) -> Path:
@@ -70,11 +70,14 @@ def load_model(folder: Path, dropout: float = 0.0) -> LoadedModel:
     meta = ModelMeta(**json.loads(meta_path.read_text(encoding="utf-8")))
     gpt = GPT.from_hf(folder, dropout=dropout)
     head = None
-    if meta.kind == "classifier":
+    if meta.kind in ("classifier", "reward"):
         from safetensors.torch import load_file
 
-        from models.heads import ClassificationHead
+        from models.heads import ClassificationHead, ScalarHead
 
-        head = ClassificationHead(gpt.config.n_embd, len(meta.labels or []))
+        if meta.kind == "classifier":
+            head = ClassificationHead(gpt.config.n_embd, len(meta.labels or []))
+        else:
+            head = ScalarHead(gpt.config.n_embd)
         head.load_state_dict(load_file(str(folder / HEAD_FILE)))
     return LoadedModel(gpt, load_tokenizer(folder / TOKENIZER_FILE), meta, head)

@@ -187,6 +187,21 @@ def classify(preset: Preset = "small", overrides: Overrides = None) -> None:
         _print_train(stage.run(_load(preset, overrides)))
 
 
+@app.command("reward")
+def reward(preset: Preset = "small", overrides: Overrides = None) -> None:
+    """Reward model from the human rankings (Bradley-Terry over every ranked pair); registers <prefix>-reward."""
+    from alignops.stages import reward as stage
+
+    with _errors():
+        result = stage.run(_load(preset, overrides))
+    _print_train(result)
+    gate = stage.quality_gate(
+        result.metrics["reward/accuracy"], result.metrics["reward/length_baseline_accuracy"],
+        _load(preset, overrides).reward.min_accuracy,
+    )  # fmt: skip
+    _echo("quality gate: passed" if not gate else "quality gate: FAILED: " + "; ".join(gate))
+
+
 @app.command("generate")
 def generate_cmd(
     model: Annotated[str, typer.Option(help="models:/<name>@<alias>, models:/<name>/<version>|latest, or a folder.")],

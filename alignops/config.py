@@ -146,6 +146,24 @@ class ClassifyConfig(TrainConfig):
     max_train_examples: int | None = Field(None, ge=1, description="Use only the first N train examples (CI).")
 
 
+class RewardConfig(TrainConfig):
+    """Reward model from ranked responses: pairwise Bradley-Terry loss over every ordered pair of a ranking."""
+
+    base_model: str | None = Field(
+        None, description="Model URI to start from; default the latest <prefix>-sft version."
+    )
+    max_len: int | None = Field(None, ge=8, description="Longest prompt+response; default the model's block_size.")
+    max_train_rankings: int | None = Field(None, ge=1, description="Use only N train rankings (CI).")
+    weight_by_agreement: bool = Field(
+        True, description="Weight each pair by the human agreement recorded with its ranking (1 when unknown)."
+    )
+    margin: float = Field(0.0, ge=0, description="Margin in the Bradley-Terry loss: r_chosen - r_rejected - margin.")
+    center_coef: float = Field(0.01, ge=0, description="Pulls mean reward to 0 (the loss sees only differences).")
+    min_accuracy: float = Field(
+        0.55, ge=0, le=1, description="Quality gate: PPO refuses a reward model below this held-out pair accuracy."
+    )
+
+
 class TrackingConfig(_Config):
     """MLflow naming. The tracking URI itself comes from MLFLOW_TRACKING_URI (default: SQLite in home)."""
 
@@ -166,6 +184,9 @@ class PipelineConfig(_Config):
     pretrain: PretrainConfig = PretrainConfig()
     sft: SFTConfig = SFTConfig(max_steps=500, lr=1e-4, warmup_steps=20, val_every_n_steps=100)
     classify: ClassifyConfig = ClassifyConfig(max_steps=300, lr=1e-4, warmup_steps=20, val_every_n_steps=100)
+    reward: RewardConfig = RewardConfig(
+        max_steps=300, lr=1e-4, weight_decay=0.01, warmup_steps=20, val_every_n_steps=100
+    )
     tracking: TrackingConfig = TrackingConfig()
 
 

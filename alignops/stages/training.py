@@ -135,15 +135,15 @@ class BaseStart:
     checkpoint: Path | None
 
 
-def start_from_base(cfg: PipelineConfig, stage: str, section: Any) -> BaseStart:
-    """Resolve section.base_model (default: the newest <prefix>-base), load it, find a run to resume, seed."""
+def start_from_base(cfg: PipelineConfig, stage: str, section: Any, default: str = "base") -> BaseStart:
+    """Resolve section.base_model (default: the newest <prefix>-<default>), load it, find a run to resume, seed."""
     import lightning as L
 
     from alignops import tracking
     from alignops.artifacts import load_model
     from alignops.data import versioning
 
-    uri = tracking.pin_uri(section.base_model or f"models:/{cfg.tracking.model_prefix}-base/latest")
+    uri = tracking.pin_uri(section.base_model or f"models:/{cfg.tracking.model_prefix}-{default}/latest")
     folder = tracking.resolve_model(uri)
     data_version = versioning.data_version()
     stage_dir = StageDir(stage, {"cfg": section, "base": uri, "data": data_version, "seed": cfg.seed})

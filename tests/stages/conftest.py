@@ -25,6 +25,9 @@ TINY = [
     "classify.max_steps=20",
     "classify.lr=0.003",
     "classify.val_every_n_steps=10",
+    "reward.max_steps=20",
+    "reward.lr=0.003",
+    "reward.val_every_n_steps=10",
 ]
 
 

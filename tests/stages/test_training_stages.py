@@ -11,7 +11,7 @@ from alignops import tracking
 from alignops.artifacts import load_model
 from alignops.cli import app
 from alignops.config import PipelineConfig
-from alignops.stages import classify, pretrain, sft
+from alignops.stages import classify, pretrain, reward, sft
 
 
 def history(run_id: str, key: str) -> list[float]:
@@ -54,6 +54,15 @@ def test_pretrain_sft_classify_chain(built: PipelineConfig) -> None:
     served = mlflow.pyfunc.load_model("models:/alignops-sft/1")  # the registered model as MLflow serves it
     completions = served.predict(["Say hi", "Write a tweet."], params={"max_new_tokens": 4, "strategy": "sample"})
     assert len(completions) == 2 and all(isinstance(c, str) for c in completions)
+
+    rm = reward.run(built)
+    assert rm.model_uri == "models:/alignops-reward/1"
+    rm_version = client.get_model_version("alignops-reward", "1")
+    assert rm_version.tags["alignops.parent_model"] == "models:/alignops-sft/1"
+    assert rm_version.tags["alignops.reward_gate"] in ("passed", "failed")
+    assert {"reward/accuracy", "reward/length_baseline_accuracy", "reward/human_ceiling"} <= set(rm.metrics)
+    scorer = load_model(rm.model_dir)
+    assert scorer.meta.kind == "reward" and scorer.head is not None
 
     classifier = classify.run(built)
     assert classifier.model_uri == "models:/alignops-classifier/1"

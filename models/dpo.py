@@ -1,0 +1,199 @@
+"""Direct Preference Optimization (Rafailov et al. 2023): the policy learns preference pairs directly, against a
+frozen copy of the SFT model, with no reward model and no sampling.
+
+    dpo = DPOModel.from_sft(sft.model, beta=0.1, lr=1e-5, warmup_steps=10, max_steps=1000)
+    Trainer(max_steps=1000, precision="bf16-mixed").fit(dpo, train_loader, val_loader)
+    dpo.model                                   # the aligned GPT; dpo.reference stays the SFT weights
+
+The loss of a pair: -logsigmoid(beta * ((pc - rc) - (pr - rr))), with pc, pr the policy's and rc, rr the
+reference's log-probabilities of the chosen and rejected responses, each summed over the response tokens only.
+beta * (policy - reference) log-prob is the implicit reward; label_smoothing > 0 is conservative DPO (cDPO), for
+preference labels that are wrong with that probability.
+
+Batches: chosen_ids, chosen_mask, rejected_ids, rejected_mask (B, T), right-padded to one common T as
+alignops.data.preferences.collate_pairs pads them; chosen_labels, rejected_labels (B, T) aligned with the ids, -100
+on the prompt and on padding (alignops.data.loaders.SFTDataset's convention: labels[t] is the token at t); weight
+(B,) optional. Chosen and rejected run as one (2B, T) forward per model.
+
+The reference is a registered submodule with requires_grad False and always in eval mode: it is not in the
+optimizer, but it is in the checkpoint (one more copy of the GPT weights), so a resumed or reloaded run has it.
+
+Metrics: train/loss, train/accuracy, train/lr, dpo/rewards_chosen, dpo/rewards_rejected, dpo/margin (batch
+means); over the whole val (test) set: val/loss (the weighted training objective), val/accuracy (share of pairs
+whose chosen implicit reward beats the rejected one), val/margin (mean chosen - rejected implicit reward).
+
+Tests: .venv/bin/python -m pytest tests/models/test_dpo.py -q
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics import MeanMetric
+
+from models.gpt import GPT, GPTConfig
+from models.lm import IGNORE_INDEX, _check_schedule, _gpt_dict, _GPTModule
+from models.ppo.rollout import logprobs_of
+
+
+def sequence_logprob(logits: Tensor, labels: Tensor) -> Tensor:
+    """Sum of the log-probs of the labelled tokens, in float32: logits (B, T, V), labels (B, T) -> (B,).
+
+    Position t predicts labels[t + 1]; labels of -100 (prompt, padding) count nothing."""
+    targets = labels[:, 1:]
+    learned = targets != IGNORE_INDEX
+    logp = logprobs_of(logits[:, :-1], targets.masked_fill(~learned, 0))  # (B, T - 1); index 0 stands in for -100
+    return torch.where(learned, logp, 0.0).sum(-1)
+
+
+def dpo_loss(
+    policy_chosen_logps: Tensor,
+    policy_rejected_logps: Tensor,
+    ref_chosen_logps: Tensor,
+    ref_rejected_logps: Tensor,
+    beta: float,
+    weights: Tensor | None = None,
+    label_smoothing: float = 0.0,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """DPO loss of pairs, every argument (B,) of sequence log-probs: (loss, stats).
+
+    With d = beta * ((pc - rc) - (pr - rr)) a pair's loss is -(1 - e) * logsigmoid(d) - e * logsigmoid(-d), e the
+    label smoothing (0: plain DPO); the loss is sum(w * loss) / sum(w), weights None weighing every pair 1.
+    stats (detached, unweighted batch means): rewards/chosen = beta * (pc - rc), rewards/rejected =
+    beta * (pr - rr), rewards/accuracy (share of pairs with chosen > rejected), rewards/margin (chosen - rejected).
+    """
+    chosen_rewards = beta * (policy_chosen_logps - ref_chosen_logps)  # (B,) implicit rewards
+    rejected_rewards = beta * (policy_rejected_logps - ref_rejected_logps)
+    logits = chosen_rewards - rejected_rewards
+    losses = -(1 - label_smoothing) * F.logsigmoid(logits) - label_smoothing * F.logsigmoid(-logits)
+    if weights is None:
+        loss = losses.mean()
+    else:
+        weights = weights.to(losses.dtype)
+        loss = (weights * losses).sum() / weights.sum().clamp(min=1e-12)
+    stats = {
+        "rewards/chosen": chosen_rewards.mean(),
+        "rewards/rejected": rejected_rewards.mean(),
+        "rewards/accuracy": (chosen_rewards > rejected_rewards).float().mean(),
+        "rewards/margin": logits.mean(),
+    }
+    return loss, {k: v.detach() for k, v in stats.items()}
+
+
+class DPOModel(_GPTModule):
+    """The policy GPT (self.model), trained by DPO against a frozen reference GPT (self.reference)."""
+
+    def __init__(
+        self,
+        gpt: GPTConfig | Mapping[str, Any],
+        beta: float = 0.1,  # strength of the pull towards the reference (the KL coefficient DPO solves for)
+        label_smoothing: float = 0.0,  # assumed probability that a pair's preference is flipped (cDPO); < 0.5
+        lr: float = 1e-5,  # peak learning rate
+        weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        warmup_steps: int = 10,
+        max_steps: int = 1000,  # the cosine reaches lr * min_lr_ratio here; give Trainer the same max_steps
+        min_lr_ratio: float = 0.1,
+        compile: bool = False,  # torch.compile both GPTs (pays off on GPU)
+    ) -> None:
+        super().__init__()
+        gpt = _gpt_dict(gpt)
+        _check_schedule(lr, warmup_steps, max_steps, min_lr_ratio)
+        if beta <= 0:
+            raise ValueError(f"beta must be > 0, got {beta}")
+        if not 0 <= label_smoothing < 0.5:
+            raise ValueError(f"label_smoothing must be in [0, 0.5), got {label_smoothing}")
+        self.save_hyperparameters()
+        self.model = GPT(GPTConfig(**gpt))
+        self.reference = GPT(GPTConfig(**gpt)).requires_grad_(False).eval()
+        self.eval_metrics = nn.ModuleDict(
+            {
+                stage: nn.ModuleDict(dict(loss=MeanMetric(), accuracy=MeanMetric(), margin=MeanMetric()))
+                for stage in ("val", "test")
+            }
+        )
+
+    @classmethod
+    def from_sft(cls, gpt: GPT | Mapping[str, Tensor], config: GPTConfig | None = None, **hparams: Any) -> DPOModel:
+        """Policy and reference both start from the SFT weights: a GPT, or a state dict with its config.
+
+        To change the policy's dropout, pass dataclasses.replace(gpt.config, dropout=...) as config (the reference
+        runs in eval mode, so dropout never touches it)."""
+        module = super().from_gpt(gpt, config, **hparams)
+        module.reference.load_state_dict(module.model.state_dict())
+        return module
+
+    from_gpt = from_sft  # the inherited from_gpt would leave the reference at its random initialisation
+
+    def configure_model(self) -> None:
+        if self.hparams.compile and not self._compiled:
+            self.reference.compile()
+        super().configure_model()
+
+    def train(self, mode: bool = True) -> DPOModel:
+        super().train(mode)
+        self.reference.eval()  # Lightning switches every submodule to train mode; the reference is a fixed function
+        return self
+
+    def pair_logps(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(policy chosen, policy rejected, reference chosen, reference rejected) response log-probs, (B,) each."""
+        if "chosen_labels" not in batch or "rejected_labels" not in batch:
+            raise KeyError(
+                "a DPO batch needs chosen_labels and rejected_labels (the ids with -100 on the prompt and padding), "
+                f"got keys {sorted(batch)}: alignops.data.preferences.collate_pairs does not produce them yet"
+            )
+        ids = torch.cat([batch["chosen_ids"], batch["rejected_ids"]])  # (2B, T): chosen rows first
+        mask = torch.cat([batch["chosen_mask"], batch["rejected_mask"]])
+        labels = torch.cat([batch["chosen_labels"], batch["rejected_labels"]])
+        policy = sequence_logprob(self.model(ids, attention_mask=mask), labels)
+        with torch.no_grad():
+            reference = sequence_logprob(self.reference(ids, attention_mask=mask), labels)
+        return *policy.chunk(2), *reference.chunk(2)
+
+    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """(DPO loss of the batch, its stats): dpo_loss on pair_logps."""
+        hp = self.hparams
+        return dpo_loss(*self.pair_logps(batch), hp.beta, batch.get("weight"), hp.label_smoothing)
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        loss, stats = self.loss(batch)
+        n = batch["chosen_ids"].size(0)
+        self.log("train/loss", loss, prog_bar=True, batch_size=n)
+        self.log("train/accuracy", stats["rewards/accuracy"], batch_size=n)
+        self.log("dpo/rewards_chosen", stats["rewards/chosen"], batch_size=n)
+        self.log("dpo/rewards_rejected", stats["rewards/rejected"], batch_size=n)
+        self.log("dpo/margin", stats["rewards/margin"], batch_size=n)
+        self._log_lr()
+        return loss
+
+    def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
+        loss, stats = self.loss(batch)
+        n = batch["chosen_ids"].size(0)
+        weight = batch.get("weight")
+        m = self.eval_metrics[stage]
+        # batch means weighing what they average over: the means over the whole set
+        m["loss"].update(loss, weight.sum() if weight is not None else n)
+        m["accuracy"].update(stats["rewards/accuracy"], n)
+        m["margin"].update(stats["rewards/margin"], n)
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval("test")
+
+    def _log_eval(self, stage: str) -> None:
+        for name, metric in self.eval_metrics[stage].items():
+            self.log(f"{stage}/{name}", metric.compute())
+            metric.reset()
