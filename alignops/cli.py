@@ -202,6 +202,15 @@ def reward(preset: Preset = "small", overrides: Overrides = None) -> None:
     _echo("quality gate: passed" if not gate else "quality gate: FAILED: " + "; ".join(gate))
 
 
+@app.command("dpo")
+def dpo(preset: Preset = "small", overrides: Overrides = None) -> None:
+    """Direct Preference Optimization of the SFT model on the ranked pairs; registers <prefix>-policy."""
+    from alignops.stages import dpo as stage
+
+    with _errors():
+        _print_train(stage.run(_load(preset, overrides)))
+
+
 @app.command("generate")
 def generate_cmd(
     model: Annotated[str, typer.Option(help="models:/<name>@<alias>, models:/<name>/<version>|latest, or a folder.")],

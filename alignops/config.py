@@ -164,6 +164,17 @@ class RewardConfig(TrainConfig):
     )
 
 
+class DPOConfig(TrainConfig):
+    """Direct Preference Optimization on the same pairs, with the SFT model as the frozen reference."""
+
+    base_model: str | None = Field(None, description="Model URI to start from; default the latest <prefix>-sft.")
+    beta: float = Field(0.1, gt=0, description="Strength of the implicit KL to the reference (DPO's beta).")
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="Conservative DPO: assumed label-noise rate.")
+    max_len: int | None = Field(None, ge=8, description="Longest prompt+response; default the model's block_size.")
+    max_train_rankings: int | None = Field(None, ge=1, description="Use only N train rankings (CI).")
+    weight_by_agreement: bool = Field(True, description="Weight each pair by its ranking's human agreement.")
+
+
 class TrackingConfig(_Config):
     """MLflow naming. The tracking URI itself comes from MLFLOW_TRACKING_URI (default: SQLite in home)."""
 
@@ -187,6 +198,7 @@ class PipelineConfig(_Config):
     reward: RewardConfig = RewardConfig(
         max_steps=300, lr=1e-4, weight_decay=0.01, warmup_steps=20, val_every_n_steps=100
     )
+    dpo: DPOConfig = DPOConfig(max_steps=300, lr=5e-5, weight_decay=0.0, warmup_steps=20, val_every_n_steps=100)
     tracking: TrackingConfig = TrackingConfig()
 
 

@@ -21,11 +21,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from torch import Tensor
 from torch.utils.data import Dataset
 
 from alignops.data.datasets import ranking_pairs
-from alignops.data.loaders import EOS, Example, collate_right_pad
+from alignops.data.loaders import EOS, IGNORE_INDEX, Example, collate_right_pad
 from alignops.data.tokenizer import chat_template
 
 
@@ -62,13 +61,15 @@ def expand_rankings(
     return pairs
 
 
-def _window(prompt: list[int], response: list[int], max_len: int) -> tuple[list[int], bool]:
-    """prompt + response in at most max_len tokens, and whether it was cut: loaders.SFTDataset's rule, the prompt
-    keeps its end (at most what the response leaves, never less than half the window), the response its start."""
-    if len(prompt) + len(response) <= max_len:
-        return prompt + response, False
-    prompt = prompt[-max(max_len - len(response), max_len // 2) :]
-    return prompt + response[: max_len - len(prompt)], True
+def _window(prompt: list[int], response: list[int], max_len: int) -> tuple[list[int], list[int], bool]:
+    """prompt + response in at most max_len tokens, its labels (-100 on the prompt: DPO scores the response only),
+    and whether it was cut: loaders.SFTDataset's rule, the prompt keeps its end (at most what the response leaves,
+    never less than half the window), the response its start."""
+    cut = len(prompt) + len(response) > max_len
+    if cut:
+        prompt = prompt[-max(max_len - len(response), max_len // 2) :]
+        response = response[: max_len - len(prompt)]
+    return prompt + response, [IGNORE_INDEX] * len(prompt) + response, cut
 
 
 class PairDataset(Dataset):
@@ -84,36 +85,47 @@ class PairDataset(Dataset):
         prompts = tokenizer.encode_batch([chat_template(p.prompt) for p in pairs])
         chosen = tokenizer.encode_batch([p.chosen + EOS for p in pairs])
         rejected = tokenizer.encode_batch([p.rejected + EOS for p in pairs])
-        self.examples: list[tuple[Tensor, Tensor, float]] = []
+        self.examples: list[Example] = []
         self.truncated = 0
         for pair, prompt, c, r in zip(pairs, prompts, chosen, rejected, strict=True):
-            chosen_ids, cut_c = _window(prompt.ids, c.ids, max_len)
-            rejected_ids, cut_r = _window(prompt.ids, r.ids, max_len)
+            chosen_ids, chosen_labels, cut_c = _window(prompt.ids, c.ids, max_len)
+            rejected_ids, rejected_labels, cut_r = _window(prompt.ids, r.ids, max_len)
             self.truncated += cut_c or cut_r
-            self.examples.append((torch.tensor(chosen_ids), torch.tensor(rejected_ids), pair.weight))
+            self.examples.append(
+                dict(
+                    chosen_ids=torch.tensor(chosen_ids),
+                    chosen_labels=torch.tensor(chosen_labels),
+                    rejected_ids=torch.tensor(rejected_ids),
+                    rejected_labels=torch.tensor(rejected_labels),
+                    weight=torch.tensor(pair.weight),
+                )
+            )
 
     def __len__(self) -> int:
         return len(self.examples)
 
     def __getitem__(self, i: int) -> Example:
-        chosen_ids, rejected_ids, weight = self.examples[i]
-        return dict(chosen_ids=chosen_ids, rejected_ids=rejected_ids, weight=torch.tensor(weight))
+        return self.examples[i]
 
 
 def collate_pairs(pad_token_id: int) -> Callable[[list[Example]], Example]:
-    """Collate PairDataset items: chosen and rejected right-padded to one common length, with their masks."""
+    """Collate PairDataset items: chosen and rejected right-padded to one common length, with their masks and
+    labels (-100 on prompt and padding)."""
     pad = collate_right_pad(pad_token_id)
 
     def collate(examples: list[Example]) -> Example:
         n = len(examples)
-        rows = [{"input_ids": e["chosen_ids"]} for e in examples] + [{"input_ids": e["rejected_ids"]} for e in examples]
+        rows = [{"input_ids": e[f"{side}_ids"], "labels": e[f"{side}_labels"]} for side in ("chosen", "rejected")
+                for e in examples]  # fmt: skip
         both = pad(rows)  # (2n, T): chosen rows first
-        ids, mask = both["input_ids"], both["attention_mask"]
+        ids, mask, labels = both["input_ids"], both["attention_mask"], both["labels"]
         return dict(
             chosen_ids=ids[:n],
             chosen_mask=mask[:n],
+            chosen_labels=labels[:n],
             rejected_ids=ids[n:],
             rejected_mask=mask[n:],
+            rejected_labels=labels[n:],
             weight=torch.stack([e["weight"] for e in examples]).float(),
         )
 

@@ -39,8 +39,13 @@ def quality_gate(accuracy: float, length_baseline: float, floor: float) -> list[
 def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.TrainResult:
     require_valid(cfg)
     from alignops.data.loaders import pad_id, resumable_loader
-    from alignops.data.preferences import PairDataset, collate_pairs, expand_rankings, human_ceiling
-    from alignops.data.preferences import length_baseline_accuracy
+    from alignops.data.preferences import (
+        PairDataset,
+        collate_pairs,
+        expand_rankings,
+        human_ceiling,
+        length_baseline_accuracy,
+    )
     from models.reward import RewardModel
 
     rc = cfg.reward

@@ -108,7 +108,7 @@ def test_pair_dataset_tokenizes_the_chat_template(tok) -> None:
     ds = PairDataset(pairs, tok, max_len=64)
     assert len(ds) == 2 and ds.truncated == 0
     item = ds[0]
-    assert set(item) == {"chosen_ids", "rejected_ids", "weight"}
+    assert set(item) == {"chosen_ids", "chosen_labels", "rejected_ids", "rejected_labels", "weight"}
     assert item["chosen_ids"].dtype == torch.long and item["weight"].item() == 0.75
     decode = lambda ids: tok.decode(ids.tolist(), skip_special_tokens=False)  # noqa: E731
     assert decode(item["chosen_ids"]) == chat_template("Write a tweet.", "good film")
@@ -116,9 +116,15 @@ def test_pair_dataset_tokenizes_the_chat_template(tok) -> None:
     # the prompt's tokens are exactly the ones a policy is given
     prompt_ids = tok.encode(chat_template("Write a tweet.")).ids
     assert item["chosen_ids"][: len(prompt_ids)].tolist() == prompt_ids
+    # labels: the response only (DPO sums its log-probs), the prompt ignored
+    assert item["chosen_labels"][: len(prompt_ids)].tolist() == [-100] * len(prompt_ids)
+    assert item["chosen_labels"][len(prompt_ids) :].tolist() == item["chosen_ids"][len(prompt_ids) :].tolist()
 
     batch = collate_pairs(pad_id(tok))([ds[0], ds[1]])
-    assert set(batch) == {"chosen_ids", "chosen_mask", "rejected_ids", "rejected_mask", "weight"}
+    assert set(batch) == {
+        "chosen_ids", "chosen_mask", "chosen_labels", "rejected_ids", "rejected_mask", "rejected_labels", "weight"
+    }  # fmt: skip
+    assert (batch["chosen_labels"][batch["chosen_mask"] == 0] == -100).all()
     T = max(len(ds[i][k]) for i in range(2) for k in ("chosen_ids", "rejected_ids"))
     for side in ("chosen", "rejected"):
         assert batch[f"{side}_ids"].shape == batch[f"{side}_mask"].shape == (2, T)  # one T for both sides

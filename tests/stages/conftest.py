@@ -28,6 +28,8 @@ TINY = [
     "reward.max_steps=20",
     "reward.lr=0.003",
     "reward.val_every_n_steps=10",
+    "dpo.max_steps=10",
+    "dpo.val_every_n_steps=10",
 ]
 
 

@@ -11,7 +11,7 @@ from alignops import tracking
 from alignops.artifacts import load_model
 from alignops.cli import app
 from alignops.config import PipelineConfig
-from alignops.stages import classify, pretrain, reward, sft
+from alignops.stages import classify, dpo, pretrain, reward, sft
 
 
 def history(run_id: str, key: str) -> list[float]:
@@ -63,6 +63,10 @@ def test_pretrain_sft_classify_chain(built: PipelineConfig) -> None:
     assert {"reward/accuracy", "reward/length_baseline_accuracy", "reward/human_ceiling"} <= set(rm.metrics)
     scorer = load_model(rm.model_dir)
     assert scorer.meta.kind == "reward" and scorer.head is not None
+
+    policy = dpo.run(built)
+    assert policy.model_uri == "models:/alignops-policy/1" and "test/accuracy" in policy.metrics
+    assert client.get_model_version("alignops-policy", "1").tags["alignops.method"] == "dpo"
 
     classifier = classify.run(built)
     assert classifier.model_uri == "models:/alignops-classifier/1"

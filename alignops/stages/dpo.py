@@ -1,0 +1,62 @@
+"""DPO: optimise the SFT policy directly on the preference pairs, the SFT model as the frozen reference
+(Rafailov et al. 2023); registers <prefix>-policy (tagged method=dpo), like PPO's output.
+
+    result = run(load_config("tiny"))      # or: alignops dpo --preset tiny
+"""
+
+from __future__ import annotations
+
+from alignops import tracking
+from alignops.artifacts import TOKENIZER_FILE, ModelMeta, save_model
+from alignops.config import PipelineConfig
+from alignops.data import datasets
+from alignops.stages import training
+from alignops.stages.data import require_valid
+
+
+def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.TrainResult:
+    require_valid(cfg)
+    from alignops.data.loaders import pad_id, resumable_loader
+    from alignops.data.preferences import PairDataset, collate_pairs, expand_rankings
+    from models.dpo import DPOModel
+
+    dc = cfg.dpo
+    start = training.start_from_base(cfg, "dpo", dc, default="sft")
+    base = start.model
+    weight_by = "agreement" if dc.weight_by_agreement else None
+    rankings = {s: datasets.load_split(cfg.data.data_dir, "rankings", s) for s in datasets.SPLITS}
+    rankings["train"] = training.spread(rankings["train"], dc.max_train_rankings)
+    max_len = dc.max_len or base.gpt.config.block_size
+    collate = collate_pairs(pad_id(base.tokenizer))
+    loaders = {
+        s: resumable_loader(
+            PairDataset(expand_rankings(r, weight_by=weight_by), base.tokenizer, max_len), dc.batch_size,
+            seed=cfg.seed, shuffle=s == "train", collate_fn=collate,
+        )
+        for s, r in rankings.items()
+    }  # fmt: skip
+    hparams = training.optim_hparams(dc) | {"beta": dc.beta, "label_smoothing": dc.label_smoothing}
+    module = DPOModel.from_sft(base.gpt, compile=cfg.trainer.compile, **hparams)
+
+    with tracking.stage_run("dpo", cfg, dc, parent_run_id, start.resume_run_id) as stage:
+        start.stage_dir.started(stage.run_id)
+        if start.resume_run_id is None:
+            stage.set_tags({"alignops.parent_model": start.uri, "alignops.method": "dpo"})
+        trainer = training.trainer(cfg, dc, start.stage_dir, tracking.lightning_logger(stage.run_id))
+        trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=start.checkpoint)
+        metrics = {k: float(v) for k, v in trainer.test(module, loaders["test"], verbose=False)[0].items()}
+        stage.log_metrics(metrics)
+
+        meta = ModelMeta(
+            kind="causal_lm",
+            stage="dpo",
+            data_version=start.data_version,
+            tokenizer_sha256=base.meta.tokenizer_sha256,
+            parent=start.uri,
+            extra=training.saved_hparams(cfg, "dpo"),
+        )
+        model_dir = save_model(start.stage_dir.path / "model", module.model.cpu(), start.folder / TOKENIZER_FILE, meta)
+        lineage = tracking.lineage_tags("dpo", cfg, dc) | {"alignops.method": "dpo"}
+        uri, version = tracking.register_model(model_dir, f"{cfg.tracking.model_prefix}-policy", lineage, start.uri)
+        start.stage_dir.completed(stage.run_id)
+        return training.TrainResult(stage.run_id, uri, version, metrics, model_dir)

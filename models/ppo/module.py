@@ -1,0 +1,407 @@
+"""PPOModule: the InstructGPT PPO loop as a LightningModule (manual optimization) that composes models.ppo's functions.
+
+    config = PPOConfig(rollout_batch_size=64, minibatch_size=16, ppo_epochs=4, max_new_tokens=64)
+    ppo = PPOModule(policy=sft_gpt, reference=copy.deepcopy(sft_gpt), reward=reward_model, config=config,
+                    eos_id=eos, pad_id=pad)
+    loader = resumable_loader(prompts, batch_size=config.rollout_batch_size, drop_last=True, collate_fn=left_pad)
+    Trainer(max_steps=iterations * config.steps_per_iteration, log_every_n_steps=1).fit(ppo, loader)
+    ppo.policy_gpt().save_hf("out/gpt2-ppo")
+
+Batches: input_ids, attention_mask (B, P) prompts, LEFT-padded (generation appends after the last column),
+B = rollout_batch_size. One batch is one PPO iteration (training_step):
+  1. rollout (no gradient, policy in eval mode): sample responses with models.generation.generate (KV cache), the
+     response mask up to and including the first EOS; one forward each of policy (log-probs and values) and
+     reference (log-probs) over prompt + response; the reward model's score of prompt + response, right-aligned
+     (real tokens first, padding after: the layout it was trained on), plus missing_eos_penalty where no EOS came;
+  2. kl_penalized_rewards, gae, masked_whiten(advantages);
+  3. ppo_epochs passes over shuffled minibatches: policy_loss + vf_coef * value_loss - ent_coef * entropy,
+     manual_backward, gradient-norm clipping, optimizer step;
+  4. the KL controller reads the rollout's mean KL; metrics are logged and checked by models.ppo.health.
+
+Steps: Trainer.global_step counts OPTIMIZER steps, config.steps_per_iteration = ppo_epochs * rollout_batch_size /
+minibatch_size of them per iteration: for N iterations pass max_steps=N * steps_per_iteration, and to
+ModelCheckpoint(every_n_train_steps=k * steps_per_iteration). Loggers' step counts iterations (batches); on_step
+logs obey Trainer(log_every_n_steps=...), default 50: pass 1 to log every iteration.
+
+Metrics (on_step): ppo/reward (mean reward-model score, before penalty and clip), ppo/kl (mean over responses of
+the summed per-token KL(policy || reference)), ppo/entropy, ppo/clipfrac, ppo/approx_kl, ppo/value_loss,
+ppo/policy_loss (means over the iteration's minibatch updates), ppo/response_len (tokens, EOS included),
+ppo/eos_rate, ppo/beta (the KL coefficient of this iteration's rewards), ppo/episodes_per_sec,
+ppo/time_generation_s (rollout: sampling and scoring), ppo/time_update_s (the PPO epochs).
+
+Health: check_health runs twice per iteration, on the rollout's metrics before any update (a NaN reward never
+reaches the weights) and on all of them after. Any reason raises UnhealthyRun(reasons, stats) out of
+Trainer.fit. The failing iteration raises before on_train_batch_end, so every checkpoint ModelCheckpoint wrote is
+of a healthy iteration: the stage catches UnhealthyRun and resumes (fit(ckpt_path=...)) from the last one.
+
+Design choices:
+- The value head is a ScalarHead on the policy's own final hidden states (shared trunk, as TRL's
+  AutoModelForCausalLMWithValueHead): one forward gives log-probs and values, so a rollout needs two GPT
+  forwards (policy, reference) rather than three and training one backbone rather than two: half the memory and
+  compute of a separate critic on 2 CPU cores or one GPU. The price is that the value loss also moves the policy's
+  trunk (vf_coef keeps it small). A critic initialised from the reward model is a possible later option.
+- Dropout is off throughout (train() keeps every submodule in eval mode, as TRL's PPO disables dropout): with
+  dropout the first minibatch's ratio pi / pi_old would not be 1 and the clip would fire on noise.
+- Log-probs are computed from logits / temperature, for policy and reference alike: the distribution sampled from.
+  top_k / top_p filtering is not applied to them (keep both None for exactly on-policy ratios).
+- lm_head runs in float32 with autocast off: bf16 logits round log-probs by ~1e-2, which would make every ratio
+  noisy. No device or dtype is fixed here: Trainer(accelerator=..., precision=...) decides.
+- Exact resume: the checkpoint carries the global RNG states (models.lm._GPTModule) and the KL controller's beta;
+  each iteration draws its sampling seed and minibatch order from the global CPU RNG, so a resumed run samples the
+  same responses on any device. The data position is alignops.data.loaders.resumable_loader's. The checkpoint's
+  state_dict holds the policy (model.*) and value head (value_head.*) only: reference and reward model are frozen
+  inputs, so rebuild the module with them as for the run, then fit(ckpt_path=...).
+
+Tests: .venv/bin/python -m pytest tests/models/test_ppo_module.py -q
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from models.generation import GenerationConfig, generate
+from models.gpt import GPT
+from models.heads import ScalarHead
+from models.lm import _GPTModule
+from models.ppo.advantages import gae, masked_whiten
+from models.ppo.health import APPROX_KL, EOS_RATE, KL, LENGTH, RATIO_MAX, HealthBounds, check_health
+from models.ppo.kl import AdaptiveKLController, FixedKLController
+from models.ppo.losses import entropy_from_logits, kl_penalized_rewards, policy_loss, value_loss
+from models.ppo.rollout import logprobs_of, response_mask
+from models.reward import RewardModel
+
+Scorer = Callable[[Tensor, Tensor], Tensor]  # (input_ids (B, T), attention_mask (B, T)) -> scores (B,)
+
+METRICS = (
+    "ppo/reward",
+    "ppo/kl",
+    "ppo/entropy",
+    "ppo/clipfrac",
+    "ppo/approx_kl",
+    "ppo/value_loss",
+    "ppo/policy_loss",
+    "ppo/response_len",
+    "ppo/eos_rate",
+    "ppo/beta",
+    "ppo/episodes_per_sec",
+    "ppo/time_generation_s",
+    "ppo/time_update_s",
+)
+# logged name -> the name models.ppo.health reads; the rest are checked (finite) under their logged names
+_HEALTH_NAMES = {"ppo/kl": KL, "ppo/approx_kl": APPROX_KL, "ppo/response_len": LENGTH, "ppo/eos_rate": EOS_RATE}
+_FROZEN = ("reference.", "reward.")  # state_dict prefixes left out of checkpoints
+
+
+@dataclass
+class PPOConfig:
+    rollout_batch_size: int = 64  # prompts (episodes) per PPO iteration: the prompt loader's batch size
+    minibatch_size: int = 16  # episodes per optimizer step; must divide rollout_batch_size
+    ppo_epochs: int = 4  # passes over each rollout batch
+    max_new_tokens: int = 64  # response length cap; a response that reaches it without EOS is "missing EOS"
+    temperature: float = 1.0  # sampling temperature; log-probs are computed at the same temperature
+    top_k: int | None = None  # sampling filter (not applied to log-probs: None keeps PPO exactly on-policy)
+    top_p: float | None = None  # nucleus sampling filter (same caveat as top_k)
+    gamma: float = 1.0  # discount per token (1: the episode is one response)
+    lam: float = 0.95  # GAE lambda
+    clip_range: float = 0.2  # PPO ratio clip epsilon
+    clip_range_value: float = 0.2  # value clip around the rollout's values
+    vf_coef: float = 0.1  # weight of the value loss (it shares the policy's trunk)
+    ent_coef: float = 0.0  # weight of the entropy bonus (0: off, as InstructGPT)
+    init_kl_coef: float = 0.05  # beta: weight of the per-token KL(policy || reference) penalty in the reward
+    target_kl: float | None = None  # None: beta fixed; else adaptive (Ziegler et al.) towards this sequence KL, nats
+    kl_horizon: int = 10_000  # adaptive beta: episodes to close a 20% KL error by about e^0.2
+    kl_estimator: str = "k1"  # per-token KL estimator in the reward: "k1" (log ratio) or "k3" (>= 0)
+    whiten_rewards: bool = False  # whiten per-token rewards (scale only) before GAE
+    reward_clip: float | None = None  # clamp the (penalised) score to [-reward_clip, reward_clip]; None: off
+    missing_eos_penalty: float = 0.0  # added to the score of a response without EOS, e.g. -1.0; 0: off
+    lr: float = 1e-5  # AdamW learning rate (constant), policy and value head
+    weight_decay: float = 0.0  # AdamW decay of matrices; biases and LayerNorm gains never decay
+    max_grad_norm: float = 1.0  # clip the gradient norm of each optimizer step to this
+
+    def __post_init__(self) -> None:
+        positive = {k: getattr(self, k) for k in ("rollout_batch_size", "minibatch_size", "ppo_epochs", "kl_horizon")}
+        positive.update(lr=self.lr, max_grad_norm=self.max_grad_norm, clip_range=self.clip_range)
+        for name, value in positive.items():
+            if not value > 0:
+                raise ValueError(f"PPOConfig.{name} must be > 0, got {value}")
+        if self.rollout_batch_size % self.minibatch_size:
+            raise ValueError(
+                f"PPOConfig.minibatch_size ({self.minibatch_size}) must divide rollout_batch_size "
+                f"({self.rollout_batch_size}): every optimizer step sees the same number of episodes"
+            )
+        if self.kl_estimator not in ("k1", "k3"):
+            raise ValueError(f"PPOConfig.kl_estimator must be 'k1' or 'k3', got {self.kl_estimator!r}")
+        if self.target_kl is not None and self.target_kl <= 0:
+            raise ValueError(f"PPOConfig.target_kl must be > 0 or None (fixed beta), got {self.target_kl}")
+        self.generation()  # validates max_new_tokens, temperature, top_k, top_p
+
+    @property
+    def steps_per_iteration(self) -> int:
+        """Optimizer steps (Trainer.global_step) per PPO iteration."""
+        return self.ppo_epochs * (self.rollout_batch_size // self.minibatch_size)
+
+    def generation(self, eos_id: int | None = None, pad_id: int = 0, seed: int | None = None) -> GenerationConfig:
+        """The sampling configuration of a rollout."""
+        return GenerationConfig(
+            max_new_tokens=self.max_new_tokens,
+            do_sample=True,
+            temperature=self.temperature,
+            top_k=self.top_k,
+            top_p=self.top_p,
+            eos_token_id=eos_id,
+            pad_token_id=pad_id,
+            seed=seed,
+        )
+
+
+class UnhealthyRun(RuntimeError):
+    """check_health found reasons: reasons (one sentence each), stats (what it checked), iteration (1-based)."""
+
+    def __init__(self, reasons: list[str], stats: dict[str, float], iteration: int) -> None:
+        super().__init__(reasons, stats, iteration)  # all in args: the exception pickles (Prefect, subprocesses)
+        self.reasons, self.stats, self.iteration = reasons, stats, iteration
+
+    def __str__(self) -> str:
+        return (
+            f"PPO iteration {self.iteration} is unhealthy:\n  - "
+            + "\n  - ".join(self.reasons)
+            + "\nResume from the last checkpoint, with a lower lr or a larger init_kl_coef / clip range if it recurs."
+        )
+
+
+@dataclass
+class Rollout:
+    """One iteration's experience, without gradient. Per-token tensors are (B, N) over the response tokens."""
+
+    sequences: Tensor  # (B, P + N) left-padded prompt, response, pad after EOS
+    attention_mask: Tensor  # (B, P + N) 1 = real token: the prompt's, and the response's up to its first EOS
+    prompt_len: int  # P: response token t sits at column P + t
+    mask: Tensor  # (B, N) response mask, 1 up to and including the first EOS
+    logp: Tensor  # policy log-probs of the sampled tokens (the "old" policy of the ratios)
+    ref_logp: Tensor  # reference log-probs of the same tokens
+    values: Tensor  # value head's estimates, read where each token is predicted
+    score: Tensor  # (B,) reward-model score, before penalty and clip
+    kl: Tensor  # per-token KL estimate (kl_estimator), 0 where masked
+    rewards: Tensor  # KL-penalised per-token rewards, the score at each row's last token
+    advantages: Tensor  # GAE advantages, whitened over the batch
+    returns: Tensor  # value targets: GAE advantages (before whitening) + values
+
+
+class PPOModule(_GPTModule):
+    """PPO on a policy GPT with a value head on its trunk, against a frozen reference and reward model.
+
+    self.model is the policy (trained in place: the GPT passed in is the trained one), self.value_head its
+    ScalarHead, self.reference the frozen reference, self.reward the frozen scorer: a RewardModel (its .score is
+    called) or any callable (input_ids, attention_mask) -> (B,) scores; an nn.Module moves with the module, a plain
+    callable must take the sequences where they are."""
+
+    def __init__(
+        self,
+        policy: GPT,
+        reference: GPT,
+        reward: RewardModel | Scorer,
+        config: PPOConfig,
+        eos_id: int,
+        pad_id: int,
+        health: HealthBounds | None = None,
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False  # one iteration makes several optimizer steps: update() runs them
+        if reference is policy:
+            raise ValueError("reference is the policy object itself: pass a frozen copy, copy.deepcopy(policy)")
+        if reference.config.vocab_size != policy.config.vocab_size:
+            raise ValueError(
+                f"policy and reference vocabularies differ ({policy.config.vocab_size} vs "
+                f"{reference.config.vocab_size}): the reference must be the policy's starting point (the SFT model)"
+            )
+        health = health or HealthBounds()
+        self.save_hyperparameters(dict(config=asdict(config), eos_id=eos_id, pad_id=pad_id, health=asdict(health)))
+        self.config, self.eos_id, self.pad_id, self.health = config, eos_id, pad_id, health
+        self.model = policy
+        self.value_head = ScalarHead(policy.config.n_embd)
+        self.reference = reference.requires_grad_(False)
+        self.reward = reward.requires_grad_(False) if isinstance(reward, nn.Module) else reward
+        if config.target_kl is None:
+            self.kl_controller = FixedKLController(config.init_kl_coef)
+        else:
+            self.kl_controller = AdaptiveKLController(config.init_kl_coef, config.target_kl, config.kl_horizon)
+        self.train()
+
+    def policy_gpt(self) -> GPT:
+        """The trained policy GPT, for saving (GPT.save_hf) and serving."""
+        return self.model
+
+    def train(self, mode: bool = True) -> PPOModule:
+        """Sets the training flag only: every submodule stays in eval mode, so dropout is off in rollout and update
+        alike and the frozen models never leave eval mode."""
+        super().train(False)
+        self.training = mode
+        return self
+
+    def configure_model(self) -> None:
+        """No torch.compile: rollout shapes change every iteration and would recompile."""
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        params = [*self.model.parameters(), *self.value_head.parameters()]
+        groups = [  # as models.lm: matrices decay, biases and LayerNorm gains do not
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": self.config.weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ]
+        return torch.optim.AdamW(groups, lr=self.config.lr)
+
+    # ---- one PPO iteration -------------------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        cfg = self.config
+        iteration = self.global_step // cfg.steps_per_iteration + 1
+        start = time.perf_counter()
+        beta = self.kl_controller.beta
+        r = self.rollout(batch["input_ids"], batch["attention_mask"])
+        B = r.sequences.size(0)
+        rollout_stats = {
+            "ppo/reward": r.score.mean(),
+            "ppo/kl": r.kl.sum(dim=1).mean(),
+            "ppo/response_len": r.mask.sum(dim=1).float().mean(),
+            "ppo/eos_rate": self._has_eos(r.sequences[:, r.prompt_len :], r.mask).float().mean(),
+        }
+        stats = dict(zip(rollout_stats, torch.stack(list(rollout_stats.values())).tolist(), strict=True))  # one sync
+        self._check(stats, iteration)  # before any update: a NaN reward must not reach the weights
+        generated = time.perf_counter()
+
+        update_stats = self.update(r)
+        self.kl_controller.update(stats["ppo/kl"], n_steps=B)
+        done = time.perf_counter()
+        stats.update(update_stats)
+        stats.update(
+            {
+                "ppo/beta": beta,
+                "ppo/episodes_per_sec": B / (done - start),
+                "ppo/time_generation_s": generated - start,
+                "ppo/time_update_s": done - generated,
+            }
+        )
+        self._check(stats, iteration)
+        self.log_dict({name: stats[name] for name in METRICS}, on_step=True, on_epoch=False, batch_size=B)
+
+    @torch.no_grad()
+    def rollout(self, input_ids: Tensor, attention_mask: Tensor) -> Rollout:
+        """Sample responses to left-padded prompts (B, P) and score them: steps 1-2 of an iteration."""
+        cfg = self.config
+        B, P = input_ids.shape
+        if input_ids.size(0) != cfg.rollout_batch_size:
+            raise ValueError(
+                f"a prompt batch has {B} rows, PPOConfig.rollout_batch_size is {cfg.rollout_batch_size}: give the "
+                "loader batch_size=rollout_batch_size and drop_last=True (iterations then map to optimizer steps)"
+            )
+        if not bool(attention_mask[:, -1].all()):
+            raise ValueError("prompts must be left-padded (attention_mask 1 in the last column): responses follow it")
+        seed = int(torch.randint(2**62, ()))  # global CPU RNG: restored on resume, the same on every device
+        sequences, _ = generate(self.model, input_ids, attention_mask, cfg.generation(self.eos_id, self.pad_id, seed))
+        response = sequences[:, P:]  # (B, N)
+        mask = response_mask(response, self.eos_id)
+        full_mask = torch.cat([attention_mask, mask.to(attention_mask.dtype)], dim=1)  # (B, P + N)
+
+        logp, values, ref_logp = [], [], []
+        for i in range(0, B, cfg.minibatch_size):  # in minibatches: the (b, N, V) float32 logits bound the memory
+            seqs, m = sequences[i : i + cfg.minibatch_size], full_mask[i : i + cfg.minibatch_size]
+            logits, hidden = self._response_logits(self.model, seqs, m, P)
+            logp.append(logprobs_of(logits, seqs[:, P:]))
+            values.append(self.value_head(hidden).float())
+            ref_logits, _ = self._response_logits(self.reference, seqs, m, P)
+            ref_logp.append(logprobs_of(ref_logits, seqs[:, P:]))
+        logp, values, ref_logp = torch.cat(logp), torch.cat(values), torch.cat(ref_logp)
+
+        score = self._score(sequences, full_mask)
+        penalised = score + cfg.missing_eos_penalty * (~self._has_eos(response, mask)).float()
+        if cfg.reward_clip is not None:
+            penalised = penalised.clamp(-cfg.reward_clip, cfg.reward_clip)
+        rewards, kl = kl_penalized_rewards(
+            penalised, logp, ref_logp, mask, beta=self.kl_controller.beta, estimator=cfg.kl_estimator
+        )
+        if cfg.whiten_rewards:
+            rewards = masked_whiten(rewards, mask, shift_mean=False)
+        advantages, returns = gae(rewards, values, mask, cfg.gamma, cfg.lam)
+        advantages = masked_whiten(advantages, mask)
+        return Rollout(sequences, full_mask, P, mask, logp, ref_logp, values, score, kl, rewards, advantages, returns)
+
+    def update(self, r: Rollout) -> dict[str, float]:
+        """ppo_epochs passes over shuffled minibatches of the rollout, one optimizer step each: step 3."""
+        cfg = self.config
+        optimizer = self.optimizers()
+        P = r.prompt_len
+        per_step = []
+        for _ in range(cfg.ppo_epochs):
+            order = torch.randperm(r.sequences.size(0)).to(r.sequences.device)  # global CPU RNG, as the seed
+            for rows in order.split(cfg.minibatch_size):
+                seqs, mask = r.sequences[rows], r.mask[rows]
+                logits, hidden = self._response_logits(self.model, seqs, r.attention_mask[rows], P)
+                logp = logprobs_of(logits, seqs[:, P:])
+                values = self.value_head(hidden).float()
+                pg_loss, pg = policy_loss(logp, r.logp[rows], r.advantages[rows], mask, cfg.clip_range)
+                vf_loss, _ = value_loss(values, r.values[rows], r.returns[rows], mask, cfg.clip_range_value)
+                # without a bonus the entropy is only reported: no backward through a softmax over the vocabulary
+                entropy = entropy_from_logits(logits if cfg.ent_coef else logits.detach(), mask)
+                loss = pg_loss + cfg.vf_coef * vf_loss - cfg.ent_coef * entropy
+                optimizer.zero_grad()
+                self.manual_backward(loss)
+                self.clip_gradients(optimizer, gradient_clip_val=cfg.max_grad_norm, gradient_clip_algorithm="norm")
+                optimizer.step()
+                per_step.append(
+                    torch.stack([pg_loss, vf_loss, entropy, pg.clipfrac, pg.approx_kl, pg.ratio_max]).detach()
+                )
+        steps = torch.stack(per_step)  # (optimizer steps, 6)
+        means = steps[:, :5].mean(dim=0).tolist()
+        names = ("ppo/policy_loss", "ppo/value_loss", "ppo/entropy", "ppo/clipfrac", "ppo/approx_kl")
+        return {**dict(zip(names, means, strict=True)), "ppo/ratio_max": steps[:, 5].max().item()}
+
+    # ---- pieces ------------------------------------------------------------------------------------------------
+    def _response_logits(self, gpt: GPT, sequences: Tensor, attention_mask: Tensor, P: int) -> tuple[Tensor, Tensor]:
+        """(logits / temperature (B, N, V) float32, hidden (B, N, C)) at the N positions that predict the response.
+
+        Column P - 1 + t predicts response token t (column P + t): the slice [P - 1 : -1] (one-position shift)."""
+        hidden = gpt.hidden_states(sequences, attention_mask=attention_mask)[:, P - 1 : -1]  # (B, N, C)
+        with torch.autocast(hidden.device.type, enabled=False):  # float32 logits, also under bf16 autocast
+            logits = F.linear(hidden.float(), gpt.lm_head.weight.float())
+        return logits / self.config.temperature, hidden
+
+    def _score(self, sequences: Tensor, attention_mask: Tensor) -> Tensor:
+        """The reward model's (B,) float32 scores of right-aligned sequences: each row's real tokens first, in
+        order, padding after (prompt padding was on the left, response padding on the right)."""
+        order = torch.argsort((attention_mask == 0).int(), dim=1, stable=True)  # real tokens first, order kept
+        ids, mask = sequences.gather(1, order), attention_mask.gather(1, order)
+        score = self.reward.score(ids, mask) if isinstance(self.reward, RewardModel) else self.reward(ids, mask)
+        if score.shape != (sequences.size(0),):
+            raise ValueError(f"the reward scorer returned shape {tuple(score.shape)}, expected ({sequences.size(0)},)")
+        return score.float()
+
+    def _has_eos(self, response: Tensor, mask: Tensor) -> Tensor:
+        """(B,) bool: the response (B, N) ended with EOS, rather than at max_new_tokens."""
+        return ((response == self.eos_id) & mask.bool()).any(dim=1)
+
+    def _check(self, stats: dict[str, float], iteration: int) -> None:
+        checked = {_HEALTH_NAMES.get(name, name): value for name, value in stats.items()}
+        if "ppo/ratio_max" in checked:
+            checked[RATIO_MAX] = checked.pop("ppo/ratio_max")
+        reasons = check_health(checked, self.health)
+        if reasons:
+            raise UnhealthyRun(reasons, checked, iteration)
+
+    # ---- exact resume ------------------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)  # RNG states
+        checkpoint["kl_controller"] = self.kl_controller.state_dict()
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(_FROZEN)}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.kl_controller.load_state_dict(checkpoint["kl_controller"])
+        # the frozen models are this module's own (the checkpoint left them out): keep them, strict loading stays
+        frozen = {k: v for k, v in self.state_dict().items() if k.startswith(_FROZEN)}
+        checkpoint["state_dict"] = {**checkpoint["state_dict"], **frozen}
