@@ -57,9 +57,13 @@ def _errors() -> Iterator[None]:
         _echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     except Exception as exc:
-        if type(exc).__name__ == "DataValidationError":  # avoids importing GX just to name the class
+        # matched by name: importing GX or torch just to name a class would slow every command
+        if type(exc).__name__ == "DataValidationError":
             _echo(f"Data validation failed:\n{exc}", err=True)
             raise typer.Exit(1) from None
+        if type(exc).__name__ == "RewardModelRejected":
+            _echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
         raise
 
 
@@ -200,6 +204,18 @@ def reward(preset: Preset = "small", overrides: Overrides = None) -> None:
         _load(preset, overrides).reward.min_accuracy,
     )  # fmt: skip
     _echo("quality gate: passed" if not gate else "quality gate: FAILED: " + "; ".join(gate))
+
+
+@app.command("ppo")
+def ppo(preset: Preset = "small", overrides: Overrides = None) -> None:
+    """PPO of the SFT policy against the reward model, KL-penalised to the SFT reference; registers <prefix>-policy."""
+    from alignops.stages import ppo as stage
+
+    with _errors():
+        result = stage.run(_load(preset, overrides))
+    _print_train(result)
+    if result.stopped:
+        _echo("stopped by the health check and rolled back: " + "; ".join(result.stopped))
 
 
 @app.command("dpo")

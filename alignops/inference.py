@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from alignops.data.loaders import collate_left_pad
 from alignops.data.tokenizer import chat_template
 from models.generation import GenerationConfig, generate
 from models.gpt import GPT
@@ -60,13 +61,9 @@ class Generator:
                 f"{self.gpt.config.block_size}-token context."
             )
         texts = [chat_template(p) if chat else p for p in prompts]
-        ids = [e.ids[-room:] for e in self.tokenizer.encode_batch(texts)]  # keep the prompt's end
-        width = max(len(i) for i in ids)
-        input_ids = torch.full((len(ids), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(ids), width), dtype=torch.long)
-        for row, seq in enumerate(ids):  # left padding: every prompt ends where generation starts
-            input_ids[row, width - len(seq) :] = torch.tensor(seq)
-            mask[row, width - len(seq) :] = 1
+        rows = [{"input_ids": torch.tensor(e.ids[-room:])} for e in self.tokenizer.encode_batch(texts)]
+        batch = collate_left_pad(self.pad_id)(rows)  # keep each prompt's end; every row ends where generation starts
+        input_ids, mask, width = batch["input_ids"], batch["attention_mask"], batch["input_ids"].size(1)
         sequences, lengths = generate(self.gpt, input_ids.to(self.device), mask.to(self.device), config)
         out = []
         for row, n in enumerate(lengths.tolist()):

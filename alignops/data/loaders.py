@@ -268,3 +268,34 @@ def unigram_baseline_loss(train_ids: Tensor, val_ids: Tensor, vocab_size: int) -
     counts = torch.bincount(train_ids.flatten(), minlength=vocab_size).double() + 1.0
     log_probs = counts.log() - math.log(counts.sum().item())
     return -log_probs[val_ids.flatten()].mean().item()
+
+
+class PromptDataset(Dataset):
+    """Prompts in the chat template, as a policy continues them (PPO rollouts); a long prompt keeps its end."""
+
+    def __init__(self, prompts: Sequence[str], tokenizer, max_len: int) -> None:
+        self.examples = [
+            torch.tensor(e.ids[-max_len:]) for e in tokenizer.encode_batch([chat_template(p) for p in prompts])
+        ]
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> Example:
+        return {"input_ids": self.examples[i]}
+
+
+def collate_left_pad(pad_token_id: int) -> Callable[[list[Example]], Example]:
+    """Collate prompts padded on the left, so that every row ends where generation starts."""
+
+    def collate(examples: list[Example]) -> Example:
+        T = max(len(e["input_ids"]) for e in examples)
+        ids = torch.full((len(examples), T), pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(examples), T), dtype=torch.long)
+        for row, e in enumerate(examples):
+            n = len(e["input_ids"])
+            ids[row, T - n :] = e["input_ids"]
+            mask[row, T - n :] = 1
+        return {"input_ids": ids, "attention_mask": mask}
+
+    return collate

@@ -77,7 +77,7 @@ class StageDir:
         shutil.rmtree(self.checkpoints, ignore_errors=True)  # the registered model is the result
 
 
-def trainer(cfg: PipelineConfig, train: TrainConfig, stage_dir: StageDir, logger, callbacks=()):
+def trainer(cfg: PipelineConfig, train: TrainConfig, stage_dir: StageDir, logger, log_every_n_steps: int | None = None):
     """A Lightning Trainer for `train` steps on the configured hardware, checkpointing into stage_dir."""
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -103,9 +103,9 @@ def trainer(cfg: PipelineConfig, train: TrainConfig, stage_dir: StageDir, logger
         check_val_every_n_epoch=None,
         limit_val_batches=train.val_batches,
         num_sanity_val_steps=0,
-        log_every_n_steps=t.log_every_n_steps,
+        log_every_n_steps=log_every_n_steps or t.log_every_n_steps,
         logger=logger,
-        callbacks=[checkpoint, *callbacks],
+        callbacks=[checkpoint],
         default_root_dir=stage_dir.path,
         enable_model_summary=False,
     )

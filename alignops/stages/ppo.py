@@ -1,0 +1,161 @@
+"""PPO: align the SFT policy against the reward model with a per-token KL penalty to the frozen SFT reference
+(InstructGPT); registers <prefix>-policy with the SFT and reward versions in its lineage.
+
+    result = run(load_config("tiny"))      # or: alignops ppo --preset tiny
+
+Refuses a reward model that failed its quality gate. Rollout prompts are the ranking tasks' prompts (what the
+reward model was trained to judge). A health check after every rollout and update (NaN/inf, KL or approx-KL
+beyond bounds, collapsed responses) stops the run; the policy is then rolled back to the last healthy checkpoint
+(or the SFT model), registered as such, and the reasons are logged. A killed run resumes like every stage.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+from alignops import tracking
+from alignops.artifacts import TOKENIZER_FILE, ModelMeta, load_model, save_model
+from alignops.config import PipelineConfig, TrainConfig
+from alignops.data import datasets
+from alignops.stages import training
+from alignops.stages.data import require_valid
+from alignops.stages.reward import GATE_TAG
+
+
+class RewardModelRejected(ValueError):
+    """The reward model failed its quality gate; PPO against it would optimise noise or length."""
+
+
+@dataclass(frozen=True)
+class PPOResult(training.TrainResult):
+    stopped: list[str] | None = None  # health reasons when the run was stopped and rolled back
+
+
+def _gate(reward_uri: str, reward_meta) -> None:
+    reasons = reward_meta.extra.get("gate") or []
+    if reasons:
+        raise RewardModelRejected(
+            f"{reward_uri} failed its quality gate ({GATE_TAG}): "
+            + "; ".join(reasons)
+            + ". Train a better reward model (more steps or data) or lower reward.min_accuracy knowingly."
+        )
+
+
+def _mean_score(scorer, generator, prompts: list[str], cfg: PipelineConfig) -> float:
+    """Mean reward-model score of sampled completions (same seed for every policy compared)."""
+    import torch
+
+    from alignops.data.loaders import collate_right_pad
+    from alignops.data.tokenizer import chat_template
+    from alignops.inference import decoding
+
+    completions = generator.complete(prompts, decoding("sample", max_new_tokens=cfg.ppo.max_new_tokens, seed=cfg.seed))
+    texts = [chat_template(p, c) for p, c in zip(prompts, completions, strict=True)]
+    rows = [
+        {"input_ids": torch.tensor(e.ids[-generator.gpt.config.block_size :])}
+        for e in generator.tokenizer.encode_batch(texts)
+    ]
+    batch = collate_right_pad(generator.pad_id)(rows)
+    with torch.no_grad():
+        return float(scorer.score(batch["input_ids"], batch["attention_mask"]).mean())
+
+
+def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
+    require_valid(cfg)
+    import torch
+
+    from alignops.data.loaders import PromptDataset, collate_left_pad, pad_id, resumable_loader, special_id
+    from alignops.inference import Generator
+    from models.ppo.health import HealthBounds
+    from models.ppo.module import PPOConfig, PPOModule, UnhealthyRun
+    from models.reward import RewardModel
+
+    pc = cfg.ppo
+    start = training.start_from_base(cfg, "ppo", pc, default="sft")
+    sft = start.model
+    reward_uri = tracking.pin_uri(pc.reward_model or f"models:/{cfg.tracking.model_prefix}-reward/latest")
+    reward_loaded = load_model(tracking.resolve_model(reward_uri))
+    _gate(reward_uri, reward_loaded.meta)
+    if reward_loaded.meta.tokenizer_sha256 != sft.meta.tokenizer_sha256:
+        raise ValueError(f"{reward_uri} and {start.uri} use different tokenizers: train both from one tokenizer.")
+    scorer = RewardModel.from_gpt(reward_loaded.gpt)
+    scorer.head.load_state_dict(reward_loaded.head.state_dict())
+    scorer.eval()
+
+    ppo_config = PPOConfig(
+        **pc.model_dump(
+            include={"rollout_batch_size", "minibatch_size", "ppo_epochs", "max_new_tokens", "temperature", "gamma",
+                     "lam", "clip_range", "clip_range_value", "vf_coef", "ent_coef", "init_kl_coef", "target_kl",
+                     "kl_horizon", "kl_estimator", "reward_clip", "missing_eos_penalty", "lr", "max_grad_norm"}
+        )
+    )  # fmt: skip
+    health = HealthBounds(max_kl=pc.max_kl, max_approx_kl=pc.max_approx_kl, min_response_length=pc.min_response_length)
+    tokenizer = sft.tokenizer
+    eos, pad = special_id(tokenizer, "<|endoftext|>"), pad_id(tokenizer)
+    module = PPOModule(sft.gpt, copy.deepcopy(sft.gpt), scorer, ppo_config, eos, pad, health)
+
+    train_prompts = sorted({r["prompt"] for r in datasets.load_split(cfg.data.data_dir, "rankings", "train")})
+    room = sft.gpt.config.block_size - pc.max_new_tokens
+    loader = resumable_loader(
+        PromptDataset(train_prompts * max(1, pc.rollout_batch_size // len(train_prompts) + 1), tokenizer, room),
+        pc.rollout_batch_size, seed=cfg.seed, collate_fn=collate_left_pad(pad), drop_last=True,
+    )  # fmt: skip
+    steps = ppo_config.steps_per_iteration
+    # Trainer steps are optimizer steps; PPO clips its own gradients (manual optimization) and is judged on held-out
+    # prompts after training instead of a validation loop.
+    train_cfg = TrainConfig(
+        max_steps=pc.iterations * steps, checkpoint_every_n_steps=pc.checkpoint_every_n_iterations * steps,
+        val_every_n_steps=pc.iterations * steps, grad_clip=0.0, warmup_steps=0,
+    )  # fmt: skip
+
+    with tracking.stage_run("ppo", cfg, pc, parent_run_id, start.resume_run_id) as stage:
+        start.stage_dir.started(stage.run_id)
+        if start.resume_run_id is None:
+            stage.set_tags({"alignops.parent_model": start.uri, "alignops.reward_model": reward_uri})
+            stage.log_metrics({"data/rollout_prompts": len(train_prompts)})
+        # one logged row per iteration (an iteration is one training batch of prompts)
+        trainer = training.trainer(cfg, train_cfg, start.stage_dir, tracking.lightning_logger(stage.run_id), 1)
+        stopped = None
+        try:
+            trainer.fit(module, loader, ckpt_path=start.checkpoint)
+        except UnhealthyRun as exc:
+            stopped = exc.reasons
+            stage.set_tags({"alignops.ppo_stopped": f"iteration {exc.iteration}: " + "; ".join(exc.reasons)})
+            stage.log_text(str(exc), "health/stopped.txt")
+            last = start.stage_dir.checkpoints / "last.ckpt"
+            if last.is_file():  # roll back to the last healthy weights; else to the SFT policy itself
+                state = torch.load(last, map_location="cpu", weights_only=True)["state_dict"]
+                module.model.load_state_dict(
+                    {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
+                )
+            else:
+                module.model.load_state_dict(load_model(start.folder).gpt.state_dict())
+
+        policy = module.policy_gpt().cpu().eval()
+        test_prompts = sorted({r["prompt"] for r in datasets.load_split(cfg.data.data_dir, "rankings", "test")})
+        eval_prompts = (test_prompts * (pc.eval_samples // max(len(test_prompts), 1) + 1))[: pc.eval_samples]
+        reference = load_model(start.folder).gpt
+        after = _mean_score(scorer, Generator(policy, tokenizer), eval_prompts, cfg)
+        before = _mean_score(scorer, Generator(reference, tokenizer), eval_prompts, cfg)
+        metrics = {"ppo/eval_reward": after, "ppo/eval_reward_sft": before, "ppo/reward_gain": after - before}
+        stage.log_metrics(metrics)
+
+        meta = ModelMeta(
+            kind="causal_lm",
+            stage="ppo",
+            data_version=start.data_version,
+            tokenizer_sha256=sft.meta.tokenizer_sha256,
+            parent=start.uri,
+            extra=training.saved_hparams(cfg, "ppo") | {"reward_model": reward_uri, "stopped": stopped},
+        )
+        model_dir = save_model(start.stage_dir.path / "model", policy, start.folder / TOKENIZER_FILE, meta)
+        lineage = tracking.lineage_tags("ppo", cfg, pc) | {
+            "alignops.method": "ppo",
+            "alignops.reward_model": reward_uri,
+            "alignops.health": "stopped: " + "; ".join(stopped) if stopped else "healthy",
+        }
+        uri, version = tracking.register_model(model_dir, f"{cfg.tracking.model_prefix}-policy", lineage, start.uri)
+        start.stage_dir.completed(stage.run_id)
+        return PPOResult(stage.run_id, uri, version, metrics, Path(model_dir), stopped)
