@@ -1,0 +1,426 @@
+"""Training throughput of the alignment stages: reward model and DPO in pairs/s, PPO in episodes/s with its time
+split between generation and update, and the peak memory of each.
+
+Random weights and random tokens at the presets' model shapes (configs/*.yaml); no data is read.
+
+* reward: models.reward.RewardModel, one training step = RewardModel.pair_rewards (chosen and rejected as one
+  (2B, T) forward) + pairwise_loss (the module's margin/center_coef) + backward + AdamW step (the optimizer and
+  schedule of RewardModel.configure_optimizers);
+* dpo: models.dpo.DPOModel, one training step = DPOModel.loss (policy forward with gradient, frozen reference
+  forward without, both over the 2B texts) + backward + AdamW step (DPOModel.configure_optimizers);
+* ppo: models.ppo.PPOModule, one iteration = PPOModule.rollout (sampling with the KV cache, policy and reference
+  forwards, a RewardModel of the same shape scoring, GAE) + PPOModule.update (ppo_epochs passes of minibatch
+  steps) + the KL controller update, i.e. PPOModule.training_step without its logging and health checks. The
+  module's methods are called directly, no Trainer: update() needs manual_backward / optimizers() /
+  clip_gradients, which a lightning.Fabric provides (fabric.setup(module, module.configure_optimizers())).
+
+Under autocast (bf16 on CUDA, as Trainer(precision="bf16-mixed")): fp32 weights and optimizer state. Each measure
+runs --warmup untimed steps, then --steps timed ones; step times are host timestamps (CPU) or CUDA events (reward,
+dpo); PPO phases are timed with a device sync at each boundary (its loop syncs anyway). Throughputs use the median
+step, *_best the fastest. Peak memory: CUDA torch.cuda.max_memory_allocated over the measure (models, optimizer
+state and activations); CPU the growth of the process's peak RSS over its RSS before the measure (the peak is
+reset through /proc/self/clear_refs where allowed; otherwise the growth of ru_maxrss, a lower bound).
+
+    python bench/rlhf.py                          # tiny and small, reward + dpo + ppo: one JSON object per line
+    python bench/rlhf.py --preset tiny --measure ppo --steps 10
+    python bench/rlhf.py --preset small --batch-size 16 --rollout-batch-size 16 --minibatch-size 8 --ppo-epochs 2
+"""
+
+from __future__ import annotations
+
+# Runnable as `python bench/rlhf.py` from the repo root: put the repo root on sys.path so `models` and `bench`
+# import.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import copy  # noqa: E402
+import ctypes  # noqa: E402
+import gc  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+import resource  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+
+import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from bench._common import (  # noqa: E402
+    autocast,
+    dtype_name,
+    environment,
+    preset_shapes,
+    resolve_device,
+    resolve_dtype,
+    synchronize,
+)
+from models.dpo import DPOModel  # noqa: E402
+from models.gpt import GPT, GPTConfig  # noqa: E402
+from models.lm import IGNORE_INDEX  # noqa: E402
+from models.ppo import module as ppo_module  # noqa: E402
+from models.ppo.module import PPOConfig, PPOModule  # noqa: E402
+from models.reward import RewardModel, pairwise_loss  # noqa: E402
+
+# the model shapes of the presets under configs/ (batch sizes are this benchmark's own)
+PRESETS = {k: {n: v for n, v in s.items() if n != "batch_size"} for k, s in preset_shapes().items()}
+MEASURES = ("reward", "dpo", "ppo")
+
+
+# ---- memory -------------------------------------------------------------------------------------------------------
+def _rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+
+
+def _trim_heap() -> None:
+    """Give the heap pages freed by earlier measures back to the OS (glibc malloc_trim), so they are not counted in
+    the RSS before a measure and then reused unseen by it."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM, which ru_maxrss reads) to the current RSS; False where refused."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def peak_memory(device: torch.device, out: dict) -> Iterator[None]:
+    """Fills out["peak_memory_mib"] and out["peak_memory_kind"] with the peak memory of the enclosed block."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        yield
+        out["peak_memory_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+        out["peak_memory_kind"] = "cuda max_memory_allocated"
+        return
+    _trim_heap()
+    reset = _reset_peak_rss()
+    base_kib = _rss_kib() if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    yield
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_kib  # ru_maxrss: KiB on Linux
+    out["peak_memory_mib"] = round(max(grown_kib, 0) / 1024, 1)
+    out["peak_memory_kind"] = (
+        "cpu peak RSS - RSS before (process)" if reset else "cpu ru_maxrss growth (process; lower bound)"
+    )
+
+
+# ---- timing -------------------------------------------------------------------------------------------------------
+def time_steps(step: Callable[[], Tensor], device: torch.device, steps: int, warmup: int) -> tuple[list[float], Tensor]:
+    """(sorted per-step seconds of `steps` timed steps after `warmup` untimed ones, the last step's output)."""
+    for _ in range(warmup):
+        step()
+    cuda = device.type == "cuda"
+    marks: list = []
+
+    def mark() -> None:
+        if cuda:  # CUDA events on the GPU's clock: no sync between steps
+            marks.append(torch.cuda.Event(enable_timing=True))
+            marks[-1].record()
+        else:
+            marks.append(time.perf_counter())
+
+    synchronize(device)
+    for _ in range(steps):
+        mark()
+        out = step()
+    mark()
+    synchronize(device)
+    if cuda:
+        seconds = [a.elapsed_time(b) / 1000 for a, b in zip(marks, marks[1:], strict=False)]
+    else:
+        seconds = [b - a for a, b in zip(marks, marks[1:], strict=False)]
+    return sorted(seconds), out
+
+
+def _pair_figures(seconds: list[float], args: argparse.Namespace) -> dict:
+    """Step times (sorted seconds) as ms and pairs/s, median and best; tokens/s counts both texts of a pair."""
+    median, B = statistics.median(seconds), args.batch_size
+    return {
+        "ms_per_step_median": round(1000 * median, 2),
+        "ms_per_step_min": round(1000 * seconds[0], 2),
+        "pairs_per_s": round(B / median, 2),
+        "pairs_per_s_best": round(B / seconds[0], 2),
+        "tokens_per_s": round(2 * B * (args.prompt_len + args.response_len) / median),
+    }
+
+
+def _n_params(module: torch.nn.Module, trainable: bool) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable)  # tied matrix once
+
+
+def _gpt_config(shape: dict) -> GPTConfig:
+    return GPTConfig(**{k: shape[k] for k in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size")})
+
+
+def random_pairs(shape: dict, batch: int, prompt_len: int, response_len: int, device: torch.device) -> dict:
+    """A collate_pairs-style batch of B random pairs (every text prompt_len + response_len tokens, no padding),
+    with the DPO labels (-100 on the prompt)."""
+    V, T = shape["vocab_size"], prompt_len + response_len
+    out = {}
+    for side in ("chosen", "rejected"):
+        ids = torch.randint(V, (batch, T), device=device)
+        labels = ids.clone()
+        labels[:, :prompt_len] = IGNORE_INDEX
+        out.update({f"{side}_ids": ids, f"{side}_mask": torch.ones_like(ids), f"{side}_labels": labels})
+    out["weight"] = torch.ones(batch, device=device)
+    return out
+
+
+# ---- measures -----------------------------------------------------------------------------------------------------
+def bench_reward(shape: dict, device: torch.device, dtype: torch.dtype, args: argparse.Namespace) -> dict:
+    torch.manual_seed(args.seed)
+    out: dict = {}
+    with peak_memory(device, out):
+        rm = RewardModel(_gpt_config(shape)).to(device)
+        rm.train()
+        opt = rm.configure_optimizers()
+        optimizer, scheduler = opt["optimizer"], opt["lr_scheduler"]["scheduler"]
+        batch = random_pairs(shape, args.batch_size, args.prompt_len, args.response_len, device)
+        hp = rm.hparams
+
+        def step() -> Tensor:
+            with autocast(device, dtype):
+                chosen, rejected = rm.pair_rewards(batch)
+                loss = pairwise_loss(chosen, rejected, batch["weight"], margin=hp.margin, center_coef=hp.center_coef)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            return loss
+
+        seconds, loss = time_steps(step, device, args.steps, args.warmup)
+    return {
+        "params": _n_params(rm, trainable=True),
+        "batch_pairs": args.batch_size,
+        "seq_len": args.prompt_len + args.response_len,
+        **_pair_figures(seconds, args),
+        "final_loss": round(loss.item(), 4),
+        **out,
+    }
+
+
+def bench_dpo(shape: dict, device: torch.device, dtype: torch.dtype, args: argparse.Namespace) -> dict:
+    torch.manual_seed(args.seed)
+    out: dict = {}
+    with peak_memory(device, out):
+        dpo = DPOModel(_gpt_config(shape))
+        dpo.reference.load_state_dict(dpo.model.state_dict())  # as DPOModel.from_sft: both start from one GPT
+        dpo = dpo.to(device)
+        dpo.train()  # the reference stays in eval mode
+        opt = dpo.configure_optimizers()
+        optimizer, scheduler = opt["optimizer"], opt["lr_scheduler"]["scheduler"]
+        batch = random_pairs(shape, args.batch_size, args.prompt_len, args.response_len, device)
+
+        def step() -> Tensor:
+            with autocast(device, dtype):
+                loss, _ = dpo.loss(batch)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            return loss
+
+        seconds, loss = time_steps(step, device, args.steps, args.warmup)
+    return {
+        "params": _n_params(dpo, trainable=True),
+        "params_total": _n_params(dpo, trainable=False),  # + the frozen reference
+        "batch_pairs": args.batch_size,
+        "seq_len": args.prompt_len + args.response_len,
+        **_pair_figures(seconds, args),
+        "final_loss": round(loss.item(), 4),
+        **out,
+    }
+
+
+@contextlib.contextmanager
+def timed_generate(device: torch.device, seconds: list[float]) -> Iterator[None]:
+    """Append the duration of every models.generation.generate call PPOModule.rollout makes to `seconds`."""
+    original = ppo_module.generate
+
+    def timed(*args, **kwargs):
+        synchronize(device)
+        t0 = time.perf_counter()
+        result = original(*args, **kwargs)
+        synchronize(device)
+        seconds.append(time.perf_counter() - t0)
+        return result
+
+    ppo_module.generate = timed
+    try:
+        yield
+    finally:
+        ppo_module.generate = original
+
+
+def _fabric(device: torch.device):
+    """A single-device lightning.Fabric: it provides PPOModule.update's manual_backward, optimizers() and
+    clip_gradients outside a Trainer. Precision "32-true": autocast is this benchmark's own."""
+    import lightning as L
+
+    if device.type == "cuda":
+        return L.Fabric(accelerator="cuda", devices=[device.index or 0], precision="32-true")
+    return L.Fabric(accelerator="cpu", devices=1, precision="32-true")
+
+
+def bench_ppo(shape: dict, device: torch.device, dtype: torch.dtype, args: argparse.Namespace) -> dict:
+    torch.manual_seed(args.seed)
+    B, P, V = args.rollout_batch_size, args.ppo_prompt_len, shape["vocab_size"]
+    config = PPOConfig(
+        rollout_batch_size=B,
+        minibatch_size=args.minibatch_size,
+        ppo_epochs=args.ppo_epochs,
+        max_new_tokens=args.max_new_tokens,
+    )
+    out: dict = {}
+    with peak_memory(device, out):
+        gpt_config = _gpt_config(shape)
+        policy = GPT(gpt_config)
+        reward = RewardModel(gpt_config).eval()  # a reward model of the same shape, as the stage's
+        module = PPOModule(policy, copy.deepcopy(policy), reward, config, eos_id=V - 1, pad_id=0).to(device)
+        _fabric(device).setup(module, module.configure_optimizers())  # sets module._fabric, _fabric_optimizers
+        ids = torch.randint(V - 1, (B, P), device=device)  # no EOS in the prompts
+        mask = torch.ones_like(ids)
+        sample_s: list[float] = []
+
+        def iteration() -> dict:
+            synchronize(device)
+            t0 = time.perf_counter()
+            with autocast(device, dtype), timed_generate(device, sample_s):
+                r = module.rollout(ids, mask)
+            kl = r.kl.sum(dim=1).mean().item()  # syncs, as training_step's rollout stats
+            t1 = time.perf_counter()
+            with autocast(device, dtype):
+                stats = module.update(r)
+            module.kl_controller.update(kl, n_steps=B)
+            synchronize(device)
+            t2 = time.perf_counter()
+            return {
+                "iteration_s": t2 - t0,
+                "rollout_s": t1 - t0,
+                "sampling_s": sample_s[-1],
+                "update_s": t2 - t1,
+                "new_tokens": r.sequences.size(1) - P,  # sampled positions per row (< max_new_tokens if all EOS)
+                "response_len": r.mask.sum(dim=1).float().mean().item(),
+                "policy_loss": stats["ppo/policy_loss"],
+            }
+
+        for _ in range(args.warmup):
+            iteration()
+        runs = sorted((iteration() for _ in range(args.steps)), key=lambda x: x["iteration_s"])
+    med = runs[(len(runs) - 1) // 2]  # the median iteration (the lower one for an even count), split as it ran
+    it, samp, upd = med["iteration_s"], med["sampling_s"], med["update_s"]
+    score = med["rollout_s"] - samp  # policy/reference forwards, reward model, GAE
+    return {
+        "params": _n_params(module, trainable=True),  # policy + value head
+        "params_total": _n_params(module, trainable=False),  # + reference + reward model
+        "rollout_batch_size": B,
+        "minibatch_size": args.minibatch_size,
+        "ppo_epochs": args.ppo_epochs,
+        "optimizer_steps_per_iteration": config.steps_per_iteration,
+        "prompt_len": P,
+        "max_new_tokens": args.max_new_tokens,
+        "iteration_s_median": round(it, 4),
+        "iteration_s_min": round(runs[0]["iteration_s"], 4),
+        "episodes_per_s": round(B / it, 2),
+        "episodes_per_s_best": round(B / runs[0]["iteration_s"], 2),
+        "generated_tokens_per_s": round(B * med["new_tokens"] / samp, 1),  # while sampling
+        "generated_tokens_per_s_iteration": round(B * med["new_tokens"] / it, 1),  # over the whole iteration
+        "sampling_s": round(samp, 4),
+        "rollout_scoring_s": round(score, 4),
+        "generation_s": round(med["rollout_s"], 4),  # sampling + scoring: PPOModule's ppo/time_generation_s
+        "update_s": round(upd, 4),  # PPOModule's ppo/time_update_s
+        "sampling_frac": round(samp / it, 3),
+        "rollout_scoring_frac": round(score / it, 3),
+        "generation_frac": round(med["rollout_s"] / it, 3),
+        "update_frac": round(upd / it, 3),
+        "response_len_mean": round(med["response_len"], 2),
+        "policy_loss": round(med["policy_loss"], 4),
+        "timing": "Fabric + direct PPOModule.rollout/update calls (no Trainer)",
+        **out,
+    }
+
+
+BENCHES = {"reward": bench_reward, "dpo": bench_dpo, "ppo": bench_ppo}
+
+
+def _prime(device: torch.device, dtype: torch.dtype) -> None:
+    """Run every kind of op once on a throwaway model, so one-off costs (kernel libraries, thread pools, allocator
+    pools) fall on neither the first measure's time nor its memory."""
+    gpt = GPT(GPTConfig(vocab_size=64, block_size=16, n_layer=1, n_head=1, n_embd=8)).to(device)
+    config = PPOConfig(rollout_batch_size=2, minibatch_size=2, ppo_epochs=1, max_new_tokens=2)
+    module = PPOModule(gpt, copy.deepcopy(gpt), lambda ids, mask: ids.float().mean(1), config, eos_id=63, pad_id=0)
+    _fabric(device).setup(module, module.configure_optimizers())
+    ids = torch.randint(63, (2, 4), device=device)
+    with autocast(device, dtype):
+        module.update(module.rollout(ids, torch.ones_like(ids)))
+    synchronize(device)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", nargs="+", choices=sorted(PRESETS), help="default: tiny and small")
+    parser.add_argument("--measure", nargs="+", choices=MEASURES, help="default: all three")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
+    parser.add_argument(
+        "--dtype", default="auto", help="autocast dtype: fp32 (no autocast), bf16 (default: bf16 cuda, fp32 cpu)"
+    )
+    parser.add_argument("--steps", type=int, help="timed steps / PPO iterations (default: 20 on cuda, 5 on cpu)")
+    parser.add_argument("--warmup", type=int, help="untimed steps / iterations first (default: 5 on cuda, 1 on cpu)")
+    g = parser.add_argument_group("reward model and DPO")
+    g.add_argument("--batch-size", type=int, default=8, help="preference pairs per step (default: 8)")
+    g.add_argument("--prompt-len", type=int, default=32, help="prompt tokens of each text (default: 32)")
+    g.add_argument("--response-len", type=int, default=32, help="response tokens of each text (default: 32)")
+    g = parser.add_argument_group("PPO")
+    g.add_argument("--rollout-batch-size", type=int, default=8, help="episodes per iteration (default: 8)")
+    g.add_argument("--minibatch-size", type=int, default=4, help="episodes per optimizer step (default: 4)")
+    g.add_argument("--ppo-epochs", type=int, default=1, help="passes over each rollout (default: 1)")
+    g.add_argument("--max-new-tokens", type=int, default=32, help="response length cap (default: 32)")
+    g.add_argument("--ppo-prompt-len", type=int, default=16, help="prompt tokens (default: 16)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch.get_num_threads())")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
+    if dtype == torch.float16:
+        raise SystemExit("fp16 training needs a GradScaler, which this benchmark does not run: use bf16 or fp32")
+    args.steps = args.steps or (20 if device.type == "cuda" else 5)
+    args.warmup = args.warmup if args.warmup is not None else (5 if device.type == "cuda" else 1)
+    presets = args.preset or ["tiny", "small"]
+    measures = args.measure or list(MEASURES)
+    for preset in presets:
+        block = PRESETS[preset]["block_size"]
+        need = {"reward": args.prompt_len + args.response_len, "dpo": args.prompt_len + args.response_len}
+        need["ppo"] = args.ppo_prompt_len + args.max_new_tokens
+        for m in measures:
+            if need[m] > block:
+                raise SystemExit(f"{m}: {need[m]} tokens per text exceed {preset}'s block_size {block}")
+
+    env = environment(device)
+    _prime(device, dtype)
+    for preset in presets:
+        shape = PRESETS[preset]
+        for m in measures:
+            load = round(os.getloadavg()[0], 2)  # other jobs on the machine: CPU figures swing with it
+            result = BENCHES[m](shape, device, dtype, args)
+            head = {"preset": preset, "measure": m, **env, "load_avg_1m": load, **shape, "dtype": dtype_name(dtype)}
+            print(json.dumps({**head, "warmup": args.warmup, "steps": args.steps, **result}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
