@@ -31,6 +31,19 @@ def one_thread():
     torch.set_num_threads(1)
 
 
+@pytest.fixture
+def cpu_trainer(tmp_path: Path):
+    """A factory of quiet single-CPU Lightning Trainers writing under this test's tmp_path."""
+    import lightning as L
+
+    def make(max_steps: int = -1, **kwargs) -> L.Trainer:
+        options = dict(accelerator="cpu", devices=1, max_steps=max_steps, logger=False, enable_progress_bar=False,
+                       enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path)  # fmt: skip
+        return L.Trainer(**{**options, **kwargs})
+
+    return make
+
+
 @pytest.fixture(scope="session")
 def prefect_harness():
     """One Prefect test server for the whole session (about 20 s to start on 2 cores)."""

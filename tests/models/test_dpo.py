@@ -11,7 +11,6 @@ import copy
 import math
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -69,20 +68,6 @@ def loader(data: list[Pair], batch_size: int, shuffle: bool = False) -> DataLoad
     return DataLoader(data, batch_size, shuffle=shuffle, generator=g, collate_fn=pair_batch)
 
 
-def trainer(tmp_path: Path, max_steps: int = -1, **kwargs) -> L.Trainer:
-    options = dict(
-        accelerator="cpu",
-        devices=1,
-        max_steps=max_steps,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        default_root_dir=tmp_path,
-    )
-    return L.Trainer(**{**options, **kwargs})
-
-
 def test_dpo_loss_hand_computed() -> None:
     same = torch.full((3,), -5.0)
     loss, stats = dpo_loss(same, same, same, same, beta=0.1)
@@ -132,7 +117,7 @@ def test_sequence_logprob_hand_computed() -> None:
     assert sequence_logprob(logits, labels)[0].item() == pytest.approx(math.log(0.1), rel=1e-6)
 
 
-def test_at_initialisation_policy_is_reference(tmp_path: Path) -> None:
+def test_at_initialisation_policy_is_reference(cpu_trainer, tmp_path: Path) -> None:
     torch.manual_seed(0)
     sft = GPT(CONFIG)  # stands in for the SFT model
     model = DPOModel.from_sft(sft, beta=0.5).eval()
@@ -148,7 +133,7 @@ def test_at_initialisation_policy_is_reference(tmp_path: Path) -> None:
     assert torch.equal(pc, rc) and torch.equal(pr, rr) and bool((pc < 0).all())
     assert loss.item() == pytest.approx(math.log(2))
     assert stats["rewards/chosen"].item() == 0.0 and stats["rewards/margin"].item() == 0.0
-    metrics = trainer(tmp_path).validate(model, loader(pairs(7, seed=0), batch_size=3), verbose=False)[0]
+    metrics = cpu_trainer().validate(model, loader(pairs(7, seed=0), batch_size=3), verbose=False)[0]
     assert metrics == pytest.approx({"val/loss": math.log(2), "val/accuracy": 0.0, "val/margin": 0.0})
 
     # only the policy is optimized
@@ -159,7 +144,7 @@ def test_at_initialisation_policy_is_reference(tmp_path: Path) -> None:
         model.loss({k: v for k, v in batch.items() if not k.endswith("labels")})
 
 
-def test_dpo_learns_a_preference(tmp_path: Path) -> None:
+def test_dpo_learns_a_preference(cpu_trainer, tmp_path: Path) -> None:
     train, val = pairs(96, seed=1), pairs(40, seed=2)
     torch.manual_seed(0)
     sft = GPT(CONFIG)
@@ -167,7 +152,7 @@ def test_dpo_learns_a_preference(tmp_path: Path) -> None:
     config = GPTConfig(**{**CONFIG.__dict__, "dropout": 0.1})  # dropout in the policy, never in the reference
     model = DPOModel.from_sft(sft, config, beta=0.5, lr=3e-3, warmup_steps=5, max_steps=steps)
     initial = copy.deepcopy(model.state_dict())
-    t = trainer(tmp_path, max_steps=steps)
+    t = cpu_trainer(max_steps=steps)
     before = t.validate(model, loader(val, batch_size=16), verbose=False)[0]
     t.fit(model, loader(train, batch_size=16, shuffle=True))
 
@@ -192,11 +177,11 @@ def test_dpo_learns_a_preference(tmp_path: Path) -> None:
     assert uneven["val/margin"] == pytest.approx(stats["rewards/margin"].item(), rel=1e-5)
 
 
-def test_bf16_mixed_fit_and_checkpoint(tmp_path: Path) -> None:
+def test_bf16_mixed_fit_and_checkpoint(cpu_trainer, tmp_path: Path) -> None:
     torch.manual_seed(0)
     sft = GPT(CONFIG)
     model = DPOModel.from_sft(sft, beta=0.25, label_smoothing=0.1, lr=1e-3, warmup_steps=0, max_steps=2)
-    t = trainer(tmp_path, max_steps=2, precision="bf16-mixed", enable_checkpointing=True)
+    t = cpu_trainer(max_steps=2, precision="bf16-mixed", enable_checkpointing=True)
     t.fit(model, loader(pairs(8, seed=3), batch_size=4))
     assert math.isfinite(t.callback_metrics["train/loss"].item())
 

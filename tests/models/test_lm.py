@@ -58,20 +58,6 @@ def gpt_config(tok, dropout: float = 0.0) -> GPTConfig:
     return GPTConfig(vocab_size=tok.get_vocab_size(), block_size=32, n_layer=2, n_head=2, n_embd=32, dropout=dropout)
 
 
-def trainer(tmp_path: Path, max_steps: int = -1, **kwargs) -> L.Trainer:
-    options = dict(
-        accelerator="cpu",
-        devices=1,
-        max_steps=max_steps,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        default_root_dir=tmp_path,
-    )
-    return L.Trainer(**{**options, **kwargs})
-
-
 class LossRecorder(L.Callback):
     """train/loss of every optimizer step, by global step (1-based)."""
 
@@ -103,7 +89,7 @@ def test_heads() -> None:
     assert head(hidden[:, -1]).shape == (4, 3)
 
 
-def test_causal_lm_learns_and_schedules(tok, tmp_path: Path) -> None:
+def test_causal_lm_learns_and_schedules(cpu_trainer, tok, tmp_path: Path) -> None:
     ids = encode_corpus(corpus(240), tok)
     n_val = len(ids) // 10
     train, val = PackedBlocks(ids[n_val:], 32), PackedBlocks(ids[:n_val], 32)
@@ -112,7 +98,7 @@ def test_causal_lm_learns_and_schedules(tok, tmp_path: Path) -> None:
     model = CausalLM(gpt_config(tok), lr=3e-3, warmup_steps=8, max_steps=steps, min_lr_ratio=0.1)
     initial = copy.deepcopy(model.state_dict())
     recorder = LossRecorder()
-    t = trainer(tmp_path, max_steps=steps, callbacks=[recorder])
+    t = cpu_trainer(max_steps=steps, callbacks=[recorder])
     t.fit(model, resumable_loader(train, batch_size=8, seed=0))
 
     losses = list(recorder.losses.values())
@@ -132,14 +118,14 @@ def test_causal_lm_learns_and_schedules(tok, tmp_path: Path) -> None:
     assert metrics["val/loss"] < 0.5 * baseline  # far better than token frequencies alone
 
 
-def test_val_loss_is_token_weighted(tok, tmp_path: Path) -> None:
+def test_val_loss_is_token_weighted(cpu_trainer, tok, tmp_path: Path) -> None:
     # two batches with very different numbers of supervised tokens: the mean of batch means would be wrong
     records = [{"prompt": "sky?", "response": "a"}, {"prompt": "pet?", "response": "the cat sat on the mat log."}]
     ds = SFTDataset(records, tok, max_len=32)
     collate = collate_right_pad(pad_id(tok))
     torch.manual_seed(0)
     model = CausalLM(gpt_config(tok), max_steps=10, warmup_steps=0)
-    metrics = trainer(tmp_path).validate(
+    metrics = cpu_trainer().validate(
         model, resumable_loader(ds, batch_size=1, shuffle=False, collate_fn=collate), verbose=False
     )[0]
     total, tokens = 0.0, 0
@@ -152,7 +138,7 @@ def test_val_loss_is_token_weighted(tok, tmp_path: Path) -> None:
     assert metrics["val/ppl"] == pytest.approx(math.exp(total / tokens), rel=1e-4)
 
 
-def test_sft_recites_a_trained_response(tok, tmp_path: Path) -> None:
+def test_sft_recites_a_trained_response(cpu_trainer, tok, tmp_path: Path) -> None:
     torch.manual_seed(0)
     base = GPT(gpt_config(tok))  # stands in for the pretrained base: SFT starts from its weights
     model = CausalLM.from_gpt(base.state_dict(), gpt_config(tok), lr=3e-3, warmup_steps=5, max_steps=120)
@@ -160,7 +146,7 @@ def test_sft_recites_a_trained_response(tok, tmp_path: Path) -> None:
     ds = SFTDataset(SFT_PAIRS, tok, max_len=32)
     assert ds.truncated == 0
     loader = resumable_loader(ds, batch_size=4, seed=0, collate_fn=collate_right_pad(pad_id(tok)))
-    trainer(tmp_path, max_steps=120).fit(model, loader)
+    cpu_trainer(max_steps=120).fit(model, loader)
 
     gpt = model.model.eval()
     eos = special_id(tok, "<|endoftext|>")
@@ -186,7 +172,7 @@ def sentiment_records(n: int, seed: int) -> list[dict]:
     return records
 
 
-def test_sequence_classifier_learns_and_reports(tok, tmp_path: Path) -> None:
+def test_sequence_classifier_learns_and_reports(cpu_trainer, tok, tmp_path: Path) -> None:
     labels = ["negative", "positive"]
     collate = collate_right_pad(pad_id(tok))
     train = ClassificationDataset(sentiment_records(96, seed=1), tok, max_len=24, labels=labels)
@@ -195,7 +181,7 @@ def test_sequence_classifier_learns_and_reports(tok, tmp_path: Path) -> None:
     backbone = GPT(gpt_config(tok))
     model = SequenceClassifier.from_gpt(backbone, labels=labels, lr=3e-3, warmup_steps=5, max_steps=90)
     assert torch.equal(model.model.transformer.h[0].attn.c_attn.weight, backbone.transformer.h[0].attn.c_attn.weight)
-    t = trainer(tmp_path, max_steps=90)
+    t = cpu_trainer(max_steps=90)
     t.fit(model, resumable_loader(train, batch_size=16, seed=0, collate_fn=collate))
 
     val_loader = resumable_loader(val, batch_size=16, shuffle=False, collate_fn=collate)
@@ -211,7 +197,7 @@ def test_sequence_classifier_learns_and_reports(tok, tmp_path: Path) -> None:
     assert torch.equal(model.confusion_matrix["test"], model.confusion_matrix["val"])
 
 
-def test_exact_resume_from_mid_training_checkpoint(tok, tmp_path: Path) -> None:
+def test_exact_resume_from_mid_training_checkpoint(cpu_trainer, tok, tmp_path: Path) -> None:
     # 12 blocks in batches of 4: 3 steps an epoch, so 8 steps cross two epoch boundaries; dropout 0.1 draws
     # random masks every step, the loader reshuffles every epoch, and validation runs at every epoch end
     ids = encode_corpus(corpus(200), tok)
@@ -225,7 +211,7 @@ def test_exact_resume_from_mid_training_checkpoint(tok, tmp_path: Path) -> None:
         checkpoints = L.pytorch.callbacks.ModelCheckpoint(
             dirpath=tmp_path / name, filename="{step}", every_n_train_steps=2, save_top_k=-1
         )
-        t = trainer(tmp_path, max_steps=8, enable_checkpointing=True, callbacks=[recorder, checkpoints])
+        t = cpu_trainer(max_steps=8, enable_checkpointing=True, callbacks=[recorder, checkpoints])
         train_loader = resumable_loader(data, batch_size=4, seed=3)
         t.fit(model, train_loader, resumable_loader(val, batch_size=4, shuffle=False), ckpt_path=ckpt_path)
         return recorder.losses
@@ -247,19 +233,19 @@ def test_exact_resume_from_mid_training_checkpoint(tok, tmp_path: Path) -> None:
     assert restored.model.config == gpt_config(tok, dropout=0.1)
 
 
-def test_bf16_mixed_fit_on_cpu(tok, tmp_path: Path) -> None:
+def test_bf16_mixed_fit_on_cpu(cpu_trainer, tok, tmp_path: Path) -> None:
     ids = encode_corpus(corpus(40), tok)
     torch.manual_seed(0)
     model = CausalLM(gpt_config(tok), lr=1e-3, warmup_steps=0, max_steps=2)
     recorder = LossRecorder()
-    t = trainer(tmp_path, max_steps=2, precision="bf16-mixed", callbacks=[recorder])
+    t = cpu_trainer(max_steps=2, precision="bf16-mixed", callbacks=[recorder])
     t.fit(model, resumable_loader(PackedBlocks(ids, 32), batch_size=4, seed=0))
     assert t.precision == "bf16-mixed"
     assert len(recorder.losses) == 2 and all(math.isfinite(v) for v in recorder.losses.values())
     assert next(model.parameters()).dtype == torch.float32  # mixed: fp32 weights, bf16 compute
 
 
-def test_compiled_model_trains_like_eager(tok, tmp_path: Path) -> None:
+def test_compiled_model_trains_like_eager(cpu_trainer, tok, tmp_path: Path) -> None:
     # torch.compile on CPU builds C++ kernels: about 20 s cold (8 s cached), the price of knowing compile works
     ids = encode_corpus(corpus(40), tok)
     losses = []
@@ -267,7 +253,7 @@ def test_compiled_model_trains_like_eager(tok, tmp_path: Path) -> None:
         torch.manual_seed(0)
         model = CausalLM(gpt_config(tok), lr=1e-3, warmup_steps=0, max_steps=2, compile=compile)
         recorder = LossRecorder()
-        trainer(tmp_path, max_steps=2, callbacks=[recorder]).fit(
+        cpu_trainer(max_steps=2, callbacks=[recorder]).fit(
             model, resumable_loader(PackedBlocks(ids, 32), batch_size=4, seed=0)
         )
         losses.append(list(recorder.losses.values()))

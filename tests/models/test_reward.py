@@ -8,7 +8,6 @@ import copy
 import math
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
@@ -63,20 +62,6 @@ def gpt_config(tok) -> GPTConfig:
     return GPTConfig(vocab_size=tok.get_vocab_size(), block_size=32, n_layer=2, n_head=2, n_embd=32)
 
 
-def trainer(tmp_path: Path, max_steps: int = -1, **kwargs) -> L.Trainer:
-    options = dict(
-        accelerator="cpu",
-        devices=1,
-        max_steps=max_steps,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        default_root_dir=tmp_path,
-    )
-    return L.Trainer(**{**options, **kwargs})
-
-
 def loader(records: list[dict], tok, batch_size: int, shuffle: bool = False):
     ds = PairDataset(expand_rankings(records), tok, max_len=32)
     return resumable_loader(ds, batch_size, seed=0, shuffle=shuffle, collate_fn=collate_pairs(pad_id(tok)))
@@ -112,7 +97,7 @@ def test_centering_term_pins_the_offset() -> None:
     assert pairwise_loss(chosen + 5, rejected + 5, center_coef=0.5).item() > centered.item()
 
 
-def test_reward_model_learns_a_preference(tok, tmp_path: Path) -> None:
+def test_reward_model_learns_a_preference(cpu_trainer, tok, tmp_path: Path) -> None:
     train, val = rankings(96, seed=1), rankings(48, seed=2)
     val_pairs = expand_rankings(val)
     assert 0.3 < length_baseline_accuracy(val_pairs) < 0.7  # length says nothing here
@@ -122,7 +107,7 @@ def test_reward_model_learns_a_preference(tok, tmp_path: Path) -> None:
     model = RewardModel.from_gpt(sft, lr=3e-3, weight_decay=0.0, warmup_steps=5, max_steps=steps)
     assert torch.equal(model.model.transformer.h[0].attn.c_attn.weight, sft.transformer.h[0].attn.c_attn.weight)
     initial = copy.deepcopy(model.state_dict())
-    t = trainer(tmp_path, max_steps=steps)
+    t = cpu_trainer(max_steps=steps)
     t.fit(model, loader(train, tok, batch_size=16, shuffle=True))
 
     # no weight decay: a parameter changed only if a gradient moved it (centering moves the biases)
@@ -138,12 +123,12 @@ def test_reward_model_learns_a_preference(tok, tmp_path: Path) -> None:
     assert abs(metrics["val/reward_mean"]) < metrics["val/reward_std"]  # centred: the spread dominates
 
 
-def test_val_metrics_cover_the_whole_set(tok, tmp_path: Path) -> None:
+def test_val_metrics_cover_the_whole_set(cpu_trainer, tok, tmp_path: Path) -> None:
     records = rankings(7, seed=3)  # batches of 3: 3 + 3 + 1 pairs, with weights 0.6 and 1.0
     torch.manual_seed(0)
     model = RewardModel(gpt_config(tok), margin=0.5, center_coef=0.1)
     val = loader(records, tok, batch_size=3)
-    metrics = trainer(tmp_path).validate(model, val, verbose=False)[0]
+    metrics = cpu_trainer().validate(model, val, verbose=False)[0]
 
     model.eval()
     batch = collate_pairs(pad_id(tok))([val.dataset[i] for i in range(len(val.dataset))])
@@ -183,10 +168,10 @@ def test_reward_is_read_at_the_last_real_token(tok) -> None:
     assert not torch.allclose(model.score(batch[:, :-1], mask[:, :-1])[1], rewards[1])
 
 
-def test_bf16_mixed_fit_and_checkpoint(tok, tmp_path: Path) -> None:
+def test_bf16_mixed_fit_and_checkpoint(cpu_trainer, tok, tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = RewardModel(gpt_config(tok), lr=1e-3, warmup_steps=0, max_steps=2, margin=0.25, center_coef=0.05)
-    t = trainer(tmp_path, max_steps=2, precision="bf16-mixed", enable_checkpointing=True)
+    t = cpu_trainer(max_steps=2, precision="bf16-mixed", enable_checkpointing=True)
     t.fit(model, loader(rankings(8, seed=4), tok, batch_size=4))
     assert t.precision == "bf16-mixed" and math.isfinite(t.callback_metrics["train/loss"].item())
     assert next(model.parameters()).dtype == torch.float32  # mixed: fp32 weights, bf16 compute
