@@ -181,18 +181,6 @@ class DPOModel(_GPTModule):
         m["accuracy"].update(stats["rewards/accuracy"], n)
         m["margin"].update(stats["rewards/margin"], n)
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "val")
-
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "test")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_eval("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_eval("test")
-
     def _log_eval(self, stage: str) -> None:
         for name, metric in self.eval_metrics[stage].items():
             self.log(f"{stage}/{name}", metric.compute())

@@ -135,6 +135,26 @@ class _GPTModule(L.LightningModule):
         # and setup between here and training (sanity check, compile) must not consume the restored stream
         self._rng_to_restore = checkpoint.get("rng_states")
 
+    # Validation and test share one code path: each subclass accumulates a batch in _eval_step(batch, stage) and
+    # logs the whole set's figures in _log_eval(stage), stage being "val" or "test".
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval("test")
+
+    def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
+        raise NotImplementedError
+
+    def _log_eval(self, stage: str) -> None:
+        raise NotImplementedError
+
     def on_train_start(self) -> None:
         states, self._rng_to_restore = self._rng_to_restore, None
         if states is None:
@@ -208,19 +228,9 @@ class CausalLM(_GPTModule):
         self.log("train/tokens_per_sec", self._batch_tokens / max(now - self._last_step_end, 1e-9))
         self._last_step_end = now
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+    def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
         loss, n = self.loss(batch)
-        self.eval_loss["val"].update(loss, n)
-
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        loss, n = self.loss(batch)
-        self.eval_loss["test"].update(loss, n)
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_eval("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_eval("test")
+        self.eval_loss[stage].update(loss, n)
 
     def _log_eval(self, stage: str) -> None:
         loss = self.eval_loss[stage].compute()  # sum(loss_b * n_b) / sum(n_b): every target token counts once
@@ -290,19 +300,7 @@ class SequenceClassifier(_GPTModule):
         self.log(f"{stage}/loss", loss, batch_size=batch["label"].size(0))  # mean weighted by batch size
         self.metrics[stage].update(logits, batch["label"])
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "val")
-
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "test")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_metrics("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_metrics("test")
-
-    def _log_metrics(self, stage: str) -> None:
+    def _log_eval(self, stage: str) -> None:
         values = self.metrics[stage].compute()
         self.metrics[stage].reset()
         for name in ("accuracy", "precision", "recall", "f1"):

@@ -135,18 +135,6 @@ class RewardModel(_GPTModule):
         m["margin"].update(chosen - rejected)
         m["rewards"].update(torch.cat([chosen, rejected]))
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "val")
-
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "test")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_eval("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_eval("test")
-
     def _log_eval(self, stage: str) -> None:
         m = self.eval_metrics[stage]
         values = {name: metric.compute() for name, metric in m.items()}
