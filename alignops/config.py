@@ -199,6 +199,7 @@ class PPOStageConfig(_Config):
     kl_horizon: int = Field(10000, ge=1, description="Adaptive beta's horizon in episodes.")
     kl_estimator: str = Field("k1", pattern="^(k1|k3)$", description="Per-token KL estimator: k1 or k3.")
     reward_clip: float | None = Field(None, gt=0, description="Clamp scores to +-this; None: off.")
+    whiten_rewards: bool = Field(False, description="Normalise per-token rewards (scale only) before GAE.")
     missing_eos_penalty: float = Field(-1.0, le=0, description="Added to the score of a response without EOS.")
     lr: float = Field(1e-5, gt=0, description="AdamW learning rate of policy and value head.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient norm clip per optimizer step.")

@@ -88,7 +88,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
         **pc.model_dump(
             include={"rollout_batch_size", "minibatch_size", "ppo_epochs", "max_new_tokens", "temperature", "gamma",
                      "lam", "clip_range", "clip_range_value", "vf_coef", "ent_coef", "init_kl_coef", "target_kl",
-                     "kl_horizon", "kl_estimator", "reward_clip", "missing_eos_penalty", "lr", "max_grad_norm"}
+                     "kl_horizon", "kl_estimator", "reward_clip", "whiten_rewards", "missing_eos_penalty", "lr", "max_grad_norm"}
         )
     )  # fmt: skip
     health = HealthBounds(max_kl=pc.max_kl, max_approx_kl=pc.max_approx_kl, min_response_length=pc.min_response_length)
