@@ -12,6 +12,7 @@ beyond bounds, collapsed responses) stops the run; the policy is then rolled bac
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,13 +85,8 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
     scorer.head.load_state_dict(reward_loaded.head.state_dict())
     scorer.eval()
 
-    ppo_config = PPOConfig(
-        **pc.model_dump(
-            include={"rollout_batch_size", "minibatch_size", "ppo_epochs", "max_new_tokens", "temperature", "gamma",
-                     "lam", "clip_range", "clip_range_value", "vf_coef", "ent_coef", "init_kl_coef", "target_kl",
-                     "kl_horizon", "kl_estimator", "reward_clip", "whiten_rewards", "missing_eos_penalty", "lr", "max_grad_norm"}
-        )
-    )  # fmt: skip
+    # the stage config names PPOConfig's fields alike; the rest (models, iterations, health bounds) are the stage's
+    ppo_config = PPOConfig(**pc.model_dump(include={f.name for f in dataclasses.fields(PPOConfig)}))
     health = HealthBounds(max_kl=pc.max_kl, max_approx_kl=pc.max_approx_kl, min_response_length=pc.min_response_length)
     tokenizer = sft.tokenizer
     eos, pad = special_id(tokenizer, "<|endoftext|>"), pad_id(tokenizer)
