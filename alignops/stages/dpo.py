@@ -9,32 +9,18 @@ from __future__ import annotations
 from alignops import tracking
 from alignops.artifacts import TOKENIZER_FILE, ModelMeta, save_model
 from alignops.config import PipelineConfig
-from alignops.data import datasets
 from alignops.stages import training
 from alignops.stages.data import require_valid
 
 
 def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.TrainResult:
     require_valid(cfg)
-    from alignops.data.loaders import pad_id, resumable_loader
-    from alignops.data.preferences import PairDataset, collate_pairs, expand_rankings
     from models.dpo import DPOModel
 
     dc = cfg.dpo
     start = training.start_from_base(cfg, "dpo", dc, default="sft")
     base = start.model
-    weight_by = "agreement" if dc.weight_by_agreement else None
-    rankings = {s: datasets.load_split(cfg.data.data_dir, "rankings", s) for s in datasets.SPLITS}
-    rankings["train"] = training.spread(rankings["train"], dc.max_train_rankings)
-    max_len = dc.max_len or base.gpt.config.block_size
-    collate = collate_pairs(pad_id(base.tokenizer))
-    loaders = {
-        s: resumable_loader(
-            PairDataset(expand_rankings(r, weight_by=weight_by), base.tokenizer, max_len), dc.batch_size,
-            seed=cfg.seed, shuffle=s == "train", collate_fn=collate,
-        )
-        for s, r in rankings.items()
-    }  # fmt: skip
+    loaders = training.preference_data(cfg, dc, base).loaders
     hparams = training.optim_hparams(dc) | {"beta": dc.beta, "label_smoothing": dc.label_smoothing}
     module = DPOModel.from_sft(base.gpt, compile=cfg.trainer.compile, **hparams)
 

@@ -14,7 +14,6 @@ import dataclasses
 from alignops import tracking
 from alignops.artifacts import TOKENIZER_FILE, ModelMeta, save_model
 from alignops.config import PipelineConfig
-from alignops.data import datasets
 from alignops.stages import training
 from alignops.stages.data import require_valid
 
@@ -38,32 +37,14 @@ def quality_gate(accuracy: float, length_baseline: float, floor: float) -> list[
 
 def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.TrainResult:
     require_valid(cfg)
-    from alignops.data.loaders import pad_id, resumable_loader
-    from alignops.data.preferences import (
-        PairDataset,
-        collate_pairs,
-        expand_rankings,
-        human_ceiling,
-        length_baseline_accuracy,
-    )
+    from alignops.data.preferences import human_ceiling, length_baseline_accuracy
     from models.reward import RewardModel
 
     rc = cfg.reward
     start = training.start_from_base(cfg, "reward", rc, default="sft")
     base = start.model
-    weight_by = "agreement" if rc.weight_by_agreement else None
-    rankings = {s: datasets.load_split(cfg.data.data_dir, "rankings", s) for s in datasets.SPLITS}
-    rankings["train"] = training.spread(rankings["train"], rc.max_train_rankings)
-    pairs = {s: expand_rankings(records, weight_by=weight_by) for s, records in rankings.items()}
-    max_len = rc.max_len or base.gpt.config.block_size
-    collate = collate_pairs(pad_id(base.tokenizer))
-    loaders = {
-        s: resumable_loader(
-            PairDataset(p, base.tokenizer, max_len), rc.batch_size, seed=cfg.seed, shuffle=s == "train",
-            collate_fn=collate,
-        )
-        for s, p in pairs.items()
-    }  # fmt: skip
+    data = training.preference_data(cfg, rc, base)
+    rankings, pairs, loaders = data.rankings, data.pairs, data.loaders
     gpt_config = dataclasses.replace(base.gpt.config, dropout=cfg.model.dropout)
     hparams = training.optim_hparams(rc) | {"margin": rc.margin, "center_coef": rc.center_coef}
     module = RewardModel.from_gpt(base.gpt, gpt_config, compile=cfg.trainer.compile, **hparams)

@@ -152,6 +152,38 @@ def start_from_base(cfg: PipelineConfig, stage: str, section: Any, default: str 
     return BaseStart(uri, folder, load_model(folder), data_version, stage_dir, resume_run_id, checkpoint)
 
 
+@dataclass
+class PreferenceData:
+    """The ranked pairs of every split, with a loader each, tokenized for the base model."""
+
+    rankings: dict[str, list[dict]]
+    pairs: dict[str, list]  # split -> list[preferences.Pair]
+    loaders: dict[str, Any]
+
+
+def preference_data(cfg: PipelineConfig, section: Any, base: Any) -> PreferenceData:
+    """Rankings -> pairs (weighted by human agreement if section.weight_by_agreement) -> loaders; the train split
+    limited to section.max_train_rankings."""
+    from alignops.data import datasets
+    from alignops.data.loaders import pad_id, resumable_loader
+    from alignops.data.preferences import PairDataset, collate_pairs, expand_rankings
+
+    weight_by = "agreement" if section.weight_by_agreement else None
+    rankings = {s: datasets.load_split(cfg.data.data_dir, "rankings", s) for s in datasets.SPLITS}
+    rankings["train"] = spread(rankings["train"], section.max_train_rankings)
+    pairs = {s: expand_rankings(records, weight_by=weight_by) for s, records in rankings.items()}
+    max_len = section.max_len or base.gpt.config.block_size
+    collate = collate_pairs(pad_id(base.tokenizer))
+    loaders = {
+        s: resumable_loader(
+            PairDataset(p, base.tokenizer, max_len), section.batch_size, seed=cfg.seed, shuffle=s == "train",
+            collate_fn=collate,
+        )
+        for s, p in pairs.items()
+    }  # fmt: skip
+    return PreferenceData(rankings, pairs, loaders)
+
+
 def saved_hparams(cfg: PipelineConfig, stage: str) -> dict[str, Any]:
     """The settings saved beside the weights (alignops.json), so a model folder says how it was made."""
     return {"config": cfg.model_dump(mode="json", include={stage, "model", "trainer", "seed"})}
