@@ -279,19 +279,25 @@ def config_show(preset: Preset = "small", overrides: Overrides = None) -> None:
 
 
 @app.command("run")
-def run(preset: Preset = "small", overrides: Overrides = None) -> None:
-    """Run the pipeline as a Prefect flow: build + version the data, validate it, train the tokenizer."""
+def run(
+    preset: Preset = "tiny",
+    overrides: Overrides = None,
+    to: Annotated[str, typer.Option(help="Last stage: data, tokenizer, pretrain, sft, reward, ppo.")] = "ppo",
+) -> None:
+    """Run the pipeline as a Prefect flow: data -> tokenizer -> pretrain -> SFT -> reward model -> PPO."""
     from alignops import tracking
 
     with _errors():
         _load(preset, overrides)  # a bad preset fails here, before Prefect starts; the flow's log shows progress
         from flows.pipeline import pipeline
 
-        result = pipeline(preset, overrides or [])
-    _echo(f"data version {result['data_version']}; tokenizer {result['tokenizer']}")
-    _echo(
-        f"MLflow parent run {result['parent_run_id']}. See it: mlflow ui --backend-store-uri {tracking.tracking_uri()}"
-    )
+        result = pipeline(preset, overrides or [], to=to)
+    _echo(f"data version {result['data_version']}")
+    for key in ("tokenizer", "base", "sft", "reward", "policy"):
+        if key in result:
+            _echo(f"{key:<10} {result[key]}")
+    uri = tracking.tracking_uri()
+    _echo(f"MLflow parent run {result['parent_run_id']}. See it: mlflow ui --backend-store-uri {uri}")
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m alignops.cli`

@@ -200,6 +200,42 @@ def write_source_cache(cache_dir: Path, seed: int = 0, per_source: int = 60) -> 
     return cache_dir
 
 
+# Fixture-sized data and a very small model: each stage trains in seconds on 2 cores.
+TINY = [
+    "data.val_fraction=0.25",
+    "data.test_fraction=0.25",
+    "tokenizer.vocab_size=300",
+    "model.n_embd=32",
+    "trainer.log_every_n_steps=1",
+    "pretrain.max_steps=40",
+    "pretrain.lr=0.005",
+    "pretrain.val_every_n_steps=20",
+    "sft.max_steps=20",
+    "sft.lr=0.003",
+    "sft.val_every_n_steps=10",
+    "classify.max_steps=20",
+    "classify.lr=0.003",
+    "classify.val_every_n_steps=10",
+    "reward.max_steps=20",
+    "reward.lr=0.003",
+    "reward.val_every_n_steps=10",
+    "reward.min_accuracy=0.0",
+    "dpo.max_steps=10",
+    "dpo.val_every_n_steps=10",
+    "ppo.iterations=3",
+    "ppo.rollout_batch_size=4",
+    "ppo.minibatch_size=2",
+    "ppo.ppo_epochs=1",
+    "ppo.max_new_tokens=8",
+    "ppo.eval_samples=4",
+]
+
+
+@pytest.fixture
+def tiny_overrides() -> list[str]:
+    return list(TINY)
+
+
 @pytest.fixture
 def source_cache(tmp_path: Path) -> Path:
     return write_source_cache(tmp_path / "source-cache")
