@@ -77,8 +77,12 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(
     got = losses_by_step(home)
     mlflow.set_tracking_uri(f"sqlite:///{clean_home / 'mlflow.db'}")
     want = losses_by_step(clean_home)
-    assert sorted(got) == sorted(want) and len(want) >= STEPS - 1
-    mismatched = {s: (got[s], want[s]) for s in want if abs(got[s] - want[s]) > 1e-5}
+    assert len(want) >= STEPS - 1
+    # Lightning saves a step's checkpoint before it hands that step's metrics to the logger, so a kill between
+    # the two loses at most that one row (the step is not redone: the checkpoint is after it)
+    missing = set(want) - set(got)
+    assert len(missing) <= 1 and not set(got) - set(want), sorted(missing)
+    mismatched = {s: (got[s], want[s]) for s in got if abs(got[s] - want[s]) > 1e-5}
     assert mismatched == {}, f"killed after step {killed_after}; differing steps: {sorted(mismatched)[:10]}"
     tracking._last_set = None  # the tests above pointed MLflow at other stores by hand
 
