@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,11 +63,24 @@ class StageDir:
         if not self._state.is_file():
             return None, None
         state = json.loads(self._state.read_text(encoding="utf-8"))
-        last = self.checkpoints / "last.ckpt"
         if state.get("complete"):
             shutil.rmtree(self.path)  # a finished stage run again trains again, from scratch
             return None, None
-        return state.get("run_id"), (last if last.is_file() else None)
+        return state.get("run_id"), self._last_complete_checkpoint()
+
+    def _last_complete_checkpoint(self) -> Path | None:
+        """last.ckpt, or the newest periodic one if a kill cut last.ckpt short while it was being written.
+
+        A torch checkpoint is a zip archive whose directory is written last: a truncated one does not open."""
+        candidates = [self.checkpoints / "last.ckpt"]
+        candidates += sorted(self.checkpoints.glob("step-*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for path in candidates:
+            try:
+                with zipfile.ZipFile(path):
+                    return path
+            except (OSError, zipfile.BadZipFile):
+                continue
+        return None
 
     def started(self, run_id: str) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
