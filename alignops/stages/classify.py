@@ -13,7 +13,7 @@ import dataclasses
 from pathlib import Path
 
 from alignops import tracking
-from alignops.artifacts import TOKENIZER_FILE, ModelMeta, save_model
+from alignops.artifacts import TOKENIZER_FILE, ModelMeta
 from alignops.config import PipelineConfig
 from alignops.data import datasets
 from alignops.stages import training
@@ -115,10 +115,16 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
             tokenizer_sha256=base.meta.tokenizer_sha256,
             parent=base_uri,
         )
-        model_dir = save_model(
-            stage_dir.path / "model", module.model.cpu(), base_dir / TOKENIZER_FILE, meta, module.head
+        uri, version, model_dir = training.publish(
+            cfg,
+            "classify",
+            cfg.classify,
+            stage_dir,
+            stage.run_id,
+            "classifier",
+            module.model.cpu(),
+            base_dir / TOKENIZER_FILE,
+            meta,
+            head=module.head,
         )
-        lineage = tracking.lineage_tags("classify", cfg, cfg.classify)
-        uri, version = tracking.register_model(model_dir, f"{cfg.tracking.model_prefix}-classifier", lineage, base_uri)
-        stage_dir.completed(stage.run_id)
         return training.TrainResult(stage.run_id, uri, version, metrics, model_dir)

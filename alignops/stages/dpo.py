@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from alignops import tracking
-from alignops.artifacts import TOKENIZER_FILE, ModelMeta, save_model
+from alignops.artifacts import TOKENIZER_FILE, ModelMeta
 from alignops.config import PipelineConfig
 from alignops.stages import training
 from alignops.stages.data import require_valid
@@ -41,8 +41,16 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
             parent=start.uri,
             extra=training.saved_hparams(cfg, "dpo"),
         )
-        model_dir = save_model(start.stage_dir.path / "model", module.model.cpu(), start.folder / TOKENIZER_FILE, meta)
-        lineage = tracking.lineage_tags("dpo", cfg, dc) | {"alignops.method": "dpo"}
-        uri, version = tracking.register_model(model_dir, f"{cfg.tracking.model_prefix}-policy", lineage, start.uri)
-        start.stage_dir.completed(stage.run_id)
+        uri, version, model_dir = training.publish(
+            cfg,
+            "dpo",
+            dc,
+            start.stage_dir,
+            stage.run_id,
+            "policy",
+            module.model.cpu(),
+            start.folder / TOKENIZER_FILE,
+            meta,
+            tags={"alignops.method": "dpo"},
+        )
         return training.TrainResult(stage.run_id, uri, version, metrics, model_dir)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from alignops import tracking
-from alignops.artifacts import TOKENIZER_FILE, ModelMeta, load_model, save_model
+from alignops.artifacts import TOKENIZER_FILE, ModelMeta, load_model
 from alignops.config import PipelineConfig, TrainConfig
 from alignops.data import datasets
 from alignops.stages import training
@@ -146,12 +146,21 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
             parent=start.uri,
             extra=training.saved_hparams(cfg, "ppo") | {"reward_model": reward_uri, "stopped": stopped},
         )
-        model_dir = save_model(start.stage_dir.path / "model", policy, start.folder / TOKENIZER_FILE, meta)
-        lineage = tracking.lineage_tags("ppo", cfg, pc) | {
+        tags = {
             "alignops.method": "ppo",
             "alignops.reward_model": reward_uri,
             "alignops.health": "stopped: " + "; ".join(stopped) if stopped else "healthy",
         }
-        uri, version = tracking.register_model(model_dir, f"{cfg.tracking.model_prefix}-policy", lineage, start.uri)
-        start.stage_dir.completed(stage.run_id)
+        uri, version, model_dir = training.publish(
+            cfg,
+            "ppo",
+            pc,
+            start.stage_dir,
+            stage.run_id,
+            "policy",
+            policy,
+            start.folder / TOKENIZER_FILE,
+            meta,
+            tags=tags,
+        )
         return PPOResult(stage.run_id, uri, version, metrics, Path(model_dir), stopped)

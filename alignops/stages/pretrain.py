@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from alignops import tracking
-from alignops.artifacts import ModelMeta, save_model
+from alignops.artifacts import ModelMeta
 from alignops.config import PipelineConfig
 from alignops.data import datasets, versioning
 from alignops.stages import training
@@ -74,20 +74,24 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
         final = {k: float(v) for k, v in trainer.validate(module, val_loader, verbose=False)[0].items()}
         stage.log_metrics({"final/val_loss": final["val/loss"], "final/val_ppl": final["val/ppl"]})
 
-        model_dir = save_model(
-            stage_dir.path / "model",
+        meta = ModelMeta(
+            extra=training.saved_hparams(cfg, "pretrain"),
+            kind="causal_lm",
+            stage="pretrain",
+            data_version=data_version,
+            tokenizer_sha256=tok_sha,
+        )
+        uri, version, model_dir = training.publish(
+            cfg,
+            "pretrain",
+            cfg.pretrain,
+            stage_dir,
+            stage.run_id,
+            "base",
             module.model.cpu(),
             tok_path,
-            ModelMeta(
-                extra=training.saved_hparams(cfg, "pretrain"),
-                kind="causal_lm",
-                stage="pretrain",
-                data_version=data_version,
-                tokenizer_sha256=tok_sha,
-            ),
+            meta,
+            tags={"alignops.tokenizer_hash": tok_sha[:12]},
         )
-        lineage = tracking.lineage_tags("pretrain", cfg, cfg.pretrain) | {"alignops.tokenizer_hash": tok_sha[:12]}
-        uri, version = tracking.register_model(model_dir, f"{cfg.tracking.model_prefix}-base", lineage)
-        stage_dir.completed(stage.run_id)
         metrics = final | {"val/unigram_loss": baseline}
         return training.TrainResult(stage.run_id, uri, version, metrics, model_dir)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from alignops import tracking
-from alignops.artifacts import TOKENIZER_FILE, ModelMeta, save_model
+from alignops.artifacts import TOKENIZER_FILE, ModelMeta
 from alignops.config import PipelineConfig
 from alignops.stages import training
 from alignops.stages.data import require_valid
@@ -78,10 +78,17 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
             parent=start.uri,
             extra=training.saved_hparams(cfg, "reward") | {"metrics": metrics, "gate": reasons},
         )
-        model_dir = save_model(
-            start.stage_dir.path / "model", module.model.cpu(), start.folder / TOKENIZER_FILE, meta, module.head
+        uri, version, model_dir = training.publish(
+            cfg,
+            "reward",
+            rc,
+            start.stage_dir,
+            stage.run_id,
+            "reward",
+            module.model.cpu(),
+            start.folder / TOKENIZER_FILE,
+            meta,
+            head=module.head,
+            tags={GATE_TAG: "passed" if not reasons else "failed"},
         )
-        lineage = tracking.lineage_tags("reward", cfg, rc) | {GATE_TAG: "passed" if not reasons else "failed"}
-        uri, version = tracking.register_model(model_dir, f"{cfg.tracking.model_prefix}-reward", lineage, start.uri)
-        start.stage_dir.completed(stage.run_id)
         return training.TrainResult(stage.run_id, uri, version, metrics, model_dir)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from alignops import tracking
-from alignops.artifacts import TOKENIZER_FILE, ModelMeta, save_model
+from alignops.artifacts import TOKENIZER_FILE, ModelMeta
 from alignops.config import PipelineConfig
 from alignops.data import datasets
 from alignops.stages import training
@@ -64,8 +64,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
             tokenizer_sha256=base.meta.tokenizer_sha256,
             parent=base_uri,
         )
-        model_dir = save_model(stage_dir.path / "model", gpt, base_dir / TOKENIZER_FILE, meta)
-        lineage = tracking.lineage_tags("sft", cfg, cfg.sft)
-        uri, version = tracking.register_model(model_dir, f"{cfg.tracking.model_prefix}-sft", lineage, base_uri)
-        stage_dir.completed(stage.run_id)
+        uri, version, model_dir = training.publish(
+            cfg, "sft", cfg.sft, stage_dir, stage.run_id, "sft", gpt, base_dir / TOKENIZER_FILE, meta
+        )
         return training.TrainResult(stage.run_id, uri, version, final, model_dir)

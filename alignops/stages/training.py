@@ -198,6 +198,32 @@ def preference_data(cfg: PipelineConfig, section: Any, base: Any) -> PreferenceD
     return PreferenceData(rankings, pairs, loaders)
 
 
+def publish(
+    cfg: PipelineConfig,
+    stage: str,
+    section: Any,
+    stage_dir: StageDir,
+    run_id: str,
+    registered: str,
+    gpt: Any,
+    tokenizer_file: Path,
+    meta: Any,
+    head: Any = None,
+    tags: dict[str, str] | None = None,
+) -> tuple[str, str, Path]:
+    """The end of every training stage: write the model folder, register it as <prefix>-<registered> with its
+    lineage (plus `tags`), and mark the stage folder complete. Returns (model URI, version, folder)."""
+    from alignops import tracking
+    from alignops.artifacts import save_model
+
+    model_dir = save_model(stage_dir.path / "model", gpt, tokenizer_file, meta, head)
+    lineage = tracking.lineage_tags(stage, cfg, section) | (tags or {})
+    name = f"{cfg.tracking.model_prefix}-{registered}"
+    uri, version = tracking.register_model(model_dir, name, lineage, meta.parent)
+    stage_dir.completed(run_id)
+    return uri, version, model_dir
+
+
 def saved_hparams(cfg: PipelineConfig, stage: str) -> dict[str, Any]:
     """The settings saved beside the weights (alignops.json), so a model folder says how it was made."""
     return {"config": cfg.model_dump(mode="json", include={stage, "model", "trainer", "seed"})}
