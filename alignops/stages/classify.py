@@ -40,6 +40,7 @@ def majority_f1(train_labels: list[str], test_labels: list[str]) -> float:
 
 def confusion_figure(matrix, labels: list[str], path: Path) -> Path:
     import matplotlib
+    import numpy as np
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -55,7 +56,7 @@ def confusion_figure(matrix, labels: list[str], path: Path) -> Path:
         ylabel="true",
         title="test confusion matrix",
     )
-    for (i, j), v in __import__("numpy").ndenumerate(matrix):
+    for (i, j), v in np.ndenumerate(matrix):
         ax.text(j, i, str(int(v)), ha="center", va="center", color="black")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
