@@ -257,3 +257,17 @@ def dvc_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     subprocess.run(["git", "init", "-q"], check=True)
     subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], check=True)
     return repo
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """A real PostgreSQL database for the session (SQLAlchemy URL). Skipped where PostgreSQL is not installed,
+    unless ALIGNOPS_REQUIRE_POSTGRES=1 (set by .ci/run, which installs it), where its absence fails."""
+    from tests.support import postgres
+
+    if postgres.binaries() is None:
+        if os.environ.get("ALIGNOPS_REQUIRE_POSTGRES") == "1":
+            pytest.fail("PostgreSQL is required (ALIGNOPS_REQUIRE_POSTGRES=1) but not installed.")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql, or run .ci/run).")
+    with postgres.server() as url:
+        yield url
