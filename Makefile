@@ -36,3 +36,28 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .alignops
+
+# alignops against TRL (bench/trl_compare.py, bench/README.md), in two venvs of their own so .venv stays without TRL:
+# .venv-bench has the newest TRL (SFT, reward, DPO), .venv-bench-ppo trl==1.12.0 (the last release with PPO).
+# Extra arguments: make bench-trl BENCH_ARGS="--threads 1 --rounds 3"
+BENCH_STAMP := .installed-$(shell cat pyproject.toml requirements/constraints.txt | cksum | cut -d' ' -f1)
+.PHONY: bench-venvs bench-trl
+
+bench-venvs: .venv-bench/$(BENCH_STAMP) .venv-bench-ppo/$(BENCH_STAMP)
+
+.venv-bench/$(BENCH_STAMP):
+	test -d .venv-bench || $(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/python -m pip install --quiet --upgrade pip
+	.venv-bench/bin/python -m pip install --quiet torch==2.13.0
+	.venv-bench/bin/python -m pip install --quiet -c requirements/constraints.txt -e ".[bench]"
+	rm -f .venv-bench/.installed-* && touch $@
+
+.venv-bench-ppo/$(BENCH_STAMP):
+	test -d .venv-bench-ppo || $(PYTHON) -m venv .venv-bench-ppo
+	.venv-bench-ppo/bin/python -m pip install --quiet --upgrade pip
+	.venv-bench-ppo/bin/python -m pip install --quiet torch==2.13.0
+	.venv-bench-ppo/bin/python -m pip install --quiet -c requirements/constraints.txt -e . "trl==1.12.0" "transformers==5.23.0"
+	rm -f .venv-bench-ppo/.installed-* && touch $@
+
+bench-trl: bench-venvs
+	.venv-bench/bin/python bench/trl_compare.py $(BENCH_ARGS)

@@ -2,12 +2,16 @@
 
 folder/
   config.json, model.safetensors   the GPT in Hugging Face GPT-2 layout (GPT.save_hf): loads in transformers too
+  model.int8.safetensors           instead of those two for an int8 model (alignops.json: quantization
+                                   "int8-dynamic"): int8 weights and per-channel scales as plain tensors
+                                   (models.compression.int8_state), the GPT config in the file's metadata
   tokenizer.json                   the tokenizer it was trained with
   head.safetensors                 the class head (classifiers only)
-  alignops.json                    kind, labels, lineage (data version, tokenizer hash, parent model)
+  alignops.json                    kind, labels, lineage (data version, tokenizer hash, parent model), quantization
 
 save_model(folder, gpt, tokenizer_path, ModelMeta(kind="causal_lm", stage="pretrain"))
-loaded = load_model(folder)
+save_model(folder, quantize_int8(gpt), tokenizer_path, ModelMeta(..., quantization="int8-dynamic"))
+loaded = load_model(folder)     # either kind of folder; an int8 model runs on the CPU only
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from typing import Any
 
 META_FILE = "alignops.json"
 HEAD_FILE = "head.safetensors"
+INT8_FILE = "model.int8.safetensors"
+WEIGHT_FILES = ("model.safetensors", INT8_FILE, HEAD_FILE)  # what a folder's size on disk counts
 TOKENIZER_FILE = "tokenizer.json"
 
 
@@ -32,6 +38,7 @@ class ModelMeta:
     tokenizer_sha256: str | None = None
     parent: str | None = None  # the model URI this one was initialised from
     extra: dict[str, Any] = field(default_factory=dict)
+    quantization: str | None = None  # None: fp32 weights in model.safetensors; "int8-dynamic": INT8_FILE
 
 
 @dataclass
@@ -47,7 +54,10 @@ def save_model(folder: Path, gpt, tokenizer_path: Path, meta: ModelMeta, head=No
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    gpt.save_hf(tmp)
+    if meta.quantization is not None:
+        _save_int8(tmp, gpt, meta.quantization)
+    else:
+        gpt.save_hf(tmp)
     shutil.copyfile(tokenizer_path, tmp / TOKENIZER_FILE)
     if head is not None:
         from safetensors.torch import save_file
@@ -68,7 +78,10 @@ def load_model(folder: Path, dropout: float = 0.0) -> LoadedModel:
     if not meta_path.is_file():
         raise FileNotFoundError(f"{folder} is not an alignops model folder (no {META_FILE}).")
     meta = ModelMeta(**json.loads(meta_path.read_text(encoding="utf-8")))
-    gpt = GPT.from_hf(folder, dropout=dropout)
+    if meta.quantization is not None:
+        gpt = _load_int8(folder, meta.quantization)  # inference only: dropout does not apply
+    else:
+        gpt = GPT.from_hf(folder, dropout=dropout)
     head = None
     if meta.kind in ("classifier", "reward"):
         from safetensors.torch import load_file
@@ -81,3 +94,45 @@ def load_model(folder: Path, dropout: float = 0.0) -> LoadedModel:
             head = ScalarHead(gpt.config.n_embd)
         head.load_state_dict(load_file(str(folder / HEAD_FILE)))
     return LoadedModel(gpt, load_tokenizer(folder / TOKENIZER_FILE), meta, head)
+
+
+def _save_int8(folder: Path, gpt, scheme: str) -> None:
+    from safetensors.torch import save_file
+
+    from models.compression import INT8, int8_state, is_quantized
+
+    if scheme != INT8 or not is_quantized(gpt):
+        raise ValueError(
+            f"ModelMeta(quantization={scheme!r}) needs a models.compression.quantize_int8 model ({INT8!r}); "
+            "for an fp32 model leave quantization None."
+        )
+    config = json.dumps(asdict(gpt.config))
+    save_file(int8_state(gpt), str(folder / INT8_FILE), metadata={"format": "pt", "gpt_config": config})
+
+
+def _load_int8(folder: Path, scheme: str):
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from models.compression import INT8, from_int8_state
+    from models.gpt import GPTConfig
+
+    path = folder / INT8_FILE
+    if scheme != INT8:
+        raise ValueError(f"{folder / META_FILE}: unknown quantization {scheme!r}; this alignops reads {INT8!r}.")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {folder / META_FILE} says the weights are int8.")
+    with safe_open(str(path), framework="pt") as f:
+        config = GPTConfig(**json.loads(f.metadata()["gpt_config"]))
+    return from_int8_state(config, load_file(str(path)))
+
+
+def context_length(folder: Path) -> int:
+    """The model's context (block size) read from its folder without loading the weights."""
+    config = folder / "config.json"
+    if config.is_file():
+        return int(json.loads(config.read_text(encoding="utf-8"))["n_positions"])
+    from safetensors import safe_open
+
+    with safe_open(str(folder / INT8_FILE), framework="pt") as f:
+        return int(json.loads(f.metadata()["gpt_config"])["block_size"])

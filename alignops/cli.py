@@ -54,17 +54,23 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except (ConfigError, SourceError, VersioningError, FileNotFoundError) as exc:
-        _echo(f"error: {exc}", err=True)
+        _echo(f"error: {_message(exc)}", err=True)
         raise typer.Exit(2) from None
     except Exception as exc:
         # matched by name: importing GX or torch just to name a class would slow every command
         if type(exc).__name__ == "DataValidationError":
-            _echo(f"Data validation failed:\n{exc}", err=True)
+            _echo(f"Data validation failed:\n{_message(exc)}", err=True)
             raise typer.Exit(1) from None
-        if type(exc).__name__ == "RewardModelRejected":
-            _echo(f"error: {exc}", err=True)
+        known = ("RewardModelRejected", "StoreError", "PromotionError", "CompressionError", "EvaluationError")
+        if type(exc).__name__ in known:
+            _echo(f"error: {_message(exc)}", err=True)
             raise typer.Exit(2) from None
         raise
+
+
+def _message(exc: BaseException) -> str:
+    """The error and its notes (the pipeline adds the stage where it stopped)."""
+    return "\n".join([str(exc), *getattr(exc, "__notes__", [])])
 
 
 @contextmanager
@@ -160,6 +166,8 @@ def tokenizer_train(preset: Preset = "small", overrides: Overrides = None) -> No
 
 
 def _print_train(result) -> None:
+    if result.run_id is None:  # a non-zero rank of distributed training: rank 0 tracks, registers and reports
+        return
     metrics = ", ".join(f"{k} {v:.4g}" for k, v in sorted(result.metrics.items()))
     _echo(f"registered {result.model_uri}; {metrics}; MLflow run {result.run_id}")
 
@@ -282,22 +290,270 @@ def config_show(preset: Preset = "small", overrides: Overrides = None) -> None:
 def run(
     preset: Preset = "tiny",
     overrides: Overrides = None,
-    to: Annotated[str, typer.Option(help="Last stage: data, tokenizer, pretrain, sft, reward, ppo.")] = "ppo",
+    start: Annotated[str, typer.Option("--from", help="First stage; earlier ones come from the registry.")] = "data",
+    to: Annotated[str, typer.Option(help="Last stage to run.")] = "promote",
 ) -> None:
-    """Run the pipeline as a Prefect flow: data -> tokenizer -> pretrain -> SFT -> reward model -> PPO."""
+    """Run the pipeline as a Prefect flow: data -> tokenizer -> pretrain -> SFT -> reward -> PPO -> evaluate ->
+    promote. Stages whose inputs did not change are reused from earlier runs."""
+    with _errors():
+        cfg = _load(preset, overrides)  # a bad preset fails here, before Prefect starts; the flow's log shows progress
+        from flows.pipeline import pipeline
+
+        started = time.perf_counter()
+        result = pipeline(preset, overrides or [], start=start, to=to)
+    ran, reused = ", ".join(result["ran"]) or "nothing", ", ".join(result["cached"]) or "nothing"
+    _echo(f"\nran {ran}; reused from cache: {reused}")
+    _echo(f"finished in {time.perf_counter() - started:.0f} s")
+    _print_where_to_look(cfg, result)
+
+
+def _print_where_to_look(cfg, result: dict) -> None:
+    from alignops import tracking
+
+    for key in ("data_version", "tokenizer", "base", "sft", "reward", "policy"):
+        if result.get(key):
+            _echo(f"  {key:<13} {result[key]}")
+    if "promoted" in result:
+        verdict = "promoted to champion" if result["promoted"] else "kept as challenger (the gate said no)"
+        _echo(f"  {'promotion':<13} {result.get('policy')} {verdict}; champion: {result['champion']}")
+    uri = tracking.tracking_uri()
+    _echo(f"MLflow: parent run {result['parent_run_id']} in experiment '{cfg.tracking.experiment}'")
+    if uri.startswith("sqlite:"):
+        _echo(f"  see it:     mlflow ui --backend-store-uri {uri}")
+    else:
+        _echo(f"  see it:     {uri}")
+    _echo("  dashboard:  alignops dashboard")
+
+
+@app.command("feedback")
+def feedback_cmd(preset: Preset = "tiny", overrides: Overrides = None) -> None:
+    """Run the feedback loop: new dashboard rankings -> rankings data -> reward model -> PPO -> evaluate ->
+    promote. Does nothing when fewer than feedback.min_new_labels rankings are new."""
+    with _errors():
+        cfg = _load(preset, overrides)
+        from flows.feedback import feedback
+
+        result = feedback(preset, overrides or [])
+    _echo(result["message"])
+    if result["retrained"]:
+        _print_where_to_look(cfg, result)
+
+
+@app.command("schedule")
+def schedule(
+    only: Annotated[list[str] | None, typer.Option("--only", help="Serve only these deployments (by name).")] = None,
+) -> None:
+    """Serve the deployments of prefect.yaml (the weekly pipeline, the nightly feedback loop) from this process,
+    on their schedules, without a Prefect server or worker. Ctrl-C stops."""
+    with _errors():
+        from flows.schedule import deployments, serve
+
+        chosen = deployments(only or None)
+        for d in chosen:
+            _echo(f"serving {d.name}: {d.describe}")
+        serve(chosen)
+
+
+# ---- preference store: dashboard users and the labels they submit (alignops/feedback/)
+users_app = typer.Typer(help="Dashboard users: labelers and admins.", no_args_is_help=True)
+labels_app = typer.Typer(help="Rankings and ratings collected in the dashboard.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(labels_app, name="labels")
+PASSWORD_ENV = "ALIGNOPS_USER_PASSWORD"  # for scripts; people type it at the hidden prompt
+
+
+@users_app.command("add")
+def users_add(
+    name: str,
+    role: Annotated[str, typer.Option(help="labeler (ranks and rates) or admin (also exports, promotes).")] = "labeler",
+) -> None:
+    """Add a dashboard user to the preference store (ALIGNOPS_DATABASE_URL, default ALIGNOPS_HOME/feedback.db).
+    The password is asked for with hidden input, or read from ALIGNOPS_USER_PASSWORD."""
+    import os
+
+    from alignops.feedback.store import Store
+
+    with _errors():
+        password = os.environ.get(PASSWORD_ENV) or typer.prompt("password", hide_input=True, confirmation_prompt=True)
+        with Store() as store:
+            user = store.add_annotator(name, password, role)
+    _echo(f"added {user.role} {user.name} (id {user.id}) to {store.location}")
+
+
+@labels_app.command("export")
+def labels_export(
+    after: Annotated[int, typer.Option(help="Only rankings with an id above this (the last export's watermark).")] = 0,
+    out: Annotated[str | None, typer.Option(help="JSONL file to write (all or nothing); default stdout.")] = None,
+) -> None:
+    """Export current rankings as the rankings data contract (JSONL), and print the watermark for --after."""
+    import json
+
+    from alignops.feedback.store import Store, write_jsonl
+
+    with _errors(), Store() as store:
+        records, highest = store.export_rankings(after_id=after)
+        if out:
+            write_jsonl(records, out)
+        else:
+            sys.stdout.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    where = f" to {out}" if out else ""
+    _echo(f"exported {len(records)} ranking(s) with id > {after}{where}; next time: --after {highest}", err=True)
+
+
+@labels_app.command("stats")
+def labels_stats() -> None:
+    """Rankings, skips and ratings per annotator and per model version."""
+    from alignops.feedback.store import Store
+
+    with _errors(), Store() as store:
+        counts = store.counts()
+    totals = counts["totals"]
+    _echo(f"{store.location}: " + ", ".join(f"{n} {what}" for what, n in totals.items()))
+    _echo(f"\n{'annotator':<24}{'rankings':>10}{'skipped':>10}{'ratings':>10}")
+    for name, c in counts["by_annotator"].items():
+        _echo(f"{name:<24}{c['rankings']:>10}{c['skipped']:>10}{c['ratings']:>10}")
+    _echo(f"\n{'model version':<40}{'responses':>10}{'rankings':>10}{'ratings':>10}")
+    for uri, c in counts["by_model"].items():
+        _echo(f"{uri:<40}{c['responses']:>10}{c['rankings']:>10}{c['ratings']:>10}")
+
+
+@app.command("promote")
+def promote(
+    model: Annotated[str, typer.Option(help="The challenger, evaluated first: models:/<name>/<version>.")],
+    preset: Preset = "small",
+    overrides: Overrides = None,
+) -> None:
+    """Make a registered version champion if it passes the gate against the current champion (exit 1 if not)."""
+    from alignops.stages import promote as stage
+
+    with _errors():
+        result = stage.run(_load(preset, overrides), model)
+    for check in result.checks:
+        _echo(f"  {check.status:<8}{check.name:<16}{check.detail}")
+    if not result.passed:
+        _echo(f"not promoted: {model} keeps the challenger alias; the champion stays {result.champion_before}; "
+              f"MLflow run {result.run_id}")  # fmt: skip
+        raise typer.Exit(1)
+    _echo(f"promoted: {result.champion_after} is champion (was {result.champion_before}); MLflow run {result.run_id}")
+
+
+@app.command("rollback")
+def rollback(
+    name: Annotated[str, typer.Option(help="Registered model, e.g. alignops-policy.")],
+    preset: Preset = "small",
+    overrides: Overrides = None,
+) -> None:
+    """Move a registered model's champion alias back to the previous champion."""
+    from alignops.stages import promote as stage
+
+    with _errors():
+        result = stage.rollback(_load(preset, overrides), name)
+    _echo(f"rolled back: {result.champion_after} is champion again (was {result.champion_before}); "
+          f"MLflow run {result.run_id}")  # fmt: skip
+
+
+@app.command("serve")
+def serve(
+    model: Annotated[str, typer.Option(help="models:/<name>@champion, models:/<name>/<version>, ...")],
+    host: Annotated[str, typer.Option(help="Interface to listen on; 0.0.0.0 for every one.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 5000,
+) -> None:
+    """Serve a registered model over HTTP with MLflow's scoring server (POST /invocations) until Ctrl-C."""
+    from alignops import settings
+
+    settings.apply_offline_env()
     from alignops import tracking
 
     with _errors():
-        _load(preset, overrides)  # a bad preset fails here, before Prefect starts; the flow's log shows progress
-        from flows.pipeline import pipeline
+        version = tracking.version_uri(model)
+    request = '{"inputs": ["Write a tweet."], "params": {"strategy": "sample", "max_new_tokens": 32, "top_p": 0.9}}'
+    _echo(f"serving {model} ({version}) on http://{host}:{port}; Ctrl-C stops it. Ask it:\n"
+          f"  curl -s http://{host}:{port}/invocations -H 'Content-Type: application/json' -d '{request}'")  # fmt: skip
+    raise typer.Exit(tracking.serve(model, host, port))
 
-        result = pipeline(preset, overrides or [], to=to)
-    _echo(f"data version {result['data_version']}")
-    for key in ("tokenizer", "base", "sft", "reward", "policy"):
-        if key in result:
-            _echo(f"{key:<10} {result[key]}")
-    uri = tracking.tracking_uri()
-    _echo(f"MLflow parent run {result['parent_run_id']}. See it: mlflow ui --backend-store-uri {uri}")
+
+@app.command("dashboard")
+def dashboard(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8501,
+    host: Annotated[str, typer.Option(help="Interface to listen on; 0.0.0.0 for every one.")] = "127.0.0.1",
+) -> None:
+    """Open the dashboard (Streamlit): compare runs and models, rank and rate responses, export labels."""
+    import subprocess
+    from pathlib import Path
+
+    from alignops import settings
+
+    settings.apply_offline_env()
+    import dashboard as package  # the dashboard/ folder, installed beside alignops
+
+    # headless: Streamlit neither opens a browser nor asks for an e-mail address on its first run; we print the URL
+    command = [sys.executable, "-m", "streamlit", "run", str(Path(package.__file__).parent / "app.py"),
+               "--server.port", str(port), "--server.address", host, "--server.headless", "true"]  # fmt: skip
+    _echo(f"dashboard on http://{host}:{port}; Ctrl-C stops it. Sign in as a user from `alignops users add`, or as "
+          "ALIGNOPS_ADMIN_USER (default admin) with ALIGNOPS_ADMIN_PASSWORD from the environment.")  # fmt: skip
+    try:
+        code = subprocess.run(command, check=False).returncode
+    except KeyboardInterrupt:  # Ctrl-C reached Streamlit too (same process group); it stops by itself
+        code = 0
+    raise typer.Exit(code)
+
+
+@app.command("compress")
+def compress(
+    preset: Preset = "small",
+    overrides: Overrides = None,
+    model: Annotated[
+        str | None, typer.Option(help="Registered version to compress; default the latest policy, else SFT.")
+    ] = None,
+    method: Annotated[
+        list[str] | None, typer.Option(help="int8 | prune | distill; repeat for several (default compress.methods).")
+    ] = None,
+    evaluate: Annotated[bool, typer.Option(help="Then evaluate each new version (alignops evaluate).")] = True,
+) -> None:
+    """Int8, pruned and distilled versions of a model, registered beside it (tag alignops.compression) and
+    measured against it: size, tokens/s, parameters, test loss, greedy agreement."""
+    import importlib.util
+
+    from alignops.stages import compress as stage
+
+    with _errors():
+        cfg = _load(preset, overrides)
+        result = stage.run(cfg, model, method or None)
+    _echo(result.table())
+    _echo(f"MLflow run {result.run_id}")
+    if evaluate and importlib.util.find_spec("alignops.stages.evaluate") is not None:
+        from alignops.stages import evaluate as evaluation
+
+        for version in result.versions:
+            with _errors():
+                evaluated = evaluation.run(cfg, model_uri=version.model_uri)
+            shown = {k: v for k, v in evaluated.metrics.items() if k in ("eval/ppl", "eval/f1", "eval/win_rate_judge")}
+            _echo(f"evaluated {version.model_uri}: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(shown.items())))
+
+
+@app.command("evaluate")
+def evaluate(
+    model: Annotated[
+        str | None,
+        typer.Option(help="models:/<name>/<version>, /latest or @<alias>; default the latest <prefix>-policy."),
+    ] = None,
+    preset: Preset = "small",
+    overrides: Overrides = None,
+) -> None:
+    """Evaluate a registered model: perplexity, task metrics, alignment and win rates against a baseline, human
+    ratings; logs an MLflow run with samples and figures and tags the version with it."""
+    from alignops.stages import evaluate as stage
+
+    with _errors():
+        result = stage.run(_load(preset, overrides), model_uri=model)
+    _echo(f"{result.model_uri} against {result.baseline_uri or 'no baseline'}; MLflow run {result.run_id}")
+    width = max(len(key) for key in result.metrics)
+    for key, value in sorted(result.metrics.items()):
+        _echo(f"  {key:<{width}}  {value:.4g}")
+    if result.metrics.get("human/ratings") == 0 and result.metrics.get("human/judgments") == 0:
+        _echo("  human ratings: none yet for this version (missing, not 0)")
+    if result.samples_path is not None:
+        _echo(f"samples: {result.samples_path}")
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m alignops.cli`

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -210,6 +210,105 @@ class PPOStageConfig(_Config):
     eval_samples: int = Field(64, ge=1, description="Held-out prompts sampled to measure the reward gain.")
 
 
+class FeedbackConfig(_Config):
+    """The human-feedback loop: dashboard rankings -> rankings dataset -> reward model -> PPO -> gate."""
+
+    min_new_labels: int = Field(
+        20, ge=1, description="The feedback flow retrains only when at least this many new rankings arrived."
+    )
+
+
+class EvaluateConfig(_Config):
+    """`alignops evaluate`: language modelling, task metrics, alignment against a baseline, human ratings."""
+
+    model: str | None = Field(None, description="Model URI to evaluate; default the latest <prefix>-policy version.")
+    reward_model: str | None = Field(
+        None, description="Reward model that scores responses; default the latest <prefix>-reward (none: skipped)."
+    )
+    baseline: str | None = Field(
+        None,
+        description="Model compared in win rates; default <model's name>@champion unless that is the model itself, "
+        "else the model's parent.",
+    )
+    max_lm_tokens: int = Field(
+        20000, ge=1, description="Corpus test tokens for validation loss and perplexity (token-weighted)."
+    )
+    max_classification_examples: int = Field(
+        500, ge=1, description="Held-out classification examples scored (taken evenly across the set)."
+    )
+    max_instruction_examples: int = Field(300, ge=1, description="Held-out instruction (sft test) examples scored.")
+    max_eval_prompts: int = Field(300, ge=1, description="Fixed eval prompts answered by the model and the baseline.")
+    max_rankings: int = Field(300, ge=1, description="Held-out rankings whose responses a reward model is scored on.")
+    max_new_tokens: int = Field(48, ge=1, description="Response length cap on the eval prompts.")
+    answer_tokens: int = Field(8, ge=1, description="Tokens a generative model gets to answer a classification.")
+    batch_size: int = Field(16, ge=1, description="Sequences per forward pass.")
+
+
+class PromotionConfig(_Config):
+    """`alignops promote`: the gate a challenger's evaluation passes, against the champion's, to become champion."""
+
+    max_ppl_increase: float = Field(
+        0.05, ge=0, description="Largest allowed perplexity rise over the champion's, relative (0.05: 5 %)."
+    )
+    max_f1_drop: float = Field(0.02, ge=0, le=1, description="Largest allowed macro-F1 drop below the champion's.")
+    min_judge_win_rate: float = Field(
+        0.5, ge=0, le=1, description="Lowest win rate against the baseline by the independent judge (ties: half)."
+    )
+    min_human_win_rate: float = Field(0.5, ge=0, le=1, description="Lowest win rate in human pairwise judgments.")
+    min_human_judgments: int = Field(
+        30, ge=1, description="The human check applies only from this many pairwise judgments on; below it: skipped."
+    )
+
+
+class DistillConfig(TrainConfig):
+    """`alignops compress` distillation: a smaller student learns the compressed model's soft targets (KL at a
+    temperature) and the true tokens (LM loss) on corpus blocks and SFT pairs."""
+
+    # TrainConfig's fields, with defaults for a short run from a teacher-initialised student
+    max_steps: int = Field(300, ge=1, description="Optimizer steps.")
+    lr: float = Field(1e-3, gt=0, description="Peak learning rate (AdamW).")
+    warmup_steps: int = Field(20, ge=0, description="Linear warm-up steps before the cosine decay.")
+    val_every_n_steps: int = Field(100, ge=1, description="Validation interval in optimizer steps.")
+    layers: int | None = Field(None, ge=1, description="Student's transformer blocks; default half the teacher's.")
+    width: int | None = Field(
+        None,
+        ge=8,
+        description="Student's n_embd; default the teacher's, and then it starts from the teacher's embeddings and "
+        "evenly spaced blocks (else from random weights).",
+    )
+    heads: int | None = Field(None, ge=1, description="Student's attention heads; default the teacher's.")
+    temperature: float = Field(2.0, gt=0, description="Softens teacher and student distributions in the KL term.")
+    alpha: float = Field(
+        0.5, ge=0, le=1, description="Weight of the KL term; 1 - alpha weighs the LM loss on the true tokens."
+    )
+    max_train_docs: int | None = Field(None, ge=1, description="Corpus train texts to distill on; None: all.")
+    max_train_examples: int | None = Field(None, ge=1, description="SFT train pairs to distill on; None: all.")
+
+
+class CompressConfig(_Config):
+    """`alignops compress`: int8, pruned and distilled versions of a causal LM, each registered under the
+    original's registered model (tag alignops.compression) and measured against the original."""
+
+    source_model: str | None = Field(
+        None,
+        description="Model URI to compress; default the latest uncompressed <prefix>-policy, else <prefix>-sft.",
+    )
+    methods: list[Literal["int8", "prune", "distill"]] = Field(
+        ["int8", "prune", "distill"], description="Compressions to run; each registers one version."
+    )
+    sparsity: float = Field(
+        0.5, gt=0, lt=1, description="Pruning: share of every block weight matrix set to zero, smallest |w| first."
+    )
+    distill: DistillConfig = DistillConfig()
+    max_lm_tokens: int = Field(
+        8192, ge=1, description="Corpus test tokens for the loss and perplexity comparison (spread over the split)."
+    )
+    eval_prompts: int = Field(
+        16, ge=1, description="Eval prompts (test split) answered greedily by each model: agreement and tokens/s."
+    )
+    max_new_tokens: int = Field(32, ge=1, description="Tokens generated per eval prompt.")
+
+
 class TrackingConfig(_Config):
     """MLflow naming. The tracking URI itself comes from MLFLOW_TRACKING_URI (default: SQLite in home)."""
 
@@ -235,6 +334,10 @@ class PipelineConfig(_Config):
     )
     ppo: PPOStageConfig = PPOStageConfig()
     dpo: DPOConfig = DPOConfig(max_steps=300, lr=5e-5, weight_decay=0.0, warmup_steps=20, val_every_n_steps=100)
+    feedback: FeedbackConfig = FeedbackConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    promotion: PromotionConfig = PromotionConfig()
+    compress: CompressConfig = CompressConfig()
     tracking: TrackingConfig = TrackingConfig()
 
 

@@ -48,7 +48,9 @@ class Generator:
         from alignops.artifacts import load_model
 
         loaded = load_model(folder)
-        return cls(loaded.gpt, loaded.tokenizer, device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if device is None:  # int8 kernels run on the CPU only
+            device = "cuda" if torch.cuda.is_available() and loaded.meta.quantization is None else "cpu"
+        return cls(loaded.gpt, loaded.tokenizer, device)
 
     @torch.no_grad()
     def complete(self, prompts: list[str], config: GenerationConfig, chat: bool = True) -> list[str]:

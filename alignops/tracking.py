@@ -17,6 +17,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,26 +31,33 @@ if TYPE_CHECKING:
     import mlflow as mlflow_module
 
 
-# mlflow.set_tracking_uri copies the URI into MLFLOW_TRACKING_URI for subprocesses; remember what we gave it,
-# so a later ALIGNOPS_HOME (another test, another project) is not shadowed by our own earlier default.
-_last_set: str | None = None
+# mlflow.set_tracking_uri copies the URI into MLFLOW_TRACKING_URI, for subprocesses. When that URI is our own
+# default (SQLite under ALIGNOPS_HOME) it is also recorded in DEFAULT_URI_ENV, in the environment so that
+# subprocesses inherit the record too: a later or a child's ALIGNOPS_HOME (another test, another project) is then
+# not shadowed by it. A URI the user set is never recorded: the next call would take it for our default and
+# fall back to SQLite under home (server mode logged all but its first call locally).
+DEFAULT_URI_ENV = "ALIGNOPS_DEFAULT_TRACKING_URI"
 
 
 def tracking_uri() -> str:
     """MLFLOW_TRACKING_URI if the user set it, else SQLite under ALIGNOPS_HOME."""
     env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env and env != _last_set:
+    if env and env != os.environ.get(DEFAULT_URI_ENV):
         return env
+    return _default_uri()
+
+
+def _default_uri() -> str:
     return f"sqlite:///{settings.home() / 'mlflow.db'}"
 
 
 def _mlflow() -> mlflow_module:
-    global _last_set
     settings.apply_offline_env()
     import mlflow
 
     uri = tracking_uri()
-    _last_set = uri
+    if uri == _default_uri():
+        os.environ[DEFAULT_URI_ENV] = uri
     mlflow.set_tracking_uri(uri)
     return mlflow
 
@@ -96,10 +104,36 @@ def lineage_tags(stage: str, cfg: PipelineConfig, section: BaseModel | None = No
     }
 
 
-class StageRun:
-    """Handle on the active stage run; thin so stages never import mlflow themselves."""
+# ---- Distributed training: only global rank 0 tracks ------------------------------------------------------
+# Lightning's `ddp` strategy starts the other ranks by running the same command again, so every rank runs a
+# stage from its first line. Rank 0 alone creates runs, logs and registers; on the other ranks stage_run and
+# pipeline_run hand out a StageRun that does nothing (run_id None) and lightning_logger gives no logger.
 
-    def __init__(self, mlflow: mlflow_module, run_id: str) -> None:
+
+def is_rank_zero() -> bool:
+    """Is this process global rank 0 of a distributed run, or not part of one? Read from the environment, so it
+    answers before the process group exists: LOCAL_RANK (set on every rank Lightning or torchrun starts), then
+    the global rank of torchrun (RANK), SLURM (SLURM_PROCID) or LSF, else the node rank (NODE_RANK)."""
+    if int(os.environ.get("LOCAL_RANK", 0)) != 0:
+        return False
+    for key in ("RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        if key in os.environ:
+            return int(os.environ[key]) == 0
+    return int(os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", 0))) == 0
+
+
+class _NoTracking:
+    """Stands in for mlflow on the non-zero ranks of a distributed run: every call does nothing."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
+class StageRun:
+    """Handle on the active stage run; thin so stages never import mlflow themselves. On the non-zero ranks of a
+    distributed run its run_id is None and its methods do nothing (see is_rank_zero)."""
+
+    def __init__(self, mlflow: mlflow_module | _NoTracking, run_id: str | None) -> None:
         self._mlflow = mlflow
         self.run_id = run_id
 
@@ -137,8 +171,12 @@ class StageRun:
 
 
 @contextmanager
-def pipeline_run(cfg: PipelineConfig, run_name: str | None = None) -> Iterator[str]:
-    """The parent run of one pipeline run; stage runs started inside it nest under it."""
+def pipeline_run(cfg: PipelineConfig, run_name: str | None = None) -> Iterator[str | None]:
+    """The parent run of one pipeline run; stage runs started inside it nest under it. None on the non-zero
+    ranks of a distributed run."""
+    if not is_rank_zero():  # rank-zero guard: see is_rank_zero
+        yield None
+        return
     mlflow = _mlflow()
     with mlflow.start_run(
         experiment_id=experiment_id(cfg.tracking.experiment), run_name=run_name or f"pipeline-{cfg.name}"
@@ -159,6 +197,9 @@ def stage_run(
     """One stage's run, marked FAILED on error. Nested under `parent_run_id` when given (a flow passes it:
     MLflow's active run is per thread, and a flow's tasks may run in other threads), else under the active
     run of this thread, else top-level. `resume_run_id` continues an interrupted run instead of a new one."""
+    if not is_rank_zero():  # rank-zero guard: the other ranks train in step but track nothing
+        yield StageRun(_NoTracking(), None)
+        return
     mlflow = _mlflow()
     if resume_run_id is not None:
         with mlflow.start_run(run_id=resume_run_id) as run:
@@ -185,8 +226,11 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
-def lightning_logger(run_id: str):
-    """Lightning's MLflow logger writing into an existing stage run (step-wise metrics)."""
+def lightning_logger(run_id: str | None):
+    """Lightning's MLflow logger writing into an existing stage run (step-wise metrics); no logger (False) for
+    run_id None, the non-zero ranks of a distributed run."""
+    if run_id is None:  # rank-zero guard
+        return False
     from lightning.pytorch.loggers import MLFlowLogger
 
     _mlflow()
@@ -195,7 +239,8 @@ def lightning_logger(run_id: str):
 
 def _pyfunc_model():
     """The served form of a model folder: predict(prompts, params) -> completions. Built lazily so that
-    importing this module does not import mlflow."""
+    importing this module does not import mlflow. (MLflow's "add type hints" warning is expected: a hint would
+    make it infer the signature from the hint, which cannot carry the decoding params register_model declares.)"""
     import mlflow.pyfunc
 
     class GenerativeModel(mlflow.pyfunc.PythonModel):
@@ -217,6 +262,14 @@ def _pyfunc_model():
             return self.generator.complete([str(p) for p in prompts], decoding(strategy, **params))
 
     return GenerativeModel()
+
+
+def set_served_model() -> None:
+    """Hand the served form to MLflow; called by alignops/served_model.py, the models-from-code file MLflow
+    runs when it loads a registered model (no pickled class: the code that serves is the installed alignops)."""
+    from mlflow.models import set_model
+
+    set_model(_pyfunc_model())
 
 
 # Decoding parameters a served model accepts, with their defaults (MLflow needs the types up front).
@@ -241,12 +294,19 @@ def register_model(
     mlflow = _mlflow()
     from mlflow.models import infer_signature
 
-    signature = infer_signature(["a prompt"], ["a completion"], params=SERVING_PARAMS)
+    # the default response length leaves at least half of the model's context to the prompt
+    from alignops.artifacts import context_length
+
+    params = {**SERVING_PARAMS, "max_new_tokens": min(SERVING_PARAMS["max_new_tokens"], context_length(model_dir) // 2)}
+    signature = infer_signature(["a prompt"], ["a completion"], params=params)
     info = mlflow.pyfunc.log_model(
         name="model",
-        python_model=_pyfunc_model(),
+        python_model=str(Path(__file__).with_name("served_model.py")),  # models-from-code, see set_served_model
         artifacts={"model": str(model_dir)},
         signature=signature,
+        # saved as serving_input_example.json (a request to copy), and MLflow serves it once while logging:
+        # a version that cannot be served is caught at registration (a fraction of a second on the tiny preset)
+        input_example=(["Write a tweet."], {"max_new_tokens": 8}),
         pip_requirements=["alignops", "torch==2.13.0", "tokenizers", "safetensors"],  # inference costs 11 s
         registered_model_name=registered_name,
     )
@@ -259,14 +319,16 @@ def register_model(
 
 
 def pin_uri(uri: str) -> str:
-    """models:/name/latest -> models:/name/<newest version>, so lineage names an exact version."""
+    """models:/name/latest -> models:/name/<newest trained version>, so lineage names an exact version.
+    Compressed versions (alignops compress registers them beside their original) are derivatives, not the
+    newest training result: `latest` skips them; name them by version or alias."""
     if not (uri.startswith("models:/") and uri.endswith("/latest")):
         return uri
     name = uri[len("models:/") : -len("/latest")]
-    versions = _mlflow().MlflowClient().search_model_versions(f"name='{name}'")
-    if not versions:
+    found = latest_uncompressed(name)
+    if found is None:
         raise FileNotFoundError(f"No registered versions of {name!r}: run the stage that makes it first.")
-    return f"models:/{name}/{max(int(v.version) for v in versions)}"
+    return found
 
 
 def resolve_model(uri: str, dst: Path | None = None) -> Path:
@@ -284,3 +346,326 @@ def resolve_model(uri: str, dst: Path | None = None) -> Path:
     if found is None:
         raise FileNotFoundError(f"{uri} holds no alignops model folder (no alignops.json).")
     return found
+
+
+# Stage cache (alignops/cache.py): finished stage runs tagged with their cache key and outputs
+
+
+def cached_runs(key: str) -> list[tuple[str, dict[str, Any]]]:
+    """(run id, recorded outputs) of the finished runs tagged with this cache key, newest first."""
+    mlflow = _mlflow()
+    experiments = [e.experiment_id for e in mlflow.MlflowClient().search_experiments()]
+    runs = mlflow.MlflowClient().search_runs(
+        experiments,
+        filter_string=f"tags.`alignops.cache_key` = '{key}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+    )
+    return [(r.info.run_id, json.loads(r.data.tags["alignops.outputs"])) for r in runs]
+
+
+def set_run_tags(run_id: str, tags: dict[str, str]) -> None:
+    client = _mlflow().MlflowClient()
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+
+
+def model_version_exists(uri: str) -> bool:
+    """Whether models:/<name>/<version> (or @alias) names a registered version."""
+    try:
+        model_version_tags(uri)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------------------------------------
+# Reading runs and models (the dashboard)
+#
+# Plain values out (dataclasses of str/int/float/dict), so the dashboard can cache them and never sees an
+# MLflow object.
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One run as the dashboard lists it."""
+
+    run_id: str
+    name: str
+    experiment: str
+    stage: str  # the alignops.stage tag: "pipeline" for a parent run, else the stage ("pretrain", "evaluate", ...)
+    status: str  # RUNNING, FINISHED, FAILED, KILLED
+    start_ms: int
+    end_ms: int | None
+    parent_run_id: str | None
+    tags: dict[str, str]  # the alignops.* lineage tags
+    metrics: dict[str, float]  # the latest value of each metric
+    params: dict[str, str]
+
+
+def search_runs(stage: str | None = None, max_results: int = 1000) -> list[RunSummary]:
+    """Runs of every experiment, newest first; only one stage's runs when `stage` is given."""
+    client = _mlflow().MlflowClient()
+    experiments = {e.experiment_id: e.name for e in client.search_experiments()}
+    if not experiments:
+        return []
+    where = f"tags.`alignops.stage` = '{stage}'" if stage else ""
+    newest_first = ["attributes.start_time DESC"]
+    runs = client.search_runs(list(experiments), where, max_results=max_results, order_by=newest_first)
+    return [
+        RunSummary(
+            run_id=r.info.run_id,
+            name=r.info.run_name or r.info.run_id[:8],
+            experiment=experiments.get(r.info.experiment_id, r.info.experiment_id),
+            stage=r.data.tags.get("alignops.stage", ""),
+            status=r.info.status,
+            start_ms=r.info.start_time or 0,
+            end_ms=r.info.end_time,
+            parent_run_id=r.data.tags.get("mlflow.parentRunId"),
+            tags={k: v for k, v in r.data.tags.items() if k.startswith("alignops.")},
+            metrics=dict(r.data.metrics),
+            params=dict(r.data.params),
+        )
+        for r in runs
+    ]
+
+
+def metric_history(run_id: str, key: str) -> list[tuple[int, int, float]]:
+    """Every logged value of one metric of one run as (step, timestamp in ms, value), in step order."""
+    history = _mlflow().MlflowClient().get_metric_history(run_id, key)
+    return sorted((m.step, m.timestamp, m.value) for m in history)
+
+
+def run_config(run_id: str) -> dict[str, Any]:
+    """The resolved pipeline config a run logged (config.yaml), or its params when it logged none."""
+    import yaml
+
+    try:
+        return yaml.safe_load(read_artifact(run_id, "config.yaml").decode("utf-8")) or {}
+    except FileNotFoundError:
+        return dict(_mlflow().MlflowClient().get_run(run_id).data.params)
+
+
+def artifact_paths(run_id: str, path: str = "") -> list[str]:
+    """The paths of every file a run logged under `path` (recursively), sorted."""
+    client = _mlflow().MlflowClient()
+    files: list[str] = []
+    for info in client.list_artifacts(run_id, path or None):
+        files.extend(artifact_paths(run_id, info.path) if info.is_dir else [info.path])
+    return sorted(files)
+
+
+def read_artifact(run_id: str, path: str) -> bytes:
+    """The bytes of one file a run logged; FileNotFoundError when the run has no such file."""
+    import tempfile
+
+    mlflow = _mlflow()
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = mlflow.MlflowClient().download_artifacts(run_id, path, tmp)
+        except (mlflow.exceptions.MlflowException, OSError) as exc:
+            raise FileNotFoundError(f"Run {run_id} has no artifact {path!r}: {exc}") from exc
+        if not Path(local).is_file():
+            raise FileNotFoundError(f"Run {run_id}: artifact {path!r} is a folder, not a file.")
+        return Path(local).read_bytes()
+
+
+@dataclass(frozen=True)
+class ModelVersionSummary:
+    name: str
+    version: str
+    uri: str  # models:/<name>/<version>
+    created_ms: int
+    run_id: str | None
+    aliases: list[str]
+    tags: dict[str, str]  # lineage: alignops.data_version, alignops.parent_model, alignops.eval_run_id, ...
+
+
+@dataclass(frozen=True)
+class RegisteredModelSummary:
+    name: str
+    aliases: dict[str, str]  # alias -> version
+    versions: list[ModelVersionSummary]  # newest first
+
+
+def registered_models() -> list[RegisteredModelSummary]:
+    """Every registered model with its versions, their aliases and tags, sorted by name."""
+    client = _mlflow().MlflowClient()
+    models: list[RegisteredModelSummary] = []
+    # search_model_versions does not fill aliases; the registered model has them (alias -> version)
+    for rm in sorted(client.search_registered_models(max_results=1000), key=lambda m: m.name):
+        aliases = {alias: str(version) for alias, version in (rm.aliases or {}).items()}
+        by_version: dict[str, list[str]] = {}
+        for alias, version in aliases.items():
+            by_version.setdefault(version, []).append(alias)
+        versions = [
+            ModelVersionSummary(
+                name=rm.name,
+                version=str(v.version),
+                uri=f"models:/{rm.name}/{v.version}",
+                created_ms=v.creation_timestamp or 0,
+                run_id=v.run_id or v.tags.get("alignops.run_id"),
+                aliases=sorted(by_version.get(str(v.version), [])),
+                tags=dict(v.tags),
+            )
+            for v in client.search_model_versions(f"name='{rm.name}'")
+        ]
+        versions.sort(key=lambda v: int(v.version), reverse=True)
+        models.append(RegisteredModelSummary(rm.name, aliases, versions))
+    return models
+
+
+# --------------------------------------------------------------------------------------------------------
+# Evaluation records (alignops/stages/evaluate.py writes them; the promotion gate and the dashboard read them)
+#
+# A model version's evaluation is an "evaluate" run; the version points at its latest one with two tags.
+
+EVAL_RUN_TAG = "alignops.eval_run_id"
+EVAL_BASELINE_TAG = "alignops.eval_baseline"
+
+
+def _model_ref(uri: str) -> tuple[str, str | None, str | None]:
+    """models:/name/<version|latest> or models:/name@alias -> (name, version or "latest" or None, alias or None)."""
+    if not uri.startswith("models:/"):
+        raise ValueError(f"{uri!r} is not a registry URI: use models:/<name>/<version> or models:/<name>@<alias>.")
+    rest = uri[len("models:/") :]
+    if "@" in rest:
+        name, alias = rest.split("@", 1)
+        return name, None, alias
+    name, _, version = rest.partition("/")
+    return name, version or None, None
+
+
+def version_uri(uri: str) -> str:
+    """The exact version a registry URI names: latest and aliases resolved (models:/name@champion ->
+    models:/name/3); other URIs (runs:/, folders) unchanged. FileNotFoundError when nothing is registered."""
+    if not uri.startswith("models:/"):
+        return uri
+    name, version, alias = _model_ref(uri)
+    if alias is None:
+        return pin_uri(uri) if version == "latest" else uri
+    mlflow = _mlflow()
+    try:
+        found = mlflow.MlflowClient().get_model_version_by_alias(name, alias)
+    except mlflow.exceptions.MlflowException as exc:
+        raise FileNotFoundError(f"{uri}: no version of {name!r} has the alias {alias!r}.") from exc
+    return f"models:/{name}/{found.version}"
+
+
+def alias_uri(name: str, alias: str) -> str | None:
+    """models:/<name>/<version> of the version holding `alias`, or None when no version holds it."""
+    try:
+        return version_uri(f"models:/{name}@{alias}")
+    except FileNotFoundError:
+        return None
+
+
+def model_version_tags(uri: str) -> dict[str, str]:
+    """The tags of a registered version (lineage, alignops.run_id of the run that made it, evaluation)."""
+    name, _, _ = _model_ref(uri)
+    version = _model_ref(version_uri(uri))[1]
+    mlflow = _mlflow()
+    try:
+        return dict(mlflow.MlflowClient().get_model_version(name, version).tags)
+    except mlflow.exceptions.MlflowException as exc:
+        raise FileNotFoundError(f"{uri} is not a registered model version: {exc.message}") from exc
+
+
+def set_model_version_tags(uri: str, tags: dict[str, str]) -> None:
+    name, version, _ = _model_ref(version_uri(uri))
+    client = _mlflow().MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+
+
+def run_metrics(run_id: str) -> dict[str, float]:
+    """The latest value of every metric of a run."""
+    return dict(_mlflow().MlflowClient().get_run(run_id).data.metrics)
+
+
+def evaluation_of(model_uri: str) -> dict[str, Any] | None:
+    """The latest evaluation of a registered version: {"run_id", "baseline_uri", "metrics": {name: value}};
+    None when it has never been evaluated (or its evaluation run was deleted). baseline_uri is None when the
+    evaluation had nothing to compare against."""
+    tags = model_version_tags(model_uri)
+    run_id = tags.get(EVAL_RUN_TAG)
+    if not run_id:
+        return None
+    mlflow = _mlflow()
+    try:
+        run = mlflow.MlflowClient().get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        return None
+    if run.info.lifecycle_stage == "deleted":
+        return None
+    baseline = tags.get(EVAL_BASELINE_TAG)
+    return {
+        "run_id": run_id,
+        "baseline_uri": None if baseline in (None, "", "none") else baseline,
+        "metrics": dict(run.data.metrics),
+    }
+
+
+# --------------------------------------------------------------------------------------------------------
+# Registry aliases and promotion (alignops/stages/promote.py moves `champion` and `challenger`; `alignops serve`)
+#
+# The version lookups (version_uri, alias_uri, model_version_tags, set_model_version_tags) are above, with the
+# evaluation records.
+
+
+def set_alias(uri: str, alias: str) -> None:
+    """Point `alias` at the version `uri` names; MLflow moves it off whichever version held it."""
+    name, version, _ = _model_ref(version_uri(uri))
+    _mlflow().MlflowClient().set_registered_model_alias(name, alias, version)
+
+
+def delete_alias(name: str, alias: str) -> None:
+    """Remove `alias` from registered model `name`; nothing happens when no version holds it."""
+    if alias_uri(name, alias) is not None:
+        _mlflow().MlflowClient().delete_registered_model_alias(name, alias)
+
+
+def registered_model_tags(name: str) -> dict[str, str]:
+    """The tags of a registered model (not of one version): e.g. its champion history."""
+    mlflow = _mlflow()
+    try:
+        return dict(mlflow.MlflowClient().get_registered_model(name).tags)
+    except mlflow.exceptions.MlflowException as exc:
+        raise FileNotFoundError(f"No registered model {name!r}: {exc.message}") from exc
+
+
+def set_registered_model_tags(name: str, tags: dict[str, str]) -> None:
+    client = _mlflow().MlflowClient()
+    for key, value in tags.items():
+        client.set_registered_model_tag(name, key, value)
+
+
+def serve(model_uri: str, host: str = "127.0.0.1", port: int = 5000) -> int:
+    """Serve a registered model with MLflow's scoring server (POST /invocations) until interrupted; returns
+    the server's exit code. In this environment (`--env-manager local`): the model needs alignops and torch,
+    which a fresh virtualenv would have to install."""
+    import sys
+
+    # MLflow starts the server as `bash -c "exec uvicorn ..."`: uvicorn must be on PATH even when this Python's
+    # environment was never activated (.venv/bin/alignops called by its path)
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri(), "PATH": path}
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
+               "-h", host, "-p", str(port)]  # fmt: skip
+    try:
+        return subprocess.run(command, env=env, check=False).returncode
+    except KeyboardInterrupt:  # Ctrl-C reached the server too (same process group); it stops by itself
+        return 0
+
+
+# --------------------------------------------------------------------------------------------------------
+# Compression (alignops/stages/compress.py registers int8, pruned and distilled versions beside the original)
+
+COMPRESSION_TAG = "alignops.compression"  # int8 | pruned-<sparsity> | distilled; absent on uncompressed versions
+
+
+def latest_uncompressed(name: str) -> str | None:
+    """models:/<name>/<version> of the newest version of `name` without the compression tag; None when there
+    is none (or no registered model `name`)."""
+    versions = _mlflow().MlflowClient().search_model_versions(f"name='{name}'")
+    plain = [int(v.version) for v in versions if COMPRESSION_TAG not in (v.tags or {})]
+    return f"models:/{name}/{max(plain)}" if plain else None

@@ -38,12 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import copy  # noqa: E402
-import ctypes  # noqa: E402
-import gc  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import re  # noqa: E402
-import resource  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
@@ -60,6 +56,7 @@ from bench._common import (  # noqa: E402
     resolve_dtype,
     synchronize,
 )
+from bench._memory import peak_memory  # noqa: E402
 from models.dpo import DPOModel  # noqa: E402
 from models.gpt import GPT, GPTConfig  # noqa: E402
 from models.lm import IGNORE_INDEX  # noqa: E402
@@ -70,51 +67,6 @@ from models.reward import RewardModel, pairwise_loss  # noqa: E402
 # the model shapes of the presets under configs/ (batch sizes are this benchmark's own)
 PRESETS = {k: {n: v for n, v in s.items() if n != "batch_size"} for k, s in preset_shapes().items()}
 MEASURES = ("reward", "dpo", "ppo")
-
-
-# ---- memory -------------------------------------------------------------------------------------------------------
-def _rss_kib() -> int:
-    with open("/proc/self/status") as f:
-        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
-
-
-def _trim_heap() -> None:
-    """Give the heap pages freed by earlier measures back to the OS (glibc malloc_trim), so they are not counted in
-    the RSS before a measure and then reused unseen by it."""
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS mark (VmHWM, which ru_maxrss reads) to the current RSS; False where refused."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-@contextlib.contextmanager
-def peak_memory(device: torch.device, out: dict) -> Iterator[None]:
-    """Fills out["peak_memory_mib"] and out["peak_memory_kind"] with the peak memory of the enclosed block."""
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-        yield
-        out["peak_memory_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-        out["peak_memory_kind"] = "cuda max_memory_allocated"
-        return
-    _trim_heap()
-    reset = _reset_peak_rss()
-    base_kib = _rss_kib() if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    yield
-    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_kib  # ru_maxrss: KiB on Linux
-    out["peak_memory_mib"] = round(max(grown_kib, 0) / 1024, 1)
-    out["peak_memory_kind"] = (
-        "cpu peak RSS - RSS before (process)" if reset else "cpu ru_maxrss growth (process; lower bound)"
-    )
 
 
 # ---- timing -------------------------------------------------------------------------------------------------------

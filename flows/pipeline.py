@@ -1,12 +1,13 @@
-"""The pipeline as one Prefect flow, under one MLflow parent run with a nested run per stage:
+"""The whole recipe as one Prefect flow, under one MLflow parent run with a nested run per stage:
 
-    data build -> validate -> tokenizer -> pretrain -> SFT -> reward model -> PPO
+    data (build + validate) -> tokenizer -> pretrain -> SFT -> reward model -> PPO -> evaluate -> promote
 
-    alignops run --preset tiny           # or: python -m flows.pipeline tiny
+    alignops run --preset tiny [--from sft] [--to evaluate]     # or: python -m flows.pipeline tiny
 
-Tasks pass configs, paths, run ids and model URIs, never tensors: each training stage is told the exact model
-version the previous one registered. Transient failures (a tracking server or PyPI briefly
-unreachable) are retried with backoff; bad data and bad configs fail at once, since a retry cannot fix them.
+Each stage is a subflow (flows/stages.py) told the exact model versions made upstream, so a cached stage
+(same inputs) is skipped, and a changed stage re-runs itself and everything downstream of it. Stages before
+--from are not run: their newest registered versions are used. A failure names its stage; since only the
+last stage moves aliases, a failed run leaves the registry's `champion` untouched.
 """
 
 from __future__ import annotations
@@ -14,96 +15,86 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 
 from alignops import tracking
-from alignops.config import PipelineConfig, load_config
-from alignops.stages import data, ppo, pretrain, reward, sft, tokenizer
+from alignops.config import ConfigError, PipelineConfig, load_config
+from flows import stages
+from flows.stages import with_section
 
-
-def is_transient(exc: BaseException) -> bool:
-    """Network hiccups are worth a retry; everything else (validation, config, source errors) is not."""
-    chain = [exc, *(e for e in (exc.__cause__, exc.__context__) if e is not None)]
-    names = {type(e).__name__ for e in chain}
-    return any(isinstance(e, (ConnectionError, TimeoutError)) for e in chain) or bool(
-        names & {"ConnectTimeout", "ReadTimeout", "ConnectionError", "RemoteDisconnected"}
-    )
-
-
-def _retry_transient(task, task_run, state) -> bool:  # Prefect's retry_condition_fn signature
-    return is_transient(state.result(raise_on_failure=False))
-
-
-RETRIES = {"retries": 3, "retry_delay_seconds": [5, 20, 60], "retry_condition_fn": _retry_transient}
-
-
-@task(name="data-build", **RETRIES)
-def build_data(cfg: PipelineConfig, parent_run_id: str) -> str:
-    return data.build(cfg, progress=get_run_logger().info, parent_run_id=parent_run_id).data_version
-
-
-@task(name="data-validate", **RETRIES)
-def validate_data(cfg: PipelineConfig, parent_run_id: str) -> str:
-    return data.validate(cfg, parent_run_id=parent_run_id).run_id
-
-
-@task(name="tokenizer", **RETRIES)
-def train_tokenizer(cfg: PipelineConfig, parent_run_id: str) -> str:
-    return str(tokenizer.run(cfg, parent_run_id=parent_run_id).info.path)
-
-
-@task(name="pretrain", **RETRIES)
-def pretrain_model(cfg: PipelineConfig, parent_run_id: str) -> str:
-    return pretrain.run(cfg, parent_run_id=parent_run_id).model_uri
-
-
-@task(name="sft", **RETRIES)
-def finetune(cfg: PipelineConfig, parent_run_id: str, base_uri: str) -> str:
-    return sft.run(_with(cfg, "sft", base_model=base_uri), parent_run_id=parent_run_id).model_uri
-
-
-@task(name="reward", **RETRIES)
-def train_reward(cfg: PipelineConfig, parent_run_id: str, sft_uri: str) -> str:
-    return reward.run(_with(cfg, "reward", base_model=sft_uri), parent_run_id=parent_run_id).model_uri
-
-
-@task(name="ppo", **RETRIES)
-def align(cfg: PipelineConfig, parent_run_id: str, sft_uri: str, reward_uri: str) -> str:
-    cfg = _with(cfg, "ppo", base_model=sft_uri, reward_model=reward_uri)
-    return ppo.run(cfg, parent_run_id=parent_run_id).model_uri
-
-
-def _with(cfg: PipelineConfig, section: str, **values: str) -> PipelineConfig:
-    """cfg with cfg.<section> fields set: how a stage learns the model versions made upstream in this run."""
-    return cfg.model_copy(update={section: getattr(cfg, section).model_copy(update=values)})
-
-
-STAGES = ("data", "tokenizer", "pretrain", "sft", "reward", "ppo")
+STAGES = ("data", "tokenizer", "pretrain", "sft", "reward", "ppo", "evaluate", "promote")
+# The registered model each training stage makes, used when a run starts after it (--from).
+REGISTERED = {"pretrain": "base", "sft": "sft", "reward": "reward", "ppo": "policy"}
 
 
 @flow(name="alignops-pipeline")
-def pipeline(preset: str = "small", overrides: list[str] | None = None, to: str = "ppo") -> dict[str, Any]:
-    """Run the stages in order up to and including `to` (one of STAGES)."""
-    if to not in STAGES:
-        raise ValueError(f"Unknown stage {to!r}; choose one of {STAGES}.")
-    last = STAGES.index(to)
+def pipeline(
+    preset: str = "tiny", overrides: list[str] | None = None, start: str = "data", to: str = "promote"
+) -> dict[str, Any]:
+    """Run the stages from `start` to `to` (both included; names in STAGES). Returns what each stage made,
+    and which stages ran and which were reused from the cache."""
+    for name in (start, to):
+        if name not in STAGES:
+            raise ConfigError(f"Unknown stage {name!r}; choose one of {', '.join(STAGES)}.")
+    first, last = STAGES.index(start), STAGES.index(to)
+    if first > last:
+        raise ConfigError(f"--from {start} comes after --to {to}; the order is {' -> '.join(STAGES)}.")
     cfg = load_config(preset, overrides or [])
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"ran": [], "cached": []}
+    current = start
     with tracking.pipeline_run(cfg) as parent:
         out["parent_run_id"] = parent
-        out["data_version"] = build_data(cfg, parent)
-        validate_data(cfg, parent)
-        if last >= STAGES.index("tokenizer"):
-            out["tokenizer"] = train_tokenizer(cfg, parent)
-        if last >= STAGES.index("pretrain"):
-            out["base"] = pretrain_model(cfg, parent)
-        if last >= STAGES.index("sft"):
-            out["sft"] = finetune(cfg, parent, out["base"])
-        if last >= STAGES.index("reward"):
-            out["reward"] = train_reward(cfg, parent, out["sft"])
-        if last >= STAGES.index("ppo"):
-            out["policy"] = align(cfg, parent, out["sft"], out["reward"])
+        try:
+            for current in STAGES[first : last + 1]:
+                result = _run_stage(current, cfg, parent, out)
+                out["cached" if result.get("cached") else "ran"].append(current)
+        except BaseException as exc:
+            # The parent run says where it stopped; the exception keeps its type (the CLI maps it to a message).
+            tracking.set_run_tags(parent, {"alignops.failed_stage": current})
+            exc.add_note(f"The pipeline stopped at stage '{current}'; aliases were not changed.")
+            get_run_logger().error("stage %s failed: %s", current, exc)
+            raise
+        tracking.set_run_tags(parent, {f"alignops.{k}": ",".join(out[k]) for k in ("ran", "cached")})
     return out
+
+
+def _run_stage(stage: str, cfg: PipelineConfig, parent: str, out: dict[str, Any]) -> dict:
+    """Run one stage with the URIs made upstream in `out` (or the newest registered ones); record its outputs."""
+    if stage == "data":
+        result = stages.data_flow(cfg, parent)
+        out["data_version"] = result["data_version"]
+    elif stage == "tokenizer":
+        result = stages.tokenizer_flow(cfg, parent)
+        out["tokenizer"] = result["tokenizer"]
+    elif stage == "pretrain":
+        result = stages.pretrain_flow(cfg, parent)
+        out["base"] = result["model_uri"]
+    elif stage == "sft":
+        result = stages.sft_flow(with_section(cfg, "sft", base_model=_made(cfg, out, "pretrain")), parent)
+        out["sft"] = result["model_uri"]
+    elif stage == "reward":
+        result = stages.reward_flow(with_section(cfg, "reward", base_model=_made(cfg, out, "sft")), parent)
+        out["reward"] = result["model_uri"]
+    elif stage == "ppo":
+        ppo_cfg = with_section(cfg, "ppo", base_model=_made(cfg, out, "sft"), reward_model=_made(cfg, out, "reward"))
+        result = stages.ppo_flow(ppo_cfg, parent)
+        out["policy"] = result["model_uri"]
+    elif stage == "evaluate":
+        eval_cfg = with_section(cfg, "evaluate", model=_made(cfg, out, "ppo"), reward_model=_made(cfg, out, "reward"))
+        result = stages.evaluate_flow(eval_cfg, parent)
+        out["evaluation_run_id"] = result["run_id"]
+    else:
+        result = stages.promote_flow(cfg, _made(cfg, out, "ppo"), parent)
+        out["promoted"], out["champion"] = result["passed"], result["champion"]
+    return result
+
+
+def _made(cfg: PipelineConfig, out: dict[str, Any], stage: str) -> str:
+    """The exact version `stage` made in this run, or (when the run started after it) its newest version."""
+    key = {"pretrain": "base", "ppo": "policy"}.get(stage, stage)
+    if key not in out:
+        out[key] = tracking.pin_uri(f"models:/{cfg.tracking.model_prefix}-{REGISTERED[stage]}/latest")
+    return out[key]
 
 
 if __name__ == "__main__":

@@ -108,10 +108,17 @@ class _GPTModule(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
         params = [p for p in self.parameters() if p.requires_grad]
-        # nanoGPT: matrices (linear weights, embeddings) decay; biases and LayerNorm gains do not
+        # nanoGPT: matrices (linear weights, embeddings) decay; biases and LayerNorm gains do not. Told apart by
+        # the module that owns them, not by p.dim(): under FSDP the parameters are flat 1-D shards by now
+        no_decay = {
+            id(p)
+            for module in self.modules()
+            for name, p in module.named_parameters(recurse=False)
+            if name == "bias" or isinstance(module, nn.LayerNorm)
+        }
         groups = [
-            {"params": [p for p in params if p.dim() >= 2], "weight_decay": hp.weight_decay},
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+            {"params": [p for p in params if id(p) not in no_decay], "weight_decay": hp.weight_decay},
+            {"params": [p for p in params if id(p) in no_decay], "weight_decay": 0.0},
         ]
         optimizer = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas))
         schedule = partial(
@@ -122,6 +129,16 @@ class _GPTModule(L.LightningModule):
 
     def _log_lr(self) -> None:
         self.log("train/lr", self.lr_schedulers().get_last_lr()[0])
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        # Under FSDP each rank holds a shard of the gradients: only the root FSDP module knows the global norm
+        # (Lightning's own clipping refuses FSDP). Elsewhere Lightning clips as usual.
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        if gradient_clip_val and isinstance(self.trainer.model, FullyShardedDataParallel):
+            self.trainer.model.clip_grad_norm_(gradient_clip_val)
+        else:
+            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     # ---- exact resume: the RNG states (dropout) travel in the checkpoint ------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -157,6 +157,12 @@ def test_run_nests_stage_runs_under_one_pipeline_run(
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert sorted(r.info.run_name for r in children) == ["data-build", "data-validate", "tokenizer"]
     assert parents[0].data.tags["alignops.git_commit"] != ""
+    assert "ran data, tokenizer" in out and "mlflow ui --backend-store-uri sqlite:" in out
+
+    code, out = cli("run", "--to", "tokenizer", cache=source_cache)
+    assert code == 0 and "ran nothing; reused from cache: data, tokenizer" in out, out
+    code, out = cli("run", "--from", "ppo", "--to", "sft", cache=source_cache)
+    assert code == 2 and "comes after" in out
 
 
 @pytest.mark.parametrize("args", [["data", "build", "-p", "nope"], ["data", "build", "--set", "data.nope=1"]])

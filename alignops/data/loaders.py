@@ -9,6 +9,9 @@
     sft = SFTDataset(load_split(data_dir, "sft", "train"), tok, max_len=256)
     loader = resumable_loader(sft, 8, seed=0, shuffle=True, collate_fn=collate_right_pad(pad_id(tok)))
 
+Under DDP or FSDP every rank reads its own share of the same order (ResumableSampler), so the stages' Trainer
+sets use_distributed_sampler=False: Lightning's DistributedSampler would reorder the data and lose its position.
+
 One convention everywhere: input_ids and labels have the same length T and are aligned (labels[i] is the token
 at position i, -100 where nothing is learned); models.lm.CausalLM shifts them, predicting labels[i + 1] from
 positions <= i. attention_mask is 1 on real tokens, 0 on padding (right padding).
@@ -162,10 +165,25 @@ def collate_right_pad(pad_token_id: int) -> Callable[[list[Example]], Example]:
     return collate
 
 
+def data_parallel_rank() -> tuple[int, int]:
+    """(rank, world size) of the running distributed process group; (0, 1) outside distributed training."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 class ResumableSampler(Sampler[int]):
     """Indices 0..n-1 in an order fixed by (seed, epoch), starting at `start` (the data position on resume).
 
-    Lightning calls set_epoch(epoch) before every epoch, the way it does for DistributedSampler."""
+    Lightning calls set_epoch(epoch) before every epoch, the way it does for DistributedSampler.
+
+    Under distributed training (DDP, FSDP) each rank takes every world-th index of that one order, from its rank
+    on: with a per-device batch of B, step k's batches of all ranks together are step k's batch of one process
+    with batch world * B. The rank and world size are read when iterating, from the process group Lightning
+    has set up by then (loaders are built before it exists). The order is padded by repeating its start so
+    every rank gets the same number of batches: ranks that took different numbers of steps would hang."""
 
     def __init__(self, n: int, seed: int, shuffle: bool) -> None:
         self.n, self.seed, self.shuffle = n, seed, shuffle
@@ -182,11 +200,15 @@ class ResumableSampler(Sampler[int]):
             order = torch.randperm(self.n, generator=generator)
         else:
             order = torch.arange(self.n)
+        rank, world = data_parallel_rank()
+        if world > 1 and self.n:
+            order = order.repeat(math.ceil(len(self) * world / self.n))[: len(self) * world][rank::world]
         start, self.start = self.start, 0
         yield from order[start:].tolist()
 
     def __len__(self) -> int:
-        return self.n  # a whole epoch: Lightning counts the batches of an epoch from it
+        # a whole epoch of this rank: Lightning counts the batches of an epoch from it
+        return math.ceil(self.n / data_parallel_rank()[1])
 
 
 class ResumableLoader(DataLoader):
@@ -220,15 +242,18 @@ class ResumableLoader(DataLoader):
             batch_size=self.batch_size,
             num_examples=self.sampler.n,
             seed=self.sampler.seed,
+            world_size=data_parallel_rank()[1],  # batches_done counts this rank's share of the data
         )
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        saved = (state["num_examples"], state["batch_size"], state["seed"])
-        if saved != (self.sampler.n, self.batch_size, self.sampler.seed):
+        world = data_parallel_rank()[1]
+        saved = (state["num_examples"], state["batch_size"], state["seed"], state.get("world_size", 1))
+        if saved != (self.sampler.n, self.batch_size, self.sampler.seed, world):
             raise ValueError(
                 f"the checkpoint's data position is for {saved[0]} examples in batches of {saved[1]} with seed "
-                f"{saved[2]}; this loader has {self.sampler.n}, {self.batch_size}, seed {self.sampler.seed}. "
-                "Resume with the same data, batch size and seed, or start the run anew."
+                f"{saved[2]} on {saved[3]} device(s); this loader has {self.sampler.n}, {self.batch_size}, seed "
+                f"{self.sampler.seed} on {world}. Resume with the same data, batch size, seed and number of "
+                "devices, or start the run anew."
             )
         self.sampler.set_epoch(state["epoch"])
         # a finished epoch: the next pass is a whole new epoch (Lightning advances the epoch itself)

@@ -116,6 +116,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
             tokenizer_sha256=base.meta.tokenizer_sha256,
             parent=base_uri,
         )
+        whole = training.trained(trainer, module)  # whole weights under FSDP too
         uri, version, model_dir = training.publish(
             cfg,
             "classify",
@@ -123,9 +124,9 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
             stage_dir,
             stage.run_id,
             "classifier",
-            module.model.cpu(),
+            whole.model,
             base_dir / TOKENIZER_FILE,
             meta,
-            head=module.head,
+            head=whole.head,
         )
         return training.TrainResult(stage.run_id, uri, version, metrics, model_dir)

@@ -48,7 +48,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
             start.stage_dir,
             stage.run_id,
             "policy",
-            module.model.cpu(),
+            training.trained(trainer, module).model,  # whole weights under FSDP too
             start.folder / TOKENIZER_FILE,
             meta,
             tags={"alignops.method": "dpo"},

@@ -14,11 +14,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 
 from alignops import tracking
 from alignops.artifacts import TOKENIZER_FILE, ModelMeta, load_model
-from alignops.config import PipelineConfig, TrainConfig
+from alignops.config import ConfigError, PipelineConfig, TrainConfig
 from alignops.data import datasets
 from alignops.stages import training
 from alignops.stages.data import require_valid
@@ -74,6 +73,8 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
     from models.reward import RewardModel
 
     pc = cfg.ppo
+    if cfg.trainer.strategy == "fsdp":  # the policy, its reference, value head and reward model are not sharded
+        raise ConfigError("PPO does not run under FSDP: use --set trainer.strategy=ddp (or auto on one device).")
     start = training.start_from_base(cfg, "ppo", pc, default="sft")
     sft = start.model
     reward_uri = tracking.pin_uri(pc.reward_model or f"models:/{cfg.tracking.model_prefix}-reward/latest")
@@ -163,4 +164,4 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
             meta,
             tags=tags,
         )
-        return PPOResult(stage.run_id, uri, version, metrics, Path(model_dir), stopped)
+        return PPOResult(stage.run_id, uri, version, metrics, model_dir, stopped)  # model_dir None off rank 0

@@ -4,6 +4,9 @@
 
 Killed at any point, the same command resumes from the last checkpoint (weights, optimizer, schedule, RNG and
 data position) in the same MLflow run.
+
+On several devices (`--set trainer.devices=2 --set trainer.strategy=ddp`, or 'fsdp' on GPUs) pretrain.batch_size
+is per device; rank 0 alone tracks and registers (see alignops.stages.training).
 """
 
 from __future__ import annotations
@@ -88,7 +91,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
             stage_dir,
             stage.run_id,
             "base",
-            module.model.cpu(),
+            training.trained(trainer, module).model,  # every rank calls it: under FSDP it gathers the shards
             tok_path,
             meta,
             tags={"alignops.tokenizer_hash": tok_sha[:12]},

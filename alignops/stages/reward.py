@@ -78,6 +78,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
             parent=start.uri,
             extra=training.saved_hparams(cfg, "reward") | {"metrics": metrics, "gate": reasons},
         )
+        whole = training.trained(trainer, module)  # whole weights under FSDP too
         uri, version, model_dir = training.publish(
             cfg,
             "reward",
@@ -85,10 +86,10 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
             start.stage_dir,
             stage.run_id,
             "reward",
-            module.model.cpu(),
+            whole.model,
             start.folder / TOKENIZER_FILE,
             meta,
-            head=module.head,
+            head=whole.head,
             tags={GATE_TAG: "passed" if not reasons else "failed"},
         )
         return training.TrainResult(stage.run_id, uri, version, metrics, model_dir)

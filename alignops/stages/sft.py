@@ -48,10 +48,10 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
         final = {k: float(v) for k, v in trainer.validate(module, val_loader, verbose=False)[0].items()}
         stage.log_metrics({"final/val_loss": final["val/loss"], "final/val_ppl": final["val/ppl"]})
 
-        gpt = module.model.cpu().eval()
+        gpt = training.trained(trainer, module).model.eval()  # whole weights under FSDP too
         prompts = [r["prompt"] for r in datasets.load_split(cfg.data.data_dir, "eval_prompts", "test")]
         prompts = prompts[: cfg.sft.sample_prompts]
-        if prompts:
+        if prompts and tracking.is_rank_zero():  # the samples are logged by rank 0 alone
             completions = Generator(gpt, base.tokenizer).complete(prompts, decoding("greedy", max_new_tokens=48))
             samples = [{"prompt": p, "completion": c} for p, c in zip(prompts, completions, strict=True)]
             stage.log_dict({"samples": samples}, "samples/sft_samples.json")

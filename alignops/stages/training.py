@@ -4,6 +4,13 @@ folder that makes a killed stage resume where it stopped.
 A stage folder, ALIGNOPS_HOME/stages/<stage>-<key>, is keyed by everything that decides the result (stage
 config, model shape, data version, tokenizer, parent model): re-running the same stage after a crash finds
 its checkpoints and its MLflow run there and continues both; a changed config gets a new folder.
+
+Several devices or nodes (trainer.devices, num_nodes, strategy 'ddp' or 'fsdp'): Lightning's launcher starts the
+other ranks by running the same command again, so each rank runs the whole stage. Every rank builds the same
+model and data and trains in step, each on its own share of every batch (alignops.data.loaders); only global
+rank 0 writes: its MLflow run, the stage folder's state, checkpoints, the model folder and the registered
+version (tracking.is_rank_zero). On the other ranks a stage returns its metrics with run_id, model_uri,
+version and model_dir None.
 """
 
 from __future__ import annotations
@@ -16,18 +23,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alignops import settings
+from alignops import settings, tracking
 from alignops.config import PipelineConfig, TrainConfig
 from alignops.data.tokenizer import META_FILE, TOKENIZER_FILE
 
 
 @dataclass(frozen=True)
 class TrainResult:
-    run_id: str
-    model_uri: str  # models:/<name>/<version>
-    version: str
+    run_id: str | None  # None (and so the model fields) on the non-zero ranks of a distributed run
+    model_uri: str | None  # models:/<name>/<version>
+    version: str | None
     metrics: dict[str, float]
-    model_dir: Path
+    model_dir: Path | None
 
 
 def tokenizer_path(cfg: PipelineConfig) -> tuple[Path, str]:
@@ -64,7 +71,8 @@ class StageDir:
             return None, None
         state = json.loads(self._state.read_text(encoding="utf-8"))
         if state.get("complete"):
-            shutil.rmtree(self.path)  # a finished stage run again trains again, from scratch
+            if tracking.is_rank_zero():  # the other ranks of a distributed run only read the folder
+                shutil.rmtree(self.path)  # a finished stage run again trains again, from scratch
             return None, None
         return state.get("run_id"), self._last_complete_checkpoint()
 
@@ -82,18 +90,50 @@ class StageDir:
                 continue
         return None
 
-    def started(self, run_id: str) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        self._state.write_text(json.dumps({"run_id": run_id, "complete": False}), encoding="utf-8")
+    def started(self, run_id: str | None) -> None:
+        if tracking.is_rank_zero():
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._write_state({"run_id": run_id, "complete": False})
 
-    def completed(self, run_id: str) -> None:
-        self._state.write_text(json.dumps({"run_id": run_id, "complete": True}), encoding="utf-8")
-        shutil.rmtree(self.checkpoints, ignore_errors=True)  # the registered model is the result
+    def completed(self, run_id: str | None) -> None:
+        if tracking.is_rank_zero():
+            self._write_state({"run_id": run_id, "complete": True})
+            shutil.rmtree(self.checkpoints, ignore_errors=True)  # the registered model is the result
+
+    def _write_state(self, state: dict[str, Any]) -> None:
+        # whole or not at all: the other ranks of a distributed run may be reading it
+        partial = self._state.with_suffix(".json.partial")
+        partial.write_text(json.dumps(state), encoding="utf-8")
+        partial.replace(self._state)
+
+
+def strategy(cfg: PipelineConfig) -> Any:
+    """trainer.strategy as Lightning takes it. 'fsdp' shards each transformer block (models.gpt.Block) as its own
+    FSDP unit, so a rank gathers one block's full weights at a time; Lightning's bare 'fsdp' would make the whole
+    model one unit and gather all of it for every forward. Checkpoints stay single full files (state_dict_type
+    'full'), which resume on any number of devices and which StageDir can check."""
+    if cfg.trainer.strategy != "fsdp":
+        return cfg.trainer.strategy
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    from models.gpt import Block
+
+    return FSDPStrategy(auto_wrap_policy={Block}, state_dict_type="full")
 
 
 def trainer(cfg: PipelineConfig, train: TrainConfig, stage_dir: StageDir, logger, log_every_n_steps: int | None = None):
     """A Lightning Trainer for `train` steps on the configured hardware, checkpointing into stage_dir."""
     import lightning as L
+
+    return L.Trainer(**trainer_kwargs(cfg, train, stage_dir, logger, log_every_n_steps))
+
+
+def trainer_kwargs(
+    cfg: PipelineConfig, train: TrainConfig, stage_dir: StageDir, logger, log_every_n_steps: int | None = None
+) -> dict[str, Any]:
+    """What trainer() gives Lightning's Trainer; built without the hardware, which the Trainer checks.
+
+    train.batch_size is per device: with N devices a step sees N times as many sequences."""
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     checkpoint = ModelCheckpoint(
@@ -104,15 +144,16 @@ def trainer(cfg: PipelineConfig, train: TrainConfig, stage_dir: StageDir, logger
         save_top_k=1,  # with no monitor: keep only the newest periodic checkpoint beside last.ckpt
     )
     t = cfg.trainer
-    return L.Trainer(
+    return dict(
         accelerator=t.accelerator,
         devices=t.devices,
         num_nodes=t.num_nodes,
-        strategy=t.strategy,
+        strategy=strategy(cfg),
+        use_distributed_sampler=False,  # the loaders shard themselves, resumably (alignops.data.loaders)
         precision=precision(cfg),
         max_steps=train.max_steps,
         accumulate_grad_batches=train.grad_accum,
-        gradient_clip_val=train.grad_clip or None,
+        gradient_clip_val=train.grad_clip or None,  # under FSDP the modules clip (models.lm)
         val_check_interval=train.val_every_n_steps * train.grad_accum,  # counted in batches, not steps
         check_val_every_n_epoch=None,
         limit_val_batches=train.val_batches,
@@ -123,6 +164,22 @@ def trainer(cfg: PipelineConfig, train: TrainConfig, stage_dir: StageDir, logger
         default_root_dir=stage_dir.path,
         enable_model_summary=False,
     )
+
+
+def trained(trainer: Any, module: Any) -> Any:
+    """The trained LightningModule with its weights whole, on the CPU: what a stage publishes. Under FSDP each rank
+    holds a shard of the weights, so every rank must call this (a collective gathers them onto rank 0, which gets
+    a fresh copy of the module holding them); the other ranks get `module` back as it is, not to be run."""
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    if not isinstance(trainer.strategy, FSDPStrategy):
+        return module.cpu()
+    state = trainer.strategy.lightning_module_state_dict()  # full tensors on rank 0, {} elsewhere
+    if not trainer.is_global_zero:
+        return module
+    whole = type(module)(**module.hparams)  # every module here saves its constructor arguments
+    whole.load_state_dict(state)
+    return whole
 
 
 def optim_hparams(train: TrainConfig) -> dict[str, Any]:
@@ -153,7 +210,6 @@ def start_from_base(cfg: PipelineConfig, stage: str, section: Any, default: str 
     """Resolve section.base_model (default: the newest <prefix>-<default>), load it, find a run to resume, seed."""
     import lightning as L
 
-    from alignops import tracking
     from alignops.artifacts import load_model
     from alignops.data import versioning
 
@@ -210,11 +266,14 @@ def publish(
     meta: Any,
     head: Any = None,
     tags: dict[str, str] | None = None,
-) -> tuple[str, str, Path]:
+) -> tuple[str, str, Path] | tuple[None, None, None]:
     """The end of every training stage: write the model folder, register it as <prefix>-<registered> with its
-    lineage (plus `tags`), and mark the stage folder complete. Returns (model URI, version, folder)."""
-    from alignops import tracking
+    lineage (plus `tags`), and mark the stage folder complete. Returns (model URI, version, folder); (None, None,
+    None) on the non-zero ranks of a distributed run, which publish nothing."""
     from alignops.artifacts import save_model
+
+    if not tracking.is_rank_zero():
+        return None, None, None
 
     model_dir = save_model(stage_dir.path / "model", gpt, tokenizer_file, meta, head)
     lineage = tracking.lineage_tags(stage, cfg, section) | (tags or {})

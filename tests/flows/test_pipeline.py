@@ -1,12 +1,214 @@
-"""The pipeline flow under a real (test) Prefect server, on the made-up source cache."""
+"""The pipeline and feedback flows under a real (test) Prefect server, on the made-up source cache.
+
+One project folder for the module: the first run trains everything; the later runs are judged by what they
+reuse. Each fixture below is one pipeline run on top of the previous ones.
+"""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from flows.pipeline import is_transient, pipeline
+from alignops import cache, tracking
+from alignops.config import load_config
+from flows.pipeline import STAGES, pipeline
+from flows.stages import is_transient
+from tests.conftest import TINY, write_source_cache
+
+TRAINED = ["tokenizer", "pretrain", "sft", "reward", "ppo", "evaluate"]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, prefect_harness):
+    """A git + DVC checkout as the working directory, with its own ALIGNOPS_HOME (and so MLflow store)."""
+    root = tmp_path_factory.mktemp("pipeline")
+    repo = root / "repo"
+    repo.mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(repo)
+        mp.setenv("ALIGNOPS_HOME", str(root / "home"))
+        for key in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"):
+            mp.setenv(key, "t")
+        for key in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
+            mp.setenv(key, "t@example.com")
+        subprocess.run(["git", "init", "-q"], check=True)
+        subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], check=True)
+        # tiny models' responses are noise to the sentiment judge: perplexity and F1 decide promotion here
+        overrides = [f"data.cache_dir={write_source_cache(root / 'sources')}", *TINY, "promotion.min_judge_win_rate=0"]
+        yield overrides
+
+
+@pytest.fixture(scope="module")
+def first(project):
+    return pipeline("tiny", project)
+
+
+@pytest.fixture(scope="module")
+def second(first, project):
+    return pipeline("tiny", project)
+
+
+@pytest.fixture(scope="module")
+def changed_sft(second, project):
+    return pipeline("tiny", [*project, "sft.lr=0.002"])
+
+
+def _children(parent_run_id: str) -> list:
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking.tracking_uri())
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    return [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent_run_id]
+
+
+def test_first_run_trains_evaluates_and_promotes_with_nested_runs(first) -> None:
+    assert first["ran"] == list(STAGES) and first["cached"] == []
+    assert first["data_version"].endswith(".dir")
+    assert (first["base"], first["sft"], first["reward"], first["policy"]) == (
+        "models:/alignops-base/1", "models:/alignops-sft/1", "models:/alignops-reward/1", "models:/alignops-policy/1"
+    )  # fmt: skip
+    children = _children(first["parent_run_id"])
+    assert sorted(r.info.run_name for r in children) == sorted(
+        ["data-build", "data-validate", "tokenizer", "pretrain", "sft", "reward", "ppo", "evaluate", "promote"]
+    )
+    assert all(r.info.status == "FINISHED" for r in children)
+    # each stage was handed the exact version made upstream in this run
+    policy = tracking.model_version_tags(first["policy"])
+    assert policy["alignops.parent_model"] == first["sft"]
+    assert policy["alignops.reward_model"] == first["reward"]
+    # each stage left a summary table for the Prefect UI
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        tables = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["pretrain-summary"])))
+    assert tables and "val/loss" in str(tables[0].data)
+    # the evaluation's responses (the policy's and its baseline's) wait for labelers in the preference store
+    from alignops.feedback.store import Store
+
+    store = Store()
+    assert {first["policy"], first["sft"]} <= set(store.counts()["by_model"])
+    store.close()
+    # the first policy that passes the gate becomes champion
+    assert first["promoted"] is True
+    assert tracking.alias_uri("alignops-policy", "champion") == first["policy"]
+
+
+def test_an_unchanged_rerun_reuses_every_stage(first, second) -> None:
+    assert second["cached"] == list(STAGES) and second["ran"] == []  # the policy already is the champion
+    for key in ("base", "sft", "reward", "policy"):
+        assert second[key] == first[key]
+    assert _children(second["parent_run_id"]) == []  # nothing ran again, so no stage run was opened
+
+
+def test_a_changed_sft_config_reruns_sft_and_downstream_only(first, changed_sft) -> None:
+    assert changed_sft["cached"] == ["data", "tokenizer", "pretrain"]
+    assert changed_sft["ran"] == ["sft", "reward", "ppo", "evaluate", "promote"]
+    assert changed_sft["base"] == first["base"]
+    assert (changed_sft["sft"], changed_sft["reward"], changed_sft["policy"]) == (
+        "models:/alignops-sft/2", "models:/alignops-reward/2", "models:/alignops-policy/2"
+    )  # fmt: skip
+    assert tracking.model_version_tags(changed_sft["sft"])["alignops.parent_model"] == first["base"]
+
+
+def test_cache_key_follows_the_inputs(changed_sft, project) -> None:
+    cfg = load_config("tiny", project)
+    other = load_config("tiny", [*project, "sft.lr=0.002"])
+    assert cache.stage_key("sft", cfg) == cache.stage_key("sft", load_config("tiny", project))
+    assert cache.stage_key("sft", cfg) != cache.stage_key("sft", other)
+    assert cache.stage_key("pretrain", cfg) == cache.stage_key("pretrain", other)  # upstream untouched
+    parts = cache.key_parts("sft", cfg)
+    assert parts["data"] == changed_sft["data_version"] and len(parts["code"]) == 16
+    # a new parent version changes the key of everything downstream (the flow writes it into the section)
+    with_parent = cfg.model_copy(update={"sft": cfg.sft.model_copy(update={"base_model": "models:/alignops-base/9"})})
+    assert cache.stage_key("sft", with_parent) != cache.stage_key("sft", cfg)
+
+
+def _label(n_prompts: int) -> int:
+    """Two labelers rank every open task, through the store as the dashboard does: the evaluations' queued
+    responses and a few of our own for the two policy versions. Returns the rankings submitted."""
+    from alignops.feedback.store import Store
+
+    store, submitted = Store(), 0
+    try:
+        for version, style in (("1", "calm"), ("2", "bright")):
+            samples = [
+                {"sample_id": f"p{i}", "prompt": f"Write about item {i}.", "completion": f"A {style} item {i}."}
+                for i in range(n_prompts)
+            ]
+            store.import_samples(f"models:/alignops-policy/{version}", samples)
+        for name in ("ana", "ben"):
+            labeler = store.add_annotator(name, "a long enough password")
+            while (task := store.next_task(labeler.id, k=2)) is not None:
+                best_first = [[r.id] for r in sorted(task.responses, key=lambda r: "bright" not in r.text)]
+                store.submit_ranking(labeler.id, task.prompt_id, best_first, client_token=f"{name}-{task.prompt_id}")
+                submitted += 1
+    finally:
+        store.close()
+    return submitted
+
+
+def test_feedback_with_too_few_new_labels_does_nothing(changed_sft, project) -> None:
+    from flows.feedback import feedback
+
+    result = feedback("tiny", [*project, "feedback.min_new_labels=4"])
+    assert result["retrained"] is False and result["new_labels"] == 0
+    assert "nothing to do" in result["message"]
+    assert tracking.pin_uri("models:/alignops-reward/latest") == changed_sft["reward"]
+
+
+def test_feedback_with_enough_labels_trains_a_new_reward_model(changed_sft, project) -> None:
+    from alignops.data import versioning
+    from alignops.stages.feedback import watermark
+    from flows.feedback import feedback
+
+    champion = tracking.alias_uri("alignops-policy", "champion")
+    submitted = _label(n_prompts=3)
+    assert submitted >= 6  # 2 labelers x (3 prompts of ours + the evaluations' eval prompts)
+    result = feedback("tiny", [*project, "feedback.min_new_labels=4"])
+    assert result["retrained"] is True and result["new_labels"] == submitted
+    assert result["data_version"] == versioning.data_version() != changed_sft["data_version"]
+    assert watermark(Path("data"))["count"] == submitted
+    assert result["ran"][:3] == ["reward", "ppo", "evaluate"]
+    assert result["reward"] == "models:/alignops-reward/3"
+    reward_tags = tracking.model_version_tags(result["reward"])
+    assert reward_tags["alignops.data_version"] == result["data_version"]
+    # the loop starts from the SFT model behind the deployed (champion) policy
+    assert result["sft"] == tracking.model_version_tags(champion)["alignops.parent_model"]
+    assert reward_tags["alignops.parent_model"] == result["sft"]
+    again = feedback("tiny", [*project, "feedback.min_new_labels=4"])  # the labels are in the data now
+    assert again["retrained"] is False and again["new_labels"] == 0
+
+
+def test_a_transient_failure_is_retried_and_the_flow_completes(changed_sft, project, monkeypatch) -> None:
+    from alignops.stages import tokenizer
+
+    real, calls = tokenizer.run, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError("tracking server unreachable (injected)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tokenizer, "run", flaky)
+    result = pipeline("tiny", [*project, "tokenizer.min_frequency=3"], to="tokenizer")
+    assert len(calls) == 2 and result["ran"] == ["tokenizer"]
+    assert result["cached"] == ["data"]  # the data with the feedback labels counts as built: no rebuild
+
+
+def test_a_validation_failure_stops_the_flow_and_keeps_the_champion(changed_sft, project) -> None:
+    from alignops.data.validation import DataValidationError
+
+    champion = tracking.alias_uri("alignops-policy", "champion")
+    with pytest.raises(DataValidationError, match="corpus") as failure:
+        pipeline("tiny", [*project, "validation.max_text_chars=5"])  # every corpus text is now too long
+    assert "stopped at stage 'data'" in "\n".join(failure.value.__notes__)
+    assert tracking.alias_uri("alignops-policy", "champion") == champion
 
 
 def test_transient_errors_are_retried_and_bad_input_is_not() -> None:
@@ -21,47 +223,14 @@ def test_transient_errors_are_retried_and_bad_input_is_not() -> None:
     assert not is_transient(SourceError(Path("x.json"), 3, "not JSON", "fix it"))
 
 
-def test_pipeline_flow_runs_every_stage_nested(
-    prefect_harness, home: Path, dvc_repo: Path, source_cache: Path, tiny_overrides: list[str]
-) -> None:
-    import mlflow
-
-    from alignops import tracking
-
-    result = pipeline("tiny", [f"data.cache_dir={source_cache}", *tiny_overrides])
-    assert result["data_version"].endswith(".dir")
-    assert Path(result["tokenizer"]).is_file()
-    assert (result["base"], result["sft"], result["reward"], result["policy"]) == (
-        "models:/alignops-base/1", "models:/alignops-sft/1", "models:/alignops-reward/1", "models:/alignops-policy/1"
-    )  # fmt: skip
-
-    mlflow.set_tracking_uri(tracking.tracking_uri())
-    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == result["parent_run_id"]]
-    assert sorted(r.info.run_name for r in children) == sorted(
-        ["data-build", "data-validate", "tokenizer", "pretrain", "sft", "reward", "ppo"]
-    )
-    assert all(r.info.status == "FINISHED" for r in children)
-    # each stage was handed the exact version made upstream in this run
-    client = mlflow.MlflowClient(tracking.tracking_uri())
-    policy = client.get_model_version("alignops-policy", "1")
-    assert policy.tags["alignops.parent_model"] == result["sft"]
-    assert policy.tags["alignops.reward_model"] == result["reward"]
-
-
-def test_pipeline_stops_where_asked(prefect_harness, home: Path, dvc_repo: Path, source_cache: Path) -> None:
-    overrides = [f"data.cache_dir={source_cache}", "data.val_fraction=0.25", "data.test_fraction=0.25"]
-    result = pipeline("tiny", overrides, to="data")
-    assert set(result) == {"parent_run_id", "data_version"}
+def test_bad_stage_names_are_refused() -> None:
     with pytest.raises(ValueError, match="Unknown stage"):
-        pipeline("tiny", overrides, to="nope")
+        pipeline.fn("tiny", [], to="nope")
+    with pytest.raises(ValueError, match="comes after"):
+        pipeline.fn("tiny", [], start="ppo", to="sft")
 
 
-def test_a_failing_stage_fails_the_flow_and_its_run(
-    prefect_harness, home: Path, dvc_repo: Path, source_cache: Path
-) -> None:
-    from alignops.data.validation import DataValidationError
-
-    overrides = [f"data.cache_dir={source_cache}", "validation.max_text_chars=5"]  # every corpus text too long
-    with pytest.raises(DataValidationError, match="corpus"):
-        pipeline("tiny", overrides)
+def test_flows_do_not_import_torch() -> None:
+    code = "import sys, flows.pipeline, flows.feedback, flows.schedule; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ)
+    assert out.stdout.strip() == "False"

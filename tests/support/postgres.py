@@ -6,13 +6,15 @@ initdb refuses to run as root, so as root the cluster belongs to the `postgres` 
 
 from __future__ import annotations
 
+import atexit
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,6 +51,19 @@ def server(database: str = "alignops") -> Iterator[str]:
         shutil.chown(root, "postgres")
         shutil.chown(sockets, "postgres")
     port = _free_port()
+
+    def stop() -> None:
+        subprocess.run(
+            _as_owner([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+            capture_output=True, timeout=60,
+        )  # fmt: skip
+        shutil.rmtree(root, ignore_errors=True)
+
+    # A session killed with SIGTERM (a CI timeout) still stops its server: SIGTERM becomes SystemExit, and the
+    # exit runs atexit handlers, which plain SIGTERM would skip.
+    atexit.register(stop)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         subprocess.run(
             _as_owner([str(bin_dir / "initdb"), "-D", str(data), "-U", "alignops", "--auth=trust", "-E", "UTF8"]),
@@ -65,9 +80,5 @@ def server(database: str = "alignops") -> Iterator[str]:
         )  # fmt: skip
         yield f"postgresql+psycopg://alignops@127.0.0.1:{port}/{database}"
     finally:
-        subprocess.run(
-            _as_owner([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-            capture_output=True, timeout=60,
-        )  # fmt: skip
-        time.sleep(0.1)
-        shutil.rmtree(root, ignore_errors=True)
+        atexit.unregister(stop)
+        stop()

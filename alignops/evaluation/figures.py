@@ -1,0 +1,103 @@
+"""The evaluation's figures as PNG files (matplotlib, no display needed); the evaluate stage logs them under
+figures/ in its MLflow run and the dashboard shows them.
+
+    confusion_matrix([[40, 8, 2], [5, 45, 0]], ["negative", "positive"], ["negative", "positive", "unparseable"], p)
+    ppo_curves([(1, 0.1), (2, 0.3)], [(1, 0.0), (2, 0.4)], p)
+    length_distributions({"model": [12, 30], "baseline": [20, 21]}, p)
+    reward_vs_judge({"model": ([0.3, -0.1], [0.5, 0.0])}, p)       # name -> (reward-model scores, judge scores)
+
+Each function writes one PNG atomically (temp file, then rename) and returns its path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on servers and in tests
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=120)
+    _pyplot().close(fig)
+    tmp.replace(path)
+    return path
+
+
+def confusion_matrix(
+    matrix: Sequence[Sequence[int]], row_labels: Sequence[str], col_labels: Sequence[str], path: Path, title: str = ""
+) -> Path:
+    """Counts, true label by row, predicted by column (an extra 'unparseable' column for generative models)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(1.4 + 1.1 * len(col_labels), 1.2 + 0.9 * len(row_labels)))
+    ax.imshow(matrix, cmap="Blues", aspect="auto")
+    ax.set(
+        xticks=range(len(col_labels)),
+        yticks=range(len(row_labels)),
+        xticklabels=col_labels,
+        yticklabels=row_labels,
+        xlabel="predicted",
+        ylabel="true",
+        title=title or "confusion matrix",
+    )
+    top = max((max(row) for row in matrix), default=0)
+    for i, row in enumerate(matrix):
+        for j, value in enumerate(row):
+            ax.text(j, i, str(int(value)), ha="center", va="center", color="white" if value > top / 2 else "black")
+    return _save(fig, path)
+
+
+def ppo_curves(reward: Sequence[tuple[int, float]], kl: Sequence[tuple[int, float]], path: Path) -> Path:
+    """The policy's training: mean reward and KL to the reference per PPO iteration, on two axes."""
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(5.5, 4.5), sharex=True)
+    top.plot([s for s, _ in reward], [v for _, v in reward], marker="o", color=_COLORS[0])
+    top.set(ylabel="reward (ppo/reward)", title="PPO training")
+    bottom.plot([s for s, _ in kl], [v for _, v in kl], marker="o", color=_COLORS[1])
+    bottom.set(ylabel="KL to reference (nats)", xlabel="iteration")
+    bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def length_distributions(lengths: Mapping[str, Sequence[int]], path: Path) -> Path:
+    """Histograms of response lengths (tokens) on the eval prompts, one per model, overlaid."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    longest = max((max(v) for v in lengths.values() if v), default=1)
+    bins = range(0, longest + 2, max(1, (longest + 1) // 30))  # at most about 30 bins
+    for color, (name, values) in zip(_COLORS, lengths.items(), strict=False):
+        mean = sum(values) / len(values) if values else float("nan")
+        ax.hist(values, bins=bins, alpha=0.5, color=color, label=f"{name} (mean {mean:.1f})")
+    ax.set(xlabel="response length (tokens)", ylabel="responses", title="response lengths on the eval prompts")
+    ax.legend()
+    return _save(fig, path)
+
+
+def reward_vs_judge(points: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: Path) -> Path:
+    """Reward-model score against the independent judge's score, one colour per model: reward hacking shows as
+    points the reward model likes and the judge does not."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for color, (name, (rewards, judged)) in zip(_COLORS, points.items(), strict=False):
+        ax.scatter(judged, rewards, s=14, alpha=0.6, color=color, label=name)
+    ax.axvline(0, color="grey", lw=0.5)
+    ax.set(xlabel="judge score (VADER / snownlp, -1..1)", ylabel="reward-model score", title="reward model vs judge")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _save(fig, path)

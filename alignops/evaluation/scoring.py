@@ -1,0 +1,180 @@
+"""Model passes over the evaluation sets, batched and without gradient: language-modelling loss, response loss,
+classifier predictions, generation with lengths and EOS, KL to a reference, reward-model scores.
+
+    loss, tokens = lm_loss(gpt, ids, batch_size=16)                       # token-weighted, nats/token
+    out = generate_responses(gpt, tok, prompts, max_new_tokens=48, batch_size=16, sample=True, seed=0)
+    out.texts, out.lengths, out.eos                                       # one per prompt
+    kls = sequence_kl(policy, reference, out, pad_id=pad, batch_size=16)  # nats per response
+    scores = reward_scores(reward_model, prompts, out.texts, batch_size=16)
+
+Models are alignops.artifacts.LoadedModel (gpt, tokenizer, head) or a bare GPT; everything runs on the model's
+device and returns plain Python numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from alignops.data.loaders import EOS, IGNORE_INDEX, PackedBlocks, collate_left_pad, collate_right_pad, pad_id
+from alignops.data.tokenizer import chat_template
+from models.generation import GenerationConfig, generate
+from models.gpt import GPT
+from models.heads import last_token
+
+
+def _device(gpt: GPT) -> torch.device:
+    return next(gpt.parameters()).device
+
+
+@torch.inference_mode()
+def lm_loss(gpt: GPT, token_ids: Tensor, batch_size: int, max_tokens: int | None = None) -> tuple[float, int]:
+    """(mean next-token cross-entropy, number of predicted tokens) over a 1-D token stream cut into blocks of the
+    model's context, every next-token pair counted once as in pretraining's validation. max_tokens: score only
+    about that many, in blocks spread evenly over the stream (the corpus is ordered by source)."""
+    block = min(gpt.config.block_size, len(token_ids))  # a stream shorter than the context is one block
+    if block < 2:
+        raise ValueError("no tokens to score: the held-out corpus is empty")
+    blocks = PackedBlocks(token_ids, block)
+    chosen = list(range(len(blocks)))
+    if max_tokens is not None and max_tokens // (block - 1) < len(blocks):
+        keep = max(1, max_tokens // (block - 1))
+        chosen = [int(i * len(blocks) / keep) for i in range(keep)]
+    total, n = 0.0, 0
+    for start in range(0, len(chosen), batch_size):
+        ids = torch.stack([blocks[i]["input_ids"] for i in chosen[start : start + batch_size]]).to(_device(gpt))
+        logits = gpt(ids)  # (B, T, V)
+        total += float(F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten(), reduction="sum"))
+        n += ids[:, 1:].numel()
+    return total / n, n
+
+
+@torch.inference_mode()
+def response_loss(gpt: GPT, examples: Sequence[dict[str, Tensor]], pad: int, batch_size: int) -> tuple[float, int]:
+    """(mean cross-entropy of the labelled tokens, their number) over SFT examples (alignops.data.loaders.SFTDataset
+    items: input_ids, labels with -100 on the prompt)."""
+    collate = collate_right_pad(pad)
+    total, n = 0.0, 0
+    for start in range(0, len(examples), batch_size):
+        batch = collate(list(examples[start : start + batch_size]))
+        ids, mask = batch["input_ids"].to(_device(gpt)), batch["attention_mask"].to(_device(gpt))
+        targets = batch["labels"][:, 1:].to(ids.device)
+        logits = gpt(ids, attention_mask=mask)[:, :-1]
+        total += float(
+            F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
+        )
+        n += int((targets != IGNORE_INDEX).sum())
+    if n == 0:
+        raise ValueError("no response tokens to score")
+    return total / n, n
+
+
+def _right_padded(rows: list[list[int]], pad: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    batch = collate_right_pad(pad)([{"input_ids": torch.tensor(r, dtype=torch.long)} for r in rows])
+    return batch["input_ids"].to(device), batch["attention_mask"].to(device)
+
+
+@torch.inference_mode()
+def head_outputs(gpt: GPT, head: torch.nn.Module, rows: list[list[int]], pad: int, batch_size: int) -> Tensor:
+    """The head (class logits or a scalar reward) on each token row's last real token: (N, ...) on the CPU."""
+    head.eval()
+    out = []
+    for start in range(0, len(rows), batch_size):
+        ids, mask = _right_padded(rows[start : start + batch_size], pad, _device(gpt))
+        hidden = gpt.hidden_states(ids, attention_mask=mask)  # (B, T, C)
+        out.append(head(last_token(hidden, mask)).float().cpu())
+    return torch.cat(out)
+
+
+def classify(model, texts: Sequence[str], labels: Sequence[str], max_len: int, batch_size: int) -> list[str]:
+    """A classifier model's label for each text, reading its first max_len tokens (as it was trained)."""
+    rows = [e.ids[:max_len] or [pad_id(model.tokenizer)] for e in model.tokenizer.encode_batch(list(texts))]
+    logits = head_outputs(model.gpt, model.head, rows, pad_id(model.tokenizer), batch_size)
+    return [labels[i] for i in logits.argmax(dim=-1).tolist()]
+
+
+def reward_scores(model, prompts: Sequence[str], responses: Sequence[str], batch_size: int) -> list[float]:
+    """A reward model's score of each (prompt, response) in the chat template, keeping the end of a long one
+    (as PPO scores: the response and its end are what is judged)."""
+    block = model.gpt.config.block_size
+    texts = [chat_template(p, r) for p, r in zip(prompts, responses, strict=True)]
+    rows = [e.ids[-block:] for e in model.tokenizer.encode_batch(texts)]
+    return head_outputs(model.gpt, model.head, rows, pad_id(model.tokenizer), batch_size).tolist()
+
+
+@dataclass(frozen=True)
+class Responses:
+    """One generated response per prompt."""
+
+    texts: list[str]  # decoded, EOS and padding removed
+    prompt_ids: list[list[int]]  # the prompt tokens the model saw (chat template, long prompts keep their end)
+    response_ids: list[list[int]]  # the new tokens, up to and including EOS when the model produced one
+    eos: list[bool]  # ended with EOS rather than at max_new_tokens
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(r) for r in self.response_ids]
+
+
+@torch.inference_mode()
+def generate_responses(
+    gpt: GPT,
+    tokenizer,
+    prompts: Sequence[str],
+    max_new_tokens: int,
+    batch_size: int,
+    sample: bool,
+    seed: int = 0,
+    chat: bool = True,
+) -> Responses:
+    """Complete each prompt: greedy, or sampled at temperature 1 with a seed per batch (batch b uses seed + b), so
+    two models given the same prompts in the same order draw from the same random streams."""
+    eos, pad = tokenizer.token_to_id(EOS), pad_id(tokenizer)
+    room = gpt.config.block_size - max_new_tokens
+    if room < 1:
+        raise ValueError(
+            f"evaluate.max_new_tokens={max_new_tokens} leaves no room for a prompt in the model's "
+            f"{gpt.config.block_size}-token context: lower it."
+        )
+    texts = [chat_template(p) if chat else p for p in prompts]
+    prompt_ids = [e.ids[-room:] for e in tokenizer.encode_batch(texts)]
+    collate = collate_left_pad(pad)
+    response_ids: list[list[int]] = []
+    for b, start in enumerate(range(0, len(prompt_ids), batch_size)):
+        batch = collate([{"input_ids": torch.tensor(p)} for p in prompt_ids[start : start + batch_size]])
+        ids, mask = batch["input_ids"].to(_device(gpt)), batch["attention_mask"].to(_device(gpt))
+        config = GenerationConfig(
+            max_new_tokens=max_new_tokens, do_sample=sample, eos_token_id=eos, pad_token_id=pad, seed=seed + b
+        )
+        sequences, lengths = generate(gpt, ids, mask, config)
+        width = ids.size(1)
+        response_ids += [sequences[row, width : width + n].tolist() for row, n in enumerate(lengths.tolist())]
+    ended = [bool(r) and r[-1] == eos for r in response_ids]
+    decoded = tokenizer.decode_batch([[t for t in r if t not in (eos, pad)] for r in response_ids])
+    return Responses(decoded, prompt_ids, response_ids, ended)
+
+
+@torch.inference_mode()
+def sequence_kl(policy: GPT, reference: GPT, responses: Responses, pad: int, batch_size: int) -> list[float]:
+    """KL(policy || reference) of each response in nats: the exact KL between the two next-token distributions,
+    summed over the response's positions. With sampled responses its mean estimates the sequence-level KL, with
+    less variance than log-ratios of the sampled tokens (what PPO's ppo/kl logs)."""
+    out = []
+    for start in range(0, len(responses.response_ids), batch_size):
+        prompts = responses.prompt_ids[start : start + batch_size]
+        answers = responses.response_ids[start : start + batch_size]
+        ids, mask = _right_padded([p + r for p, r in zip(prompts, answers, strict=True)], pad, _device(policy))
+        # position t predicts token t + 1: the response's tokens are predicted at len(prompt) - 1 ... end - 1
+        predicts = torch.zeros_like(mask, dtype=torch.bool)
+        for row, (p, r) in enumerate(zip(prompts, answers, strict=True)):
+            predicts[row, len(p) - 1 : len(p) - 1 + len(r)] = True
+        logp = F.log_softmax(policy(ids, attention_mask=mask).float(), dim=-1)  # (B, T, V)
+        on = _device(reference)  # an int8 model runs on the CPU, its fp32 reference may not
+        logq = F.log_softmax(reference(ids.to(on), attention_mask=mask.to(on)).float(), dim=-1).to(logp.device)
+        kl = (logp.exp() * (logp - logq)).sum(dim=-1)  # (B, T)
+        out += (kl * predicts).sum(dim=1).tolist()
+    return out

@@ -1,0 +1,230 @@
+"""What the dashboard computes, as plain functions of plain data: no Streamlit, no MLflow, no database.
+
+Pages call these and only lay the results out, so each is tested directly (tests/dashboard/test_logic.py):
+
+    ranking_from_positions({12: 1, 10: 2, 11: 2, 13: 3})  ->  [[12], [10, 11], [13]]
+    agreement(export_records)                            ->  Agreement(items, comparisons, agreement, alpha)
+    config_diff({"run a": cfg_a, "run b": cfg_b})        ->  rows of the keys whose values differ
+    side_by_side({"sft/1": samples_1, "policy/2": samples_2})  ->  one row per sample both versions wrote
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class FormError(ValueError):
+    """What a labeler filled in cannot be submitted; the message says what to change."""
+
+
+# --------------------------------------------------------------------------------------------------------
+# Rank page: one number per response (1 = best, equal numbers = a tie) -> the store's ranking groups
+
+
+def ranking_from_positions(positions: Mapping[int, int | None]) -> list[list[int]]:
+    """Response id -> its place (1 = best) to the store's ranking: ids best first, ties (equal places) grouped.
+
+    Places need not be consecutive (1, 1, 3 and 1, 1, 2 mean the same order). A missing place is an error,
+    so a labeler never submits an order they did not choose."""
+    missing = [rid for rid, place in positions.items() if place is None]
+    if missing:
+        raise FormError(f"Give every response a place (1 = best); {len(missing)} of {len(positions)} have none.")
+    if len(positions) < 2:
+        raise FormError("A ranking needs at least two responses.")
+    groups: dict[int, list[int]] = defaultdict(list)
+    for rid, place in positions.items():
+        groups[int(place)].append(rid)  # type: ignore[arg-type]
+    return [groups[place] for place in sorted(groups)]
+
+
+def places(ranking: list[list[int]]) -> dict[int, int]:
+    """The inverse: response id -> its place, 1 = best; tied responses share a place (1, 2, 2, 4)."""
+    result: dict[int, int] = {}
+    place = 1
+    for group in ranking:
+        for rid in group:
+            result[rid] = place
+        place += len(group)
+    return result
+
+
+# --------------------------------------------------------------------------------------------------------
+# Labels page: inter-annotator agreement over the exported rankings
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How often two annotators who ranked the same responses order a pair of them the same way."""
+
+    items: int  # prompts (with the same responses) ranked by two or more annotators
+    comparisons: int  # annotator pair x response pair judgments compared
+    agreement: float | None  # fraction of comparisons where both said the same (above, tie, below); None if none
+    alpha: float | None  # Krippendorff's alpha (ordinal) of the same judgments: 1 perfect, 0 chance level
+    by_pair: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)  # (a, b) -> (n, agreement)
+
+
+def _relations(record: dict[str, Any]) -> dict[tuple[str, str], int]:
+    """(text a, text b) with a < b -> 1 when a is ranked above b, -1 below, 0 tied."""
+    responses = record["responses"]
+    place: dict[str, int] = {}
+    for rank, entry in enumerate(record["ranking"]):
+        for index in entry if isinstance(entry, list) else [entry]:
+            place[responses[index]] = rank
+    return {(a, b): (place[b] > place[a]) - (place[b] < place[a]) for a, b in itertools.combinations(sorted(place), 2)}
+
+
+def agreement(records: Iterable[dict[str, Any]]) -> Agreement:
+    """Agreement between annotators over rankings in the rankings data contract (the store's export).
+
+    Two records are the same item when they rank the same responses to the same prompt. For every pair of
+    responses of an item, each annotator says a above b, tie, or b above a: the raw agreement is how often two
+    annotators say the same; Krippendorff's alpha (ordinal: a tie lies between the two orders) corrects it for
+    chance. An annotator's latest record of an item counts."""
+    from alignops.evaluation.human import krippendorff_alpha
+
+    items: dict[tuple[str, tuple[str, ...]], dict[str, dict]] = defaultdict(dict)
+    for record in records:
+        items[(record["prompt"], tuple(sorted(record["responses"])))][record["annotator"]] = record
+    units: list[dict[str, float]] = []
+    by_pair: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    overlapping = 0
+    for by_annotator in items.values():
+        if len(by_annotator) < 2:
+            continue
+        overlapping += 1
+        relations = {name: _relations(record) for name, record in by_annotator.items()}
+        for pair in next(iter(relations.values())):
+            units.append({name: float(said[pair]) for name, said in relations.items() if pair in said})
+        for a, b in itertools.combinations(sorted(relations), 2):
+            for pair, said in relations[a].items():
+                if pair in relations[b]:
+                    by_pair[(a, b)][0] += 1
+                    by_pair[(a, b)][1] += int(said == relations[b][pair])
+    compared = sum(n for n, _ in by_pair.values())
+    if compared == 0:
+        return Agreement(overlapping, 0, None, None)
+    same = sum(agreed for _, agreed in by_pair.values())
+    pairs = {pair: (n, agreed / n) for pair, (n, agreed) in sorted(by_pair.items())}
+    return Agreement(overlapping, compared, same / compared, krippendorff_alpha(units, "ordinal"), pairs)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Runs page: config diff and metric curves
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists stay values (compared whole)."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+_MISSING = object()
+
+
+def _shown(value: Any) -> str:
+    if value is _MISSING:
+        return "(absent)"
+    return json.dumps(value) if isinstance(value, list | dict | bool) or value is None else str(value)
+
+
+def config_diff(configs: Mapping[str, Mapping[str, Any]]) -> list[dict[str, str]]:
+    """The keys whose values differ between the configs (label -> nested config), one row per key:
+    {"key": "sft.lr", "<label a>": "0.001", "<label b>": "0.0003"}; a key one config lacks shows '(absent)'."""
+    flat = {label: flatten(config) for label, config in configs.items()}
+    keys = sorted(set().union(*(f.keys() for f in flat.values()))) if flat else []
+    rows = []
+    for key in keys:
+        values = {label: _shown(f.get(key, _MISSING)) for label, f in flat.items()}
+        if len(set(values.values())) > 1:
+            rows.append({"key": key, **values})
+    return rows
+
+
+def metric_rows(histories: Mapping[str, list[tuple[int, int, float]]]) -> list[dict[str, Any]]:
+    """Curves for one chart: label -> [(step, timestamp ms, value)] to long rows with the step, the seconds
+    since that curve's first point (so runs started at different times overlay), and the value."""
+    rows = []
+    for label, points in histories.items():
+        if not points:
+            continue
+        start = min(ts for _, ts, _ in points)
+        rows.extend(
+            {"run": label, "step": step, "seconds": (ts - start) / 1000.0, "value": value} for step, ts, value in points
+        )
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------------
+# Generations page
+
+
+def side_by_side(samples: Mapping[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """label -> that model version's samples.jsonl rows, to one row per sample every version wrote, in the
+    first version's order: {"sample_id", "prompt", "outputs": {label: sample row}}."""
+    if not samples:
+        return []
+    indexed = {label: {str(row["sample_id"]): row for row in rows} for label, rows in samples.items()}
+    first = next(iter(samples.values()))
+    rows = []
+    for row in first:
+        sid = str(row["sample_id"])
+        if all(sid in by_id for by_id in indexed.values()):
+            rows.append({"sample_id": sid, "prompt": row["prompt"], "outputs": {k: v[sid] for k, v in indexed.items()}})
+    return rows
+
+
+def parse_jsonl(text: str) -> list[dict[str, Any]]:
+    """JSON lines to records; a malformed line is an error naming its line number."""
+    records = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"line {number} is not JSON: {exc.msg}") from None
+    return records
+
+
+def to_jsonl(records: Iterable[dict[str, Any]]) -> str:
+    return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Models page: where a version came from
+
+
+def lineage(uri: str, parents: Mapping[str, str]) -> list[str]:
+    """The chain of model versions `uri` was trained from, itself first: parents maps a version URI to the
+    URI of the version it started from (its alignops.parent_model tag). Stops at an unknown parent or a loop."""
+    chain = [uri]
+    while (parent := parents.get(chain[-1])) and parent != "none" and parent not in chain:
+        chain.append(parent)
+    return chain
+
+
+def metric_deltas(left: Mapping[str, float], right: Mapping[str, float]) -> list[dict[str, Any]]:
+    """One row per metric either side has: both values and right - left (None where one side lacks it)."""
+    rows = []
+    for key in sorted(set(left) | set(right)):
+        a, b = left.get(key), right.get(key)
+        rows.append(
+            {"metric": key, "left": a, "right": b, "change": b - a if a is not None and b is not None else None}
+        )
+    return rows
+
+
+def md_escape(text: str) -> str:
+    """Text for a Markdown element, shown literally: no emphasis, links or images from data."""
+    specials = "\\`*_{}[]()<>#+-.!|~$:"
+    return "".join("\\" + ch if ch in specials else ch for ch in str(text))

@@ -1,0 +1,196 @@
+"""Model compression in plain torch: dynamic int8 quantization, magnitude pruning, and the counts that compare
+a compressed GPT with its original (parameters, nonzero share, bytes of weights).
+
+    q = quantize_int8(gpt)                   # a copy; every nn.Linear int8 (CPU inference only)
+    tensors = int8_state(q)                  # plain tensors for safetensors; from_int8_state(config, tensors) -> q
+    pruned, per_matrix = prune_magnitude(gpt, 0.5)   # a copy; each block matrix exactly half zeros
+    total, nonzero = count_parameters(pruned)
+
+Quantization is PyTorch's dynamic int8 (fbgemm/x86 kernels): weights int8 with one scale per output channel
+(symmetric), activations quantized per call from their observed range, int32 accumulation, fp32 out. The token
+and position embeddings stay fp32, so the tied lm_head becomes its own int8 matrix beside the fp32 embedding.
+torch.ao.quantization is deprecated in favour of torchao, yet in torch 2.13 it is the fastest int8 path on CPU
+(its fbgemm kernels beat torch._int_mm with per-token scales, and int8 weight-only matmul, on this CPU), and
+int8_state stores plain int8 values and scales, so a saved model does not depend on that API. Measured with
+bench/compression.py (one thread of a 16-core Xeon, torch 2.11): at the small preset's shape greedy decoding
+runs 1.4x (batch 1) to 1.7x (batch 8) the fp32 speed, 1.3x with lm_head left fp32, so lm_head is quantized too;
+at tiny's width (64) the per-call activation quantization costs more than it saves (0.7-0.8x).
+
+Pruning is unstructured and per matrix: in every Linear weight of the transformer blocks, exactly
+round(sparsity * numel) entries of smallest magnitude become zero. Per matrix rather than one global threshold,
+because GPT-2's init (and training) gives the residual projections smaller weights: a global threshold would
+empty them first. Embeddings (tied to lm_head), biases and LayerNorms are left whole.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from models.gpt import GPT, GPTConfig
+
+INT8 = "int8-dynamic"  # the name of this storage/quantization scheme, recorded beside the weights
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    # torch 2.13 warns on every use of torch.ao quantization and quantized tensors (deprecated, still supported)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"(?s).*deprecated", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=r"(?s).*deprecated", category=UserWarning)
+        yield
+
+
+def _dynamic_linear() -> type[nn.Module]:
+    import torch.ao.nn.quantized.dynamic as nnqd
+
+    return nnqd.Linear
+
+
+def quantize_int8(gpt: GPT) -> GPT:
+    """A copy of gpt with every nn.Linear (blocks and lm_head) dynamically quantized to int8, in eval mode.
+
+    CPU only: the quantized kernels have no CUDA implementation."""
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    if is_quantized(gpt):
+        raise ValueError("the model is already int8-quantized; quantize its fp32 original instead")
+    with _quiet():
+        model = quantize_dynamic(
+            copy.deepcopy(gpt).cpu().float().eval(), {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
+        )
+    return model
+
+
+def is_quantized(gpt: nn.Module) -> bool:
+    linear = _dynamic_linear()
+    return any(isinstance(m, linear) for m in gpt.modules())
+
+
+def int8_state(gpt: GPT) -> dict[str, Tensor]:
+    """The weights of a quantize_int8 model as plain tensors (no quantized dtypes, no pickled packed params):
+    `<linear>.weight` int8 (out, in), `.weight_scale` float64 (out,), `.weight_zero_point` int64 (out,),
+    `.bias` fp32; every other parameter or buffer as it is."""
+    linear = _dynamic_linear()
+    quantized = {name: m for name, m in gpt.named_modules() if isinstance(m, linear)}
+    state: dict[str, Tensor] = {}
+    with _quiet():
+        for name, module in quantized.items():
+            weight = module.weight()
+            state[f"{name}.weight"] = weight.int_repr().contiguous()
+            state[f"{name}.weight_scale"] = weight.q_per_channel_scales().contiguous()
+            state[f"{name}.weight_zero_point"] = weight.q_per_channel_zero_points().contiguous()
+            if module.bias() is not None:
+                state[f"{name}.bias"] = module.bias().detach().contiguous()
+    for key, value in gpt.state_dict().items():
+        if isinstance(value, Tensor) and not _under(key, quantized):
+            state[key] = value.detach().contiguous()
+    return state
+
+
+def from_int8_state(config: GPTConfig, state: dict[str, Tensor]) -> GPT:
+    """Rebuild a quantize_int8 model from int8_state's tensors; exact (the same int8 values and scales)."""
+    model = quantize_int8(GPT(config))  # the quantized structure; its weights are overwritten below
+    linear = _dynamic_linear()
+    quantized = {name: m for name, m in model.named_modules() if isinstance(m, linear)}
+    state = dict(state)
+    with _quiet():
+        for name, module in quantized.items():
+            try:
+                values = state.pop(f"{name}.weight")
+                scale, zero_point = state.pop(f"{name}.weight_scale"), state.pop(f"{name}.weight_zero_point")
+            except KeyError as exc:
+                raise ValueError(f"int8 weights lack {exc.args[0]!r}: not an int8_state of this model shape") from None
+            if values.shape != (module.out_features, module.in_features):
+                raise ValueError(
+                    f"{name}.weight has shape {tuple(values.shape)}, the model needs "
+                    f"{(module.out_features, module.in_features)}"
+                )
+            weight = torch._make_per_channel_quantized_tensor(values, scale.double(), zero_point.long(), 0)
+            module.set_weight_bias(weight, state.pop(f"{name}.bias", None))
+    # the fp32 rest (embeddings, LayerNorms); load_state_dict would also want the quantized modules' own entries
+    rest = {k: v for k, v in model.state_dict().items() if isinstance(v, Tensor) and not _under(k, quantized)}
+    missing, unexpected = sorted(rest.keys() - state.keys()), sorted(state.keys() - rest.keys())
+    if missing or unexpected:
+        raise ValueError(f"int8 weights do not fit the model: missing {missing}, unexpected {unexpected}")
+    with torch.no_grad():
+        for key, value in state.items():
+            if rest[key].shape != value.shape:
+                raise ValueError(f"{key} has shape {tuple(value.shape)}, the model needs {tuple(rest[key].shape)}")
+            rest[key].copy_(value)  # state_dict() tensors share storage with the module's
+    return model.eval()
+
+
+def _under(key: str, modules: Iterable[str]) -> bool:
+    return any(key.startswith(f"{name}.") for name in modules)
+
+
+def prunable(gpt: GPT) -> dict[str, nn.Parameter]:
+    """The matrices magnitude pruning thins: the Linear weights of the transformer blocks."""
+    return {
+        f"transformer.h.{i}.{name}.weight": module.weight
+        for i, block in enumerate(gpt.transformer.h)
+        for name, module in block.named_modules()
+        if isinstance(module, nn.Linear)
+    }
+
+
+@torch.no_grad()
+def prune_magnitude(gpt: GPT, sparsity: float) -> tuple[GPT, dict[str, float]]:
+    """A copy of gpt whose every block matrix has exactly round(sparsity * numel) zeros, the entries of smallest
+    |w| (ties broken by position). Returns the copy and each matrix's resulting share of zeros."""
+    if not 0 <= sparsity < 1:
+        raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
+    if is_quantized(gpt):
+        raise ValueError("prune the fp32 model, not an int8-quantized one")
+    model = copy.deepcopy(gpt)
+    shares = {}
+    for name, weight in prunable(model).items():
+        k = round(sparsity * weight.numel())
+        if k:
+            smallest = weight.abs().flatten().topk(k, largest=False, sorted=False).indices
+            weight.view(-1)[smallest] = 0.0
+        shares[name] = float((weight == 0).sum()) / weight.numel()
+    return model, shares
+
+
+def _tensors(gpt: nn.Module, tied_once: bool) -> Iterator[Tensor]:
+    """Every weight tensor, quantized Linear weights as their int8 values. tied_once: the tied wte/lm_head matrix
+    once, also in an int8 model, where lm_head is an int8 copy of the fp32 wte (a GPT always ties them)."""
+    linear = _dynamic_linear()
+    seen: set[int] = set()
+    with _quiet():
+        for name, module in gpt.named_modules():
+            if isinstance(module, linear):
+                if tied_once and name == "lm_head":
+                    continue
+                yield module.weight().int_repr()
+                if module.bias() is not None:
+                    yield module.bias()
+                continue
+            for p in module.parameters(recurse=False):
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    yield p.detach()
+
+
+def count_parameters(gpt: nn.Module) -> tuple[int, int]:
+    """(parameters, nonzero parameters) of the architecture, position embeddings included, the tied wte/lm_head
+    matrix once; the same count for a model and its int8 version (whose int8 rounding may add zeros)."""
+    total = nonzero = 0
+    for t in _tensors(gpt, tied_once=True):
+        total += t.numel()
+        nonzero += int(torch.count_nonzero(t))
+    return total, nonzero
+
+
+def weight_bytes(gpt: nn.Module) -> int:
+    """Bytes of the weights as held in memory and saved: int8 values one byte each (per-channel scales left
+    out), an int8 model's own lm_head copy included."""
+    return sum(t.numel() * t.element_size() for t in _tensors(gpt, tied_once=False))

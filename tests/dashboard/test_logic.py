@@ -1,0 +1,101 @@
+"""The dashboard's plain functions, on hand-computed cases."""
+
+from __future__ import annotations
+
+import pytest
+
+from dashboard import logic
+
+
+def test_places_to_ranking_groups_ties_and_ignores_gaps() -> None:
+    assert logic.ranking_from_positions({12: 1, 10: 2, 11: 2, 13: 3}) == [[12], [10, 11], [13]]
+    assert logic.ranking_from_positions({5: 3, 6: 1, 7: 1}) == [[6, 7], [5]]  # 1, 1, 3 means 1, 1, 2
+    assert logic.ranking_from_positions({1: 2, 2: 2}) == [[1, 2]]  # all tied is a ranking too
+    assert logic.places([[12], [10, 11], [13]]) == {12: 1, 10: 2, 11: 2, 13: 4}
+
+
+def test_a_ranking_with_a_missing_place_is_refused() -> None:
+    with pytest.raises(logic.FormError, match="1 of 3 have none"):
+        logic.ranking_from_positions({1: 1, 2: None, 3: 2})
+    with pytest.raises(logic.FormError, match="at least two"):
+        logic.ranking_from_positions({1: 1})
+
+
+def record(annotator: str, ranking: list, prompt: str = "p", responses: tuple = ("a", "b", "c")) -> dict:
+    return {"prompt": prompt, "responses": list(responses), "ranking": ranking, "annotator": annotator}
+
+
+def test_agreement_counts_pairs_said_the_same_way() -> None:
+    # x: a > b > c.  y: a = b > c.  Pairs (a,b) differ (above vs tie); (a,c) and (b,c) agree: 2 of 3.
+    # y shows its responses in another order: the same item, compared by text.
+    result = logic.agreement([record("x", [0, 1, 2]), record("y", [[1, 2], 0], responses=("c", "a", "b"))])
+    assert (result.items, result.comparisons) == (1, 3)
+    assert result.agreement == pytest.approx(2 / 3)
+    assert result.by_pair == {("x", "y"): (3, pytest.approx(2 / 3))}
+    assert result.alpha is not None and result.alpha < 1.0
+
+    same = logic.agreement([record("x", [0, 1, 2]), record("y", [0, 1, 2]), record("z", [2, 1, 0], prompt="q")])
+    assert (same.items, same.comparisons, same.agreement) == (1, 3, 1.0)  # z's prompt has no second annotator
+
+
+def test_agreement_is_undefined_without_overlap() -> None:
+    result = logic.agreement([record("x", [0, 1, 2]), record("y", [0, 1, 2], prompt="other")])
+    assert (result.items, result.comparisons, result.agreement, result.alpha) == (0, 0, None, None)
+
+
+def test_config_diff_keeps_only_differences() -> None:
+    a = {"sft": {"lr": 0.001, "steps": 10}, "name": "tiny", "tags": [1, 2]}
+    b = {"sft": {"lr": 0.0003, "steps": 10}, "name": "tiny", "tags": [1, 3], "extra": True}
+    assert logic.config_diff({"A": a, "B": b}) == [
+        {"key": "extra", "A": "(absent)", "B": "true"},
+        {"key": "sft.lr", "A": "0.001", "B": "0.0003"},
+        {"key": "tags", "A": "[1, 2]", "B": "[1, 3]"},
+    ]
+    assert logic.config_diff({"A": a, "B": dict(a)}) == []
+
+
+def test_metric_rows_put_runs_on_a_common_clock() -> None:
+    rows = logic.metric_rows({"r1": [(0, 10_000, 3.0), (1, 12_500, 2.0)], "r2": [(0, 99_000, 5.0)], "r3": []})
+    assert rows == [
+        {"run": "r1", "step": 0, "seconds": 0.0, "value": 3.0},
+        {"run": "r1", "step": 1, "seconds": 2.5, "value": 2.0},
+        {"run": "r2", "step": 0, "seconds": 0.0, "value": 5.0},
+    ]
+
+
+def test_side_by_side_joins_on_sample_id_in_the_first_order() -> None:
+    def rows(texts: dict[str, str]) -> list[dict]:
+        return [{"sample_id": sid, "prompt": f"P{sid}", "completion": text} for sid, text in texts.items()]
+
+    one = rows({"s2": "x2", "s1": "x1"})
+    two = rows({"s1": "y1", "s2": "y2", "s3": "y3"})
+    joined = logic.side_by_side({"m1": one, "m2": two})
+    assert [r["sample_id"] for r in joined] == ["s2", "s1"]  # s3: only m2 wrote it
+    assert joined[0]["outputs"]["m2"]["completion"] == "y2"
+
+
+def test_lineage_follows_parents_and_stops_at_loops() -> None:
+    parents = {"policy/2": "sft/1", "sft/1": "base/1", "base/1": "none", "a": "b", "b": "a"}
+    assert logic.lineage("policy/2", parents) == ["policy/2", "sft/1", "base/1"]
+    assert logic.lineage("a", parents) == ["a", "b"]
+    assert logic.lineage("unknown", parents) == ["unknown"]
+
+
+def test_metric_deltas() -> None:
+    assert logic.metric_deltas({"a": 1.0, "b": 2.0}, {"a": 1.5, "c": 3.0}) == [
+        {"metric": "a", "left": 1.0, "right": 1.5, "change": 0.5},
+        {"metric": "b", "left": 2.0, "right": None, "change": None},
+        {"metric": "c", "left": None, "right": 3.0, "change": None},
+    ]
+
+
+def test_markdown_escape_leaves_no_markup() -> None:
+    escaped = logic.md_escape("![x](http://e.invalid/p.png) **b** <i>")
+    assert escaped == r"\!\[x\]\(http\://e\.invalid/p\.png\) \*\*b\*\* \<i\>"
+
+
+def test_jsonl_round_trip_and_errors_name_the_line() -> None:
+    records = [{"a": 1, "t": "春"}, {"b": [1, 2]}]
+    assert logic.parse_jsonl(logic.to_jsonl(records)) == records
+    with pytest.raises(ValueError, match="line 2"):
+        logic.parse_jsonl('{"a": 1}\n{oops\n')

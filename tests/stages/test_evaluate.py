@@ -1,0 +1,206 @@
+"""The evaluation stage end to end on CPU: a tiny chain (pretrain -> SFT -> reward -> PPO, and a classifier)
+trained once for the module, then evaluated with a real MLflow store and registry and a real preference store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from alignops import tracking
+from alignops.cli import app
+from alignops.config import load_config
+from alignops.stages import classify, data, evaluate, ppo, pretrain, reward, sft, tokenizer
+from tests.conftest import TINY, write_source_cache
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory):
+    """A git + DVC checkout with its own ALIGNOPS_HOME, data built, and every model kind trained and registered."""
+    root = tmp_path_factory.mktemp("evaluate")
+    repo = root / "repo"
+    repo.mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(repo)
+        mp.setenv("ALIGNOPS_HOME", str(root / "home"))
+        mp.delenv("ALIGNOPS_DATABASE_URL", raising=False)
+        for key in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"):
+            mp.setenv(key, "t")
+        for key in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
+            mp.setenv(key, "t@example.com")
+        subprocess.run(["git", "init", "-q"], check=True)
+        subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], check=True)
+        overrides = [f"data.cache_dir={write_source_cache(root / 'sources')}", *TINY]
+        cfg = load_config("tiny", overrides)
+        data.build(cfg)  # every stage checks the data against its suites before use (data.require_valid)
+        tokenizer.run(cfg)
+        models = {
+            "base": pretrain.run(cfg).model_uri,
+            "sft": sft.run(cfg).model_uri,
+            "reward": reward.run(cfg).model_uri,
+            "policy": ppo.run(cfg).model_uri,
+            "classifier": classify.run(cfg).model_uri,
+        }
+        yield cfg, overrides, models
+
+
+@pytest.fixture(scope="module")
+def policy_eval(chain):
+    cfg, _, _ = chain
+    return evaluate.run(cfg)  # the default: the latest policy
+
+
+def _artifacts(run_id: str) -> set[str]:
+    return set(tracking.artifact_paths(run_id))
+
+
+def test_policy_is_measured_against_its_parent(chain, policy_eval) -> None:
+    cfg, _, models = chain
+    r = policy_eval
+    assert r.model_uri == models["policy"] == "models:/alignops-policy/1"
+    assert r.baseline_uri == models["sft"]  # no champion yet: the parent
+    m = r.metrics
+    # language modelling: perplexity is exp of the token-weighted loss, over at most the capped tokens
+    assert math.isclose(m["eval/ppl"], math.exp(m["eval/loss"]), rel_tol=1e-9)
+    assert 0 < m["eval/lm_tokens"] <= cfg.evaluate.max_lm_tokens
+    # held-out classification by parsed answers; unparseable answers are wrong and reported on their own
+    for key in ("accuracy", "precision", "recall", "f1", "f1_negative", "f1_positive", "unparseable_rate"):
+        assert 0.0 <= m[f"eval/{key}"] <= 1.0, key
+    assert m["eval/accuracy"] <= 1.0 - m["eval/unparseable_rate"] + 1e-9
+    assert m["eval/instruct_loss"] > 0 and math.isclose(m["eval/instruct_ppl"], math.exp(m["eval/instruct_loss"]))
+    assert "eval/instruct_accuracy" in m  # the fixture's sft test split has derived sentiment tasks
+    # alignment on the eval prompts
+    assert 1 <= m["eval/response_len"] <= cfg.evaluate.max_new_tokens
+    assert 0 <= m["eval/eos_rate"] <= 1 and m["eval/kl"] >= 0
+    assert math.isfinite(m["eval/reward"]) and -1 <= m["eval/judge_score"] <= 1
+    for judge in ("reward", "judge"):
+        low, rate, high = (m[f"eval/win_rate_{judge}{s}"] for s in ("_low", "", "_high"))
+        assert 0 <= low <= rate <= high <= 1
+    assert math.isclose(m["eval/win_rate_gap"], m["eval/win_rate_reward"] - m["eval/win_rate_judge"])
+    # nobody has rated anything: the counts say 0, and there is no mean rating or win rate (not a 0)
+    assert m["human/ratings"] == 0 and m["human/judgments"] == 0
+    assert not {"human/mean_rating", "human/win_rate", "human/rating_alpha"} & m.keys()
+
+
+def test_policy_run_holds_samples_figures_and_version_tags(chain, policy_eval) -> None:
+    r = policy_eval
+    files = _artifacts(r.run_id)
+    expected = {"samples.jsonl", "predictions.jsonl", "figures/confusion_matrix.png", "figures/ppo_training.png",
+                "figures/response_lengths.png", "figures/reward_vs_judge.png"}  # fmt: skip
+    assert expected <= files, files
+    for name in expected - {"samples.jsonl", "predictions.jsonl"}:
+        assert tracking.read_artifact(r.run_id, name).startswith(PNG), name
+    rows = [json.loads(line) for line in tracking.read_artifact(r.run_id, "samples.jsonl").decode().splitlines()]
+    assert rows == [json.loads(line) for line in r.samples_path.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == r.metrics["eval/prompts"]
+    for row in rows:
+        assert row["sample_id"] == hashlib.sha256(row["prompt"].encode()).hexdigest()[:16]
+        assert row["model_uri"] == r.model_uri and row["baseline_uri"] == r.baseline_uri
+        assert {"completion", "reward", "judge", "length", "eos", "baseline_completion"} <= row.keys()
+    assert math.isclose(sum(row["reward"] for row in rows) / len(rows), r.metrics["eval/reward"], rel_tol=1e-6)
+    assert sum(row["eos"] for row in rows) / len(rows) == r.metrics["eval/eos_rate"]
+
+    tags = tracking.model_version_tags(r.model_uri)
+    assert tags[tracking.EVAL_RUN_TAG] == r.run_id and tags[tracking.EVAL_BASELINE_TAG] == r.baseline_uri
+    record = tracking.evaluation_of("models:/alignops-policy/latest")
+    assert record == {"run_id": r.run_id, "baseline_uri": r.baseline_uri, "metrics": pytest.approx(r.metrics)}
+    assert tracking.evaluation_of(chain[2]["base"]) is None  # never evaluated
+
+
+def test_a_model_against_itself_ties_and_the_champion_becomes_the_baseline(chain) -> None:
+    cfg, _, models = chain
+    itself = cfg.model_copy(update={"evaluate": cfg.evaluate.model_copy(update={"baseline": models["sft"]})})
+    r = evaluate.run(itself, model_uri=models["sft"])
+    # same prompts, same seeds, same weights: identical responses, so every comparison is a tie
+    assert r.metrics["eval/win_rate_judge"] == 0.5 and r.metrics["eval/win_rate_reward"] == 0.5
+    assert r.metrics["eval/win_rate_gap"] == 0.0
+    assert r.metrics["eval/kl"] > 0  # to its parent, the base model
+
+    tracking.set_alias(models["policy"], "champion")
+    try:
+        assert evaluate.default_baseline(models["policy"], models["sft"]) == models["sft"]  # itself: the parent
+        assert evaluate.default_baseline("models:/alignops-policy/2", models["sft"]) == models["policy"]
+    finally:
+        tracking.delete_alias("alignops-policy", "champion")
+
+
+def test_classifier_predicts_directly_nested_under_a_parent_run(chain) -> None:
+    cfg, _, models = chain
+    with tracking.pipeline_run(cfg) as parent:
+        r = evaluate.run(cfg, model_uri=models["classifier"], parent_run_id=parent)
+    m = r.metrics
+    assert r.samples_path is None and r.baseline_uri is None
+    assert m["eval/unparseable_rate"] == 0.0  # a class head always answers
+    assert "eval/ppl" not in m and "eval/reward" not in m
+    predictions = [json.loads(line) for line in tracking.read_artifact(r.run_id, "predictions.jsonl").splitlines()]
+    assert len(predictions) == m["eval/examples"] <= cfg.evaluate.max_classification_examples
+    assert math.isclose(sum(p["correct"] for p in predictions) / len(predictions), m["eval/accuracy"], rel_tol=1e-6)
+    assert tracking.read_artifact(r.run_id, "figures/confusion_matrix.png").startswith(PNG)
+    run = next(s for s in tracking.search_runs("evaluate") if s.run_id == r.run_id)
+    assert run.parent_run_id == parent
+    assert tracking.model_version_tags(models["classifier"])[tracking.EVAL_BASELINE_TAG] == "none"
+
+
+def test_reward_model_is_scored_on_held_out_rankings(chain) -> None:
+    cfg, _, models = chain
+    r = evaluate.run(cfg, model_uri=models["reward"])
+    m = r.metrics
+    assert m["eval/pairs"] > 0
+    for key in ("pair_accuracy", "length_baseline_accuracy", "judge_pair_accuracy", "judge_agreement"):
+        assert 0 <= m[f"eval/{key}"] <= 1, key
+    assert tracking.read_artifact(r.run_id, "figures/reward_vs_judge.png").startswith(PNG)
+
+
+def test_human_ratings_of_the_version_come_from_the_store(chain, policy_eval) -> None:
+    from alignops.feedback.store import Store
+
+    mine_uri, theirs_uri = policy_eval.model_uri, policy_eval.baseline_uri
+    prompts = [f"Say something kind, number {i}." for i in range(3)]
+    with Store() as store:
+        store.import_samples(mine_uri, [{"sample_id": f"s{i}", "prompt": p, "completion": f"mine {i}"}
+                                        for i, p in enumerate(prompts)])  # fmt: skip
+        store.import_samples(theirs_uri, [{"sample_id": f"s{i}", "prompt": p, "completion": f"theirs {i}"}
+                                          for i, p in enumerate(prompts)])  # fmt: skip
+        ann, bob = store.add_annotator("ann", "a long passphrase"), store.add_annotator("bob", "another passphrase")
+        rated = []
+        for who in (ann, bob):
+            n = 0
+            while (task := store.next_task(who.id, k=2, seed=0)) is not None:
+                mine = next(x.id for x in task.responses if x.text.startswith("mine"))
+                theirs = next(x.id for x in task.responses if x.text.startswith("theirs"))
+                # ann prefers ours every time; bob prefers theirs once and calls the rest ties
+                order = [[mine], [theirs]] if who is ann else [[theirs], [mine]] if n == 0 else [[mine, theirs]]
+                store.submit_ranking(who.id, task.prompt_id, order, client_token=f"{who.name}-{n}",
+                                     shown=[x.id for x in task.responses])  # fmt: skip
+                n += 1
+                rated.append(mine)
+        for i, response_id in enumerate(sorted(set(rated))[:2]):
+            store.submit_rating(ann.id, response_id, {"helpful": 4, "correct": 2, "harmless": 5}, f"ann-r{i}")
+            store.submit_rating(bob.id, response_id, {"helpful": 4, "correct": 3, "harmless": 5}, f"bob-r{i}")
+    m = evaluate.human(mine_uri)
+    assert m["human/ratings"] == 4 and m["human/raters"] == 2
+    assert math.isclose(m["human/mean_rating"], (11 / 3 + 12 / 3) / 2) and m["human/mean_correct"] == 2.5
+    assert m["human/judgments"] == 6 and m["human/judges"] == 2
+    assert math.isclose(m["human/win_rate"], (3 + 0 + 0.5 + 0.5) / 6)  # ties count half
+    assert m["human/win_rate_low"] < m["human/win_rate"] < m["human/win_rate_high"]
+    assert -1 <= m["human/judgment_alpha"] < 0  # they disagree more than chance would
+    assert 0 < m["human/rating_alpha"] < 1
+    assert evaluate.human(theirs_uri)["human/win_rate"] == pytest.approx(1 - m["human/win_rate"])
+
+
+def test_cli_prints_the_metrics_table(chain) -> None:
+    _, overrides, models = chain
+    args = ["evaluate", "--model", models["reward"], "-p", "tiny", *[a for o in overrides for a in ("--set", o)]]
+    result = CliRunner().invoke(app, args)  # a reward model: the quickest to evaluate
+    assert result.exit_code == 0, result.output
+    assert "eval/pair_accuracy" in result.output and models["reward"] in result.output
+    missing = CliRunner().invoke(app, ["evaluate", "--model", "models:/alignops-nothing/1", "-p", "tiny",
+                                       *[a for o in overrides for a in ("--set", o)]])  # fmt: skip
+    assert missing.exit_code == 2 and "alignops-nothing" in missing.output
