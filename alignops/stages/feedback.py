@@ -131,14 +131,15 @@ def queue_samples(samples_path: Path, database_url: str | None = None) -> int:
 
     by_model: dict[str, list[dict]] = {}
     for row in read_jsonl(samples_path):
-        for uri, text in (
-            (row["model_uri"], row["completion"]),
-            (row.get("baseline_uri"), row.get("baseline_completion")),
-        ):
+        answers = [
+            (row["model_uri"], row["completion"], row.get("reward")),
+            (row.get("baseline_uri"), row.get("baseline_completion"), row.get("baseline_reward")),
+        ]
+        for uri, text, reward in answers:
             if uri and text and text.strip():
-                by_model.setdefault(uri, []).append(
-                    {"sample_id": row["sample_id"], "prompt": row["prompt"], "completion": text}
-                )
+                # the reward model's score lets the dashboard offer the least certain comparisons first
+                sample = {"sample_id": row["sample_id"], "prompt": row["prompt"], "completion": text, "reward": reward}
+                by_model.setdefault(uri, []).append(sample)
     store = Store(database_url)
     try:
         return sum(store.import_samples(uri, samples) for uri, samples in by_model.items())

@@ -92,6 +92,7 @@ def test_first_run_trains_evaluates_and_promotes_with_nested_runs(first) -> None
 
     store = Store()
     assert {first["policy"], first["sft"]} <= set(store.counts()["by_model"])
+    assert store.has_rewards()  # with the reward model's scores: the least certain comparisons come first
     store.close()
     # the first policy that passes the gate becomes champion
     assert first["promoted"] is True
