@@ -755,11 +755,29 @@ def require_valid(
     docs_dir: Path | str | None = None,
     sets: Iterable[str] | None = None,
 ) -> ValidationReport:
-    """Validate and raise :class:`DataValidationError` unless every expectation passed."""
+    """Validate and raise :class:`DataValidationError` unless every expectation passed.
+
+    Every stage calls this before it reads data; within one process (a pipeline run) files already found valid
+    with the same bounds are not checked again (about 5 s a stage): any change to a file's size or modification
+    time, or to the bounds, checks them again."""
+    key = _fingerprint(data_dir, bounds, sets) if docs_dir is None else None
+    if key is not None and key in _VALID:
+        return _VALID[key]
     report = validate_dataset(data_dir, bounds, docs_dir=docs_dir, sets=sets)
     if not report.success:
         raise DataValidationError(f"{report.format()}\n\n{_FIX_HINT}", report)
+    if key is not None:
+        _VALID[key] = report
     return report
+
+
+_VALID: dict[tuple, ValidationReport] = {}
+
+
+def _fingerprint(data_dir: Path | str, bounds: ValidationBounds, sets: Iterable[str] | None) -> tuple:
+    root = Path(data_dir).resolve()
+    files = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*.jsonl")))
+    return (str(root), bounds, None if sets is None else tuple(sets), files)
 
 
 # --------------------------------------------------------------------------- GX plumbing

@@ -276,3 +276,13 @@ def test_bounds_reject_nonsense() -> None:
         ValidationBounds(min_prompt_chars=10, max_prompt_chars=5)
     with pytest.raises(ValueError):
         ValidationBounds(max_duplicate_rate=1.5)
+
+
+def test_require_valid_checks_again_once_a_file_changes(good_dir: Path, tmp_path: Path) -> None:
+    good_dir = Path(shutil.copytree(good_dir, tmp_path / "data"))  # the fixture is shared: change a copy
+    assert require_valid(good_dir, sets=["eval_prompts"]).success
+    assert require_valid(good_dir, sets=["eval_prompts"]).success  # the same files: not checked again
+    with (good_dir / "eval_prompts" / "test.jsonl").open("a", encoding="utf-8") as fh:
+        fh.write('{"prompt": "", "source": "x", "lang": "xx"}\n')
+    with pytest.raises(DataValidationError, match="eval_prompts/test"):
+        require_valid(good_dir, sets=["eval_prompts"])
