@@ -10,12 +10,8 @@ their lineage, and the models themselves.
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,14 +24,9 @@ from alignops.artifacts import load_model
 from alignops.config import load_config
 from alignops.inference import Generator, decoding
 from alignops.stages import data, ppo, pretrain, reward, sft, tokenizer
+from tests.support import processes
 
 STAGES = ["data-build", "data-validate", "tokenizer", "pretrain", "sft", "reward", "ppo"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _new_database(server_url: str, name: str) -> str:
@@ -54,7 +45,7 @@ def _new_database(server_url: str, name: str) -> str:
 @contextmanager
 def mlflow_server(backend_store_uri: str, artifacts: Path, log: Path) -> Iterator[str]:
     """`mlflow server` in its own process group, serving artifacts from `artifacts`; yields its http:// URL."""
-    port = _free_port()
+    port = processes.free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_store_uri,
            "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port),
@@ -62,27 +53,13 @@ def mlflow_server(backend_store_uri: str, artifacts: Path, log: Path) -> Iterato
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # about 11 s to start instead of 40 (stack-notes)
     with log.open("w") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = processes.start(cmd, env, out)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.read() == b"OK":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not come up (exit {proc.poll()}):\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
+        if not processes.wait_healthy(proc, f"{url}/health", 180, ok=lambda body: body == b"OK"):
+            pytest.fail(f"mlflow server did not come up (exit {proc.poll()}):\n{log.read_text()[-3000:]}")
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        processes.stop(proc)
 
 
 @pytest.mark.slow

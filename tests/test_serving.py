@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -25,6 +21,7 @@ from alignops.cli import app
 from alignops.config import load_config
 from alignops.data.tokenizer import train_tokenizer
 from alignops.inference import Generator, decoding
+from tests.support import processes
 
 PROMPTS = ["Write a tweet about the river.", "天地人"]
 
@@ -69,12 +66,6 @@ def test_pyfunc_from_the_registry_by_alias(champion: Path) -> None:
     assert outcome.exit_code == 2 and "no version of 'served' has the alias 'challenger'" in outcome.output
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def post(url: str, body: dict) -> dict:
     data = json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
@@ -83,23 +74,14 @@ def post(url: str, body: dict) -> dict:
 
 
 def test_scoring_server_answers_invocations(champion: Path, tmp_path: Path) -> None:
-    port = free_port()
+    port = processes.free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking.tracking_uri()}
     log = (tmp_path / "server.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "alignops.cli", "serve", "--model", "models:/served@champion", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,  # its own process group
-    )  # fmt: skip
+    cmd = [sys.executable, "-m", "alignops.cli", "serve", "--model", "models:/served@champion", "--port", str(port)]
+    server = processes.start(cmd, env, log)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert server.poll() is None, (tmp_path / "server.log").read_text()
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                assert time.monotonic() < deadline, "no answer on /ping:\n" + (tmp_path / "server.log").read_text()
-                time.sleep(1)
+        up = processes.wait_healthy(server, f"http://127.0.0.1:{port}/ping", 180, ok=lambda _body: True)
+        assert up, "no answer on /ping:\n" + (tmp_path / "server.log").read_text()
         url = f"http://127.0.0.1:{port}/invocations"
         params = {"strategy": "sample", "max_new_tokens": 6, "temperature": 0.8, "seed": 3}
         answer = post(url, {"inputs": PROMPTS, "params": params})
@@ -109,12 +91,7 @@ def test_scoring_server_answers_invocations(champion: Path, tmp_path: Path) -> N
             post(url, {"inputs": PROMPTS, "params": {"max_new_tokens": "many"}})
         assert bad.value.code == 400
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        processes.stop(server)
         log.close()
     assert "curl -s http://127.0.0.1" in (tmp_path / "server.log").read_text()  # the example `alignops serve` prints
 

@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.dashboard.conftest import PASSWORD, Project
+from tests.support import processes
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
@@ -48,44 +44,23 @@ def browser() -> Iterator:
         driver.quit()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(project: Project, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`alignops dashboard --port N` (which runs `streamlit run dashboard/app.py`) in its own process group, on
     the project; the whole group is stopped after."""
-    port = _free_port()
+    port = processes.free_port()
     log = (tmp_path_factory.mktemp("streamlit") / "server.log").open("w")
     command = [sys.executable, "-m", "alignops.cli", "dashboard", "--port", str(port)]
     env = os.environ | {"STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none"}  # nothing to watch; saves a thread per file
-    proc = subprocess.Popen(command, cwd=project.repo, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # fmt: skip
+    proc = processes.start(command, env, log, cwd=project.repo)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + WAIT_S
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.read() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                pytest.fail(f"streamlit did not start on {url}: {Path(log.name).read_text()[-2000:]}")
-            time.sleep(0.5)
+        if not processes.wait_healthy(proc, f"{url}/_stcore/health", WAIT_S, ok=lambda body: body == b"ok"):
+            log.flush()
+            pytest.fail(f"streamlit did not start on {url}: {Path(log.name).read_text()[-2000:]}")
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        processes.stop(proc, timeout=20)
         log.close()
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from alignops.config import ConfigError, list_presets
 from flows.schedule import deployments, runner_deployments
+from tests.support import processes
 
 
 def test_prefect_yaml_names_real_flows_presets_and_crons() -> None:
@@ -45,7 +46,7 @@ def test_alignops_schedule_serves_the_deployments(prefect_harness) -> None:
 
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
     cmd = [sys.executable, "-m", "alignops.cli", "schedule", "--only", "nightly-feedback"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = processes.start(cmd, env, subprocess.PIPE)
     try:
         deadline, found = time.monotonic() + 120, None
         with get_client(sync_client=True) as client:
@@ -58,8 +59,4 @@ def test_alignops_schedule_serves_the_deployments(prefect_harness) -> None:
         assert found.parameters == {"preset": "small"}
         assert [s.schedule.cron for s in found.schedules] == ["0 3 * * *"]
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        processes.stop(proc, signal.SIGINT)  # what Ctrl-C sends: `serve` shuts down cleanly

@@ -228,7 +228,7 @@ def test_exact_resume_from_mid_training_checkpoint(cpu_trainer, tok, tmp_path: P
     checkpoint = torch.load(tmp_path / "full" / "step=4.ckpt", weights_only=True)
     assert set(checkpoint["rng_states"]) >= {"torch", "python"}
     loader_states = checkpoint["loops"]["fit_loop"]["state_dict"]["combined_loader"]
-    assert loader_states == [dict(epoch=1, batches_done=1, batch_size=4, num_examples=12, seed=3)]
+    assert loader_states == [dict(epoch=1, batches_done=1, batch_size=4, num_examples=12, seed=3, world_size=1)]
     restored = CausalLM.load_from_checkpoint(tmp_path / "full" / "step=4.ckpt")
     assert restored.model.config == gpt_config(tok, dropout=0.1)
 
