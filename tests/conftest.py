@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -241,22 +243,40 @@ def source_cache(tmp_path: Path) -> Path:
     return write_source_cache(tmp_path / "source-cache")
 
 
-@pytest.fixture
-def dvc_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh git + DVC repository as the working directory, like a clone of this project."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
+_GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.com",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.com",
+}
+
+
+def _init_repo(repo: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh git + DVC repository at `repo` as the working directory, like a clone of this project."""
+    repo.mkdir(parents=True)
     monkeypatch.chdir(repo)
-    for key, value in {
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.com",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.com",
-    }.items():
+    for key, value in _GIT_IDENTITY.items():
         monkeypatch.setenv(key, value)
     subprocess.run(["git", "init", "-q"], check=True)
     subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], check=True)
     return repo
+
+
+@pytest.fixture
+def dvc_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    return _init_repo(tmp_path / "repo", monkeypatch)
+
+
+@contextmanager
+def project_checkout(root: Path) -> Iterator[list[str]]:
+    """For module-scoped fixtures: a git + DVC checkout under `root` as the working directory with its own
+    ALIGNOPS_HOME (and so its own MLflow store and preference store); yields the tiny config overrides with the
+    data built from a fixture source cache. Everything is undone on exit."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ALIGNOPS_HOME", str(root / "home"))
+        mp.delenv("ALIGNOPS_DATABASE_URL", raising=False)
+        _init_repo(root / "repo", mp)
+        yield [f"data.cache_dir={write_source_cache(root / 'sources')}", *TINY]
 
 
 @pytest.fixture(scope="session")

@@ -17,29 +17,15 @@ from alignops import cache, tracking
 from alignops.config import load_config
 from flows.pipeline import STAGES, pipeline
 from flows.stages import is_transient
-from tests.conftest import TINY, write_source_cache
-
-TRAINED = ["tokenizer", "pretrain", "sft", "reward", "ppo", "evaluate"]
+from tests.conftest import project_checkout
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory, prefect_harness):
     """A git + DVC checkout as the working directory, with its own ALIGNOPS_HOME (and so MLflow store)."""
-    root = tmp_path_factory.mktemp("pipeline")
-    repo = root / "repo"
-    repo.mkdir()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(repo)
-        mp.setenv("ALIGNOPS_HOME", str(root / "home"))
-        for key in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"):
-            mp.setenv(key, "t")
-        for key in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
-            mp.setenv(key, "t@example.com")
-        subprocess.run(["git", "init", "-q"], check=True)
-        subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], check=True)
-        # tiny models' responses are noise to the sentiment judge: perplexity and F1 decide promotion here
-        overrides = [f"data.cache_dir={write_source_cache(root / 'sources')}", *TINY, "promotion.min_judge_win_rate=0"]
-        yield overrides
+    # tiny models' responses are noise to the sentiment judge: perplexity and F1 decide promotion here
+    with project_checkout(tmp_path_factory.mktemp("pipeline")) as overrides:
+        yield [*overrides, "promotion.min_judge_win_rate=0"]
 
 
 @pytest.fixture(scope="module")

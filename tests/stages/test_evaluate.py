@@ -6,8 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -16,7 +14,7 @@ from alignops import tracking
 from alignops.cli import app
 from alignops.config import load_config
 from alignops.stages import classify, data, evaluate, ppo, pretrain, reward, sft, tokenizer
-from tests.conftest import TINY, write_source_cache
+from tests.conftest import project_checkout
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -24,20 +22,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory):
     """A git + DVC checkout with its own ALIGNOPS_HOME, data built, and every model kind trained and registered."""
-    root = tmp_path_factory.mktemp("evaluate")
-    repo = root / "repo"
-    repo.mkdir()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(repo)
-        mp.setenv("ALIGNOPS_HOME", str(root / "home"))
-        mp.delenv("ALIGNOPS_DATABASE_URL", raising=False)
-        for key in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"):
-            mp.setenv(key, "t")
-        for key in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
-            mp.setenv(key, "t@example.com")
-        subprocess.run(["git", "init", "-q"], check=True)
-        subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], check=True)
-        overrides = [f"data.cache_dir={write_source_cache(root / 'sources')}", *TINY]
+    with project_checkout(tmp_path_factory.mktemp("evaluate")) as overrides:
         cfg = load_config("tiny", overrides)
         data.build(cfg)  # every stage checks the data against its suites before use (data.require_valid)
         tokenizer.run(cfg)
