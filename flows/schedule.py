@@ -18,8 +18,18 @@ import yaml
 
 from alignops.config import ConfigError
 
-ROOT = Path(__file__).resolve().parent.parent
-PREFECT_YAML = ROOT / "prefect.yaml"
+ROOT = Path(__file__).resolve().parent.parent  # the checkout (or site-packages, for an installed wheel)
+
+
+def prefect_yaml() -> Path:
+    """prefect.yaml of the folder you run in (where `prefect deploy` reads it too), else the checkout's."""
+    for folder in (Path.cwd(), ROOT):
+        if (folder / "prefect.yaml").is_file():
+            return folder / "prefect.yaml"
+    raise FileNotFoundError(
+        f"No prefect.yaml in {Path.cwd()} or {ROOT}: run `alignops schedule` in a checkout of alignops, "
+        "whose prefect.yaml holds the deployments and their schedules."
+    )
 
 
 @dataclass(frozen=True)
@@ -39,14 +49,15 @@ class Deployment:
         file, sep, func = self.entrypoint.partition(":")
         path = ROOT / file
         if not sep or not path.is_file():
-            raise FileNotFoundError(f"{PREFECT_YAML}: deployment {self.name!r} has entrypoint {self.entrypoint!r}, "
+            raise FileNotFoundError(f"prefect.yaml: deployment {self.name!r} has entrypoint {self.entrypoint!r}, "
                                     "which is not an existing file:function.")  # fmt: skip
         module = importlib.import_module(".".join(Path(file).with_suffix("").parts))
         return getattr(module, func)
 
 
-def deployments(only: list[str] | None = None, path: Path = PREFECT_YAML) -> list[Deployment]:
+def deployments(only: list[str] | None = None, path: Path | None = None) -> list[Deployment]:
     """The deployments written in prefect.yaml (all, or those named in `only`)."""
+    path = path or prefect_yaml()
     spec = yaml.safe_load(path.read_text(encoding="utf-8"))
     found = []
     for d in spec.get("deployments", []):

@@ -60,3 +60,12 @@ def test_alignops_schedule_serves_the_deployments(prefect_harness) -> None:
         assert [s.schedule.cron for s in found.schedules] == ["0 3 * * *"]
     finally:
         processes.stop(proc, signal.SIGINT)  # what Ctrl-C sends: `serve` shuts down cleanly
+
+
+def test_without_a_prefect_yaml_the_error_says_where_to_run(tmp_path, monkeypatch) -> None:
+    from flows import schedule
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(schedule, "ROOT", tmp_path)  # as in an installed wheel: no checkout around the code
+    with pytest.raises(FileNotFoundError, match="run `alignops schedule` in a checkout"):
+        deployments()
