@@ -48,7 +48,7 @@ def feedback(preset: str = "tiny", overrides: list[str] | None = None) -> dict[s
         stages.validate_data(cfg, parent)
         out["sft"] = _deployed_sft(cfg)
         for stage in ("reward", "ppo", "evaluate", "promote"):
-            result = chain._run_stage(stage, cfg, parent, out)
+            result = chain.run_stage(stage, cfg, parent, out)
             out["cached" if result.get("cached") else "ran"].append(stage)
     return out | {"retrained": True}
 

@@ -46,7 +46,7 @@ def pipeline(
         out["parent_run_id"] = parent
         try:
             for current in STAGES[first : last + 1]:
-                result = _run_stage(current, cfg, parent, out)
+                result = run_stage(current, cfg, parent, out)
                 out["cached" if result.get("cached") else "ran"].append(current)
         except BaseException as exc:
             # The parent run says where it stopped; the exception keeps its type (the CLI maps it to a message).
@@ -58,7 +58,7 @@ def pipeline(
     return out
 
 
-def _run_stage(stage: str, cfg: PipelineConfig, parent: str, out: dict[str, Any]) -> dict:
+def run_stage(stage: str, cfg: PipelineConfig, parent: str, out: dict[str, Any]) -> dict:
     """Run one stage with the URIs made upstream in `out` (or the newest registered ones); record its outputs."""
     if stage == "data":
         result = stages.data_flow(cfg, parent)
@@ -91,9 +91,9 @@ def _run_stage(stage: str, cfg: PipelineConfig, parent: str, out: dict[str, Any]
 
 def _made(cfg: PipelineConfig, out: dict[str, Any], stage: str) -> str:
     """The exact version `stage` made in this run, or (when the run started after it) its newest version."""
-    key = {"pretrain": "base", "ppo": "policy"}.get(stage, stage)
+    key = REGISTERED[stage]  # out holds each made model under the name it is registered by
     if key not in out:
-        out[key] = tracking.pin_uri(f"models:/{cfg.tracking.model_prefix}-{REGISTERED[stage]}/latest")
+        out[key] = tracking.pin_uri(f"models:/{cfg.tracking.model_prefix}-{key}/latest")
     return out[key]
 
 

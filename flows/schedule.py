@@ -21,13 +21,14 @@ from alignops.config import ConfigError
 ROOT = Path(__file__).resolve().parent.parent  # the checkout (or site-packages, for an installed wheel)
 
 
-def prefect_yaml() -> Path:
+def prefect_yaml(folders: tuple[Path, ...] | None = None) -> Path:
     """prefect.yaml of the folder you run in (where `prefect deploy` reads it too), else the checkout's."""
-    for folder in (Path.cwd(), ROOT):
+    folders = folders or (Path.cwd(), ROOT)
+    for folder in folders:
         if (folder / "prefect.yaml").is_file():
             return folder / "prefect.yaml"
     raise FileNotFoundError(
-        f"No prefect.yaml in {Path.cwd()} or {ROOT}: run `alignops schedule` in a checkout of alignops, "
+        f"No prefect.yaml in {' or '.join(map(str, folders))}: run `alignops schedule` in a checkout of alignops, "
         "whose prefect.yaml holds the deployments and their schedules."
     )
 

@@ -161,8 +161,8 @@ def promote_model(cfg: PipelineConfig, challenger_uri: str, parent_run_id: str |
     from alignops import tracking
     from alignops.stages import promote
 
-    name = challenger_uri[len("models:/") :].split("/")[0]
-    if tracking.alias_uri(name, "champion") == tracking.version_uri(challenger_uri):
+    uri = tracking.version_uri(challenger_uri)
+    if tracking.alias_uri(promote.registered_name(uri), promote.CHAMPION) == uri:
         get_run_logger().info("promote: %s already is the champion", challenger_uri)
         return {"passed": True, "champion": challenger_uri, "cached": True}
     r = promote.run(cfg, challenger_uri, parent_run_id=parent_run_id)

@@ -171,7 +171,7 @@ def run(cfg: PipelineConfig, challenger_uri: str, parent_run_id: str | None = No
     if not uri.startswith("models:/"):
         raise PromotionError(f"{challenger_uri} is not a registered version: promote models:/<name>/<version>.")
     tracking.model_version_tags(uri)  # FileNotFoundError naming the URI when no such version is registered
-    name = _name(uri)
+    name = registered_name(uri)
     champion_uri = tracking.alias_uri(name, CHAMPION)
     if champion_uri == uri:
         raise PromotionError(f"{uri} is already the champion of {name}; nothing to promote.")
@@ -240,7 +240,8 @@ def rollback(cfg: PipelineConfig, name: str, parent_run_id: str | None = None) -
     return RollbackResult(current, previous, stage.run_id)
 
 
-def _name(uri: str) -> str:
+def registered_name(uri: str) -> str:
+    """models:/<name>/<version> -> <name>."""
     return uri[len("models:/") :].rsplit("/", 1)[0]
 
 

@@ -62,10 +62,11 @@ def test_alignops_schedule_serves_the_deployments(prefect_harness) -> None:
         processes.stop(proc, signal.SIGINT)  # what Ctrl-C sends: `serve` shuts down cleanly
 
 
-def test_without_a_prefect_yaml_the_error_says_where_to_run(tmp_path, monkeypatch) -> None:
-    from flows import schedule
+def test_without_a_prefect_yaml_the_error_says_where_to_run(tmp_path) -> None:
+    from flows.schedule import prefect_yaml
 
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(schedule, "ROOT", tmp_path)  # as in an installed wheel: no checkout around the code
+    # as in an installed wheel run outside a checkout: neither folder holds a prefect.yaml
     with pytest.raises(FileNotFoundError, match="run `alignops schedule` in a checkout"):
-        deployments()
+        prefect_yaml((tmp_path, tmp_path / "site-packages"))
+    (tmp_path / "prefect.yaml").write_text("deployments: []\n")
+    assert prefect_yaml((tmp_path,)) == tmp_path / "prefect.yaml"
