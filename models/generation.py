@@ -1,4 +1,4 @@
-"""Decoding for models.gpt.GPT: greedy, sampling (temperature, top-k, top-p), beam search.
+"""Decoding for any models.base.CausalLM (own GPT or Hugging Face base): greedy, sampling, beam search.
 
     model.eval()  # generate() leaves the train/eval mode alone, and dropout would randomize decoding
     config = GenerationConfig(max_new_tokens=64, do_sample=True, top_p=0.9, eos_token_id=eos, pad_token_id=pad, seed=0)
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.gpt import GPT, KVCache
+from models.base import Cache, CausalLM
 
 
 @dataclass
@@ -87,7 +87,7 @@ def top_p_filter(logits: Tensor, p: float) -> Tensor:
 
 @torch.no_grad()
 def generate(
-    model: GPT,
+    model: CausalLM,
     input_ids: Tensor,
     attention_mask: Tensor | None = None,
     config: GenerationConfig | None = None,
@@ -101,9 +101,9 @@ def generate(
             f"input_ids {tuple(input_ids.shape)} and attention_mask {tuple(attention_mask.shape)} must both be (B, T)"
         )
     total = input_ids.size(1) + config.max_new_tokens
-    if total > model.config.block_size:
-        raise ValueError(f"prompt + max_new_tokens = {total} exceeds the model's block_size {model.config.block_size}")
-    vocab_size = model.config.vocab_size
+    if total > model.max_positions:
+        raise ValueError(f"prompt + max_new_tokens = {total} exceeds the model's {model.max_positions} positions")
+    vocab_size = model.vocab_size
     for name in ("pad_token_id", "eos_token_id"):
         token = getattr(config, name)
         if token is not None and not 0 <= token < vocab_size:
@@ -114,18 +114,14 @@ def generate(
     return _greedy_or_sample(model, input_ids, attention_mask, config)
 
 
-def _last_logits(model: GPT, idx: Tensor, attention_mask: Tensor, cache: KVCache) -> Tensor:
+def _last_logits(model: CausalLM, idx: Tensor, attention_mask: Tensor, cache: Cache) -> Tensor:
     """Logits (B, V) after the last position of idx; lm_head on that position only (prompts can be long)."""
     hidden = model.hidden_states(idx, attention_mask=attention_mask, kv_cache=cache)  # (B, T, C)
     return model.lm_head(hidden[:, -1]).float()
 
 
-def _new_cache(model: GPT, batch_size: int, max_len: int, device: torch.device) -> KVCache:
-    return KVCache(model.config, batch_size, max_len, device=device, dtype=next(model.parameters()).dtype)
-
-
 def _greedy_or_sample(
-    model: GPT, input_ids: Tensor, attention_mask: Tensor, config: GenerationConfig
+    model: CausalLM, input_ids: Tensor, attention_mask: Tensor, config: GenerationConfig
 ) -> tuple[Tensor, Tensor]:
     B, T = input_ids.shape
     device = input_ids.device
@@ -133,7 +129,7 @@ def _greedy_or_sample(
     if config.seed is not None:
         generator = torch.Generator(device=device).manual_seed(config.seed)
 
-    cache = _new_cache(model, B, T + config.max_new_tokens, device)
+    cache = model.new_cache(B, T + config.max_new_tokens)
     logits = _last_logits(model, input_ids, attention_mask, cache)  # prefill
     seqs, mask = input_ids, attention_mask
     finished = torch.zeros(B, dtype=torch.bool, device=device)
@@ -163,14 +159,14 @@ def _greedy_or_sample(
 
 
 def _beam_search(
-    model: GPT, input_ids: Tensor, attention_mask: Tensor, config: GenerationConfig
+    model: CausalLM, input_ids: Tensor, attention_mask: Tensor, config: GenerationConfig
 ) -> tuple[Tensor, Tensor]:
     B, T = input_ids.shape
-    K, V = config.num_beams, model.config.vocab_size
+    K, V = config.num_beams, model.vocab_size
     device = input_ids.device
     eos, pad, lp = config.eos_token_id, config.pad_token_id, config.length_penalty
 
-    cache = _new_cache(model, B, T + config.max_new_tokens, device)
+    cache = model.new_cache(B, T + config.max_new_tokens)
     logits = _last_logits(model, input_ids, attention_mask, cache)  # prefill once per prompt: (B, V)
     # every beam of a prompt starts from that prompt: copy rows rather than run the prompt K times
     rows = torch.arange(B, device=device).repeat_interleave(K)  # (B*K,), beams of prompt b are rows b*K .. b*K+K-1

@@ -240,6 +240,22 @@ class GPT(nn.Module):
         """Next-token logits (B, T, vocab_size) at every position of idx (B, T); arguments as in hidden_states."""
         return self.lm_head(self.hidden_states(idx, attention_mask, position_ids, kv_cache))
 
+    # ---- the models.base.CausalLM interface (shared with Hugging Face bases) ------------------------------
+    @property
+    def vocab_size(self) -> int:
+        return self.config.vocab_size
+
+    @property
+    def max_positions(self) -> int:
+        return self.config.block_size
+
+    def new_cache(self, batch_size: int, max_len: int) -> KVCache:
+        p = next(self.parameters())
+        return KVCache(self.config, batch_size, max_len, device=p.device, dtype=p.dtype)
+
+    def save(self, folder: str | Path) -> None:
+        self.save_hf(folder)
+
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameter count. non_embedding leaves out the position embeddings; the token embeddings stay,
         because, tied, they are also the weights of lm_head (the nanoGPT convention)."""

@@ -1,0 +1,172 @@
+"""A base model: the one interface that the project's own GPT and any Hugging Face causal LM both meet.
+
+Stages, decoding and serving talk to a `CausalLM`; they never ask which family it is. models.gpt.GPT meets it
+natively; `HFCausalLM` is a thin adapter around a transformers `AutoModelForCausalLM` (Llama, Qwen2, GPT-2,
+Mistral, Phi, SmolLM, ...), with no branch per family: it reads the backbone (`base_model`) and the output
+projection (`get_output_embeddings`) that every transformers causal LM exposes.
+
+    model = HFCausalLM.from_folder("path/to/hf-folder")       # config.json + *.safetensors
+    hidden = model.hidden_states(idx, attention_mask=mask)    # (B, T, d) after the final norm: heads read this
+    logits = model(idx, attention_mask=mask)                  # (B, T, vocab_size)
+    cache = model.new_cache(batch_size=B, max_len=T + 32)     # then models.generation.generate(model, ...)
+    model.save("out/folder")                                  # a plain Hugging Face folder (weights + config)
+
+Masks and positions follow models.gpt: attention_mask (B, past + T) with 1 = real token, padding on either
+side; position_ids default to counting real tokens only, so a left-padded row computes what it would unpadded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+
+@runtime_checkable
+class Cache(Protocol):
+    """Keys/values of the positions seen so far (models.gpt.KVCache, or HFCache below)."""
+
+    length: int  # positions filled
+
+    def reorder(self, beam_idx: Tensor) -> None:
+        """Row i becomes old row beam_idx[i] (beam search)."""
+
+
+@runtime_checkable
+class CausalLM(Protocol):
+    """What every base model offers; models.generation and alignops.inference need nothing else."""
+
+    lm_head: nn.Module  # hidden states (.., d) -> logits (.., vocab_size)
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    @property
+    def max_positions(self) -> int:
+        """The longest sequence (prompt + generated tokens) the model accepts."""
+
+    def hidden_states(
+        self,
+        idx: Tensor,
+        attention_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        kv_cache: Cache | None = None,
+    ) -> Tensor:
+        """Last hidden states (B, T, d), after the final norm: what lm_head and the reward/value heads read."""
+
+    def __call__(
+        self,
+        idx: Tensor,
+        attention_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        kv_cache: Cache | None = None,
+    ) -> Tensor:
+        """Next-token logits (B, T, vocab_size)."""
+
+    def new_cache(self, batch_size: int, max_len: int) -> Cache:
+        """An empty KV cache for incremental decoding of batch_size rows, up to max_len positions."""
+
+    def save(self, folder: str | Path) -> None:
+        """Weights and config into folder (the tokenizer is saved by whoever owns it)."""
+
+
+def real_token_positions(attention_mask: Tensor, past: int) -> Tensor:
+    """Position ids (B, T) of the new tokens that count real tokens only; padding gets 0 (nothing real
+    attends to it). attention_mask: (B, past + T)."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, past:]
+
+
+class HFCache:
+    """A transformers DynamicCache with the `Cache` interface: `length` and `reorder`."""
+
+    def __init__(self, config, max_len: int) -> None:
+        from transformers import DynamicCache
+
+        self.inner = DynamicCache(config=config)
+        self.max_len = max_len
+        self.length = 0
+
+    def reorder(self, beam_idx: Tensor) -> None:
+        self.inner.reorder_cache(beam_idx)
+
+
+class HFCausalLM(nn.Module):
+    """Any transformers causal LM behind the CausalLM interface; `self.model` is the transformers model."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.model = model
+        self.backbone = model.base_model  # e.g. LlamaModel / GPT2Model: returns the normed last hidden state
+        self.lm_head = model.get_output_embeddings()
+        if self.lm_head is None or self.backbone is model:
+            raise ValueError(
+                f"{type(model).__name__} has no separate backbone and output projection: not a causal LM"
+            )
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, dtype: torch.dtype = torch.float32) -> HFCausalLM:
+        """Load a local Hugging Face causal-LM folder (never reaches a hub)."""
+        from transformers import AutoModelForCausalLM
+
+        return cls(AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, local_files_only=True))
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def vocab_size(self) -> int:
+        return self.lm_head.weight.size(0)
+
+    @property
+    def max_positions(self) -> int:
+        return int(self.model.config.get_text_config().max_position_embeddings)
+
+    def hidden_states(
+        self,
+        idx: Tensor,
+        attention_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        kv_cache: HFCache | None = None,
+    ) -> Tensor:
+        B, T = idx.shape
+        past = 0 if kv_cache is None else kv_cache.length
+        if past + T > self.max_positions:
+            raise ValueError(f"sequence of {past + T} tokens exceeds the model's {self.max_positions} positions")
+        if attention_mask is None:
+            attention_mask = torch.ones(B, past + T, dtype=torch.long, device=idx.device)
+        if attention_mask.shape != (B, past + T):
+            raise ValueError(
+                f"attention_mask has shape {tuple(attention_mask.shape)}, expected {(B, past + T)} "
+                "(batch, cached + new positions)"
+            )
+        if position_ids is None:
+            position_ids = real_token_positions(attention_mask, past)
+        out = self.backbone(
+            input_ids=idx,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=None if kv_cache is None else kv_cache.inner,
+            use_cache=kv_cache is not None,
+        )
+        if kv_cache is not None:
+            kv_cache.length = past + T
+        return out.last_hidden_state
+
+    def forward(
+        self,
+        idx: Tensor,
+        attention_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        kv_cache: HFCache | None = None,
+    ) -> Tensor:
+        return self.lm_head(self.hidden_states(idx, attention_mask, position_ids, kv_cache))
+
+    def new_cache(self, batch_size: int, max_len: int) -> HFCache:
+        return HFCache(self.model.config, max_len)
+
+    def save(self, folder: str | Path) -> None:
+        self.model.save_pretrained(str(folder))
