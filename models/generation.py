@@ -102,7 +102,10 @@ def generate(
         )
     total = input_ids.size(1) + config.max_new_tokens
     if total > model.max_positions:
-        raise ValueError(f"prompt + max_new_tokens = {total} exceeds the model's {model.max_positions} positions")
+        raise ValueError(
+            f"prompt + max_new_tokens = {total} exceeds the model's {model.max_positions} positions "
+            "(block_size, or max_position_embeddings for a Hugging Face base)"
+        )
     vocab_size = model.vocab_size
     for name in ("pad_token_id", "eos_token_id"):
         token = getattr(config, name)
