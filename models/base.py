@@ -102,9 +102,7 @@ class HFCausalLM(nn.Module):
         self.backbone = model.base_model  # e.g. LlamaModel / GPT2Model: returns the normed last hidden state
         self.lm_head = model.get_output_embeddings()
         if self.lm_head is None or self.backbone is model:
-            raise ValueError(
-                f"{type(model).__name__} has no separate backbone and output projection: not a causal LM"
-            )
+            raise ValueError(f"{type(model).__name__} has no separate backbone and output projection: not a causal LM")
 
     @classmethod
     def from_folder(cls, folder: str | Path, dtype: torch.dtype = torch.float32) -> HFCausalLM:

@@ -1,7 +1,7 @@
 """Tiny random Hugging Face causal LMs, built from configs inside the tests (nothing is downloaded).
 
-    model = tiny_model("llama")                      # a transformers LlamaForCausalLM, random, eval mode
-    folder = save_folder(model, tmp_path / "llama")  # + a byte-level BPE tokenizer with a chat template
+model = tiny_model("llama")                      # a transformers LlamaForCausalLM, random, eval mode
+folder = save_folder(model, tmp_path / "llama")  # + a byte-level BPE tokenizer with a chat template
 """
 
 from __future__ import annotations
