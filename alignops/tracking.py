@@ -695,3 +695,13 @@ def register_base(model_dir: Path, registered_name: str, lineage: dict[str, str]
         uri, version = register_model(model_dir, registered_name, lineage)
     set_registered_model_tags(registered_name, {BASE_MODEL_TYPE_TAG: model_type})
     return uri, version
+
+
+def find_model_version(name: str, tag: str, value: str) -> str | None:
+    """The newest version of registered model `name` whose tag `tag` is `value`, as models:/name/version."""
+    client = _mlflow().MlflowClient()
+    versions = client.search_model_versions(f"name='{name}'")
+    for v in sorted(versions, key=lambda v: int(v.version), reverse=True):
+        if v.tags.get(tag) == value:
+            return f"models:/{name}/{v.version}"
+    return None

@@ -47,6 +47,10 @@ def test_import_registers_a_served_base_with_its_content_hash(home: Path, tmp_pa
     served = mlflow.pyfunc.load_model(result.uri)
     assert served.predict(["What is the capital of France?"], params={"max_new_tokens": 5}) == completion
 
+    # the same folder again is the same version, not a new one
+    again = import_base(folder)
+    assert again.uri == result.uri and again.notices == [f"already registered as {result.uri}"]
+
     # another architecture under the same name is refused before anything is written
     with pytest.raises(SourceError, match="holds 'llama' models, this one is 'qwen2'") as err:
         import_base(save_folder(tiny_model("qwen2"), tmp_path / "q"), name="tiny-llama")
