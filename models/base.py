@@ -45,6 +45,10 @@ class CausalLM(Protocol):
     def vocab_size(self) -> int: ...
 
     @property
+    def hidden_size(self) -> int:
+        """Width d of the hidden states: what a reward, value or class head takes."""
+
+    @property
     def max_positions(self) -> int:
         """The longest sequence (prompt + generated tokens) the model accepts."""
 
@@ -118,6 +122,10 @@ class HFCausalLM(nn.Module):
     @property
     def vocab_size(self) -> int:
         return self.lm_head.weight.size(0)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.lm_head.weight.size(1)
 
     @property
     def max_positions(self) -> int:

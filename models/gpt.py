@@ -29,6 +29,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from models.base import real_token_positions
+
 
 @dataclass
 class GPTConfig:
@@ -217,7 +219,7 @@ class GPT(nn.Module):
                 position_ids = torch.arange(past, past + T, device=idx.device).unsqueeze(0)  # (1, T)
             else:
                 # padding gets position 0; nothing real attends to it, so its value does not matter
-                position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, past:]  # (B, T)
+                position_ids = real_token_positions(attention_mask, past)  # (B, T)
         # plain causal attention can use SDPA's is_causal fast path; padding or a cache need an explicit mask
         attn_mask = None
         if attention_mask is not None or kv_cache is not None:
@@ -244,6 +246,10 @@ class GPT(nn.Module):
     @property
     def vocab_size(self) -> int:
         return self.config.vocab_size
+
+    @property
+    def hidden_size(self) -> int:
+        return self.config.n_embd
 
     @property
     def max_positions(self) -> int:

@@ -47,6 +47,13 @@ def test_import_registers_a_served_base_with_its_content_hash(home: Path, tmp_pa
     served = mlflow.pyfunc.load_model(result.uri)
     assert served.predict(["What is the capital of France?"], params={"max_new_tokens": 5}) == completion
 
+    from typer.testing import CliRunner
+
+    from alignops.cli import app
+
+    cli = CliRunner().invoke(app, ["generate", "--model", result.uri, "--prompt", "hi", "--max-new-tokens", "3"])
+    assert cli.exit_code == 0 and "### hi\n" in cli.output, cli.output
+
     # the same folder again is the same version, not a new one
     again = import_base(folder)
     assert again.uri == result.uri and again.notices == [f"already registered as {result.uri}"]
@@ -67,6 +74,20 @@ def test_an_encoder_is_not_a_causal_lm(home: Path, tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="'bert'.*not a causal language model") as err:
         import_base(folder)
     assert err.value.path == folder / "config.json" and "decoder-only" in err.value.fix
+    _nothing_written(home)
+
+
+def test_the_cli_says_what_is_wrong_and_registers_nothing(home: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from alignops.cli import app
+
+    result = CliRunner().invoke(app, ["model", "import", str(tmp_path / "missing")])
+    assert result.exit_code == 2
+    assert f"error: {tmp_path / 'missing'}: no such folder. Fix: pass a Hugging Face model folder" in result.output
+    result = CliRunner().invoke(app, ["model", "fetch", "gpt-5"])
+    assert result.exit_code == 2
+    assert "no such pretrained model. Fix: choose one of: smollm2-135m-instruct" in result.output
     _nothing_written(home)
 
 

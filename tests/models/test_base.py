@@ -34,6 +34,7 @@ def test_logits_equal_transformers_own(shape: str) -> None:
     real = mask.bool()
     torch.testing.assert_close(ours[real], theirs[real])
     assert ours.shape == (3, 7, VOCAB) and model.vocab_size == VOCAB and model.max_positions == 64
+    assert model.hidden_states(ids, attention_mask=mask).shape == (3, 7, model.hidden_size) and model.hidden_size == 32
 
 
 @pytest.mark.parametrize("shape", SHAPES)
