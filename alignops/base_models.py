@@ -71,6 +71,7 @@ class BaseResult:
     registered_name: str
     lineage: dict[str, str]
     notices: list[str] = field(default_factory=list)  # fallbacks taken (pad = EOS, the project's chat template)
+    created: bool = True  # False: this model was already registered, and that version came back
 
 
 def registered_name(model_name: str) -> str:
@@ -387,7 +388,7 @@ def _registered(name: str, lineage: dict[str, str]) -> BaseResult | None:
     existing = tracking.find_model_version(name, identity, value)
     if existing is None:
         return None
-    return BaseResult(existing, existing.rsplit("/", 1)[1], name, lineage, [f"already registered as {existing}"])
+    return BaseResult(existing, existing.rsplit("/", 1)[1], name, lineage, created=False)
 
 
 def fetch_and_register(model_name: str, cache_dir: Path) -> BaseResult:

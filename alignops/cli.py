@@ -311,7 +311,7 @@ def _echo_base(result) -> None:
     for notice in result.notices:
         _echo(f"notice: {notice}", err=True)
     lineage = ", ".join(f"{k.removeprefix('alignops.')}={v}" for k, v in result.lineage.items())
-    _echo(f"registered {result.uri} ({lineage})")
+    _echo(f"{'registered' if result.created else 'already registered as'} {result.uri} ({lineage})")
 
 
 @config_app.command("show")
