@@ -404,3 +404,18 @@ def config_hash(cfg: BaseModel) -> str:
 
 def to_yaml(cfg: BaseModel) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+class LoraConfig(_Config):
+    """LoRA (low-rank adapters, the peft library) for a training stage: only the adapters train; the published
+    model is merged (models/lora.py). Meant as `lora: LoraConfig | None = None` on each stage section that
+    trains a base (sft, reward, dpo, ppo); None means full fine-tuning."""
+
+    r: int = Field(8, ge=1, description="Rank of each adapter pair (A: d_in x r, B: r x d_out).")
+    alpha: float = Field(16.0, gt=0, description="Scale: the update is (alpha / r) * B @ A.")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the adapter's input while training.")
+    target_modules: list[str] | None = Field(
+        None,
+        description="Names of the Linear layers that get adapters; None: c_attn/c_proj/c_fc on the project's GPT, "
+        "every Linear but the LM head on a Hugging Face model.",
+    )
