@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -52,6 +52,19 @@ class DataConfig(_Config):
         2000, ge=0, description="Cap on template-derived SFT examples per template and language."
     )
     max_eval_prompts: int = Field(300, ge=1, description="Size cap of the fixed evaluation prompt set.")
+    # The recipe: the build's pinned sources (sources.SOURCES), the imports in data/imports/manifest.json (kept
+    # under DVC, re-applied on every build, never refetched) and the dashboard's labels (`alignops feedback`).
+    replay_imports: bool = Field(
+        True, description="`data build` re-applies the imports of data/imports/manifest.json onto the built sets."
+    )
+    mix: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=dict,
+        description="Mixing weight in [0, 1] per imported source name: that share of its train records is kept "
+        "(chosen by content hash); a source not named keeps all.",
+    )
+    import_max_record_bytes: int = Field(
+        1_000_000, ge=1024, description="An imported record larger than this (UTF-8 JSON bytes) is refused."
+    )
 
 
 class ValidationConfig(_Config):
