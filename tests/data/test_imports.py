@@ -217,10 +217,11 @@ def imported(cfg: PipelineConfig, set_name: str, source: str) -> dict[str, list[
 
 def test_round_trip_import_export_import(project, tmp_path: Path) -> None:
     first, second = fresh(project, "data-a"), fresh(project, "data-b")
+    labels, prompts = SHAPE_ROWS["classification"], SHAPE_ROWS["eval_prompts"]
     cases = [("sft", write(tmp_path / "chats.jsonl", CHATS, "jsonl"), "hf"),
              ("rankings", write(tmp_path / "pairs.parquet", PAIRS, "parquet"), "parquet"),
-             ("classification", write(tmp_path / "labels.csv", SHAPE_ROWS["classification"], "csv"), "jsonl"),
-             ("eval_prompts", write(tmp_path / "prompts.json", SHAPE_ROWS["eval_prompts"], "json"), "jsonl")]  # fmt: skip
+             ("classification", write(tmp_path / "labels.csv", labels, "csv"), "jsonl"),
+             ("eval_prompts", write(tmp_path / "prompts.json", prompts, "json"), "jsonl")]  # fmt: skip
     for set_name, path, fmt in cases:
         imports.import_file(first, path, set_name, source="team")
         written = exports.export_set(first.data.data_dir, set_name, fmt, tmp_path / "out" / fmt, source="team")
@@ -292,4 +293,3 @@ def test_rebuild_replays_imports_to_the_same_version(project, tmp_path: Path) ->
     rebuilt = data.build(cfg)
     assert rebuilt.data_version == after_import
     assert len([r for s in imported(cfg, "rankings", "team").values() for r in s]) == 3
-
