@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -57,11 +57,18 @@ class DataConfig(_Config):
     replay_imports: bool = Field(
         True, description="`data build` re-applies the imports of data/imports/manifest.json onto the built sets."
     )
-    mix: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
-        default_factory=dict,
-        description="Mixing weight in [0, 1] per imported source name: that share of its train records is kept "
-        "(chosen by content hash); a source not named keeps all.",
+    mix: str = Field(
+        "",
+        pattern=r"^([^=,]+=(0(\.\d+)?|1(\.0+)?)(,[^=,]+=(0(\.\d+)?|1(\.0+)?))*)?$",
+        description="Mixing weights of imported sources, 'team-chats=0.5,old-prefs=0': that share in [0, 1] of "
+        "a source's train records is kept (chosen by content hash); a source not named keeps all.",
     )
+
+    def mix_weights(self) -> dict[str, float]:
+        """`mix` as {source: weight}."""
+        pairs = (item.rsplit("=", 1) for item in self.mix.split(",") if item)
+        return {name.strip(): float(weight) for name, weight in pairs}
+
     import_max_record_bytes: int = Field(
         1_000_000, ge=1024, description="An imported record larger than this (UTF-8 JSON bytes) is refused."
     )

@@ -518,10 +518,11 @@ def plan_import(
     if duplicates:
         dropped["duplicate of a record in the file or already in the set"] += duplicates
     records: dict[str, list[dict]] = {s: [] for s in splits}
+    mix = cfg.mix_weights()
     for record, key in new:
         target = split or (splits[0] if len(splits) == 1 else
                            prepare.split_of(key, cfg.split_salt, cfg.val_fraction, cfg.test_fraction))  # fmt: skip
-        weight = cfg.mix.get(record["source"], 1.0)
+        weight = mix.get(record["source"], 1.0)
         if target == "train" and int(prepare.content_hash(key, "mix")[:8], 16) / 2**32 >= weight:
             dropped[f"mix weight {weight} of {record['source']} (data.mix)"] += 1
             continue

@@ -293,3 +293,17 @@ def test_rebuild_replays_imports_to_the_same_version(project, tmp_path: Path) ->
     rebuilt = data.build(cfg)
     assert rebuilt.data_version == after_import
     assert len([r for s in imported(cfg, "rankings", "team").values() for r in s]) == 3
+
+
+def test_mix_weights_keep_a_share_of_a_source(tmp_path: Path) -> None:
+    rows = [
+        {"prompt": f"Question number {i} about cooking?", "completion": f"Answer {i}: simmer it."} for i in range(40)
+    ]
+    path = write(tmp_path / "many.jsonl", rows, "jsonl")
+    kept = {}
+    for mix in ("", "team=0.5", "team=0", "other=0"):
+        p = imports.plan_import(path, "sft", tmp_path / "none", DataConfig(mix=mix), source="team", split="train")
+        kept[mix] = len(p.records["train"])
+    assert kept[""] == kept["other=0"] == 40 and kept["team=0"] == 0 and 10 <= kept["team=0.5"] <= 30
+    with pytest.raises(ValueError, match="mix"):
+        DataConfig(mix="team=2")
