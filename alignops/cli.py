@@ -154,8 +154,8 @@ def data_pull() -> None:
 
 @data_app.command("import")
 def data_import(
-    path: Annotated[str, typer.Argument(help="A JSONL, JSON, Parquet or CSV file, or a saved Hugging Face dataset.")],
-    as_set: Annotated[str, typer.Option("--as", help="The set it becomes: sft, rankings, classification, ...")],
+    paths: Annotated[list[str], typer.Argument(help="JSONL, JSON, Parquet or CSV files, or saved HF datasets.")],
+    as_set: Annotated[str | None, typer.Option("--as", help="sft, rankings, ... (default: from the shape)")] = None,
     fmt: Annotated[str | None, typer.Option("--format", help="jsonl|json|parquet|csv|hf (default: by suffix)")] = None,
     source: Annotated[str | None, typer.Option(help="Source name of its records; default import/<file stem>.")] = None,
     mapping: Annotated[str | None, typer.Option("--map", help="Rename: prompt=question,completion=answer")] = None,
@@ -163,18 +163,21 @@ def data_import(
     preset: Preset = "small",
     overrides: Overrides = None,
 ) -> None:
-    """Import a team's data into a set: checked, cleaned, deduplicated, split, validated, versioned in data.dvc."""
+    """Import a team's data into a set: checked, cleaned, deduplicated, split, validated, versioned in data.dvc.
+    Each file is all or nothing, in the order given."""
     from pathlib import Path
 
     from alignops.data import imports
 
     with _errors():
         cfg = _load(preset, overrides)
-        result = imports.import_file(cfg, Path(path), as_set, fmt, source, imports.parse_mapping(mapping), split)
-    added = "  ".join(f"{s}={n}" for s, n in result.counts.items())
-    dropped = "; ".join(f"{why}: {n}" for why, n in result.dropped.items()) or "none"
-    _echo(f"imported {path} ({result.shape}, sha256 {result.sha256[:16]}...) into {result.set_name}: {added}")
-    _echo(f"dropped: {dropped}\ndata version {result.data_version} (data.dvc); datasheet in data/datasheet.md")
+        for path in paths:
+            result = imports.import_file(cfg, Path(path), as_set, fmt, source, imports.parse_mapping(mapping), split)
+            added = "  ".join(f"{s}={n}" for s, n in result.counts.items())
+            dropped = "; ".join(f"{why}: {n}" for why, n in result.dropped.items()) or "none"
+            _echo(f"imported {path} ({result.shape}, sha256 {result.sha256[:16]}...) into {result.set_name}: {added}")
+            _echo(f"  dropped: {dropped}; data version {result.data_version}")
+    _echo(f"datasheet: {cfg.data.data_dir / 'datasheet.md'}")
 
 
 @data_app.command("export")

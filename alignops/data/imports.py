@@ -275,11 +275,18 @@ def _renamed(record: dict, mapping: dict[str, str]) -> dict:
     return {back.get(k, k): v for k, v in record.items()}
 
 
-def _candidates(set_name: str) -> list[Shape]:
+def _candidates(set_name: str | None) -> list[Shape]:
+    if set_name is None:
+        return list(SHAPES)
     return [s for s in SHAPES if set_name in s.sets or (not s.sets and set_name in _PROMPT_ONLY_SETS)]
 
 
-def infer_shape(first: dict, set_name: str, where: Where) -> Shape:
+def set_of(shape: Shape) -> str:
+    """The set a shape becomes when --as is not given (a prompt alone: an eval prompt)."""
+    return shape.sets[0] if shape.sets else _PROMPT_ONLY_SETS[0]
+
+
+def infer_shape(first: dict, set_name: str | None, where: Where) -> Shape:
     """The shape whose fields the first record has most of; unknown (no shared field): refused with the shapes
     this set takes and the record itself."""
     candidates = _candidates(set_name)
@@ -288,8 +295,9 @@ def infer_shape(first: dict, set_name: str, where: Where) -> Shape:
     if best is None or not keys & set(best.fields):
         known = "\n".join(f"    {s.name:<20} {s.example}  -> {', '.join(s.sets or _PROMPT_ONLY_SETS)}" for s in SHAPES)
         shown = json.dumps(first, ensure_ascii=False)
+        target = f" for --as {set_name}" if set_name else ""
         raise ImportRefused(
-            f"{where}: unknown shape for --as {set_name}. The first record is:\n    {shown[:500]}\n"
+            f"{where}: unknown shape{target}. The first record is:\n    {shown[:500]}\n"
             f"  Known shapes:\n{known}\n  Rename fields with --map (e.g. --map prompt=question,completion=answer)."
         )
     return best
@@ -472,7 +480,7 @@ def resolve_set(name: str) -> str:
 
 def plan_import(
     path: Path,
-    set_name: str,
+    set_name: str | None,
     data_dir: Path,
     cfg: DataConfig,
     fmt: str | None = None,
@@ -482,18 +490,20 @@ def plan_import(
     labels: tuple[str, ...] = ("negative", "positive"),
 ) -> ImportPlan:
     """Read, check, clean, deduplicate (against itself and every split already in the set) and split a file.
-    Raises ImportRefused, naming file, line and field, when any record is bad: all or nothing."""
+    Raises ImportRefused, naming file, line and field, when any record is bad: all or nothing. set_name None:
+    the set the file's shape becomes (messages: sft, prompt/chosen/rejected: rankings, ...)."""
     from alignops.data.validation import CONTRACTS
 
-    set_name = resolve_set(set_name)
-    splits = CONTRACTS[set_name].splits
-    if split is not None and split not in splits:
-        raise ImportRefused(f"--split {split}: the {set_name} set has the splits {list(splits)}.")
+    set_name = resolve_set(set_name) if set_name else None
     fmt = fmt or detect_format(path)
     source = source or f"import/{path.stem}"
     mapping = mapping or {}
     rows = [(where, _renamed(r, mapping)) for where, r in read_records(path, fmt, cfg.import_max_record_bytes)]
     shape = infer_shape(rows[0][1], set_name, rows[0][0])
+    set_name = set_name or set_of(shape)
+    splits = CONTRACTS[set_name].splits
+    if split is not None and split not in splits:
+        raise ImportRefused(f"--split {split}: the {set_name} set has the splits {list(splits)}.")
     _refuse(path, [e for where, r in rows for e in _check(r, shape, where, labels)])
 
     dropped: Counter[str] = Counter()
@@ -630,7 +640,7 @@ def imports_markdown(sheet: dict[str, Any]) -> str:
 def import_file(
     cfg,
     path: Path,
-    set_name: str,
+    set_name: str | None,
     fmt: str | None = None,
     source: str | None = None,
     mapping: dict[str, str] | None = None,

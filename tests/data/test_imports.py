@@ -284,15 +284,21 @@ def test_a_test_prompt_imported_for_training_is_refused(project, tmp_path: Path)
 
 def test_rebuild_replays_imports_to_the_same_version(project, tmp_path: Path) -> None:
     cfg = fresh(project, "data")  # the default data_dir: `alignops data build` writes here
-    result = CliRunner().invoke(app, ["data", "import", str(write(tmp_path / "pairs.parquet", PAIRS, "parquet")),
-                                      "--as", "rankings", "--source", "team", "--preset", "tiny",
-                                      *[arg for o in project[2] for arg in ("--set", o)]])  # fmt: skip
+    files = [str(write(tmp_path / "chats.jsonl", CHATS, "jsonl")), str(write(tmp_path / "pairs.parquet", PAIRS,
+                                                                                "parquet"))]  # fmt: skip
+    options = ["--source", "team", "--preset", "tiny", *[arg for o in project[2] for arg in ("--set", o)]]
+    result = CliRunner().invoke(app, ["data", "import", *files, *options])  # the set each becomes: from its shape
     assert result.exit_code == 0, result.output
-    assert "data version" in result.output and "rankings" in result.output
+    assert "(messages, sha256" in result.output and "into sft" in result.output and "into rankings" in result.output
     after_import = versioning.data_version()
     rebuilt = data.build(cfg)
     assert rebuilt.data_version == after_import
-    assert len([r for s in imported(cfg, "rankings", "team").values() for r in s]) == 3
+    for set_name in ("sft", "rankings"):
+        assert len([r for s in imported(cfg, set_name, "team").values() for r in s]) == 3
+
+    refused = CliRunner().invoke(app, ["data", "import", files[0], "--as", "classification", *options])
+    assert refused.exit_code == 2 and "unknown shape for --as classification" in refused.output
+    assert versioning.data_version() == after_import
 
 
 def test_mix_weights_keep_a_share_of_a_source(tmp_path: Path) -> None:
