@@ -215,6 +215,7 @@ def imported(cfg: PipelineConfig, set_name: str, source: str) -> dict[str, list[
             for s in CONTRACTS[set_name].splits}  # fmt: skip
 
 
+@pytest.mark.slow  # eight imports, each validating every set with GX: about 80 s on 2 busy cores
 def test_round_trip_import_export_import(project, tmp_path: Path) -> None:
     first, second = fresh(project, "data-a"), fresh(project, "data-b")
     labels, prompts = SHAPE_ROWS["classification"], SHAPE_ROWS["eval_prompts"]
@@ -223,7 +224,7 @@ def test_round_trip_import_export_import(project, tmp_path: Path) -> None:
              ("classification", write(tmp_path / "labels.csv", labels, "csv"), "jsonl"),
              ("eval_prompts", write(tmp_path / "prompts.json", prompts, "json"), "jsonl")]  # fmt: skip
     for set_name, path, fmt in cases:
-        imports.import_file(first, path, set_name, source="team")
+        imports.import_file(first, path, set_name, source="team", track=False)  # versioning: tested below
         written = exports.export_set(first.data.data_dir, set_name, fmt, tmp_path / "out" / fmt, source="team")
         for split, out in written.items():
             if fmt == "hf":
@@ -233,7 +234,7 @@ def test_round_trip_import_export_import(project, tmp_path: Path) -> None:
                 load_from_disk(str(out))[split].save_to_disk(str(part))
                 out = part
             if imported(first, set_name, "team")[split]:  # an empty split exports an empty file (hf: none)
-                imports.import_file(second, out, set_name, split=split)
+                imports.import_file(second, out, set_name, split=split, track=False)
             else:
                 assert fmt != "hf"
         assert imported(second, set_name, "team") == imported(first, set_name, "team"), set_name
@@ -295,6 +296,12 @@ def test_rebuild_replays_imports_to_the_same_version(project, tmp_path: Path) ->
     assert rebuilt.data_version == after_import
     for set_name in ("sft", "rankings"):
         assert len([r for s in imported(cfg, set_name, "team").values() for r in s]) == 3
+
+    out = tmp_path / "exported"
+    exported = CliRunner().invoke(app, ["data", "export", "sft", "--format", "jsonl", "--out", str(out), *options])
+    assert exported.exit_code == 0, exported.output
+    rows = [json.loads(line) for split in ("train", "val", "test") for line in (out / "sft" / f"{split}.jsonl").open()]
+    assert sorted(r["messages"][-1]["content"] for r in rows) == sorted(c["messages"][-1]["content"] for c in CHATS)
 
     refused = CliRunner().invoke(app, ["data", "import", files[0], "--as", "classification", *options])
     assert refused.exit_code == 2 and "unknown shape for --as classification" in refused.output
