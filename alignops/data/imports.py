@@ -289,7 +289,7 @@ def set_of(shape: Shape) -> str:
 def infer_shape(first: dict, set_name: str | None, where: Where) -> Shape:
     """The shape whose fields the first record has most of; unknown (no shared field): refused with the shapes
     this set takes and the record itself."""
-    candidates = _candidates(set_name)
+    candidates = _candidates(set_name) or [contract_shape(set_name)]  # a set no TRL shape becomes (NER)
     keys = set(first)
     best = max(candidates, key=lambda s: (len(keys & set(s.fields)), -len(s.fields)), default=None)
     if best is None or not keys & set(best.fields):
@@ -309,7 +309,7 @@ def _check(record: dict, shape: Shape, where: Where, labels: tuple[str, ...]) ->
     extra = sorted(set(record) - set(shape.fields) - set(OPTIONAL_FIELDS))
     errors += [f"{where}: field '{f}': not part of the {shape.name} shape {shape.fields} (drop it or --map it)"
                for f in extra]  # fmt: skip
-    if errors:
+    if errors or shape.name.endswith("_contract"):
         return errors
     for name in shape.fields:
         value = record[name]
@@ -425,13 +425,31 @@ def _contract_record(
         if shape.name == "text":
             out.pop("label")
         return out, text
+    if shape.name.endswith("_contract"):
+        out = {k: clean(v) if isinstance(v, str) else v for k, v in record.items()} | {"source": src}
+        return out, json.dumps({k: out[k] for k in shape.fields}, ensure_ascii=False, sort_keys=True)
     prompt = clean(record["prompt"])  # prompt_only
     if not prompt:
         return None, "empty after cleaning"
     out = {"prompt": prompt, "source": src}
-    if set_name == "eval_prompts":
+    if "lang" in _contract_columns(set_name):
         out["lang"] = prepare.detect_lang(prompt) or "en"
     return out, prompt
+
+
+def _contract_columns(set_name: str) -> tuple[str, ...]:
+    from alignops.data.validation import CONTRACTS
+
+    return tuple(CONTRACTS[set_name].columns)
+
+
+def contract_shape(set_name: str) -> Shape:
+    """A set with no TRL counterpart (NER, once its contract exists) is imported in its own contract's fields."""
+    from alignops.data.validation import CONTRACTS
+
+    contract = CONTRACTS[set_name]
+    fields = tuple(c for c in contract.columns if c not in OPTIONAL_FIELDS and c not in contract.optional)
+    return Shape(f"{set_name}_contract", fields, (set_name,), json.dumps(dict.fromkeys(fields, "...")))
 
 
 def _unpaired_rankings(rows: list[tuple[dict, str]], dropped: Counter) -> list[tuple[dict, str]]:

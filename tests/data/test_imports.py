@@ -320,3 +320,16 @@ def test_mix_weights_keep_a_share_of_a_source(tmp_path: Path) -> None:
     assert kept[""] == kept["other=0"] == 40 and kept["team=0"] == 0 and 10 <= kept["team=0.5"] <= 30
     with pytest.raises(ValueError, match="mix"):
         DataConfig(mix="team=2")
+
+
+def test_a_set_without_a_trl_shape_is_imported_in_its_contract_fields(tmp_path: Path, monkeypatch) -> None:
+    # the NER set's contract is another issue's; a set of that kind, registered for this test only
+    from alignops.data.validation import CONTRACTS, SetContract
+
+    contract = SetContract(splits=("train", "val", "test"), columns={"tokens": "list", "tags": "list", "source": "str"})
+    monkeypatch.setitem(CONTRACTS, "ner", contract)
+    rows = [{"tokens": ["Ada", "lives", "in", "London"], "tags": ["B-PER", "O", "O", "B-LOC"]}]
+    p = plan(write(tmp_path / "ner.parquet", rows, "parquet"), "ner", tmp_path, source="team")
+    assert p.shape == "ner_contract" and records_of(p) == [{**rows[0], "source": "team"}]
+    with pytest.raises(imports.ImportRefused, match="field 'tags': missing"):
+        plan(write(tmp_path / "bad.jsonl", [{"tokens": ["x"]}], "jsonl"), "ner", tmp_path)
