@@ -63,15 +63,14 @@ class DataConfig(_Config):
         description="Mixing weights of imported sources, 'team-chats=0.5,old-prefs=0': that share in [0, 1] of "
         "a source's train records is kept (chosen by content hash); a source not named keeps all.",
     )
+    import_max_record_bytes: int = Field(
+        1_000_000, ge=1024, description="An imported record larger than this (UTF-8 JSON bytes) is refused."
+    )
 
     def mix_weights(self) -> dict[str, float]:
         """`mix` as {source: weight}."""
         pairs = (item.rsplit("=", 1) for item in self.mix.split(",") if item)
         return {name.strip(): float(weight) for name, weight in pairs}
-
-    import_max_record_bytes: int = Field(
-        1_000_000, ge=1024, description="An imported record larger than this (UTF-8 JSON bytes) is refused."
-    )
 
 
 class ValidationConfig(_Config):
