@@ -64,6 +64,7 @@ def _errors() -> Iterator[None]:
             _echo(f"Data validation failed:\n{_message(exc)}", err=True)
             raise typer.Exit(1) from None
         known = ("RewardModelRejected", "StoreError", "PromotionError", "CompressionError", "EvaluationError")
+        known += ("ImportRefused", "ExportError")  # alignops data import|export: bad input, nothing written
         if type(exc).__name__ in known:
             _echo(f"error: {_message(exc)}", err=True)
             raise typer.Exit(2) from None
@@ -151,6 +152,53 @@ def data_pull() -> None:
     with _errors():
         versioning.pull()
     _echo(f"pulled {versioning.data_version()} from {versioning.remote_url()}")
+
+
+@data_app.command("import")
+def data_import(
+    paths: Annotated[list[str], typer.Argument(help="JSONL, JSON, Parquet or CSV files, or saved HF datasets.")],
+    as_set: Annotated[str | None, typer.Option("--as", help="sft, rankings, ... (default: from the shape)")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="jsonl|json|parquet|csv|hf (default: by suffix)")] = None,
+    source: Annotated[str | None, typer.Option(help="Source name of its records; default import/<file stem>.")] = None,
+    mapping: Annotated[str | None, typer.Option("--map", help="Rename: prompt=question,completion=answer")] = None,
+    split: Annotated[str | None, typer.Option(help="Put all in this split (default: by hash).")] = None,
+    preset: Preset = "small",
+    overrides: Overrides = None,
+) -> None:
+    """Import a team's data into a set: checked, cleaned, deduplicated, split, validated, versioned in data.dvc.
+    Each file is all or nothing, in the order given."""
+    from pathlib import Path
+
+    from alignops.data import imports
+
+    with _errors():
+        cfg = _load(preset, overrides)
+        for path in paths:
+            result = imports.import_file(cfg, Path(path), as_set, fmt, source, imports.parse_mapping(mapping), split)
+            added = "  ".join(f"{s}={n}" for s, n in result.counts.items())
+            dropped = "; ".join(f"{why}: {n}" for why, n in result.dropped.items()) or "none"
+            _echo(f"imported {path} ({result.shape}, sha256 {result.sha256[:16]}...) into {result.set_name}: {added}")
+            _echo(f"  dropped: {dropped}; data version {result.data_version}")
+    _echo(f"datasheet: {cfg.data.data_dir / 'datasheet.md'}")
+
+
+@data_app.command("export")
+def data_export(
+    set_name: Annotated[str, typer.Argument(help="The set: sft, rankings (dashboard labels included), ...")],
+    fmt: Annotated[str, typer.Option("--format", help="hf|jsonl|parquet")] = "jsonl",
+    out: Annotated[str, typer.Option(help="Folder to write <set>/ into.")] = "export",
+    source: Annotated[str | None, typer.Option(help="Only this source's records (dashboard: the labels).")] = None,
+    preset: Preset = "small",
+    overrides: Overrides = None,
+) -> None:
+    """Write a set in TRL's dataset conventions (prompt/completion, messages, prompt/chosen/rejected, ...)."""
+    from pathlib import Path
+
+    from alignops.data import exports
+
+    with _errors():
+        written = exports.export_set(_load(preset, overrides).data.data_dir, set_name, fmt, Path(out), source)
+    _echo("\n".join(f"{split}: {path}" for split, path in written.items()))
 
 
 @tokenizer_app.command("train")

@@ -52,6 +52,25 @@ class DataConfig(_Config):
         2000, ge=0, description="Cap on template-derived SFT examples per template and language."
     )
     max_eval_prompts: int = Field(300, ge=1, description="Size cap of the fixed evaluation prompt set.")
+    # The recipe: the build's pinned sources (sources.SOURCES), the imports in data/imports/manifest.json (kept
+    # under DVC, re-applied on every build, never refetched) and the dashboard's labels (`alignops feedback`).
+    replay_imports: bool = Field(
+        True, description="`data build` re-applies the imports of data/imports/manifest.json onto the built sets."
+    )
+    mix: str = Field(
+        "",
+        pattern=r"^([^=,]+=(0(\.\d+)?|1(\.0+)?)(,[^=,]+=(0(\.\d+)?|1(\.0+)?))*)?$",
+        description="Mixing weights of imported sources, 'team-chats=0.5,old-prefs=0': that share in [0, 1] of "
+        "a source's train records is kept (chosen by content hash); a source not named keeps all.",
+    )
+    import_max_record_bytes: int = Field(
+        1_000_000, ge=1024, description="An imported record larger than this (UTF-8 JSON bytes) is refused."
+    )
+
+    def mix_weights(self) -> dict[str, float]:
+        """`mix` as {source: weight}."""
+        pairs = (item.rsplit("=", 1) for item in self.mix.split(",") if item)
+        return {name.strip(): float(weight) for name, weight in pairs}
 
 
 class ValidationConfig(_Config):

@@ -324,7 +324,9 @@ def _datasheet(cfg, counts, sets, stats, ceiling) -> dict[str, Any]:
         return dict(sorted(Counter(str(r[column]) for s in sets[name].values() for r in s).items()))
 
     return {
-        "recipe": cfg.model_dump(mode="json", exclude={"data_dir", "cache_dir"}),
+        "recipe": cfg.model_dump(
+            mode="json", exclude={"data_dir", "cache_dir", "replay_imports", "mix", "import_max_record_bytes"}
+        ),
         "sources": [
             {
                 "package": f"{s.name}=={s.version}",

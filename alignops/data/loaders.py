@@ -28,7 +28,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from alignops.config import SPECIAL_TOKENS
-from alignops.data.tokenizer import chat_template
+from alignops.data.tokenizer import chat_messages, chat_template
 
 EOS, PAD = SPECIAL_TOKENS[0], SPECIAL_TOKENS[1]
 IGNORE_INDEX = -100  # labels value that cross-entropy skips (torch's default ignore_index)
@@ -96,7 +96,10 @@ class SFTDataset(Dataset):
     def __init__(self, records: Sequence[dict[str, Any]], tokenizer, max_len: int) -> None:
         if max_len < 2:
             raise ValueError(f"max_len must be >= 2, got {max_len}")
-        prompts = tokenizer.encode_batch([chat_template(r["prompt"]) for r in records])
+        # an imported chat (messages) is rendered whole; its response is its final assistant turn
+        prompts = tokenizer.encode_batch(
+            [chat_messages(r["messages"]) if r.get("messages") else chat_template(r["prompt"]) for r in records]
+        )
         responses = tokenizer.encode_batch([r["response"] + EOS for r in records])
         self.examples: list[tuple[Tensor, int]] = []  # (ids, number of prompt tokens)
         self.truncated = 0

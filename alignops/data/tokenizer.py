@@ -36,6 +36,22 @@ def chat_template(prompt: str, response: str | None = None) -> str:
     return text if response is None else f"{text}{response}<|endoftext|>"
 
 
+def chat_messages(messages: list[dict[str, str]]) -> str:
+    """A conversation in the chat template, up to the final assistant turn (which the model is to write): earlier
+    exchanges in full, a system message as the first lines of the first user turn (the template has no
+    system role)."""
+    system = [m["content"] for m in messages if m["role"] == "system"]
+    turns = [m for m in messages if m["role"] != "system"]
+    text = ""
+    for i, turn in enumerate(turns[:-1]):
+        if turn["role"] == "user":
+            content = "\n\n".join([*system, turn["content"]]) if i == 0 else turn["content"]
+            text += chat_template(content)
+        else:
+            text += f"{turn['content']}<|endoftext|>"
+    return text
+
+
 def train_tokenizer(
     texts: Iterable[str], vocab_size: int, min_frequency: int, out_dir: Path, data_version: str | None = None
 ) -> TokenizerInfo:

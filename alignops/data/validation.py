@@ -138,6 +138,7 @@ class SetContract:
     splits: tuple[str, ...]
     columns: Mapping[str, str | tuple[str, ...]]
     nullable: frozenset[str] = frozenset()
+    optional: frozenset[str] = frozenset()  # columns a record may leave out (must be nullable too)
     lengths: Mapping[str, str] = field(default_factory=dict)  # column -> ValidationBounds.chars kind
     allowed: Mapping[str, str] = field(default_factory=dict)  # column -> ValidationBounds attribute
     ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # numeric column -> [lo, hi]
@@ -159,7 +160,11 @@ CONTRACTS: dict[str, SetContract] = {
     ),
     "sft": SetContract(
         splits=_SPLITS,
-        columns={"prompt": "str", "response": "str", "source": "str", "derived": "bool"},
+        # messages: an imported chat, kept as turns (the template renders it at training); prompt/response
+        # are its last user and assistant turns
+        columns={"prompt": "str", "response": "str", "source": "str", "derived": "bool", "messages": "list"},
+        nullable=frozenset({"messages"}),
+        optional=frozenset({"messages"}),
         lengths={"prompt": "prompt", "response": "response"},
         duplicate_key=("prompt", "response"),
     ),
@@ -615,7 +620,7 @@ def _build_expectations(
         )
 
     # Schema last: it must list the helper columns that now live in the frame.
-    expected = [c for c in contract.columns] + list(helpers)
+    expected = [c for c in contract.columns if c not in contract.optional or c in present] + list(helpers)
     exps.insert(
         0,
         gxe.ExpectTableColumnsToMatchSet(

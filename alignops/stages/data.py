@@ -7,6 +7,9 @@ report = validate(load_config("tiny"))   # raises DataValidationError when a sui
 from __future__ import annotations
 
 import hashlib
+import json
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +17,7 @@ from typing import Any
 
 from alignops import settings, tracking
 from alignops.config import PipelineConfig
-from alignops.data import datasets, versioning
+from alignops.data import datasets, imports, versioning
 
 
 @dataclass(frozen=True)
@@ -41,8 +44,16 @@ def build(
     cfg: PipelineConfig, progress: Callable[[str], None] = lambda _msg: None, parent_run_id: str | None = None
 ) -> DataBuildResult:
     cache_dir = cfg.data.cache_dir or settings.home() / "cache"
-    with tracking.stage_run("data-build", cfg, cfg.data, parent_run_id) as run:
+    with tracking.stage_run("data-build", cfg, cfg.data, parent_run_id) as run, tempfile.TemporaryDirectory() as tmp:
+        kept = cfg.data.data_dir / imports.IMPORTS_DIR  # the build replaces data/: keep the imports to replay
+        if cfg.data.replay_imports and kept.is_dir():
+            shutil.copytree(kept, Path(tmp) / imports.IMPORTS_DIR)
         result = datasets.build_datasets(cfg.data, cache_dir, progress)
+        if cfg.data.replay_imports and (Path(tmp) / imports.IMPORTS_DIR).is_dir():
+            progress("re-applying the imports of data/imports/manifest.json")
+            replayed = imports.replay(cfg, Path(tmp) / imports.IMPORTS_DIR)
+            result.counts.update(json.loads((cfg.data.data_dir / "datasheet.json").read_text("utf-8"))["counts"])
+            run.log_metrics({"data/imports": len(replayed)})
         progress("recording the version with DVC")
         version = versioning.track(cfg.data.data_dir)
         run.set_tags({"alignops.data_version": version})

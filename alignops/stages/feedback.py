@@ -15,14 +15,12 @@ and the result says so.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from alignops import tracking
 from alignops.config import PipelineConfig
-from alignops.data import datasets, versioning
+from alignops.data import datasets, staging, versioning
 from alignops.data.prepare import split_of
 
 WATERMARK_FILE = "feedback.json"
@@ -81,44 +79,32 @@ def collect(cfg: PipelineConfig, parent_run_id: str | None = None, database_url:
 
 def _rewrite(cfg: PipelineConfig, records: list[dict], state: dict) -> dict[str, int]:
     """The dashboard's current rankings into data/rankings/<split>.jsonl in place of the ones there before,
-    checked against the rankings suite on a copy first, then swapped in as a whole folder: a failed check or a
-    crash leaves the old rankings as they were."""
-    from alignops.data.validation import DataValidationError, validate_dataset
+    checked against the rankings suite on a copy first, then swapped in (staging.update_data): a failed check
+    or a crash leaves the old rankings as they were."""
     from alignops.feedback.store import SOURCE
     from alignops.stages.data import bounds
 
-    data_dir = cfg.data.data_dir
-    folder = data_dir / "rankings"
-    staging = data_dir.with_name(f".{data_dir.name}.feedback-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(folder, staging / "rankings")
     counts = dict.fromkeys(datasets.SPLITS, 0)
-    try:
+
+    def edit(copy: Path) -> None:
         for split in datasets.SPLITS:  # drop the previous collection's labels; the build's records stay
-            path = staging / "rankings" / f"{split}.jsonl"
+            path = copy / "rankings" / f"{split}.jsonl"
             kept = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
                     if json.loads(line).get("source") != SOURCE]  # fmt: skip
             path.write_text("".join(kept), encoding="utf-8", newline="\n")
         for record in records:
             key = record["prompt"] + "\x00" + "\x00".join(sorted(record["responses"]))
             split = split_of(key, cfg.data.split_salt, cfg.data.val_fraction, cfg.data.test_fraction)
-            with (staging / "rankings" / f"{split}.jsonl").open("a", encoding="utf-8", newline="\n") as fh:
+            with (copy / "rankings" / f"{split}.jsonl").open("a", encoding="utf-8", newline="\n") as fh:
                 fh.write(json.dumps(record, ensure_ascii=False) + "\n")
             counts[split] += 1
-        (staging / "rankings" / WATERMARK_FILE).write_text(json.dumps(state) + "\n", encoding="utf-8")
-        report = validate_dataset(staging, bounds(cfg), sets=["rankings"])
-        if not report.success:
-            raise DataValidationError(
-                f"The new dashboard rankings fail the rankings suite; nothing was added to {folder}.\n"
-                f"{report.format()}\nFix or supersede the offending rankings in the dashboard, then run again.",
-                report,
-            )
-        old = data_dir.with_name(f".{data_dir.name}.rankings-old-{os.getpid()}")
-        folder.rename(old)
-        (staging / "rankings").rename(folder)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        (copy / "rankings" / WATERMARK_FILE).write_text(json.dumps(state) + "\n", encoding="utf-8")
+
+    refusal = (
+        f"The new dashboard rankings fail the rankings suite; nothing was added to {cfg.data.data_dir / 'rankings'}."
+        "\nFix or supersede the offending rankings in the dashboard, then run again."
+    )
+    staging.update_data(cfg.data.data_dir, edit, bounds(cfg), refusal, sets=["rankings"])
     return counts
 
 
