@@ -166,7 +166,10 @@ OUTCOMES = (0, 0.5, 1)  # loss, tie, win
 
 
 def bootstrap_interval(
-    outcomes: Sequence[float], groups: Sequence[object] | None = None, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
+    outcomes: Sequence[float],
+    groups: Sequence[object] | None = None,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
 ) -> tuple[float, float]:
     """95% percentile bootstrap interval of wins / (wins + losses), resampling groups (prompts) with replacement:
     a prompt judged several times moves as one. Resamples without a decisive comparison carry no rate and are
