@@ -28,6 +28,10 @@ ANSWER_WORDS: dict[str, tuple[str, ...]] = {
 
 Z_95 = 1.959963984540054  # two-sided 95% normal quantile
 
+# the evaluation's win rates against its baseline (alignops.stages.evaluate logs them, the promotion gate reads
+# them), each with WinRate.as_metrics's _wins, _losses, _ties, _low, _high, _boot_low, _boot_high
+JUDGE_WIN_RATE, AFINN_WIN_RATE, REWARD_WIN_RATE = "eval/win_rate_judge", "eval/win_rate_afinn", "eval/win_rate_reward"
+
 
 def parse_label(answer: str, words: Mapping[str, Sequence[str]] = ANSWER_WORDS) -> str | None:
     """The label whose word comes first in the answer (case-insensitive), or None when no label word occurs."""
