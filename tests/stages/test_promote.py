@@ -252,3 +252,39 @@ def test_promote_refuse_and_roll_back(built: PipelineConfig) -> None:
         promote.rollback(cfg, "alignops-base")
     with pytest.raises(promote.PromotionError, match="already the champion"):
         promote.run(cfg, "models:/alignops-base@champion")
+
+
+PLANTED = "Happy, happy, brave and gentle! 真好，非常满意！"  # positive to VADER, AFINN and snownlp alike
+
+
+def test_a_planted_clearly_better_model_is_promoted_on_evidence(built: PipelineConfig, tmp_path) -> None:
+    """SFT on answers that are always warmly positive, against its parent (a base model that writes noise): the
+    judges' goal, met on every judged prompt, so the win rate's lower bound clears 0.5 on enough comparisons."""
+    import shutil
+
+    from alignops.data import datasets
+    from alignops.stages import sft
+
+    base = pretrained(built, 40)
+    planted_data = shutil.copytree(built.data.data_dir, tmp_path / "planted-data")
+    train = datasets.split_files(planted_data)["sft/train"]
+    rows = [json.loads(line) | {"response": PLANTED} for line in train.read_text(encoding="utf-8").splitlines()]
+    train.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    section = built.sft.model_copy(update={"max_steps": 80, "base_model": base})
+    planted = sft.run(
+        built.model_copy(update={"sft": section, "data": built.data.model_copy(update={"data_dir": planted_data})})
+    ).model_uri
+    # every eval prompt of the fixture data: 44 of its 91 are judged (the rest ask for a sentiment label)
+    cfg = with_gate(built).model_copy(
+        update={"evaluate": built.evaluate.model_copy(update={"max_eval_prompts": 300, "max_lm_tokens": 2000})}
+    )
+    metrics = evaluate.run(cfg, model_uri=planted).metrics
+    assert metrics["eval/judged_prompts"] == 44 and metrics["eval/prompts"] == 91
+    result = promote.run(cfg, planted)
+    judge = by_name(result.checks)["judge_win_rate"]
+    assert result.passed and judge.status == PASSED, result.reasons
+    decisive = metrics["eval/win_rate_judge_wins"] + metrics["eval/win_rate_judge_losses"]
+    assert decisive >= cfg.promotion.min_decisive_comparisons == 30
+    assert min(metrics["eval/win_rate_judge_low"], metrics["eval/win_rate_judge_boot_low"]) >= 0.5
+    assert metrics["eval/win_rate_afinn"] > 0.5  # the second judge agrees
+    assert tracking.alias_uri("alignops-sft", "champion") == planted
