@@ -254,9 +254,10 @@ def test_promote_refuse_and_roll_back(built: PipelineConfig) -> None:
         promote.run(cfg, "models:/alignops-base@champion")
 
 
-PLANTED = "Happy, happy, brave and gentle! 真好，非常满意！"  # positive to VADER, AFINN and snownlp alike
+PLANTED = "Happy!"  # short, so a tiny model learns it in a few steps; positive to VADER and AFINN
 
 
+@pytest.mark.slow  # about 2.5 min on a busy 2-core machine: SFT for 200 steps, 91 prompts answered twice
 def test_a_planted_clearly_better_model_is_promoted_on_evidence(built: PipelineConfig, tmp_path) -> None:
     """SFT on answers that are always warmly positive, against its parent (a base model that writes noise): the
     judges' goal, met on every judged prompt, so the win rate's lower bound clears 0.5 on enough comparisons."""
@@ -270,7 +271,7 @@ def test_a_planted_clearly_better_model_is_promoted_on_evidence(built: PipelineC
     train = datasets.split_files(planted_data)["sft/train"]
     rows = [json.loads(line) | {"response": PLANTED} for line in train.read_text(encoding="utf-8").splitlines()]
     train.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    section = built.sft.model_copy(update={"max_steps": 80, "base_model": base})
+    section = built.sft.model_copy(update={"max_steps": 200, "lr": 0.01, "base_model": base})
     planted = sft.run(
         built.model_copy(update={"sft": section, "data": built.data.model_copy(update={"data_dir": planted_data})})
     ).model_uri
@@ -278,11 +279,13 @@ def test_a_planted_clearly_better_model_is_promoted_on_evidence(built: PipelineC
     cfg = with_gate(built).model_copy(
         update={"evaluate": built.evaluate.model_copy(update={"max_eval_prompts": 300, "max_lm_tokens": 2000})}
     )
-    metrics = evaluate.run(cfg, model_uri=planted).metrics
+    evaluation = evaluate.run(cfg, model_uri=planted)
+    metrics = evaluation.metrics
+    said = [json.loads(line)["completion"] for line in evaluation.samples_path.read_text().splitlines()[:6]]
     assert metrics["eval/judged_prompts"] == 44 and metrics["eval/prompts"] == 91
     result = promote.run(cfg, planted)
     judge = by_name(result.checks)["judge_win_rate"]
-    assert result.passed and judge.status == PASSED, result.reasons
+    assert result.passed and judge.status == PASSED, (result.reasons, said)
     decisive = metrics["eval/win_rate_judge_wins"] + metrics["eval/win_rate_judge_losses"]
     assert decisive >= cfg.promotion.min_decisive_comparisons == 30
     assert min(metrics["eval/win_rate_judge_low"], metrics["eval/win_rate_judge_boot_low"]) >= 0.5
