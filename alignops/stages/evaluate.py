@@ -15,8 +15,8 @@ What is measured follows the model's kind (alignops.json):
     eval/instruct_...                    instruction set (sft test): the same figures on its sentiment tasks
                                          (the only ones with a checkable answer), and instruct_loss/_ppl of the
                                          reference responses over every task
-    eval/reward, kl, response_len, eos_rate      fixed eval prompts, one sampled response each
-    eval/judge_score, judged_prompts             on the prompts whose goal the judges measure (task write,
+    eval/kl, response_len, eos_rate      fixed eval prompts, one sampled response each
+    eval/reward, judge_score, judged_prompts     on the prompts whose goal the judges measure (task write,
                                          continue, answer; never a classification question, scored by F1 alone)
     eval/win_rate_judge (VADER or snownlp, by the PROMPT's language), win_rate_afinn (AFINN, English prompts),
     win_rate_reward, each with _wins/_losses/_ties, the rate over decisive comparisons (ties are no evidence),
@@ -274,10 +274,10 @@ def alignment(
         "eval/response_len": _mean(lengths),
         "eval/eos_rate": _mean([float(e) for e in mine.responses.eos]),
     }
-    if any(judged):
+    if any(judged):  # sentiment scores (judges' and the reward model's) only where sentiment is the goal
         metrics["eval/judge_score"] = _mean([s for s, j in zip(mine.judge, judged, strict=True) if j])
-    if mine.reward is not None:
-        metrics["eval/reward"] = _mean(mine.reward)
+        if mine.reward is not None:
+            metrics["eval/reward"] = _mean([s for s, j in zip(mine.reward, judged, strict=True) if j])
     kls = None
     if reference_uri is not None:
         reference = models.get(reference_uri)
@@ -293,8 +293,8 @@ def alignment(
         }
         if any(judged):
             metrics["eval/baseline_judge_score"] = _mean([s for s, j in zip(theirs.judge, judged, strict=True) if j])
-        if theirs.reward is not None:
-            metrics["eval/baseline_reward"] = _mean(theirs.reward)
+            if theirs.reward is not None:
+                metrics["eval/baseline_reward"] = _mean([s for s, j in zip(theirs.reward, judged, strict=True) if j])
         metrics |= judged_win_rates(mine, theirs, judged, langs)
 
     samples = []

@@ -155,14 +155,15 @@ def test_feedback_with_too_few_new_labels_does_nothing(changed_sft, project) -> 
     assert tracking.pin_uri("models:/alignops-reward/latest") == changed_sft["reward"]
 
 
-def test_feedback_with_enough_labels_trains_a_new_reward_model(first, changed_sft, project) -> None:
+def test_feedback_with_enough_labels_trains_a_new_reward_model(changed_sft, project) -> None:
     from alignops.data import versioning
     from alignops.stages.feedback import watermark
     from flows.feedback import feedback
 
-    # no tiny policy passed the gate; an operator deploys version 1 by hand: the loop must start from the SFT
-    # model behind it (sft/1), not from the newest one (sft/2)
-    tracking.set_alias(first["policy"], "champion")
+    # no tiny policy passed the gate (too little evidence); an operator deploys the newest one by hand, and the
+    # loop starts from the SFT model behind that champion
+    assert tracking.alias_uri("alignops-policy", "champion") is None
+    tracking.set_alias(changed_sft["policy"], "champion")
     champion = tracking.alias_uri("alignops-policy", "champion")
     submitted = _label(n_prompts=3)
     assert submitted >= 6  # 2 labelers x (3 prompts of ours + the evaluations' eval prompts)
@@ -175,8 +176,7 @@ def test_feedback_with_enough_labels_trains_a_new_reward_model(first, changed_sf
     reward_tags = tracking.model_version_tags(result["reward"])
     assert reward_tags["alignops.data_version"] == result["data_version"]
     # the loop starts from the SFT model behind the deployed (champion) policy
-    assert result["sft"] == tracking.model_version_tags(champion)["alignops.parent_model"] == first["sft"]
-    assert result["sft"] != changed_sft["sft"]
+    assert result["sft"] == tracking.model_version_tags(champion)["alignops.parent_model"] == changed_sft["sft"]
     assert reward_tags["alignops.parent_model"] == result["sft"]
     again = feedback("tiny", [*project, "feedback.min_new_labels=4"])  # the labels are in the data now
     assert again["retrained"] is False and again["new_labels"] == 0
