@@ -18,8 +18,9 @@ only the absolute checks (win rates against the evaluation's baseline, the model
 A win rate passes on evidence only: at least promotion.min_decisive_comparisons comparisons that were not ties
 (identical answers are no evidence, so an unchanged model, which ties everything, fails), and the lower bounds
 of both 95% intervals (Wilson, and the bootstrap over prompts) at or above the bar. A challenger without enough
-evidence stays challenger, and the failed check says what is missing, e.g. "eval/win_rate_judge 0.600: lower
-bound 0.407 < 0.500 on 20 decisive comparisons (...)".
+evidence stays challenger, and the failed check says what is missing, e.g. "eval/win_rate_judge: 0 decisive
+comparisons (0 wins, 0 losses, 7 ties against ...); need at least 30 ..." or "eval/win_rate_judge 0.600: lower
+bound 0.473 < 0.500 on 60 decisive comparisons (...)".
 """
 
 from __future__ import annotations
@@ -164,7 +165,9 @@ def _human(challenger: Evidence, cfg: PromotionConfig) -> Check:
     return _on_evidence("human_win_rate", HUMAN_WIN_RATE, challenger, threshold, cfg, f"over {n} human judgments")
 
 
-def _on_evidence(name: str, key: str, challenger: Evidence, threshold: float, cfg: PromotionConfig, against: str):
+def _on_evidence(
+    name: str, key: str, challenger: Evidence, threshold: float, cfg: PromotionConfig, against: str
+) -> Check:
     """A win-rate check on evidence: enough decisive comparisons (ties, such as identical answers, are none),
     and the lower bounds of both 95% intervals (Wilson; bootstrap over prompts) at least `threshold`."""
     m = challenger.metrics
@@ -176,16 +179,18 @@ def _on_evidence(name: str, key: str, challenger: Evidence, threshold: float, cf
     wins, losses, ties = (int(c) for c in counts)
     decisive, value = wins + losses, m.get(key)
     tally = f"{wins} wins, {losses} losses, {ties} ties {against}"
+    if cfg.min_decisive_comparisons == 0 and threshold == 0:  # both bars off: nothing is asked of the evidence
+        return Check(
+            name, PASSED, value, threshold, f"{key}: bars off (no decisive comparisons asked, bound 0; {tally})"
+        )
     if decisive < max(cfg.min_decisive_comparisons, 1):
         detail = (f"{key}: {decisive} decisive comparisons ({tally}); need at least {cfg.min_decisive_comparisons} "
                   f"(promotion.min_decisive_comparisons): identical answers are no evidence; compare on more "
                   f"prompts (evaluate.max_eval_prompts) or collect more judgments")  # fmt: skip
-        if cfg.min_decisive_comparisons == 0 and threshold == 0:  # both bars off: nothing is asked of the evidence
-            return Check(name, PASSED, value, threshold, f"{key}: bars off (0 decisive comparisons asked, 0 bound)")
         return Check(name, FAILED, value, threshold, detail)
     lower = min(m[f"{key}_low"], m[f"{key}_boot_low"])
-    interval = f"Wilson [{m[f'{key}_low']:.3f}, {m[f'{key}_high']:.3f}], bootstrap [{m[f'{key}_boot_low']:.3f}, " \
-               f"{m[f'{key}_boot_high']:.3f}]"  # fmt: skip
+    interval = (f"Wilson [{m[f'{key}_low']:.3f}, {m[f'{key}_high']:.3f}], "
+                f"bootstrap [{m[f'{key}_boot_low']:.3f}, {m[f'{key}_boot_high']:.3f}]")  # fmt: skip
     if lower >= threshold:
         detail = f"{key} {value:.3f}: lower bound {lower:.3f} >= {threshold:.3f} on {decisive} decisive comparisons"
         return Check(name, PASSED, value, threshold, f"{detail} ({tally}; {interval})")
