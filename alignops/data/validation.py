@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from alignops.data.datasets import EVAL_TASKS
+
 # GX 1.24 no longer ships a usage-statistics client (only a docstring mentions this
 # variable), but older 1.x releases read it on context creation; setting it keeps
 # analytics off whichever 1.x is installed. setdefault: an explicit user choice wins.
@@ -86,6 +88,7 @@ class ValidationBounds:
         min_responses: a ranking must compare at least this many responses (K).
         languages: allowed values of ``lang``.
         labels: allowed values of classification ``label``.
+        eval_tasks: allowed values of an eval prompt's ``task``.
     """
 
     min_text_chars: int = 1
@@ -99,6 +102,7 @@ class ValidationBounds:
     min_responses: int = 2
     languages: tuple[str, ...] = ("en", "zh")
     labels: tuple[str, ...] = ("negative", "positive")
+    eval_tasks: tuple[str, ...] = EVAL_TASKS
 
     def __post_init__(self) -> None:
         for kind in ("text", "prompt", "response"):
@@ -196,9 +200,9 @@ CONTRACTS: dict[str, SetContract] = {
     ),
     "eval_prompts": SetContract(
         splits=("test",),
-        columns={"prompt": "str", "source": "str", "lang": "str"},
+        columns={"prompt": "str", "source": "str", "lang": "str", "task": "str"},
         lengths={"prompt": "prompt"},
-        allowed={"lang": "languages"},
+        allowed={"lang": "languages", "task": "eval_tasks"},
         duplicate_key=("prompt",),
         leaks=(Leak("prompt", "sft/train", ("test",)),),
     ),

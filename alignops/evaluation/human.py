@@ -1,9 +1,11 @@
-"""Human ratings and pairwise judgments of one model version, aggregated: mean rating, win rate with a Wilson
-interval, inter-annotator agreement (Krippendorff's alpha), and the counts behind each figure.
+"""Human ratings and pairwise judgments of one model version, aggregated: mean rating, win rate (wins, losses,
+ties apart) with Wilson and bootstrap intervals, inter-annotator agreement (Krippendorff's alpha), and the counts
+behind each figure.
 
     metrics = summarize(store.ratings(uri), store.judgments(uri))
     # {"human/ratings": 12, "human/raters": 3, "human/mean_rating": 3.9, "human/mean_helpful": 4.1, ...,
-    #  "human/judgments": 30, "human/win_rate": 0.6, "human/win_rate_low": 0.42, "human/win_rate_high": 0.75,
+    #  "human/judgments": 30, "human/win_rate_wins": 15, "_losses": 10, "_ties": 5, "human/win_rate": 0.6,
+    #  "human/win_rate_low": 0.41, "human/win_rate_high": 0.77, "human/win_rate_boot_low": ..., "_boot_high": ...,
     #  "human/rating_alpha": 0.41, ...}
 
 Rows are anything with the preference store's fields (alignops.feedback.store RatingRow, Judgment):
@@ -25,6 +27,7 @@ from typing import Any, Literal
 from alignops.evaluation.metrics import win_rate_of
 
 Level = Literal["nominal", "ordinal", "interval"]
+HUMAN_WIN_RATE = "human/win_rate"  # and its _wins, _losses, _ties, _low, _high, _boot_low, _boot_high
 
 
 def krippendorff_alpha(units: Iterable[Mapping[Hashable, float]], level: Level = "interval") -> float | None:
@@ -107,16 +110,19 @@ def rating_metrics(ratings: Sequence[Any]) -> dict[str, float]:
 
 
 def judgment_metrics(judgments: Sequence[Any]) -> dict[str, float]:
-    """human/judgments and human/judges always; with judgments, the win rate against the other models' responses
-    (ties half) with its 95% Wilson interval, and ordinal alpha across annotators judging the same comparison."""
+    """human/judgments and human/judges always; with judgments, wins, losses and ties against the other models'
+    responses and the win rate over the decisive ones (ties are no evidence) with its 95% Wilson and bootstrap
+    intervals (alignops.evaluation.metrics.WinRate), and ordinal alpha across annotators judging the same
+    comparison."""
     out = {
         "human/judgments": float(len(judgments)),
         "human/judges": float(len({_get(j, "annotator") for j in judgments})),
     }
     if not judgments:
         return out
-    rate = win_rate_of([float(_get(j, "outcome")) for j in judgments])
-    out |= {"human/win_rate": rate.rate, "human/win_rate_low": rate.low, "human/win_rate_high": rate.high}
+    # the bootstrap resamples comparisons (a prompt against one other model), all their annotators together
+    comparisons = [(_get(j, "prompt_id"), _get(j, "other_uri")) for j in judgments]
+    out |= win_rate_of([float(_get(j, "outcome")) for j in judgments], comparisons).as_metrics(HUMAN_WIN_RATE)
     units: dict[tuple[Any, Any], dict[str, float]] = defaultdict(dict)
     for j in judgments:
         units[(_get(j, "prompt_id"), _get(j, "other_uri"))][_get(j, "annotator")] = float(_get(j, "outcome"))

@@ -1,11 +1,12 @@
 """Evaluation arithmetic: classification metrics (torchmetrics), answers parsed into labels, perplexity, win rates
-with a Wilson interval.
+with Wilson and bootstrap intervals.
 
     m = classification_metrics(["positive", "negative"], ["positive", None], labels=["negative", "positive"])
     m.accuracy, m.f1, m.per_class["positive"]["f1"], m.unparseable_rate     # None = an answer that did not parse
     flat = m.as_metrics("eval/")          # {"eval/accuracy": ..., "eval/f1_positive": ..., ...}
     parse_label("Positive.", ANSWER_WORDS)   # "positive"
-    win_rate([0.3, 0.1], [0.2, 0.1])         # WinRate(rate=0.75, low=..., high=..., n=2): ties count half
+    r = win_rate([0.3, 0.1], [0.2, 0.1])     # 1 win, 0 losses, 1 tie: rate 1.0 over 1 decisive comparison
+    r.as_metrics("eval/win_rate_judge")       # _wins, _losses, _ties, the rate, _low/_high (Wilson), _boot_low/_high
 
 An unparseable answer counts as wrong: it is scored as an extra "unparseable" class that no example has, so it
 lowers accuracy and the recall of its true class, and is no false positive of any real class.
@@ -26,6 +27,10 @@ ANSWER_WORDS: dict[str, tuple[str, ...]] = {
 }
 
 Z_95 = 1.959963984540054  # two-sided 95% normal quantile
+
+# the evaluation's win rates against its baseline (alignops.stages.evaluate logs them, the promotion gate reads
+# them), each with WinRate.as_metrics's _wins, _losses, _ties, _low, _high, _boot_low, _boot_high
+JUDGE_WIN_RATE, AFINN_WIN_RATE, REWARD_WIN_RATE = "eval/win_rate_judge", "eval/win_rate_afinn", "eval/win_rate_reward"
 
 
 def parse_label(answer: str, words: Mapping[str, Sequence[str]] = ANSWER_WORDS) -> str | None:
@@ -126,22 +131,85 @@ def wilson_interval(successes: float, n: int, z: float = Z_95) -> tuple[float, f
 
 @dataclass(frozen=True)
 class WinRate:
-    rate: float  # (wins + ties / 2) / n
-    low: float  # 95% Wilson interval
-    high: float
-    n: int
+    """Pairwise comparisons of one model's responses against another's: wins, losses and ties counted apart.
+
+    rate = wins / (wins + losses): ties (identical or equally scored answers) are no evidence either way, so they
+    are reported, never counted half (a model that ties everything would sit at exactly 0.5 with a narrowing
+    interval). Two 95% intervals of the rate: Wilson's over the decisive comparisons, and a percentile bootstrap
+    that resamples prompts (all of a prompt's comparisons together). With no decisive comparison there is no
+    rate and both intervals are the uninformative [0, 1]."""
+
+    wins: int
+    losses: int
     ties: int
+    rate: float | None
+    low: float  # Wilson
+    high: float
+    boot_low: float  # bootstrap over prompts
+    boot_high: float
+
+    @property
+    def decisive(self) -> int:
+        return self.wins + self.losses
+
+    @property
+    def n(self) -> int:
+        return self.wins + self.losses + self.ties
+
+    def as_metrics(self, name: str) -> dict[str, float]:
+        """<name>_wins, _losses, _ties always; <name>, _low, _high, _boot_low, _boot_high when a rate exists."""
+        out = {f"{name}_{k}": float(getattr(self, k)) for k in ("wins", "losses", "ties")}
+        if self.rate is not None:
+            out[name] = self.rate
+            out |= {f"{name}_{k}": getattr(self, k) for k in ("low", "high", "boot_low", "boot_high")}
+        return out
 
 
-def win_rate_of(outcomes: Sequence[float]) -> WinRate:
-    """Outcomes 1 (win), 0.5 (tie), 0 (loss) -> the win rate, ties counted half, with its Wilson interval."""
+BOOTSTRAP_RESAMPLES = 2000
+OUTCOMES = (0, 0.5, 1)  # loss, tie, win
+
+
+def bootstrap_interval(
+    outcomes: Sequence[float],
+    groups: Sequence[object] | None = None,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """95% percentile bootstrap interval of wins / (wins + losses), resampling groups (prompts) with replacement:
+    a prompt judged several times moves as one. Resamples without a decisive comparison carry no rate and are
+    left out; [0, 1] when no resample has one. Seeded: the same outcomes give the same interval."""
+    import numpy as np
+
+    keys = list(range(len(outcomes))) if groups is None else list(groups)
+    if len(keys) != len(outcomes):
+        raise ValueError(f"{len(outcomes)} outcomes but {len(keys)} groups")
+    index = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+    wins, decisive = np.zeros(len(index)), np.zeros(len(index))
+    for key, outcome in zip(keys, outcomes, strict=True):
+        wins[index[key]] += outcome == 1
+        decisive[index[key]] += outcome != 0.5
+    draws = np.random.default_rng(seed).integers(0, len(index), size=(resamples, len(index)))
+    w, d = wins[draws].sum(axis=1), decisive[draws].sum(axis=1)
+    rates = w[d > 0] / d[d > 0]
+    if rates.size == 0:
+        return 0.0, 1.0
+    return float(np.quantile(rates, 0.025)), float(np.quantile(rates, 0.975))
+
+
+def win_rate_of(outcomes: Sequence[float], groups: Sequence[object] | None = None) -> WinRate:
+    """Outcomes 1 (win), 0.5 (tie), 0 (loss), one per comparison; groups: the prompt of each comparison (default:
+    each its own) for the bootstrap."""
     if not outcomes:
         raise ValueError("no outcomes: a win rate needs at least one comparison")
-    if any(o not in (0, 0.5, 1) for o in outcomes):
+    if any(o not in OUTCOMES for o in outcomes):
         raise ValueError("outcomes must be 1 (win), 0.5 (tie) or 0 (loss)")
-    wins = float(sum(outcomes))
-    low, high = wilson_interval(wins, len(outcomes))
-    return WinRate(wins / len(outcomes), low, high, len(outcomes), sum(1 for o in outcomes if o == 0.5))
+    wins, losses = sum(1 for o in outcomes if o == 1), sum(1 for o in outcomes if o == 0)
+    ties = len(outcomes) - wins - losses
+    if wins + losses == 0:
+        return WinRate(wins, losses, ties, None, 0.0, 1.0, 0.0, 1.0)
+    low, high = wilson_interval(wins, wins + losses)
+    boot_low, boot_high = bootstrap_interval(outcomes, groups)
+    return WinRate(wins, losses, ties, wins / (wins + losses), low, high, boot_low, boot_high)
 
 
 def win_rate(scores: Sequence[float], other_scores: Sequence[float], tolerance: float = 1e-9) -> WinRate:

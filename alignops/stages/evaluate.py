@@ -15,14 +15,20 @@ What is measured follows the model's kind (alignops.json):
     eval/instruct_...                    instruction set (sft test): the same figures on its sentiment tasks
                                          (the only ones with a checkable answer), and instruct_loss/_ppl of the
                                          reference responses over every task
-    eval/reward, kl, response_len, eos_rate, judge_score     fixed eval prompts, one sampled response each
-    eval/win_rate_reward, win_rate_judge (+ _low/_high, 95% Wilson), win_rate_gap = reward - judge
-                                         against the baseline: a positive gap (the reward model likes the model
-                                         more than the independent judge does) is the mark of reward hacking
+    eval/kl, response_len, eos_rate      fixed eval prompts, one sampled response each
+    eval/reward, judge_score, judged_prompts     on the prompts whose goal the judges measure (task write,
+                                         continue, answer; never a classification question, scored by F1 alone)
+    eval/win_rate_judge (VADER or snownlp, by the PROMPT's language), win_rate_afinn (AFINN, English prompts),
+    win_rate_reward, each with _wins/_losses/_ties, the rate over decisive comparisons (ties are no evidence),
+    _low/_high (95% Wilson) and _boot_low/_boot_high (bootstrap over prompts); win_rate_gap = reward - judge
+                                         against the baseline, on the judged prompts: a positive gap (the reward
+                                         model likes the model more than the independent judge does) is the
+                                         mark of reward hacking
     human/...                            ratings and judgments of this version in the preference store
     samples.jsonl                        the eval prompts' responses with their scores, for the dashboard
   classifier: the classification figures, predicted directly by its head
-  reward: eval/pair_accuracy on held-out rankings, the length baseline, and agreement with the judge
+  reward: eval/pair_accuracy on held-out rankings (and eval/pair_accuracy/<source>), the length baseline, the
+          single-rater agreement, and agreement with the judge
 Figures (PNG, under figures/): confusion matrix, PPO reward and KL per iteration (a PPO policy), response
 lengths against the baseline, reward-model score against judge score.
 
@@ -46,7 +52,7 @@ from alignops.stages import training
 from alignops.stages.classify import LABELS  # the classification set's labels
 from alignops.stages.data import require_valid
 
-SENTIMENT_TASK = "derived:sentiment/"  # sft sources whose answer is a label
+SENTIMENT_TASK = datasets.SENTIMENT_SOURCE  # sft sources whose answer is a label
 CAUSAL_LM = "causal_lm"
 
 
@@ -202,12 +208,13 @@ class _Answers:
     """One model's responses to the eval prompts, with their scores."""
 
     responses: Any  # alignops.evaluation.scoring.Responses
-    judge: list[float]
+    judge: list[float]  # by the prompt's language: VADER (en) or snownlp (zh)
+    afinn: list[float | None]  # the second English judge; None on Chinese prompts
     reward: list[float] | None
 
 
-def _answer(cfg: PipelineConfig, model, prompts: list[str], reward_model) -> _Answers:
-    from alignops.evaluation.judges import judge_all
+def _answer(cfg: PipelineConfig, model, prompts: list[str], langs: list[str], reward_model) -> _Answers:
+    from alignops.evaluation.judges import afinn, judge_all
     from alignops.evaluation.scoring import generate_responses, reward_scores
 
     ec = cfg.evaluate
@@ -218,7 +225,32 @@ def _answer(cfg: PipelineConfig, model, prompts: list[str], reward_model) -> _An
     reward = None
     if reward_model is not None:
         reward = reward_scores(reward_model, prompts, responses.texts, ec.batch_size)
-    return _Answers(responses, judge_all(responses.texts), reward)
+    second = [afinn(t) if lang == "en" else None for t, lang in zip(responses.texts, langs, strict=True)]
+    return _Answers(responses, judge_all(responses.texts, langs), second, reward)
+
+
+def judged_win_rates(mine: _Answers, theirs: _Answers, judged: list[bool], langs: list[str]) -> dict[str, float]:
+    """Win rates against the baseline on the prompts whose goal the judges measure (judged[i]), never on a
+    classification answer: VADER/snownlp by the prompt's language, AFINN on the English ones, the reward model's,
+    and the gap reward - judge. Each with wins, losses, ties and both intervals; eval/judged_prompts counts."""
+    from alignops.evaluation.metrics import AFINN_WIN_RATE, JUDGE_WIN_RATE, REWARD_WIN_RATE, win_rate
+
+    def on(values: list, english_only: bool = False) -> list:
+        return [v for v, j, lang in zip(values, judged, langs, strict=True) if j and (lang == "en" or not english_only)]
+
+    out = {"eval/judged_prompts": float(sum(judged))}
+    if not any(judged):
+        return out
+    by_judge = win_rate(on(mine.judge), on(theirs.judge))
+    out |= by_judge.as_metrics(JUDGE_WIN_RATE)
+    if on(mine.afinn, english_only=True):
+        out |= win_rate(on(mine.afinn, True), on(theirs.afinn, True)).as_metrics(AFINN_WIN_RATE)
+    if mine.reward is not None and theirs.reward is not None:
+        by_reward = win_rate(on(mine.reward), on(theirs.reward))
+        out |= by_reward.as_metrics(REWARD_WIN_RATE)
+        if by_reward.rate is not None and by_judge.rate is not None:
+            out["eval/win_rate_gap"] = by_reward.rate - by_judge.rate
+    return out
 
 
 def alignment(
@@ -228,23 +260,24 @@ def alignment(
     """Metrics, samples.jsonl rows and figures on the fixed eval prompts."""
     from alignops.data.loaders import pad_id
     from alignops.evaluation import figures
-    from alignops.evaluation.metrics import win_rate
     from alignops.evaluation.scoring import sequence_kl
 
     records = datasets.load_split(cfg.data.data_dir, "eval_prompts", "test")
     records = training.spread(records, cfg.evaluate.max_eval_prompts)
-    prompts = [r["prompt"] for r in records]
+    prompts, langs = [r["prompt"] for r in records], [r["lang"] for r in records]
+    judged = [r["task"] in datasets.JUDGED_TASKS for r in records]  # never a classification answer's label word
     reward_model = models.get(reward_uri) if reward_uri else None
-    mine = _answer(cfg, model, prompts, reward_model)
+    mine = _answer(cfg, model, prompts, langs, reward_model)
     lengths = mine.responses.lengths
     metrics = {
         "eval/prompts": float(len(prompts)),
         "eval/response_len": _mean(lengths),
         "eval/eos_rate": _mean([float(e) for e in mine.responses.eos]),
-        "eval/judge_score": _mean(mine.judge),
     }
-    if mine.reward is not None:
-        metrics["eval/reward"] = _mean(mine.reward)
+    if any(judged):  # sentiment scores (judges' and the reward model's) only where sentiment is the goal
+        metrics["eval/judge_score"] = _mean([s for s, j in zip(mine.judge, judged, strict=True) if j])
+        if mine.reward is not None:
+            metrics["eval/reward"] = _mean([s for s, j in zip(mine.reward, judged, strict=True) if j])
     kls = None
     if reference_uri is not None:
         reference = models.get(reference_uri)
@@ -253,24 +286,16 @@ def alignment(
 
     theirs = None
     if baseline_uri is not None:
-        theirs = _answer(cfg, models.get(baseline_uri), prompts, reward_model)
+        theirs = _answer(cfg, models.get(baseline_uri), prompts, langs, reward_model)
         metrics |= {
             "eval/baseline_response_len": _mean(theirs.responses.lengths),
             "eval/baseline_eos_rate": _mean([float(e) for e in theirs.responses.eos]),
-            "eval/baseline_judge_score": _mean(theirs.judge),
         }
-        judged = win_rate(mine.judge, theirs.judge)
-        metrics |= {"eval/win_rate_judge": judged.rate, "eval/win_rate_judge_low": judged.low,
-                    "eval/win_rate_judge_high": judged.high}  # fmt: skip
-        if mine.reward is not None and theirs.reward is not None:
-            by_reward = win_rate(mine.reward, theirs.reward)
-            metrics |= {
-                "eval/baseline_reward": _mean(theirs.reward),
-                "eval/win_rate_reward": by_reward.rate,
-                "eval/win_rate_reward_low": by_reward.low,
-                "eval/win_rate_reward_high": by_reward.high,
-                "eval/win_rate_gap": by_reward.rate - judged.rate,
-            }
+        if any(judged):
+            metrics["eval/baseline_judge_score"] = _mean([s for s, j in zip(theirs.judge, judged, strict=True) if j])
+            if theirs.reward is not None:
+                metrics["eval/baseline_reward"] = _mean([s for s, j in zip(theirs.reward, judged, strict=True) if j])
+        metrics |= judged_win_rates(mine, theirs, judged, langs)
 
     samples = []
     for i, r in enumerate(records):
@@ -279,10 +304,12 @@ def alignment(
             "prompt": r["prompt"],
             "lang": r.get("lang"),
             "source": r.get("source"),
+            "task": r["task"],
             "completion": mine.responses.texts[i],
             "model_uri": uri,
             "reward": mine.reward[i] if mine.reward is not None else None,
             "judge": mine.judge[i],
+            "afinn": mine.afinn[i],
             "length": lengths[i],
             "eos": mine.responses.eos[i],
             "kl": kls[i] if kls is not None else None,
@@ -293,16 +320,21 @@ def alignment(
                 "baseline_completion": theirs.responses.texts[i],
                 "baseline_reward": theirs.reward[i] if theirs.reward is not None else None,
                 "baseline_judge": theirs.judge[i],
+                "baseline_afinn": theirs.afinn[i],
             }
         samples.append(row)
 
     plots = {}
     lengths_by_model = {"model": lengths} | ({"baseline": theirs.responses.lengths} if theirs else {})
     plots["response_lengths.png"] = figures.length_distributions(lengths_by_model, out_dir / "response_lengths.png")
-    if mine.reward is not None:
-        points = {"model": (mine.reward, mine.judge)}
+    if mine.reward is not None and any(judged):
+
+        def on_judged(values: list) -> list:
+            return [v for v, j in zip(values, judged, strict=True) if j]
+
+        points = {"model": (on_judged(mine.reward), on_judged(mine.judge))}
         if theirs is not None and theirs.reward is not None:
-            points["baseline"] = (theirs.reward, theirs.judge)
+            points["baseline"] = (on_judged(theirs.reward), on_judged(theirs.judge))
         plots["reward_vs_judge.png"] = figures.reward_vs_judge(points, out_dir / "reward_vs_judge.png")
     return metrics, samples, plots
 
@@ -330,8 +362,11 @@ def ppo_history(uri: str, out_dir: Path) -> Path | None:
 
 
 def reward_model_quality(cfg: PipelineConfig, model, out_dir: Path) -> tuple[dict[str, float], dict[str, Path]]:
-    """A reward model on held-out rankings: pair accuracy, the longer-wins bar, and how the judge sees the pairs."""
-    from alignops.data.preferences import expand_rankings, length_baseline_accuracy
+    """A reward model on held-out rankings: pair accuracy (overall and per source), the longer-wins bar, the
+    single-rater agreement of the rankings that carry one, and how the judge (by the prompt's language) sees the
+    pairs."""
+    from alignops.data.preferences import expand_rankings, human_ceiling, length_baseline_accuracy
+    from alignops.data.prepare import detect_lang
     from alignops.evaluation import figures
     from alignops.evaluation.judges import judge
     from alignops.evaluation.scoring import reward_scores
@@ -343,7 +378,7 @@ def reward_model_quality(cfg: PipelineConfig, model, out_dir: Path) -> tuple[dic
     texts = sorted({(p.prompt, r) for p in pairs for r in (p.chosen, p.rejected)})
     rewards = reward_scores(model, [p for p, _ in texts], [r for _, r in texts], cfg.evaluate.batch_size)
     scores = dict(zip(texts, rewards, strict=True))
-    judged = {t: judge(t[1]) for t in texts}
+    judged = {t: judge(t[1], detect_lang(t[0]) or "en") for t in texts}
 
     def margin(table: dict, p) -> float:
         return table[(p.prompt, p.chosen)] - table[(p.prompt, p.rejected)]
@@ -357,6 +392,14 @@ def reward_model_quality(cfg: PipelineConfig, model, out_dir: Path) -> tuple[dic
         "eval/judge_pair_accuracy": _mean([float(m > 0) for m in jm]),  # the judge's view of the human order
         "eval/judge_agreement": _mean([float((a > 0) == (b > 0)) for a, b in zip(rm, jm, strict=True)]),
     }
+    for source in sorted({p.source for p in pairs}):  # e.g. eval/pair_accuracy/vadersentiment/tweets
+        mine = [float(m > 0) for m, p in zip(rm, pairs, strict=True) if p.source == source]
+        metrics |= {f"eval/pair_accuracy/{source}": _mean(mine), f"eval/pairs/{source}": float(len(mine))}
+    # how often ONE human rater agrees with a pair's order (VADER's raw ratings): not a ceiling for a model
+    # trained on the mean of 10+ raters, whose order a panel reproduces far more often
+    single = human_ceiling(rankings)
+    if single is not None:
+        metrics["eval/single_rater_agreement"] = single
     points = {"held-out responses": (rewards, [judged[t] for t in texts])}
     plot = figures.reward_vs_judge(points, out_dir / "reward_vs_judge.png")
     return metrics, {"reward_vs_judge.png": plot}

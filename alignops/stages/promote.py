@@ -14,6 +14,13 @@ The gate (`gate`) is a pure function of the two evaluations (alignops evaluate) 
 without evidence (no champion yet, too few human judgments) is reported as skipped, never as passed; win rates
 measured against another model than the current champion are stale and fail the gate. With no champion yet,
 only the absolute checks (win rates against the evaluation's baseline, the model's parent) apply.
+
+A win rate passes on evidence only: at least promotion.min_decisive_comparisons comparisons that were not ties
+(identical answers are no evidence, so an unchanged model, which ties everything, fails), and the lower bounds
+of both 95% intervals (Wilson, and the bootstrap over prompts) at or above the bar. A challenger without enough
+evidence stays challenger, and the failed check says what is missing, e.g. "eval/win_rate_judge: 0 decisive
+comparisons (0 wins, 0 losses, 7 ties against ...); need at least 30 ..." or "eval/win_rate_judge 0.600: lower
+bound 0.473 < 0.500 on 60 decisive comparisons (...)".
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from dataclasses import asdict, dataclass
 
 from alignops import tracking
 from alignops.config import PipelineConfig, PromotionConfig
+from alignops.evaluation.human import HUMAN_WIN_RATE
+from alignops.evaluation.metrics import JUDGE_WIN_RATE
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 HISTORY_TAG = "alignops.champion_history"  # on the registered model: earlier champion versions, newest last
@@ -31,8 +40,8 @@ PROMOTION_TAG = "alignops.promotion"  # on a version: the latest decision about 
 PROMOTION_RUN_TAG = "alignops.promotion_run_id"
 
 # The evaluation's metrics the gate reads (alignops/stages/evaluate.py logs them)
-PPL, F1, JUDGE_WIN_RATE = "eval/ppl", "eval/f1", "eval/win_rate_judge"
-HUMAN_WIN_RATE, HUMAN_JUDGMENTS = "human/win_rate", "human/judgments"
+PPL, F1 = "eval/ppl", "eval/f1"
+HUMAN_JUDGMENTS = "human/judgments"
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
 
@@ -140,28 +149,55 @@ def _relative(name: str, key: str, challenger: Evidence, champion: Evidence | No
 
 
 def _judge(challenger: Evidence, champion: Evidence | None, cfg: PromotionConfig) -> Check:
-    value, threshold = challenger.metrics.get(JUDGE_WIN_RATE), cfg.min_judge_win_rate
-    if value is None:
+    if JUDGE_WIN_RATE not in challenger.metrics and f"{JUDGE_WIN_RATE}_wins" not in challenger.metrics:
         why = "the evaluation had no baseline" if challenger.baseline_uri is None else "the evaluation has none"
-        return Check("judge_win_rate", SKIPPED, None, threshold, f"{JUDGE_WIN_RATE}: {why}")
-    ok = value >= threshold
-    detail = f"independent judge's win rate {value:.3f} against {challenger.baseline_uri} is " + (
-        f"at least {threshold:.3f}" if ok else f"below {threshold:.3f}"
-    )
-    return Check("judge_win_rate", PASSED if ok else FAILED, value, threshold, detail)
+        return Check("judge_win_rate", SKIPPED, None, cfg.min_judge_win_rate, f"{JUDGE_WIN_RATE}: {why}")
+    against = f"against {challenger.baseline_uri}"
+    return _on_evidence("judge_win_rate", JUDGE_WIN_RATE, challenger, cfg.min_judge_win_rate, cfg, against)
 
 
 def _human(challenger: Evidence, cfg: PromotionConfig) -> Check:
     n = int(challenger.metrics.get(HUMAN_JUDGMENTS, 0))
     value, threshold = challenger.metrics.get(HUMAN_WIN_RATE), cfg.min_human_win_rate
-    if value is None or n < cfg.min_human_judgments:
+    if n < cfg.min_human_judgments:
         detail = f"{n} human pairwise judgments, fewer than the {cfg.min_human_judgments} this check needs"
         return Check("human_win_rate", SKIPPED, value, threshold, detail)
-    ok = value >= threshold
-    detail = f"human win rate {value:.3f} over {n} judgments is " + (
-        f"at least {threshold:.3f}" if ok else f"below {threshold:.3f}"
-    )
-    return Check("human_win_rate", PASSED if ok else FAILED, value, threshold, detail)
+    return _on_evidence("human_win_rate", HUMAN_WIN_RATE, challenger, threshold, cfg, f"over {n} human judgments")
+
+
+def _on_evidence(
+    name: str, key: str, challenger: Evidence, threshold: float, cfg: PromotionConfig, against: str
+) -> Check:
+    """A win-rate check on evidence: enough decisive comparisons (ties, such as identical answers, are none),
+    and the lower bounds of both 95% intervals (Wilson; bootstrap over prompts) at least `threshold`."""
+    m = challenger.metrics
+    counts = [m.get(f"{key}_{k}") for k in ("wins", "losses", "ties")]
+    if None in counts:
+        detail = (f"{key}: the evaluation of {challenger.uri} has no win/loss/tie counts (made before they were "
+                  f"logged): re-run `alignops evaluate --model {challenger.uri}` and promote again")  # fmt: skip
+        return Check(name, FAILED, m.get(key), threshold, detail)
+    wins, losses, ties = (int(c) for c in counts)
+    decisive, value = wins + losses, m.get(key)
+    tally = f"{wins} wins, {losses} losses, {ties} ties {against}"
+    if cfg.min_decisive_comparisons == 0 and threshold == 0:  # both bars off: nothing is asked of the evidence
+        return Check(
+            name, PASSED, value, threshold, f"{key}: bars off (no decisive comparisons asked, bound 0; {tally})"
+        )
+    if decisive < max(cfg.min_decisive_comparisons, 1):
+        detail = (f"{key}: {decisive} decisive comparisons ({tally}); need at least {cfg.min_decisive_comparisons} "
+                  f"(promotion.min_decisive_comparisons): identical answers are no evidence; compare on more "
+                  f"prompts (evaluate.max_eval_prompts) or collect more judgments")  # fmt: skip
+        return Check(name, FAILED, value, threshold, detail)
+    lower = min(m[f"{key}_low"], m[f"{key}_boot_low"])
+    interval = (f"Wilson [{m[f'{key}_low']:.3f}, {m[f'{key}_high']:.3f}], "
+                f"bootstrap [{m[f'{key}_boot_low']:.3f}, {m[f'{key}_boot_high']:.3f}]")  # fmt: skip
+    if lower >= threshold:
+        detail = f"{key} {value:.3f}: lower bound {lower:.3f} >= {threshold:.3f} on {decisive} decisive comparisons"
+        return Check(name, PASSED, value, threshold, f"{detail} ({tally}; {interval})")
+    detail = (f"{key} {value:.3f}: lower bound {lower:.3f} < {threshold:.3f} on {decisive} decisive comparisons "
+              f"({tally}; {interval}); need the lower bound >= {threshold:.3f}: a clearer win, or more prompts "
+              f"for a narrower interval")  # fmt: skip
+    return Check(name, FAILED, value, threshold, detail)
 
 
 def run(cfg: PipelineConfig, challenger_uri: str, parent_run_id: str | None = None) -> PromotionResult:

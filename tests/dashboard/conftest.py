@@ -22,6 +22,7 @@ import pytest
 
 from alignops import tracking
 from alignops.config import load_config
+from alignops.evaluation.metrics import JUDGE_WIN_RATE, win_rate_of
 
 APP = Path(__file__).parents[2] / "dashboard" / "app.py"
 PASSWORD = "correct horse battery staple"
@@ -105,8 +106,10 @@ def _register(cfg, stage: str, registered: str, folder: Path, parent: str | None
 def _evaluate(cfg, uri: str, baseline: str | None, quality: float, style: str) -> str:
     """An evaluate run in the evaluate stage's format, and the version's tags pointing at it."""
     with tracking.stage_run("evaluate", cfg) as run:
+        wins = round(40 * (0.5 + quality / 5))  # of 40 judged prompts, no ties: the judge's counts and intervals
+        judged = win_rate_of([1] * wins + [0] * (40 - wins)).as_metrics(JUDGE_WIN_RATE)
         run.log_metrics({"eval/ppl": 40.0 - 10 * quality, "eval/f1": 0.4 + quality / 4, "eval/reward": quality,
-                         "eval/win_rate_judge": 0.5 + quality / 5, "human/judgments": 0.0})  # fmt: skip
+                         "human/judgments": 0.0} | judged)  # fmt: skip
         # the texts name no model: the Rank page must not give the writer away before the submit
         samples = [
             {"sample_id": f"s{i}", "prompt": prompt, "completion": f"{style} answer {i}: " + "sunny " * (i + 1),

@@ -76,8 +76,8 @@ def good_records() -> dict[str, list[dict[str, Any]]]:
             {"text": f"{split}: 这部电影太无聊了。", "label": "negative", "source": "weibo", "lang": "zh"},
         ]
     data["eval_prompts/test"] = [
-        {"prompt": "Write a haiku about data.", "source": "eval", "lang": "en"},
-        {"prompt": "用一句话解释梯度下降。", "source": "eval", "lang": "zh"},
+        {"prompt": "Write a haiku about data.", "source": "eval", "lang": "en", "task": "write"},
+        {"prompt": "用一句话解释梯度下降。", "source": "eval", "lang": "zh", "task": "answer"},
     ]
     return data
 
@@ -119,7 +119,7 @@ def broken_records() -> dict[str, list[Any]]:
     data["sft/val"] = [{**{k: v for k, v in r.items() if k != "response"}, "answer": "x"} for r in data["sft/val"]]
     data["sft/test"].insert(1, '{"prompt": "broken", "response": ')  # line 2: not JSON
     data["eval_prompts/test"].append(
-        {"prompt": "train: What is RLHF?", "source": "eval", "lang": "en"}  # line 3: in sft/train
+        {"prompt": "train: What is RLHF?", "source": "eval", "lang": "en", "task": "answer"}  # line 3: in sft/train
     )
     base = data["rankings/train"][0]
     data["rankings/train"].append({**base, "prompt": "p", "ranking": [0, 0, 2]})  # line 3: not a permutation

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from alignops.evaluation.human import judgment_metrics, krippendorff_alpha, rating_metrics, summarize
+from alignops.evaluation.metrics import wilson_interval
 
 
 def _units(*coders: list[int | None]) -> list[dict[str, int]]:
@@ -85,8 +86,14 @@ def test_judgments_give_a_win_rate_with_its_interval() -> None:
     judgments += [Judgment("bob", 0, "models:/m-sft/1", 0.5), Judgment("bob", 1, "models:/m-sft/1", 0.0)]
     m = judgment_metrics(judgments)
     assert (m["human/judgments"], m["human/judges"]) == (8, 2)
-    assert m["human/win_rate"] == pytest.approx(6.5 / 8)
-    assert 0 < m["human/win_rate_low"] < m["human/win_rate"] < m["human/win_rate_high"] <= 1
+    assert (m["human/win_rate_wins"], m["human/win_rate_losses"], m["human/win_rate_ties"]) == (6, 1, 1)
+    assert m["human/win_rate"] == pytest.approx(6 / 7)  # bob's tie is no evidence either way
+    assert (m["human/win_rate_low"], m["human/win_rate_high"]) == pytest.approx(wilson_interval(6, 7))
+    # the bootstrap resamples the 6 comparisons (prompt, other model): prompt 1 (ann wins, bob loses) moves as one
+    assert m["human/win_rate_boot_low"] < m["human/win_rate"] <= m["human/win_rate_boot_high"] == 1.0
     assert "human/judgment_alpha" in m  # prompts 0 and 1 were judged by both
     as_dicts = [{"annotator": "ann", "prompt_id": 1, "other_uri": "x", "outcome": 1}]  # plain dicts work too
     assert judgment_metrics(as_dicts)["human/win_rate"] == 1.0
+    ties = [Judgment(name, 0, "models:/m-sft/1", 0.5) for name in ("ann", "bob")]
+    assert "human/win_rate" not in judgment_metrics(ties)  # all ties: no rate, the counts say why
+    assert judgment_metrics(ties)["human/win_rate_ties"] == 2

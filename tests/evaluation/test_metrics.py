@@ -1,5 +1,5 @@
 """Evaluation arithmetic against hand-computed cases: classification metrics with unparseable answers, answer
-parsing, perplexity, the Wilson interval and win rates."""
+parsing, perplexity, the Wilson and bootstrap intervals and win rates (wins, losses, ties apart)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 from alignops.evaluation.metrics import (
     ANSWER_WORDS,
+    bootstrap_interval,
     classification_metrics,
     parse_label,
     perplexity,
@@ -80,12 +81,47 @@ def test_wilson_interval_known_values() -> None:
         wilson_interval(1, 0)
 
 
-def test_win_rates_count_ties_half() -> None:
+def test_win_rates_count_wins_losses_and_ties_apart() -> None:
     rate = win_rate([0.9, 0.1, 0.5, 0.2], [0.1, 0.9, 0.5, 0.1])  # win, loss, tie, win
-    assert (rate.rate, rate.n, rate.ties) == (0.625, 4, 1)
-    assert rate.low < rate.rate < rate.high
-    assert win_rate_of([1, 1, 0.5]).rate == pytest.approx(2.5 / 3)
+    assert (rate.wins, rate.losses, rate.ties, rate.decisive, rate.n) == (2, 1, 1, 3, 4)
+    assert rate.rate == pytest.approx(2 / 3)  # the tie is no evidence: 2 of 3 decisive, not 2.5 of 4
+    # Wilson over the 3 decisive comparisons, by hand: centre (2/3 + z^2/6), spread z*sqrt(2/27 + z^2/36), / (1 + z^2/3)
+    assert (rate.low, rate.high) == pytest.approx((0.2077, 0.9385), abs=1e-4)
+    assert rate.as_metrics("eval/w") == {
+        "eval/w_wins": 2.0, "eval/w_losses": 1.0, "eval/w_ties": 1.0, "eval/w": rate.rate, "eval/w_low": rate.low,
+        "eval/w_high": rate.high, "eval/w_boot_low": rate.boot_low, "eval/w_boot_high": rate.boot_high,
+    }  # fmt: skip
     with pytest.raises(ValueError, match="same prompts"):
         win_rate([1.0], [1.0, 2.0])
     with pytest.raises(ValueError, match="at least one"):
         win_rate_of([])
+
+
+def test_identical_answers_are_no_evidence() -> None:
+    same = win_rate([0.3, -0.2, 0.0], [0.3, -0.2, 0.0])  # an unchanged model: every comparison ties
+    assert (same.wins, same.losses, same.ties, same.rate) == (0, 0, 3, None)
+    assert (same.low, same.high, same.boot_low, same.boot_high) == (0.0, 1.0, 0.0, 1.0)  # nothing known
+    assert same.as_metrics("eval/w") == {"eval/w_wins": 0.0, "eval/w_losses": 0.0, "eval/w_ties": 3.0}  # no rate
+
+
+def test_bootstrap_intervals_of_hand_computed_cases() -> None:
+    # ties never move the rate: every resample with a decisive comparison holds only wins
+    assert bootstrap_interval([1, 1, 0.5]) == (1.0, 1.0)
+    assert win_rate_of([1, 1, 0.5]).low == pytest.approx(wilson_interval(2, 2)[0])  # Wilson: 2 of 2, not 1.0
+    # one win, one loss: resamples are WW, WL, LW, LL (rates 1, 0.5, 0.5, 0), a quarter each at either end
+    assert bootstrap_interval([1, 0]) == (0.0, 1.0)
+    # resampling is over prompts: ten judgments of ONE prompt move together, so every resample is that prompt
+    ten = [1, 0] * 5
+    assert bootstrap_interval(ten, groups=["p"] * 10) == (0.5, 0.5)
+    low, high = bootstrap_interval(ten)  # ten prompts: the rate varies
+    assert low < 0.5 < high
+    assert bootstrap_interval([0.5, 0.5]) == (0.0, 1.0)  # no decisive comparison in any resample
+    with pytest.raises(ValueError, match="groups"):
+        bootstrap_interval([1, 0], groups=["a"])
+
+
+def test_bootstrap_agrees_with_wilson_on_many_independent_prompts() -> None:
+    rate = win_rate_of([1] * 120 + [0] * 80 + [0.5] * 50)
+    assert rate.rate == 0.6 and (rate.low, rate.high) == pytest.approx(wilson_interval(120, 200))
+    assert rate.boot_low == pytest.approx(rate.low, abs=0.015) and rate.boot_high == pytest.approx(rate.high, abs=0.015)
+    assert win_rate_of([1] * 120 + [0] * 80 + [0.5] * 50) == rate  # seeded: reproducible

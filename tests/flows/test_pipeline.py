@@ -23,9 +23,9 @@ from tests.conftest import project_checkout
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory, prefect_harness):
     """A git + DVC checkout as the working directory, with its own ALIGNOPS_HOME (and so MLflow store)."""
-    # tiny models' responses are noise to the sentiment judge: perplexity and F1 decide promotion here
+    # the promotion gate as configured: tiny models' responses are noise to the judges, far from evidence
     with project_checkout(tmp_path_factory.mktemp("pipeline")) as overrides:
-        yield [*overrides, "promotion.min_judge_win_rate=0"]
+        yield overrides
 
 
 @pytest.fixture(scope="module")
@@ -80,16 +80,23 @@ def test_first_run_trains_evaluates_and_promotes_with_nested_runs(first) -> None
     assert {first["policy"], first["sft"]} <= set(store.counts()["by_model"])
     assert store.has_rewards()  # with the reward model's scores: the least certain comparisons come first
     store.close()
-    # the first policy that passes the gate becomes champion
-    assert first["promoted"] is True
-    assert tracking.alias_uri("alignops-policy", "champion") == first["policy"]
+    # the gate decides on evidence: a tiny policy judged on a handful of prompts has too few decisive comparisons
+    # with its SFT parent, so it stays challenger, and the decision says what is missing
+    assert first["promoted"] is False and first["champion"] is None
+    assert tracking.alias_uri("alignops-policy", "challenger") == first["policy"]
+    assert tracking.alias_uri("alignops-policy", "champion") is None
+    decision = tracking.model_version_tags(first["policy"])["alignops.promotion"]
+    assert decision.startswith("failed: eval/win_rate_judge") and "decisive comparisons" in decision
+    assert "need at least 30 (promotion.min_decisive_comparisons)" in decision
 
 
 def test_an_unchanged_rerun_reuses_every_stage(first, second) -> None:
-    assert second["cached"] == list(STAGES) and second["ran"] == []  # the policy already is the champion
+    # everything is reused but the gate (never cached): the policy is still a challenger, and is refused again
+    assert second["cached"] == list(STAGES[:-1]) and second["ran"] == ["promote"]
     for key in ("base", "sft", "reward", "policy"):
         assert second[key] == first[key]
-    assert _children(second["parent_run_id"]) == []  # nothing ran again, so no stage run was opened
+    assert [r.info.run_name for r in _children(second["parent_run_id"])] == ["promote"]
+    assert second["promoted"] is False
 
 
 def test_a_changed_sft_config_reruns_sft_and_downstream_only(first, changed_sft) -> None:
@@ -153,6 +160,10 @@ def test_feedback_with_enough_labels_trains_a_new_reward_model(changed_sft, proj
     from alignops.stages.feedback import watermark
     from flows.feedback import feedback
 
+    # no tiny policy passed the gate (too little evidence); an operator deploys the newest one by hand, and the
+    # loop starts from the SFT model behind that champion
+    assert tracking.alias_uri("alignops-policy", "champion") is None
+    tracking.set_alias(changed_sft["policy"], "champion")
     champion = tracking.alias_uri("alignops-policy", "champion")
     submitted = _label(n_prompts=3)
     assert submitted >= 6  # 2 labelers x (3 prompts of ours + the evaluations' eval prompts)
@@ -165,7 +176,7 @@ def test_feedback_with_enough_labels_trains_a_new_reward_model(changed_sft, proj
     reward_tags = tracking.model_version_tags(result["reward"])
     assert reward_tags["alignops.data_version"] == result["data_version"]
     # the loop starts from the SFT model behind the deployed (champion) policy
-    assert result["sft"] == tracking.model_version_tags(champion)["alignops.parent_model"]
+    assert result["sft"] == tracking.model_version_tags(champion)["alignops.parent_model"] == changed_sft["sft"]
     assert reward_tags["alignops.parent_model"] == result["sft"]
     again = feedback("tiny", [*project, "feedback.min_new_labels=4"])  # the labels are in the data now
     assert again["retrained"] is False and again["new_labels"] == 0
