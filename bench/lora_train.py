@@ -27,7 +27,7 @@ import time  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from bench._common import DTYPES, autocast, environment, resolve_device, synchronize  # noqa: E402
+from bench._common import DTYPES, autocast, environment, resolve_device, smollm2, synchronize  # noqa: E402
 from bench._memory import peak_memory  # noqa: E402
 
 EXCHANGES = [
@@ -40,7 +40,7 @@ EXCHANGES = [
 
 def sft_batch(tok, batch_size: int, seq_len: int) -> dict[str, torch.Tensor]:
     """batch_size rows of exactly seq_len tokens: chat exchanges (labels on the responses) laid end to end."""
-    from alignops.chat import response_labels
+    from alignops.chat import IGNORE_INDEX, response_labels
 
     examples = [response_labels(tok, prompt, response) for prompt, response in EXCHANGES]
     ids: list[int] = []
@@ -50,6 +50,9 @@ def sft_batch(tok, batch_size: int, seq_len: int) -> dict[str, torch.Tensor]:
             ids += example.input_ids
             labels += example.labels
     n = batch_size * seq_len
+    if all(label == IGNORE_INDEX for label in labels[1:n]):
+        longest = max(e.prompt_length for e in examples) + 2
+        raise SystemExit(f"--seq-len {seq_len} holds no response token (the prompts alone are longer): use {longest}+")
     return {
         "input_ids": torch.tensor(ids[:n]).view(batch_size, seq_len),
         "labels": torch.tensor(labels[:n]).view(batch_size, seq_len),
@@ -123,14 +126,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
 
-    from transformers import AutoTokenizer
+    from alignops.base_models import SMOLLM2
 
-    from alignops import settings
-    from alignops.base_models import SMOLLM2, fetch_pretrained
-    from alignops.chat import chat_tokenizer
-
-    folder = fetch_pretrained(SMOLLM2, settings.home() / "cache")
-    tok = chat_tokenizer(AutoTokenizer.from_pretrained(str(folder), local_files_only=True))
+    folder, tok = smollm2()
     for mode in args.modes:
         for precision in args.precisions:
             record = measure(args, folder, tok, mode, precision, device)
