@@ -102,3 +102,15 @@ def smollm2():
 
     folder = fetch_pretrained(SMOLLM2, settings.home() / "cache")
     return folder, chat_tokenizer(AutoTokenizer.from_pretrained(str(folder), local_files_only=True))
+
+
+def parse_smollm2_args(parser) -> tuple:
+    """The SmolLM2 benchmarks' shared options (--precisions, --device, --threads) added to parser, which is then
+    parsed; the thread count applied. Returns (args, device)."""
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], help="bf16 = fp32 weights, autocast")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return args, resolve_device(args.device)
