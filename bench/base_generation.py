@@ -24,7 +24,7 @@ import time  # noqa: E402
 
 import torch  # noqa: E402
 
-from bench._common import DTYPES, autocast, environment, resolve_device, synchronize  # noqa: E402
+from bench._common import DTYPES, autocast, environment, parse_smollm2_args, smollm2, synchronize  # noqa: E402
 
 PROMPTS = [
     "What is the capital of France?",
@@ -37,28 +37,17 @@ PROMPTS = [
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
-    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], help="bf16 = fp32 weights, autocast")
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
+    args, device = parse_smollm2_args(parser)
 
-    from alignops import settings
-    from alignops.base_models import SMOLLM2, fetch_pretrained
-    from alignops.chat import chat_tokenizer
+    from alignops.base_models import SMOLLM2
     from alignops.data.loaders import collate_left_pad
     from models.base import HFCausalLM
     from models.generation import GenerationConfig, generate
 
-    folder = fetch_pretrained(SMOLLM2, settings.home() / "cache")
-    from transformers import AutoTokenizer
-
+    folder, tok = smollm2()
     model = HFCausalLM.from_folder(folder).to(device).eval()
-    tok = chat_tokenizer(AutoTokenizer.from_pretrained(str(folder), local_files_only=True))
     config = GenerationConfig(max_new_tokens=args.max_new_tokens, pad_token_id=tok.pad_id)  # no EOS: full length
 
     for batch_size in args.batch_sizes:

@@ -27,7 +27,7 @@ import time  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from bench._common import DTYPES, autocast, environment, resolve_device, synchronize  # noqa: E402
+from bench._common import DTYPES, autocast, environment, parse_smollm2_args, smollm2, synchronize  # noqa: E402
 from bench._memory import peak_memory  # noqa: E402
 
 EXCHANGES = [
@@ -40,7 +40,7 @@ EXCHANGES = [
 
 def sft_batch(tok, batch_size: int, seq_len: int) -> dict[str, torch.Tensor]:
     """batch_size rows of exactly seq_len tokens: chat exchanges (labels on the responses) laid end to end."""
-    from alignops.chat import response_labels
+    from alignops.chat import IGNORE_INDEX, response_labels
 
     examples = [response_labels(tok, prompt, response) for prompt, response in EXCHANGES]
     ids: list[int] = []
@@ -50,6 +50,9 @@ def sft_batch(tok, batch_size: int, seq_len: int) -> dict[str, torch.Tensor]:
             ids += example.input_ids
             labels += example.labels
     n = batch_size * seq_len
+    if all(label == IGNORE_INDEX for label in labels[1:n]):
+        longest = max(e.prompt_length for e in examples) + 2
+        raise SystemExit(f"--seq-len {seq_len} holds no response token (the prompts alone are longer): use {longest}+")
     return {
         "input_ids": torch.tensor(ids[:n]).view(batch_size, seq_len),
         "labels": torch.tensor(labels[:n]).view(batch_size, seq_len),
@@ -111,26 +114,15 @@ def measure(args: argparse.Namespace, folder: Path, tok, mode: str, precision: s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--modes", nargs="+", default=["full", "lora"], choices=["full", "lora"])
-    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], help="bf16 = fp32 weights, autocast")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--lora-r", type=int, default=8)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
+    args, device = parse_smollm2_args(parser)
 
-    from transformers import AutoTokenizer
+    from alignops.base_models import SMOLLM2
 
-    from alignops import settings
-    from alignops.base_models import SMOLLM2, fetch_pretrained
-    from alignops.chat import chat_tokenizer
-
-    folder = fetch_pretrained(SMOLLM2, settings.home() / "cache")
-    tok = chat_tokenizer(AutoTokenizer.from_pretrained(str(folder), local_files_only=True))
+    folder, tok = smollm2()
     for mode in args.modes:
         for precision in args.precisions:
             record = measure(args, folder, tok, mode, precision, device)

@@ -24,6 +24,7 @@ from alignops.config import LoraConfig
 
 GPT_TARGET_MODULES = ("c_attn", "c_proj", "c_fc")  # the project's GPT: attention in/out and both MLP layers
 ALL_LINEAR = "all-linear"  # peft's name for every Linear (Conv1D on GPT-2) except the output layer
+PEFT_CONFIG_ATTR = "peft_config"  # what peft's LoraModel sets on the model it adapts
 ADAPTER_PREFIX = "lora_"  # peft's parameter names: ...lora_A.default.weight, ...lora_B.default.weight
 
 
@@ -89,6 +90,8 @@ def merge_lora(model: nn.Module) -> nn.Module:
         parent_name, _, child = name.rpartition(".")
         parent = inner.get_submodule(parent_name) if parent_name else inner
         setattr(parent, child, layer.get_base_layer())
+    # LoraModel leaves its config on the model: drop it, or a later apply_lora warns of "multiple adapters"
+    inner.__dict__.pop(PEFT_CONFIG_ATTR, None)
     for p in model.parameters():
         p.requires_grad_(True)  # as a base is before LoRA: the next stage decides what trains
     return model

