@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -276,7 +276,9 @@ class FewShotConfig(_Config):
     examples in the prompt and no fine-tuning (alignops.evaluation.fewshot)."""
 
     model: str | None = Field(None, description="Model URI; default the latest <prefix>-base version.")
-    shots: list[int] = Field([0, 1, 4, 8], description="The k's: solved examples shown before each question.")
+    shots: list[Annotated[int, Field(ge=0)]] = Field(
+        [0, 1, 4, 8], min_length=1, description="The k's: solved examples shown before each question."
+    )
     max_examples: int = Field(200, ge=1, description="Held-out classification examples (taken evenly).")
 
 
