@@ -186,10 +186,10 @@ def baseline_metrics(cfg: Any, model: Any, metrics: dict[str, float]) -> dict[st
 
     out: dict[str, float] = {}
     if "eval/ppl" in metrics:
-        load = lambda split: [r["text"] for r in datasets.load_split(cfg.data.data_dir, "corpus", split)]  # noqa: E731
-        test_ids = encode_corpus(load("test"), model.tokenizer)
+        texts = {s: [r["text"] for r in datasets.load_split(cfg.data.data_dir, "corpus", s)] for s in ("train", "test")}
+        test_ids = encode_corpus(texts["test"], model.tokenizer)
         blocks = scored_blocks(test_ids, model.gpt.config.block_size, cfg.evaluate.max_lm_tokens)
-        train_ids = encode_corpus(load("train"), model.tokenizer).numpy()
+        train_ids = encode_corpus(texts["train"], model.tokenizer).numpy()
         out |= language_model_baselines(train_ids, blocks.numpy(), model.tokenizer.get_vocab_size(),
                                         metrics["eval/ppl"])  # fmt: skip
     if "eval/f1" in metrics:
