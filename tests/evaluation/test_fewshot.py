@@ -19,12 +19,18 @@ TRAIN = [
 ENGLISH = [r for r in TRAIN if r["lang"] == "en"]
 
 
-@pytest.mark.parametrize("k", [0, 1, 2])
-def test_prompt_for_k_shots_with_a_seed_is_exactly_the_solved_turns_then_the_open_question(k):
+OPEN = "<|user|>\nIs the sentiment of this movie review positive or negative?\n\nA slow, lovely film.<|assistant|>\n"
+JOY = "<|user|>\nIs the sentiment of this movie review positive or negative?\n\nPure joy.<|assistant|>\nPositive.\n\n"
+DREADFUL = (
+    "<|user|>\nIs the sentiment of this movie review positive or negative?\n\nDreadful.<|assistant|>\nNegative.\n\n"
+)
+
+
+@pytest.mark.parametrize(("k", "expected"), [(0, OPEN), (1, JOY + OPEN), (2, JOY + DREADFUL + OPEN)])
+def test_prompt_for_k_shots_with_seed_7_is_exactly(k, expected):
     demos = draw_demonstrations([QUERY], TRAIN, k, seed=7)[0]
     assert demos == random.Random(7).sample(ENGLISH, k)  # one seeded draw over the query's language
-    solved = "".join(f"<|user|>\n{QUESTION}{d['text']}<|assistant|>\n{d['label'].capitalize()}.\n\n" for d in demos)
-    assert fewshot_prompt(QUERY, demos) == solved + f"<|user|>\n{QUESTION}A slow, lovely film.<|assistant|>\n"
+    assert fewshot_prompt(QUERY, demos) == expected
 
 
 def test_prompt_written_out_for_two_fixed_demonstrations():
