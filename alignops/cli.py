@@ -642,6 +642,26 @@ def evaluate(
         _echo(f"samples: {result.samples_path}")
 
 
+@app.command("fewshot")
+def fewshot(
+    model: Annotated[str | None, typer.Option(help="A causal LM's URI; default the latest <prefix>-base.")] = None,
+    preset: Preset = "small",
+    overrides: Overrides = None,
+) -> None:
+    """In-context learning: classify the held-out sentiment set with k solved train examples in the prompt (k in
+    fewshot.shots), no fine-tuning; prints accuracy and F1 by k with 95% intervals and logs them with a figure."""
+    from alignops.stages import fewshot as stage
+
+    with _errors():
+        result = stage.run(_load(preset, overrides), model_uri=model)
+    _echo(f"{result.model_uri}; MLflow run {result.run_id}")
+    _echo(f"  {'k':>2}  {'n':>4}  {'accuracy [95% CI]':<22}  {'F1 [95% CI]':<22}  unparseable  truncated")
+    for r in result.table:
+        accuracy = f"{r.accuracy:.3f} [{r.accuracy_low:.3f}, {r.accuracy_high:.3f}]"
+        f1 = f"{r.f1:.3f} [{r.f1_low:.3f}, {r.f1_high:.3f}]"
+        _echo(f"  {r.k:>2}  {r.n:>4}  {accuracy:<22}  {f1:<22}  {r.unparseable_rate:>11.3f}  {r.truncated_rate:>9.3f}")
+
+
 def main() -> None:  # pragma: no cover - console entry for `python -m alignops.cli`
     app()
     sys.exit(0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -119,22 +119,46 @@ class TrainerConfig(_Config):
     log_every_n_steps: int = Field(10, ge=1, description="How often training metrics go to MLflow.")
 
 
-class TrainConfig(_Config):
+class OptimConfig(_Config):
+    """The optimizer, its learning-rate schedule and the weight penalties; models.optim.build makes them. Every
+    training stage's section holds these fields (TrainConfig extends this) and passes them whole to its module."""
+
+    optimizer: Literal["adamw", "adam", "sgd", "adagrad"] = Field(
+        "adamw", description="adamw, adam, sgd (with momentum) or adagrad."
+    )
+    lr: float = Field(6e-4, gt=0, description="Peak learning rate, reached after the warm-up.")
+    weight_decay: float = Field(
+        0.1, ge=0, description="Decay of matrices (not biases/norms): decoupled for adamw, an L2 gradient term else."
+    )
+    beta1: float = Field(0.9, gt=0, lt=1, description="Adam/AdamW beta1.")
+    beta2: float = Field(0.95, gt=0, lt=1, description="Adam/AdamW beta2.")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
+    schedule: Literal["cosine", "linear", "constant"] = Field(
+        "cosine", description="After the warm-up: cosine or linear decay to lr * min_lr_ratio, or constant."
+    )
+    warmup_steps: int = Field(100, ge=0, description="Linear warm-up steps before the schedule.")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="The decaying schedules end at lr * min_lr_ratio.")
+    l1: float = Field(0.0, ge=0, description="L1 penalty l1 * sum|w| over the matrices, added to the loss.")
+    l2: float = Field(0.0, ge=0, description="L2 penalty l2 * sum w^2 over the matrices, added to the loss.")
+
+
+class TrainConfig(OptimConfig):
     """Optimisation settings shared by the training stages."""
 
     max_steps: int = Field(2000, ge=1, description="Optimizer steps.")
     batch_size: int = Field(12, ge=1, description="Sequences per device per micro-batch.")
     grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
-    lr: float = Field(6e-4, gt=0, description="Peak learning rate (AdamW).")
-    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay on matrices (not biases/norms).")
-    beta1: float = Field(0.9, gt=0, lt=1, description="AdamW beta1.")
-    beta2: float = Field(0.95, gt=0, lt=1, description="AdamW beta2.")
-    warmup_steps: int = Field(100, ge=0, description="Linear warm-up steps before the cosine decay.")
-    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="The cosine decays to lr * min_lr_ratio.")
     grad_clip: float = Field(1.0, ge=0, description="Gradient norm clip (0 disables).")
     val_every_n_steps: int = Field(200, ge=1, description="Validation interval in optimizer steps.")
     val_batches: int = Field(50, ge=1, description="Validation batches per evaluation (the first N, fixed).")
     checkpoint_every_n_steps: int = Field(200, ge=1, description="Checkpoint interval; a kill loses at most this.")
+    early_stopping_metric: str | None = Field(
+        None,
+        description="Stop when this validation metric (e.g. val/loss) stops improving and publish the best "
+        "checkpoint, not the last; None: train max_steps and publish the last.",
+    )
+    early_stopping_mode: Literal["min", "max"] = Field("min", description="min: lower is better (loss); max: f1.")
+    early_stopping_patience: int = Field(3, ge=1, description="Validations without improvement before stopping.")
 
 
 class PretrainConfig(TrainConfig):
@@ -220,7 +244,10 @@ class PPOStageConfig(_Config):
     reward_clip: float | None = Field(None, gt=0, description="Clamp scores to +-this; None: off.")
     whiten_rewards: bool = Field(False, description="Normalise per-token rewards (scale only) before GAE.")
     missing_eos_penalty: float = Field(-1.0, le=0, description="Added to the score of a response without EOS.")
-    lr: float = Field(1e-5, gt=0, description="AdamW learning rate of policy and value head.")
+    optimizer: Literal["adamw", "adam", "sgd", "adagrad"] = Field(
+        "adamw", description="Optimizer of policy and value head (constant learning rate)."
+    )
+    lr: float = Field(1e-5, gt=0, description="Learning rate of policy and value head.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient norm clip per optimizer step.")
     checkpoint_every_n_iterations: int = Field(5, ge=1, description="Checkpoint interval (the rollback points).")
     max_kl: float = Field(20.0, gt=0, description="Health: sequence KL above this stops the run and rolls back.")
@@ -261,6 +288,17 @@ class EvaluateConfig(_Config):
     max_new_tokens: int = Field(48, ge=1, description="Response length cap on the eval prompts.")
     answer_tokens: int = Field(8, ge=1, description="Tokens a generative model gets to answer a classification.")
     batch_size: int = Field(16, ge=1, description="Sequences per forward pass.")
+
+
+class FewShotConfig(_Config):
+    """`alignops fewshot`: in-context classification of the held-out sentiment set by a causal LM, k solved train
+    examples in the prompt and no fine-tuning (alignops.evaluation.fewshot)."""
+
+    model: str | None = Field(None, description="Model URI; default the latest <prefix>-base version.")
+    shots: list[Annotated[int, Field(ge=0)]] = Field(
+        [0, 1, 4, 8], min_length=1, description="The k's: solved examples shown before each question."
+    )
+    max_examples: int = Field(200, ge=1, description="Held-out classification examples (taken evenly).")
 
 
 class PromotionConfig(_Config):
@@ -364,6 +402,7 @@ class PipelineConfig(_Config):
     dpo: DPOConfig = DPOConfig(max_steps=300, lr=5e-5, weight_decay=0.0, warmup_steps=20, val_every_n_steps=100)
     feedback: FeedbackConfig = FeedbackConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    fewshot: FewShotConfig = FewShotConfig()
     promotion: PromotionConfig = PromotionConfig()
     compress: CompressConfig = CompressConfig()
     tracking: TrackingConfig = TrackingConfig()

@@ -542,6 +542,7 @@ def alignops_sft(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
     versions = _alignops_imports()
     import torch
 
+    from alignops.config import OptimConfig
     from alignops.data.loaders import collate_right_pad, resumable_loader
     from bench._memory import cpu_peak_rss
     from models.gpt import GPT
@@ -557,7 +558,9 @@ def alignops_sft(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
             labels[: spec["prompt_len"]] = IGNORE_INDEX  # as SFTDataset: learn the response only
             rows.append({"input_ids": ids, "labels": labels})
         collate = collate_right_pad(spec["pad_id"])
-        module = CausalLM.from_gpt(GPT.from_hf(workdir / "gpt"), lr=s["lr"], warmup_steps=1, max_steps=W + N)
+        module = CausalLM.from_gpt(
+            GPT.from_hf(workdir / "gpt"), max_steps=W + N, optim=OptimConfig(lr=s["lr"], warmup_steps=1)
+        )
         with torch.no_grad():
             initial_loss = module.loss(collate(rows[:B]))[0].item()
         loader = resumable_loader(_Rows(rows), batch_size=B, seed=spec["seed"], collate_fn=collate, drop_last=True)
@@ -569,6 +572,7 @@ def alignops_reward(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
     versions = _alignops_imports()
     import torch
 
+    from alignops.config import OptimConfig
     from alignops.data.loaders import resumable_loader
     from alignops.data.preferences import collate_pairs
     from bench._memory import cpu_peak_rss
@@ -582,7 +586,10 @@ def alignops_reward(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
         rows = _pair_rows(spec, data, (W + N) * B)
         collate = collate_pairs(spec["pad_id"])
         rm = RewardModel.from_gpt(
-            GPT.from_hf(workdir / "gpt"), lr=s["lr"], warmup_steps=1, max_steps=W + N, center_coef=s["center_coef"]
+            GPT.from_hf(workdir / "gpt"),
+            max_steps=W + N,
+            center_coef=s["center_coef"],
+            optim=OptimConfig(lr=s["lr"], warmup_steps=1, weight_decay=0.01, beta2=0.999),
         )
         rm.head.load_state_dict(heads["reward"])
         with torch.no_grad():
@@ -597,6 +604,7 @@ def alignops_dpo(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
     versions = _alignops_imports()
     import torch
 
+    from alignops.config import OptimConfig
     from alignops.data.loaders import resumable_loader
     from alignops.data.preferences import collate_pairs
     from bench._memory import cpu_peak_rss
@@ -610,7 +618,10 @@ def alignops_dpo(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
         rows = _pair_rows(spec, data, (W + N) * B)
         collate = collate_pairs(spec["pad_id"])
         dpo = DPOModel.from_sft(
-            GPT.from_hf(workdir / "gpt"), beta=s["beta"], lr=s["lr"], warmup_steps=1, max_steps=W + N
+            GPT.from_hf(workdir / "gpt"),
+            beta=s["beta"],
+            max_steps=W + N,
+            optim=OptimConfig(lr=s["lr"], warmup_steps=1, weight_decay=0.0, beta2=0.999),
         )
         with torch.no_grad():
             initial_loss = dpo.loss(collate(rows[:B]))[0].item()

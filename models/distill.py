@@ -2,7 +2,8 @@
 distributions, softened by a temperature, together with the usual LM loss on the true tokens.
 
     student = GPTConfig(**{**asdict(teacher.config), "n_layer": 3})
-    kd = DistillModel.from_teacher(teacher, student, temperature=2.0, alpha=0.5, lr=1e-3, max_steps=300)
+    kd = DistillModel.from_teacher(teacher, student, temperature=2.0, alpha=0.5, optim=OptimConfig(lr=1e-3),
+                                   max_steps=300)
     Trainer(max_steps=300).fit(kd, train_loader, val_loader)   # batches as for models.lm.CausalLM
     kd.model                                                    # the student GPT
 
@@ -30,7 +31,7 @@ from torch import Tensor
 from torchmetrics import MeanMetric
 
 from models.gpt import GPT, GPTConfig
-from models.lm import IGNORE_INDEX, _check_schedule, _gpt_dict, _GPTModule
+from models.lm import IGNORE_INDEX, _gpt_dict, _GPTModule, _optim_dict
 
 
 def distill_loss(
@@ -90,17 +91,12 @@ class DistillModel(_GPTModule):
         teacher: GPTConfig | Mapping[str, Any],
         temperature: float = 2.0,  # softens both distributions in the KL term (> 1: more of the teacher's ranking)
         alpha: float = 0.5,  # weight of the KL term; 1 - alpha weighs the LM loss on the true tokens
-        lr: float = 1e-3,  # peak learning rate
-        weight_decay: float = 0.1,
-        betas: tuple[float, float] = (0.9, 0.95),
-        warmup_steps: int = 10,
-        max_steps: int = 1000,  # the cosine reaches lr * min_lr_ratio here; give Trainer the same max_steps
-        min_lr_ratio: float = 0.1,
+        optim: Any = None,  # alignops.config.OptimConfig or its dict; None: its defaults
+        max_steps: int = 1000,  # the schedule reaches lr * min_lr_ratio here; give Trainer the same max_steps
         compile: bool = False,  # torch.compile both GPTs (pays off on GPU)
     ) -> None:
         super().__init__()
-        gpt, teacher = _gpt_dict(gpt), _gpt_dict(teacher)
-        _check_schedule(lr, warmup_steps, max_steps, min_lr_ratio)
+        gpt, teacher, optim = _gpt_dict(gpt), _gpt_dict(teacher), _optim_dict(optim, max_steps)
         if temperature <= 0 or not 0 <= alpha <= 1:
             raise ValueError(f"need temperature > 0 and 0 <= alpha <= 1, got {temperature}, {alpha}")
         if gpt["vocab_size"] != teacher["vocab_size"]:

@@ -1,7 +1,7 @@
 """Direct Preference Optimization (Rafailov et al. 2023): the policy learns preference pairs directly, against a
 frozen copy of the SFT model, with no reward model and no sampling.
 
-    dpo = DPOModel.from_sft(sft.model, beta=0.1, lr=1e-5, warmup_steps=10, max_steps=1000)
+    dpo = DPOModel.from_sft(sft.model, beta=0.1, optim=OptimConfig(lr=1e-5, warmup_steps=10), max_steps=1000)
     Trainer(max_steps=1000, precision="bf16-mixed").fit(dpo, train_loader, val_loader)
     dpo.model                                   # the aligned GPT; dpo.reference stays the SFT weights
 
@@ -37,7 +37,7 @@ from torch import Tensor
 from torchmetrics import MeanMetric
 
 from models.gpt import GPT, GPTConfig
-from models.lm import IGNORE_INDEX, _check_schedule, _gpt_dict, _GPTModule
+from models.lm import IGNORE_INDEX, _gpt_dict, _GPTModule, _optim_dict
 from models.ppo.rollout import logprobs_of
 
 
@@ -93,17 +93,12 @@ class DPOModel(_GPTModule):
         gpt: GPTConfig | Mapping[str, Any],
         beta: float = 0.1,  # strength of the pull towards the reference (the KL coefficient DPO solves for)
         label_smoothing: float = 0.0,  # assumed probability that a pair's preference is flipped (cDPO); < 0.5
-        lr: float = 1e-5,  # peak learning rate
-        weight_decay: float = 0.0,
-        betas: tuple[float, float] = (0.9, 0.999),
-        warmup_steps: int = 10,
-        max_steps: int = 1000,  # the cosine reaches lr * min_lr_ratio here; give Trainer the same max_steps
-        min_lr_ratio: float = 0.1,
+        optim: Any = None,  # alignops.config.OptimConfig or its dict; None: its defaults
+        max_steps: int = 1000,  # the schedule reaches lr * min_lr_ratio here; give Trainer the same max_steps
         compile: bool = False,  # torch.compile both GPTs (pays off on GPU)
     ) -> None:
         super().__init__()
-        gpt = _gpt_dict(gpt)
-        _check_schedule(lr, warmup_steps, max_steps, min_lr_ratio)
+        gpt, optim = _gpt_dict(gpt), _optim_dict(optim, max_steps)
         if beta <= 0:
             raise ValueError(f"beta must be > 0, got {beta}")
         if not 0 <= label_smoothing < 0.5:

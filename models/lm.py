@@ -1,7 +1,7 @@
 """LightningModules around models.gpt.GPT: CausalLM (pretraining and SFT) and SequenceClassifier.
 
-    lm = CausalLM(GPTConfig(...), lr=6e-4, warmup_steps=100, max_steps=5000)    # pretraining, from scratch
-    sft = CausalLM.from_gpt(lm.model, lr=1e-4, warmup_steps=20, max_steps=500)   # SFT starts from the base
+    lm = CausalLM(GPTConfig(...), optim=OptimConfig(lr=6e-4, warmup_steps=100), max_steps=5000)  # from scratch
+    sft = CausalLM.from_gpt(lm.model, optim=OptimConfig(lr=1e-4, warmup_steps=20), max_steps=500)  # from the base
     clf = SequenceClassifier.from_gpt(lm.model, labels=["negative", "positive"], max_steps=300)
     Trainer(max_steps=5000, precision="bf16-mixed").fit(lm, train_loader, val_loader)
 
@@ -13,6 +13,9 @@ Metrics: train/loss, train/lr, train/tokens_per_sec; val/loss and val/ppl over t
 SequenceClassifier: {val,test}/{loss,accuracy,precision,recall,f1} (macro), {val,test}/f1_<label>, and the
 confusion matrix in `confusion_matrix[stage]`.
 
+Optimizer, schedule and L1/L2 penalties come from one alignops.config.OptimConfig (`optim`, passed whole, saved
+as a dict in the hyperparameters; None: its defaults), built by models.optim for every module.
+
 A checkpoint resumes exactly: Lightning restores weights, optimizer, scheduler and step; these modules add the
 RNG states (dropout), and alignops.data.loaders.ResumableLoader the data position. Nothing here fixes a device
 or dtype: Trainer(accelerator=..., precision=...) decides (bf16-mixed included).
@@ -20,12 +23,10 @@ or dtype: Trainer(accelerator=..., precision=...) decides (bf16-mixed included).
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from collections.abc import Mapping
 from dataclasses import asdict
-from functools import partial
 from typing import Any
 
 import lightning as L
@@ -42,21 +43,11 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+from models import optim as optimizers
 from models.gpt import GPT, GPTConfig
 from models.heads import ClassificationHead, last_token
 
 IGNORE_INDEX = -100
-
-
-def warmup_cosine(step: int, warmup_steps: int, max_steps: int, min_lr_ratio: float) -> float:
-    """Learning-rate multiplier at optimizer step `step` (0-based): linear warmup over warmup_steps, then a cosine
-    from 1 down to min_lr_ratio at max_steps, constant after (nanoGPT's schedule)."""
-    if step < warmup_steps:
-        return (step + 1) / (warmup_steps + 1)
-    if step >= max_steps:
-        return min_lr_ratio
-    progress = (step - warmup_steps) / (max_steps - warmup_steps)
-    return min_lr_ratio + 0.5 * (1.0 + math.cos(math.pi * progress)) * (1.0 - min_lr_ratio)
 
 
 def _gpt_dict(gpt: GPTConfig | Mapping[str, Any]) -> dict[str, Any]:
@@ -65,17 +56,16 @@ def _gpt_dict(gpt: GPTConfig | Mapping[str, Any]) -> dict[str, Any]:
     return asdict(config)
 
 
-def _check_schedule(lr: float, warmup_steps: int, max_steps: int, min_lr_ratio: float) -> None:
-    if lr <= 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
-    if not 0 <= warmup_steps < max_steps:
-        raise ValueError(f"need 0 <= warmup_steps < max_steps, got warmup_steps={warmup_steps}, max_steps={max_steps}")
-    if not 0 <= min_lr_ratio <= 1:
-        raise ValueError(f"min_lr_ratio must be in [0, 1], got {min_lr_ratio}")
+def _optim_dict(optim: Any, max_steps: int) -> dict[str, Any]:
+    """The optimizer settings as a checked plain dict: what save_hyperparameters stores."""
+    settings = optimizers.settings(optim)
+    optimizers.check_schedule(settings, max_steps)
+    return settings
 
 
 class _GPTModule(L.LightningModule):
-    """What both modules share: the GPT in self.model, optional compile, AdamW + schedule, RNG in checkpoints."""
+    """What every module shares: the GPT in self.model, optional compile, the configured optimizer + schedule
+    (hparams optim and max_steps), L1/L2 penalties, RNG in checkpoints."""
 
     model: GPT
 
@@ -106,26 +96,14 @@ class _GPTModule(L.LightningModule):
             self._compiled = True
 
     def configure_optimizers(self) -> dict[str, Any]:
-        hp = self.hparams
-        params = [p for p in self.parameters() if p.requires_grad]
-        # nanoGPT: matrices (linear weights, embeddings) decay; biases and LayerNorm gains do not. Told apart by
-        # the module that owns them, not by p.dim(): under FSDP the parameters are flat 1-D shards by now
-        no_decay = {
-            id(p)
-            for module in self.modules()
-            for name, p in module.named_parameters(recurse=False)
-            if name == "bias" or isinstance(module, nn.LayerNorm)
-        }
-        groups = [
-            {"params": [p for p in params if id(p) not in no_decay], "weight_decay": hp.weight_decay},
-            {"params": [p for p in params if id(p) in no_decay], "weight_decay": 0.0},
-        ]
-        optimizer = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas))
-        schedule = partial(
-            warmup_cosine, warmup_steps=hp.warmup_steps, max_steps=hp.max_steps, min_lr_ratio=hp.min_lr_ratio
-        )
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        optimizer, scheduler = optimizers.build(self, self.hparams.optim, self.hparams.max_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # the L1/L2 penalties' gradient, once per optimizer step (after accumulation, before clipping)
+        optim = self.hparams.get("optim")  # PPO (manual optimization, no OptimConfig) has none
+        if optim and (optim["l1"] or optim["l2"]):
+            self.log("train/penalty", optimizers.add_penalty_gradients(self, optim["l1"], optim["l2"]))
 
     def _log_lr(self) -> None:
         self.log("train/lr", self.lr_schedulers().get_last_lr()[0])
@@ -189,17 +167,12 @@ class CausalLM(_GPTModule):
     def __init__(
         self,
         gpt: GPTConfig | Mapping[str, Any],
-        lr: float = 6e-4,  # peak learning rate, reached after warmup
-        weight_decay: float = 0.1,  # AdamW decay of matrices (embeddings included), not of biases/gains
-        betas: tuple[float, float] = (0.9, 0.95),
-        warmup_steps: int = 100,  # linear warmup, in optimizer steps
-        max_steps: int = 5000,  # the cosine reaches lr * min_lr_ratio here; give Trainer the same max_steps
-        min_lr_ratio: float = 0.1,
+        optim: Any = None,  # alignops.config.OptimConfig or its dict; None: its defaults
+        max_steps: int = 5000,  # the schedule reaches lr * min_lr_ratio here; give Trainer the same max_steps
         compile: bool = False,  # torch.compile the GPT (pays off on GPU)
     ) -> None:
         super().__init__()
-        gpt = _gpt_dict(gpt)
-        _check_schedule(lr, warmup_steps, max_steps, min_lr_ratio)
+        gpt, optim = _gpt_dict(gpt), _optim_dict(optim, max_steps)
         self.save_hyperparameters()
         self.model = GPT(GPTConfig(**gpt))
         self.eval_loss = nn.ModuleDict({"val": MeanMetric(), "test": MeanMetric()})
@@ -266,20 +239,15 @@ class SequenceClassifier(_GPTModule):
         gpt: GPTConfig | Mapping[str, Any],
         labels: list[str],
         head_dropout: float = 0.1,
-        lr: float = 1e-4,  # peak learning rate (backbone and head)
-        weight_decay: float = 0.01,
-        betas: tuple[float, float] = (0.9, 0.999),
-        warmup_steps: int = 10,
-        max_steps: int = 1000,  # the cosine reaches lr * min_lr_ratio here; give Trainer the same max_steps
-        min_lr_ratio: float = 0.1,
+        optim: Any = None,  # alignops.config.OptimConfig or its dict (backbone and head); None: its defaults
+        max_steps: int = 1000,  # the schedule reaches lr * min_lr_ratio here; give Trainer the same max_steps
         compile: bool = False,
     ) -> None:
         super().__init__()
-        gpt = _gpt_dict(gpt)
+        gpt, optim = _gpt_dict(gpt), _optim_dict(optim, max_steps)
         labels = list(labels)
         if len(labels) < 2 or len(set(labels)) != len(labels):
             raise ValueError(f"labels must name at least two distinct classes, got {labels}")
-        _check_schedule(lr, warmup_steps, max_steps, min_lr_ratio)
         self.save_hyperparameters()
         self.model = GPT(GPTConfig(**gpt))
         self.head = ClassificationHead(self.model.config.n_embd, len(labels), head_dropout)

@@ -1,7 +1,7 @@
 """The reward model: a GPT backbone and a ScalarHead reading each text's last real token, trained on preference
 pairs with the Bradley-Terry loss (InstructGPT, Ouyang et al. 2022).
 
-    rm = RewardModel.from_gpt(sft.model, lr=1e-5, warmup_steps=10, max_steps=1000, center_coef=0.01)
+    rm = RewardModel.from_gpt(sft.model, optim=OptimConfig(lr=1e-5, warmup_steps=10), max_steps=1000, center_coef=0.01)
     Trainer(max_steps=1000, precision="bf16-mixed").fit(rm, train_loader, val_loader)   # batches: collate_pairs
     rewards = rm.eval().score(input_ids, attention_mask)                                # (B,), for PPO
 
@@ -30,7 +30,7 @@ from torchmetrics import CatMetric, MeanMetric
 
 from models.gpt import GPT, GPTConfig
 from models.heads import ScalarHead, last_token
-from models.lm import _check_schedule, _gpt_dict, _GPTModule
+from models.lm import _gpt_dict, _GPTModule, _optim_dict
 
 
 def pairwise_loss(
@@ -62,19 +62,14 @@ class RewardModel(_GPTModule):
     def __init__(
         self,
         gpt: GPTConfig | Mapping[str, Any],
-        lr: float = 1e-4,  # peak learning rate (backbone and head)
-        weight_decay: float = 0.01,
-        betas: tuple[float, float] = (0.9, 0.999),
-        warmup_steps: int = 10,
-        max_steps: int = 1000,  # the cosine reaches lr * min_lr_ratio here; give Trainer the same max_steps
-        min_lr_ratio: float = 0.1,
+        optim: Any = None,  # alignops.config.OptimConfig or its dict (backbone and head); None: its defaults
+        max_steps: int = 1000,  # the schedule reaches lr * min_lr_ratio here; give Trainer the same max_steps
         margin: float = 0.0,  # required lead of the chosen reward over the rejected one (0: plain Bradley-Terry)
         center_coef: float = 0.01,  # weight of mean((r_c + r_r)^2): keeps rewards centred on 0 (0: off)
         compile: bool = False,  # torch.compile the GPT (pays off on GPU)
     ) -> None:
         super().__init__()
-        gpt = _gpt_dict(gpt)
-        _check_schedule(lr, warmup_steps, max_steps, min_lr_ratio)
+        gpt, optim = _gpt_dict(gpt), _optim_dict(optim, max_steps)
         if margin < 0 or center_coef < 0:
             raise ValueError(f"margin and center_coef must be >= 0, got margin={margin}, center_coef={center_coef}")
         self.save_hyperparameters()

@@ -5,6 +5,7 @@ figures/ in its MLflow run and the dashboard shows them.
     ppo_curves([(1, 0.1), (2, 0.3)], [(1, 0.0), (2, 0.4)], p)
     length_distributions({"model": [12, 30], "baseline": [20, 21]}, p)
     reward_vs_judge({"model": ([0.3, -0.1], [0.5, 0.0])}, p)       # name -> (reward-model scores, judge scores)
+    fewshot_curve(rows, p)        # accuracy and F1 by k (alignops.evaluation.fewshot.ShotScore rows)
 
 Each function writes one PNG atomically (temp file, then rename) and returns its path.
 """
@@ -98,6 +99,25 @@ def reward_vs_judge(points: Mapping[str, tuple[Sequence[float], Sequence[float]]
         ax.scatter(judged, rewards, s=14, alpha=0.6, color=color, label=name)
     ax.axvline(0, color="grey", lw=0.5)
     ax.set(xlabel="judge score (VADER / snownlp, -1..1)", ylabel="reward-model score", title="reward model vs judge")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def fewshot_curve(table: Sequence, path: Path, model: str = "") -> Path:
+    """Accuracy and macro F1 by the number of in-context examples k, with their 95% intervals as error bars
+    (table: alignops.evaluation.fewshot.ShotScore rows): whether showing examples helps the model."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    ks = [row.k for row in table]
+    for color, name in zip(_COLORS, ("accuracy", "f1"), strict=False):
+        values = [getattr(row, name) for row in table]
+        # a bootstrap interval of F1 need not contain the estimate (F1 is not a mean): clip the bars at it
+        low = [max(0.0, v - getattr(row, f"{name}_low")) for v, row in zip(values, table, strict=True)]
+        high = [max(0.0, getattr(row, f"{name}_high") - v) for v, row in zip(values, table, strict=True)]
+        ax.errorbar(ks, values, yerr=[low, high], marker="o", capsize=3, color=color, label=name)
+    ax.set(xticks=ks, xlabel="in-context examples (k)", ylabel="held-out classification", ylim=(0, 1),
+           title=f"k-shot classification {model}".strip())  # fmt: skip
     ax.legend()
     ax.grid(alpha=0.3)
     return _save(fig, path)

@@ -31,12 +31,11 @@ def _device(gpt: GPT) -> torch.device:
     return next(gpt.parameters()).device
 
 
-@torch.inference_mode()
-def lm_loss(gpt: GPT, token_ids: Tensor, batch_size: int, max_tokens: int | None = None) -> tuple[float, int]:
-    """(mean next-token cross-entropy, number of predicted tokens) over a 1-D token stream cut into blocks of the
-    model's context, every next-token pair counted once as in pretraining's validation. max_tokens: score only
-    about that many, in blocks spread evenly over the stream (the corpus is ordered by source)."""
-    block = min(gpt.config.block_size, len(token_ids))  # a stream shorter than the context is one block
+def scored_blocks(token_ids: Tensor, block_size: int, max_tokens: int | None = None) -> Tensor:
+    """The blocks (K, T) lm_loss scores: the stream cut into context-long blocks, every next-token pair once;
+    max_tokens keeps about that many, in blocks spread evenly over the stream. The n-gram baselines score the
+    very same blocks (alignops.evaluation.baselines)."""
+    block = min(block_size, len(token_ids))  # a stream shorter than the context is one block
     if block < 2:
         raise ValueError("no tokens to score: the held-out corpus is empty")
     blocks = PackedBlocks(token_ids, block)
@@ -44,9 +43,18 @@ def lm_loss(gpt: GPT, token_ids: Tensor, batch_size: int, max_tokens: int | None
     if max_tokens is not None and max_tokens // (block - 1) < len(blocks):
         keep = max(1, max_tokens // (block - 1))
         chosen = [int(i * len(blocks) / keep) for i in range(keep)]
+    return torch.stack([blocks[i]["input_ids"] for i in chosen])
+
+
+@torch.inference_mode()
+def lm_loss(gpt: GPT, token_ids: Tensor, batch_size: int, max_tokens: int | None = None) -> tuple[float, int]:
+    """(mean next-token cross-entropy, number of predicted tokens) over a 1-D token stream cut into blocks of the
+    model's context, every next-token pair counted once as in pretraining's validation. max_tokens: score only
+    about that many, in blocks spread evenly over the stream (the corpus is ordered by source)."""
+    rows = scored_blocks(token_ids, gpt.config.block_size, max_tokens)
     total, n = 0.0, 0
-    for start in range(0, len(chosen), batch_size):
-        ids = torch.stack([blocks[i]["input_ids"] for i in chosen[start : start + batch_size]]).to(_device(gpt))
+    for start in range(0, len(rows), batch_size):
+        ids = rows[start : start + batch_size].to(_device(gpt))
         logits = gpt(ids)  # (B, T, V)
         total += float(F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten(), reduction="sum"))
         n += ids[:, 1:].numel()

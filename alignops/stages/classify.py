@@ -97,7 +97,10 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
             stage.log_metrics({f"data/{name}_examples": len(ds) for name, ds in sets.items()})
         trainer = training.trainer(cfg, cfg.classify, stage_dir, tracking.lightning_logger(stage.run_id))
         trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=ckpt)
-        metrics = {k: float(v) for k, v in trainer.test(module, loaders["test"], verbose=False)[0].items()}
+        best = training.best_checkpoint(trainer)  # early stopping: test the weights that get published
+        metrics = {
+            k: float(v) for k, v in trainer.test(module, loaders["test"], ckpt_path=best, verbose=False)[0].items()
+        }
         metrics["test/majority_f1"] = majority_f1(
             [r["label"] for r in train_records], [r["label"] for r in test_records]
         )

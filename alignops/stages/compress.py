@@ -269,11 +269,13 @@ def _distill(cfg: PipelineConfig, src: _Source, bench: _Bench, parent_run_id: st
             }
             stage.log_metrics(metrics)  # in the run at once: a resumed run no longer knows them
         trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt)
-        after = trainer.validate(module, val_loader, verbose=False)[0]
+        best = training.best_checkpoint(trainer)  # early stopping: measure and publish the best checkpoint
+        after = trainer.validate(module, val_loader, ckpt_path=best, verbose=False)[0]
         metrics |= {"distill/val_loss": float(after["val/loss"]), "distill/val_kl": float(after["val/kl"])}
         meta = _meta(src, "distilled", data_version=data_version)
         meta = dataclasses.replace(meta, extra={**meta.extra, "student": dataclasses.asdict(student)})
-        version = _publish(cfg, stage, "distill", module.model.cpu().eval(), src, meta, bench, metrics)
+        student_gpt = training.trained(trainer, module).model.eval()
+        version = _publish(cfg, stage, "distill", student_gpt, src, meta, bench, metrics)
         stage_dir.completed(stage.run_id)
         return version
 

@@ -30,7 +30,10 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
             stage.set_tags({"alignops.parent_model": start.uri, "alignops.method": "dpo"})
         trainer = training.trainer(cfg, dc, start.stage_dir, tracking.lightning_logger(stage.run_id))
         trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=start.checkpoint)
-        metrics = {k: float(v) for k, v in trainer.test(module, loaders["test"], verbose=False)[0].items()}
+        best = training.best_checkpoint(trainer)  # early stopping: the figures of the weights that get published
+        metrics = {
+            k: float(v) for k, v in trainer.test(module, loaders["test"], ckpt_path=best, verbose=False)[0].items()
+        }
         stage.log_metrics(metrics)
 
         meta = ModelMeta(

@@ -25,6 +25,8 @@ What is measured follows the model's kind (alignops.json):
                                          model likes the model more than the independent judge does) is the
                                          mark of reward hacking
     human/...                            ratings and judgments of this version in the preference store
+    eval/ppl_bigram, ppl_trigram, ppl_margin (trigram - model); eval/{accuracy,precision,recall,f1}_bow, f1_margin
+                                         (model - bag of words): alignops.evaluation.baselines on the same examples
     samples.jsonl                        the eval prompts' responses with their scores, for the dashboard
   classifier: the classification figures, predicted directly by its head
   reward: eval/pair_accuracy on held-out rankings (and eval/pair_accuracy/<source>), the length baseline, the
@@ -500,6 +502,10 @@ def run(cfg: PipelineConfig, model_uri: str | None = None, parent_run_id: str | 
             samples_path = _write_jsonl(samples, out_dir / "samples.jsonl")
             stage.log_artifact(samples_path)
             metrics |= human(uri)
+        if kind != "reward":  # the classic baselines beside the figures above, and the margin over them
+            from alignops.evaluation.baselines import baseline_metrics
+
+            metrics |= baseline_metrics(cfg, model, metrics)
 
         files = datasets.split_files(cfg.data.data_dir)
         stage.log_datasets({name: (files[name], _md5(files[name])) for name in used}, context="evaluation")

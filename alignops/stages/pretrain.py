@@ -74,7 +74,8 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
             )
         trainer = training.trainer(cfg, cfg.pretrain, stage_dir, tracking.lightning_logger(stage.run_id))
         trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt)
-        final = {k: float(v) for k, v in trainer.validate(module, val_loader, verbose=False)[0].items()}
+        best = training.best_checkpoint(trainer)  # early stopping: the figures of the weights that get published
+        final = {k: float(v) for k, v in trainer.validate(module, val_loader, ckpt_path=best, verbose=False)[0].items()}
         stage.log_metrics({"final/val_loss": final["val/loss"], "final/val_ppl": final["val/ppl"]})
 
         meta = ModelMeta(

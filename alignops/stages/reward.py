@@ -56,7 +56,8 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
             stage.log_metrics({f"data/{s}_pairs": len(p) for s, p in pairs.items()})
         trainer = training.trainer(cfg, rc, start.stage_dir, tracking.lightning_logger(stage.run_id))
         trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=start.checkpoint)
-        test = {k: float(v) for k, v in trainer.test(module, loaders["test"], verbose=False)[0].items()}
+        best = training.best_checkpoint(trainer)  # early stopping: the figures of the weights that get published
+        test = {k: float(v) for k, v in trainer.test(module, loaders["test"], ckpt_path=best, verbose=False)[0].items()}
         metrics = {
             "reward/accuracy": test["test/accuracy"],
             "reward/length_baseline_accuracy": length_baseline_accuracy(pairs["test"]),

@@ -45,7 +45,8 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
             stage.log_metrics({"data/train_examples": len(train_set), "data/truncated": train_set.truncated})
         trainer = training.trainer(cfg, cfg.sft, stage_dir, tracking.lightning_logger(stage.run_id))
         trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt)
-        final = {k: float(v) for k, v in trainer.validate(module, val_loader, verbose=False)[0].items()}
+        best = training.best_checkpoint(trainer)  # early stopping: the figures of the weights that get published
+        final = {k: float(v) for k, v in trainer.validate(module, val_loader, ckpt_path=best, verbose=False)[0].items()}
         stage.log_metrics({"final/val_loss": final["val/loss"], "final/val_ppl": final["val/ppl"]})
 
         gpt = training.trained(trainer, module).model.eval()  # whole weights under FSDP too

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from alignops import settings, tracking
-from alignops.config import PipelineConfig, TrainConfig
+from alignops.config import OptimConfig, PipelineConfig, TrainConfig
 from alignops.data.tokenizer import META_FILE, TOKENIZER_FILE
 
 
@@ -143,6 +143,7 @@ def trainer_kwargs(
         save_last=True,
         save_top_k=1,  # with no monitor: keep only the newest periodic checkpoint beside last.ckpt
     )
+    callbacks = [checkpoint, *early_stopping(train, stage_dir)]
     t = cfg.trainer
     return dict(
         accelerator=t.accelerator,
@@ -160,37 +161,65 @@ def trainer_kwargs(
         num_sanity_val_steps=0,
         log_every_n_steps=log_every_n_steps or t.log_every_n_steps,
         logger=logger,
-        callbacks=[checkpoint],
+        callbacks=callbacks,
         default_root_dir=stage_dir.path,
         enable_model_summary=False,
     )
 
 
+BEST_CHECKPOINT = "best"  # early stopping: the stage folder's best.ckpt, the one a stage publishes
+
+
+def early_stopping(train: TrainConfig, stage_dir: StageDir) -> list[Any]:
+    """With train.early_stopping_metric: stop after early_stopping_patience validations without improvement, and
+    keep the best validation's checkpoint (best.ckpt), which trained() publishes. Else no callbacks."""
+    if train.early_stopping_metric is None:
+        return []
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    metric, mode, patience = train.early_stopping_metric, train.early_stopping_mode, train.early_stopping_patience
+    return [
+        EarlyStopping(monitor=metric, mode=mode, patience=patience, check_on_train_epoch_end=False),
+        ModelCheckpoint(dirpath=stage_dir.checkpoints, filename=BEST_CHECKPOINT, monitor=metric, mode=mode,
+                        save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False),
+    ]  # fmt: skip
+
+
+def best_checkpoint(trainer: Any) -> Path | None:
+    """The best validation's checkpoint when early stopping kept one; None otherwise (publish the last weights)."""
+    for callback in trainer.checkpoint_callbacks:
+        if callback.monitor is not None and callback.best_model_path:
+            return Path(callback.best_model_path)
+    return None
+
+
 def trained(trainer: Any, module: Any) -> Any:
-    """The trained LightningModule with its weights whole, on the CPU: what a stage publishes. Under FSDP each rank
-    holds a shard of the weights, so every rank must call this (a collective gathers them onto rank 0, which gets
-    a fresh copy of the module holding them); the other ranks get `module` back as it is, not to be run."""
+    """The trained LightningModule with its weights whole, on the CPU: what a stage publishes. With early stopping
+    these are the best validation's weights, not the last. Under FSDP each rank holds a shard of the weights, so
+    every rank must call this (a collective gathers them onto rank 0, which gets a fresh copy of the module holding
+    them); the other ranks get `module` back as it is, not to be run."""
+    import torch
     from lightning.pytorch.strategies import FSDPStrategy
 
+    best = best_checkpoint(trainer)
     if not isinstance(trainer.strategy, FSDPStrategy):
-        return module.cpu()
-    state = trainer.strategy.lightning_module_state_dict()  # full tensors on rank 0, {} elsewhere
-    if not trainer.is_global_zero:
-        return module
-    whole = type(module)(**module.hparams)  # every module here saves its constructor arguments
-    whole.load_state_dict(state)
+        whole = module.cpu()
+    else:
+        state = trainer.strategy.lightning_module_state_dict()  # full tensors on rank 0, {} elsewhere
+        if not trainer.is_global_zero:
+            return module
+        whole = type(module)(**module.hparams)  # every module here saves its constructor arguments
+        whole.load_state_dict(state)
+    if best is not None:  # a full state dict (FSDP state_dict_type "full"), read on rank 0 only
+        whole.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["state_dict"])
     return whole
 
 
 def optim_hparams(train: TrainConfig) -> dict[str, Any]:
-    return {
-        "lr": train.lr,
-        "weight_decay": train.weight_decay,
-        "betas": (train.beta1, train.beta2),
-        "warmup_steps": train.warmup_steps,
-        "max_steps": train.max_steps,
-        "min_lr_ratio": train.min_lr_ratio,
-    }
+    """The module arguments of a training section: its OptimConfig whole (as a dict, saved with the weights) and
+    the step count its schedule spans."""
+    optim = OptimConfig.model_validate(train.model_dump(include=set(OptimConfig.model_fields)))
+    return {"optim": optim.model_dump(), "max_steps": train.max_steps}
 
 
 @dataclass

@@ -68,6 +68,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from models import optim as optimizers
 from models.generation import GenerationConfig, generate
 from models.gpt import GPT
 from models.heads import ScalarHead
@@ -128,8 +129,9 @@ class PPOConfig:
     whiten_rewards: bool = False  # whiten per-token rewards (scale only) before GAE
     reward_clip: float | None = None  # clamp the (penalised) score to [-reward_clip, reward_clip]; None: off
     missing_eos_penalty: float = 0.0  # added to the score of a response without EOS, e.g. -1.0; 0: off
-    lr: float = 1e-5  # AdamW learning rate (constant), policy and value head
-    weight_decay: float = 0.0  # AdamW decay of matrices; biases and LayerNorm gains never decay
+    optimizer: str = "adamw"  # models.optim.OPTIMIZERS; betas are torch's defaults (0.9, 0.999), SGD momentum 0.9
+    lr: float = 1e-5  # learning rate (constant), policy and value head
+    weight_decay: float = 0.0  # decay of matrices; biases and LayerNorm gains never decay
     max_grad_norm: float = 1.0  # clip the gradient norm of each optimizer step to this
 
     def __post_init__(self) -> None:
@@ -256,12 +258,14 @@ class PPOModule(_GPTModule):
         """No torch.compile: rollout shapes change every iteration and would recompile."""
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        params = [*self.model.parameters(), *self.value_head.parameters()]
-        groups = [  # as models.lm: matrices decay, biases and LayerNorm gains do not
-            {"params": [p for p in params if p.dim() >= 2], "weight_decay": self.config.weight_decay},
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-        ]
-        return torch.optim.AdamW(groups, lr=self.config.lr)
+        # the trainable parameters are the policy's and the value head's (reference and reward are frozen); a
+        # constant learning rate, no warm-up, no penalties: PPO's steps are few and its update is already clipped
+        cfg = self.config
+        optim = {"optimizer": cfg.optimizer, "lr": cfg.lr, "weight_decay": cfg.weight_decay, "beta1": 0.9,
+                 "beta2": 0.999, "momentum": 0.9, "schedule": "constant", "warmup_steps": 0, "min_lr_ratio": 1.0,
+                 "l1": 0.0, "l2": 0.0}  # fmt: skip
+        optimizer, _ = optimizers.build(self, optim, max_steps=1)
+        return optimizer
 
     # ---- one PPO iteration -------------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:

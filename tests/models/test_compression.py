@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
+from alignops.config import OptimConfig
 from models.compression import (
     count_parameters,
     from_int8_state,
@@ -181,7 +182,9 @@ def test_distillation_lowers_the_students_loss_and_kl(cpu_trainer) -> None:
     with torch.no_grad():
         teacher.transformer.wte.weight.mul_(30)  # a confident teacher, far from a random student
     student = GPTConfig(**{**CONFIG.__dict__, "n_layer": 1, "n_embd": 32})  # narrower: starts from random weights
-    kd = DistillModel.from_teacher(teacher, student, temperature=2.0, alpha=0.7, lr=3e-3, warmup_steps=2, max_steps=60)
+    kd = DistillModel.from_teacher(
+        teacher, student, temperature=2.0, alpha=0.7, max_steps=60, optim=OptimConfig(lr=3e-3, warmup_steps=2)
+    )
     assert kd.model.num_params() < teacher.num_params()
     teacher_before = {k: v.clone() for k, v in kd.teacher.state_dict().items()}
     student_before = {k: v.clone() for k, v in kd.model.state_dict().items()}

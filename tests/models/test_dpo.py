@@ -15,6 +15,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from alignops.config import OptimConfig
 from models.dpo import DPOModel, dpo_loss, sequence_logprob
 from models.gpt import GPT, GPTConfig
 
@@ -150,7 +151,13 @@ def test_dpo_learns_a_preference(cpu_trainer, tmp_path: Path) -> None:
     sft = GPT(CONFIG)
     steps = 60
     config = GPTConfig(**{**CONFIG.__dict__, "dropout": 0.1})  # dropout in the policy, never in the reference
-    model = DPOModel.from_sft(sft, config, beta=0.5, lr=3e-3, warmup_steps=5, max_steps=steps)
+    model = DPOModel.from_sft(
+        sft,
+        config,
+        beta=0.5,
+        max_steps=steps,
+        optim=OptimConfig(lr=3e-3, warmup_steps=5, weight_decay=0.0, beta2=0.999),
+    )
     initial = copy.deepcopy(model.state_dict())
     t = cpu_trainer(max_steps=steps)
     before = t.validate(model, loader(val, batch_size=16), verbose=False)[0]
@@ -180,7 +187,13 @@ def test_dpo_learns_a_preference(cpu_trainer, tmp_path: Path) -> None:
 def test_bf16_mixed_fit_and_checkpoint(cpu_trainer, tmp_path: Path) -> None:
     torch.manual_seed(0)
     sft = GPT(CONFIG)
-    model = DPOModel.from_sft(sft, beta=0.25, label_smoothing=0.1, lr=1e-3, warmup_steps=0, max_steps=2)
+    model = DPOModel.from_sft(
+        sft,
+        beta=0.25,
+        label_smoothing=0.1,
+        max_steps=2,
+        optim=OptimConfig(lr=1e-3, warmup_steps=0, weight_decay=0.0, beta2=0.999),
+    )
     t = cpu_trainer(max_steps=2, precision="bf16-mixed", enable_checkpointing=True)
     t.fit(model, loader(pairs(8, seed=3), batch_size=4))
     assert math.isfinite(t.callback_metrics["train/loss"].item())

@@ -14,6 +14,7 @@ import lightning as L
 import pytest
 import torch
 
+from alignops.config import OptimConfig
 from alignops.data.loaders import (
     ClassificationDataset,
     PackedBlocks,
@@ -29,7 +30,8 @@ from alignops.data.tokenizer import chat_template, load_tokenizer, train_tokeniz
 from models.generation import GenerationConfig, generate
 from models.gpt import GPT, GPTConfig
 from models.heads import ClassificationHead, ScalarHead
-from models.lm import CausalLM, SequenceClassifier, warmup_cosine
+from models.lm import CausalLM, SequenceClassifier
+from models.optim import lr_multiplier
 
 WORDS = "the a cat dog sat ran on under mat log good bad film book red blue sky apple was and".split()  # noqa: SIM905
 SFT_PAIRS = [
@@ -69,14 +71,18 @@ class LossRecorder(L.Callback):
 
 
 def test_warmup_cosine_schedule() -> None:
-    lam = [warmup_cosine(s, warmup_steps=4, max_steps=20, min_lr_ratio=0.1) for s in range(25)]
+    lam = [lr_multiplier("cosine", s, warmup_steps=4, max_steps=20, min_lr_ratio=0.1) for s in range(25)]
     assert lam[:5] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])  # linear warmup, peak at step warmup_steps
     assert all(a > b for a, b in zip(lam[4:20], lam[5:21], strict=True))  # then strictly decreasing
     assert lam[12] == pytest.approx(0.1 + 0.9 * 0.5)  # half way through the cosine: half way down
     assert lam[20:] == pytest.approx([0.1] * 5)  # min_lr at max_steps, and after
-    assert warmup_cosine(0, warmup_steps=0, max_steps=10, min_lr_ratio=0.0) == 1.0
+    assert lr_multiplier("cosine", 0, warmup_steps=0, max_steps=10, min_lr_ratio=0.0) == 1.0
     with pytest.raises(ValueError, match="warmup_steps < max_steps"):
-        CausalLM(GPTConfig(n_layer=1, n_head=1, n_embd=8, vocab_size=16, block_size=8), warmup_steps=5, max_steps=5)
+        CausalLM(
+            GPTConfig(n_layer=1, n_head=1, n_embd=8, vocab_size=16, block_size=8),
+            max_steps=5,
+            optim=OptimConfig(warmup_steps=5),
+        )
 
 
 def test_heads() -> None:
@@ -95,7 +101,7 @@ def test_causal_lm_learns_and_schedules(cpu_trainer, tok, tmp_path: Path) -> Non
     train, val = PackedBlocks(ids[n_val:], 32), PackedBlocks(ids[:n_val], 32)
     torch.manual_seed(0)
     steps = 80
-    model = CausalLM(gpt_config(tok), lr=3e-3, warmup_steps=8, max_steps=steps, min_lr_ratio=0.1)
+    model = CausalLM(gpt_config(tok), max_steps=steps, optim=OptimConfig(lr=3e-3, warmup_steps=8, min_lr_ratio=0.1))
     initial = copy.deepcopy(model.state_dict())
     recorder = LossRecorder()
     t = cpu_trainer(max_steps=steps, callbacks=[recorder])
@@ -108,7 +114,9 @@ def test_causal_lm_learns_and_schedules(cpu_trainer, tok, tmp_path: Path) -> Non
         assert not torch.equal(p.detach(), initial[name]), f"{name} did not change"
     assert "train/tokens_per_sec" in t.callback_metrics and t.callback_metrics["train/tokens_per_sec"] > 0
     # the cosine ended at min_lr: the last step ran at lr(max_steps - 1), the optimizer now holds lr(max_steps)
-    assert t.callback_metrics["train/lr"].item() == pytest.approx(3e-3 * warmup_cosine(steps - 1, 8, steps, 0.1))
+    assert t.callback_metrics["train/lr"].item() == pytest.approx(
+        3e-3 * lr_multiplier("cosine", steps - 1, 8, steps, 0.1)
+    )
     assert t.optimizers[0].param_groups[0]["lr"] == pytest.approx(3e-3 * 0.1)
     assert t.optimizers[0].param_groups[1]["weight_decay"] == 0.0  # biases and LayerNorm gains do not decay
 
@@ -124,7 +132,7 @@ def test_val_loss_is_token_weighted(cpu_trainer, tok, tmp_path: Path) -> None:
     ds = SFTDataset(records, tok, max_len=32)
     collate = collate_right_pad(pad_id(tok))
     torch.manual_seed(0)
-    model = CausalLM(gpt_config(tok), max_steps=10, warmup_steps=0)
+    model = CausalLM(gpt_config(tok), max_steps=10, optim=OptimConfig(warmup_steps=0))
     metrics = cpu_trainer().validate(
         model, resumable_loader(ds, batch_size=1, shuffle=False, collate_fn=collate), verbose=False
     )[0]
@@ -141,7 +149,9 @@ def test_val_loss_is_token_weighted(cpu_trainer, tok, tmp_path: Path) -> None:
 def test_sft_recites_a_trained_response(cpu_trainer, tok, tmp_path: Path) -> None:
     torch.manual_seed(0)
     base = GPT(gpt_config(tok))  # stands in for the pretrained base: SFT starts from its weights
-    model = CausalLM.from_gpt(base.state_dict(), gpt_config(tok), lr=3e-3, warmup_steps=5, max_steps=120)
+    model = CausalLM.from_gpt(
+        base.state_dict(), gpt_config(tok), max_steps=120, optim=OptimConfig(lr=3e-3, warmup_steps=5)
+    )
     assert torch.equal(model.model.transformer.wte.weight, base.transformer.wte.weight)
     ds = SFTDataset(SFT_PAIRS, tok, max_len=32)
     assert ds.truncated == 0
@@ -179,7 +189,12 @@ def test_sequence_classifier_learns_and_reports(cpu_trainer, tok, tmp_path: Path
     val = ClassificationDataset(sentiment_records(40, seed=2), tok, max_len=24, labels=labels)
     torch.manual_seed(0)
     backbone = GPT(gpt_config(tok))
-    model = SequenceClassifier.from_gpt(backbone, labels=labels, lr=3e-3, warmup_steps=5, max_steps=90)
+    model = SequenceClassifier.from_gpt(
+        backbone,
+        labels=labels,
+        max_steps=90,
+        optim=OptimConfig(lr=3e-3, warmup_steps=5, weight_decay=0.01, beta2=0.999),
+    )
     assert torch.equal(model.model.transformer.h[0].attn.c_attn.weight, backbone.transformer.h[0].attn.c_attn.weight)
     t = cpu_trainer(max_steps=90)
     t.fit(model, resumable_loader(train, batch_size=16, seed=0, collate_fn=collate))
@@ -206,7 +221,7 @@ def test_exact_resume_from_mid_training_checkpoint(cpu_trainer, tok, tmp_path: P
 
     def run(name: str, ckpt_path: Path | None, seed: int) -> dict[int, float]:
         torch.manual_seed(seed)
-        model = CausalLM(gpt_config(tok, dropout=0.1), lr=1e-3, warmup_steps=2, max_steps=8)
+        model = CausalLM(gpt_config(tok, dropout=0.1), max_steps=8, optim=OptimConfig(lr=1e-3, warmup_steps=2))
         recorder = LossRecorder()
         checkpoints = L.pytorch.callbacks.ModelCheckpoint(
             dirpath=tmp_path / name, filename="{step}", every_n_train_steps=2, save_top_k=-1
@@ -236,7 +251,7 @@ def test_exact_resume_from_mid_training_checkpoint(cpu_trainer, tok, tmp_path: P
 def test_bf16_mixed_fit_on_cpu(cpu_trainer, tok, tmp_path: Path) -> None:
     ids = encode_corpus(corpus(40), tok)
     torch.manual_seed(0)
-    model = CausalLM(gpt_config(tok), lr=1e-3, warmup_steps=0, max_steps=2)
+    model = CausalLM(gpt_config(tok), max_steps=2, optim=OptimConfig(lr=1e-3, warmup_steps=0))
     recorder = LossRecorder()
     t = cpu_trainer(max_steps=2, precision="bf16-mixed", callbacks=[recorder])
     t.fit(model, resumable_loader(PackedBlocks(ids, 32), batch_size=4, seed=0))
@@ -251,7 +266,7 @@ def test_compiled_model_trains_like_eager(cpu_trainer, tok, tmp_path: Path) -> N
     losses = []
     for compile in (False, True):
         torch.manual_seed(0)
-        model = CausalLM(gpt_config(tok), lr=1e-3, warmup_steps=0, max_steps=2, compile=compile)
+        model = CausalLM(gpt_config(tok), max_steps=2, compile=compile, optim=OptimConfig(lr=1e-3, warmup_steps=0))
         recorder = LossRecorder()
         cpu_trainer(max_steps=2, callbacks=[recorder]).fit(
             model, resumable_loader(PackedBlocks(ids, 32), batch_size=4, seed=0)

@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from alignops.config import OptimConfig
 from alignops.data.loaders import pad_id, resumable_loader
 from alignops.data.preferences import PairDataset, collate_pairs, expand_rankings, length_baseline_accuracy
 from alignops.data.tokenizer import chat_template, load_tokenizer, train_tokenizer
@@ -104,7 +105,9 @@ def test_reward_model_learns_a_preference(cpu_trainer, tok, tmp_path: Path) -> N
     torch.manual_seed(0)
     sft = GPT(gpt_config(tok))  # stands in for the SFT model the reward model starts from
     steps = 80
-    model = RewardModel.from_gpt(sft, lr=3e-3, weight_decay=0.0, warmup_steps=5, max_steps=steps)
+    model = RewardModel.from_gpt(
+        sft, max_steps=steps, optim=OptimConfig(lr=3e-3, weight_decay=0.0, warmup_steps=5, beta2=0.999)
+    )
     assert torch.equal(model.model.transformer.h[0].attn.c_attn.weight, sft.transformer.h[0].attn.c_attn.weight)
     initial = copy.deepcopy(model.state_dict())
     t = cpu_trainer(max_steps=steps)
@@ -170,7 +173,13 @@ def test_reward_is_read_at_the_last_real_token(tok) -> None:
 
 def test_bf16_mixed_fit_and_checkpoint(cpu_trainer, tok, tmp_path: Path) -> None:
     torch.manual_seed(0)
-    model = RewardModel(gpt_config(tok), lr=1e-3, warmup_steps=0, max_steps=2, margin=0.25, center_coef=0.05)
+    model = RewardModel(
+        gpt_config(tok),
+        max_steps=2,
+        margin=0.25,
+        center_coef=0.05,
+        optim=OptimConfig(lr=1e-3, warmup_steps=0, weight_decay=0.01, beta2=0.999),
+    )
     t = cpu_trainer(max_steps=2, precision="bf16-mixed", enable_checkpointing=True)
     t.fit(model, loader(rankings(8, seed=4), tok, batch_size=4))
     assert t.precision == "bf16-mixed" and math.isfinite(t.callback_metrics["train/loss"].item())

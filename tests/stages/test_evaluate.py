@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from alignops import tracking
 from alignops.cli import app
 from alignops.config import load_config
-from alignops.stages import classify, data, evaluate, ppo, pretrain, reward, sft, tokenizer
+from alignops.stages import classify, data, evaluate, fewshot, ppo, pretrain, reward, sft, tokenizer
 from tests.conftest import project_checkout
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -214,3 +214,45 @@ def test_cli_prints_the_metrics_table(chain) -> None:
     missing = CliRunner().invoke(app, ["evaluate", "--model", "models:/alignops-nothing/1", "-p", "tiny",
                                        *[a for o in overrides for a in ("--set", o)]])  # fmt: skip
     assert missing.exit_code == 2 and "alignops-nothing" in missing.output
+
+
+def test_baselines_stand_beside_the_model_figures_with_their_margins(chain, policy_eval) -> None:
+    cfg, _, models = chain
+    m = policy_eval.metrics
+    # n-gram perplexities on the GPT's own held-out blocks: finite, above 1, the trigram's margin over the model
+    assert 1.0 < m["eval/ppl_bigram"] < math.inf and 1.0 < m["eval/ppl_trigram"] < math.inf
+    assert math.isclose(m["eval/ppl_margin"], m["eval/ppl_trigram"] - m["eval/ppl"], rel_tol=1e-9)
+    for key in ("accuracy", "precision", "recall", "f1"):
+        assert 0.0 <= m[f"eval/{key}_bow"] <= 1.0, key
+    assert math.isclose(m["eval/f1_margin"], m["eval/f1"] - m["eval/f1_bow"], rel_tol=1e-9)
+    logged = tracking.run_metrics(policy_eval.run_id)  # what the dashboard's Models page lists
+    assert logged["eval/ppl_trigram"] == pytest.approx(m["eval/ppl_trigram"])
+    assert logged["eval/f1_margin"] == pytest.approx(m["eval/f1_margin"])
+    # a classifier gets the bag-of-words baseline and no perplexity baseline
+    classifier = evaluate.run(cfg, model_uri=models["classifier"]).metrics
+    assert "eval/ppl_trigram" not in classifier and "eval/ppl_margin" not in classifier
+    assert 0.0 <= classifier["eval/f1_bow"] <= 1.0
+    assert math.isclose(classifier["eval/f1_margin"], classifier["eval/f1"] - classifier["eval/f1_bow"], rel_tol=1e-9)
+
+
+def test_fewshot_table_of_the_base_model_is_logged_with_its_figure(chain) -> None:
+    cfg, overrides, models = chain
+    small = cfg.model_copy(update={"fewshot": cfg.fewshot.model_copy(update={"shots": [0, 2], "max_examples": 24})})
+    r = fewshot.run(small, model_uri=models["base"])
+    assert r.model_uri == models["base"] and [row.k for row in r.table] == [0, 2]
+    logged = tracking.run_metrics(r.run_id)
+    for row in r.table:
+        assert row.n == 24 and row.accuracy_low - 1e-12 <= row.accuracy <= row.accuracy_high  # Wilson: float at 0
+        assert logged[f"fewshot/accuracy_k{row.k}"] == pytest.approx(row.accuracy)
+        assert logged[f"fewshot/f1_k{row.k}"] == pytest.approx(row.f1)
+    assert r.table[0].truncated_rate <= r.table[1].truncated_rate  # more examples, longer prompts
+    assert tracking.read_artifact(r.run_id, "figures/fewshot.png").startswith(PNG)
+    with pytest.raises(evaluate.EvaluationError, match="needs a causal_lm"):
+        fewshot.run(small, model_uri=models["classifier"])
+    sets = [a for o in [*overrides, "fewshot.shots=[0,1]", "fewshot.max_examples=8"] for a in ("--set", o)]
+    out = CliRunner().invoke(app, ["fewshot", "--model", models["base"], "--preset", "tiny", *sets])
+    assert out.exit_code == 0, out.output
+    assert (
+        "accuracy [95% CI]" in out.output
+        and len([ln for ln in out.output.splitlines() if ln.startswith("   1  ")]) == 1
+    )
