@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from alignops.data.loaders import collate_left_pad
-from alignops.data.tokenizer import chat_template
+from alignops.data.tokenizer import chat_template, decode
 from models.generation import GenerationConfig, generate
 from models.gpt import GPT
 
@@ -70,5 +70,5 @@ class Generator:
         out = []
         for row, n in enumerate(lengths.tolist()):
             new = [t for t in sequences[row, width : width + n].tolist() if t not in (self.eos_id, self.pad_id)]
-            out.append(self.tokenizer.decode(new))
+            out.append(decode(self.tokenizer, new))  # never a character cut at the end
         return out
