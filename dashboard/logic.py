@@ -3,6 +3,7 @@
 Pages call these and only lay the results out, so each is tested directly (tests/dashboard/test_logic.py):
 
     ranking_from_positions({12: 1, 10: 2, 11: 2, 13: 3})  ->  [[12], [10, 11], [13]]
+    ranking_from_order("31=2", [10, 11, 12])             ->  [[12], [10, 11]]
     agreement(export_records)                            ->  Agreement(items, comparisons, agreement, alpha)
     config_diff({"run a": cfg_a, "run b": cfg_b})        ->  rows of the keys whose values differ
     side_by_side({"sft/1": samples_1, "policy/2": samples_2})  ->  one row per sample both versions wrote
@@ -40,6 +41,48 @@ def ranking_from_positions(positions: Mapping[int, int | None]) -> list[list[int
     for rid, place in positions.items():
         groups[int(place)].append(rid)  # type: ignore[arg-type]
     return [groups[place] for place in sorted(groups)]
+
+
+TIE = "="
+
+
+def ranking_from_order(order: str, ids: list[int]) -> list[list[int]]:
+    """What a labeler typed, the response numbers best first (1 = the first response shown), to the store's
+    ranking: "3142" -> [[ids[2]], [ids[0]], [ids[3]], [ids[1]]]; "=" ties its neighbours ("31=42": 1 and 4
+    share second place); spaces and commas are ignored. Every response must be placed exactly once."""
+    typed = [ch for ch in str(order) if not ch.isspace() and ch != ","]
+    groups: list[list[int]] = []
+    tie_next = False
+    for ch in typed:
+        if ch == TIE:
+            if not groups or tie_next:
+                raise FormError(f"{order!r}: '=' goes between two response numbers, as in 31=42.")
+            tie_next = True
+            continue
+        if not ch.isdigit() or not 1 <= int(ch) <= len(ids):
+            raise FormError(f"{order!r}: {ch!r} is not a response number; type numbers 1 to {len(ids)}, best first.")
+        if tie_next:
+            groups[-1].append(int(ch))
+        else:
+            groups.append([int(ch)])
+        tie_next = False
+    if tie_next:
+        raise FormError(f"{order!r} ends with '='; type the response it ties with, or remove the '='.")
+    numbers = [n for group in groups for n in group]
+    repeated = sorted({n for n in numbers if numbers.count(n) > 1})
+    missing = [n for n in range(1, len(ids) + 1) if n not in numbers]
+    if repeated or missing:
+        problems = ([f"{', '.join(map(str, repeated))} more than once"] if repeated else []) + (
+            [f"not {', '.join(map(str, missing))}"] if missing else []
+        )
+        raise FormError(f"{order!r} places {' and '.join(problems)}; place each of 1 to {len(ids)} once, best first.")
+    return [[ids[n - 1] for n in group] for group in groups]
+
+
+def order_from_ranking(ranking: list[list[int]], ids: list[int]) -> str:
+    """The inverse, to prefill a correction: [[ids[2]], [ids[0], ids[3]], [ids[1]]] -> "31=42"."""
+    number = {rid: index for index, rid in enumerate(ids, 1)}
+    return "".join(TIE.join(str(number[rid]) for rid in group) for group in ranking)
 
 
 def places(ranking: list[list[int]]) -> dict[int, int]:
@@ -222,6 +265,23 @@ def metric_deltas(left: Mapping[str, float], right: Mapping[str, float]) -> list
             {"metric": key, "left": a, "right": b, "change": b - a if a is not None and b is not None else None}
         )
     return rows
+
+
+def inline_image(png: bytes, caption: str) -> str:
+    """A PNG as an HTML figure that carries its own bytes (a data: URL): nothing is left under Streamlit's
+    /media/ route, which answers anyone who knows the address, signed in or not."""
+    import base64
+    import html
+
+    data = base64.b64encode(png).decode("ascii")
+    return (f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}" style="max-width:100%">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")  # fmt: skip
+
+
+def safe_markdown(text: str) -> str:
+    """Model text for st.markdown: its Markdown (emphasis, lists, code) renders, but nothing that reaches out or
+    runs: raw HTML shows as text (every < escaped) and images show as their text (no request to their URL)."""
+    return str(text).replace("\\<", "<").replace("<", "\\<").replace("![", "\\![")
 
 
 def md_escape(text: str) -> str:

@@ -45,6 +45,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from alignops import settings
+from alignops.config import FeedbackConfig
 from alignops.feedback import auth, db
 from alignops.feedback.db import CRITERIA, ROLES
 
@@ -82,7 +83,7 @@ class StaleTask(StoreError):
     responses are gone. A page drops it with a plain message and loads the next one."""
 
 
-OVERLAP = 2  # labelers each prompt is offered to before new prompts (FeedbackConfig.overlap)
+OVERLAP = FeedbackConfig.model_fields["overlap"].default  # labelers each prompt reaches before new prompts
 
 
 @dataclass(frozen=True)
