@@ -113,14 +113,14 @@ else:
     st.text("Prompt")
     st.code(task.prompt, language=None, wrap_lines=True)
     for number, (column, response) in enumerate(zip(st.columns(len(task.responses)), task.responses, strict=True), 1):
-        with column, st.container(border=True):
+        with column, st.container(border=True, key=f"response-{number}"):  # CSS class st-key-response-N
             st.markdown(f"**{number}**")
             st.markdown(logic.safe_markdown(response.text))  # Markdown renders; HTML and images show as text
     with st.form(f"rank-{token}", border=False):
-        left, right = st.columns([1, 2])
+        left, right = st.columns([1, 1])
         left.text_input(
             ORDER, key=f"order-{token}", max_chars=3 * len(task.responses),
-            placeholder=f"best first, e.g. {''.join(str(n) for n in range(len(task.responses), 0, -1))}",
+            placeholder="numbers, best first",
             help="Type the response numbers best first and press Enter. '=' ties two: 31=42 puts 3 first, "
             "1 and 4 second, 2 last.",
         )  # fmt: skip

@@ -202,7 +202,7 @@ def test_a_ranking_is_submitted_and_the_next_task_is_on_screen_in_one_run(projec
     task = shown_task(at)
     assert len(task.responses) == 3  # one response from each of the three evaluated versions, side by side
     assert not [t for t in texts(at) + markup(at) if "models:/" in t], "a model version was shown before the submit"
-    unescaped = re.compile(r"(?<!\\)(<script|!\[img\])")
+    unescaped = re.compile(r"(?<!\\)(<script|\[img\])")
     assert not [m for m in markup(at) if unescaped.search(m)], "raw HTML or an image as markup"
     focus = [h.proto.body for h in at.html if "focus()" in h.proto.body]
     assert len(focus) == 1 and 'aria-label=\\"Order\\"' in focus[0]  # the cursor starts in the Order box
