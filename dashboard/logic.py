@@ -193,6 +193,41 @@ def config_diff(configs: Mapping[str, Mapping[str, Any]]) -> list[dict[str, str]
     return rows
 
 
+# The metric columns the Runs table shows by default for each stage (all of them behind a toggle): what people
+# read first for that stage, in that order.
+STAGE_METRICS = {
+    "pretrain": ["train/loss", "val/loss", "val/ppl"],
+    "sft": ["train/loss", "val/loss", "val/ppl"],
+    "reward": ["reward/accuracy", "reward/length_baseline_accuracy", "val/loss"],
+    "ppo": ["ppo/reward", "ppo/kl", "ppo/reward_gain", "ppo/clipfrac"],
+    "dpo": ["train/loss", "val/loss", "val/kl"],
+    "evaluate": ["eval/win_rate_judge", "eval/reward", "eval/f1", "eval/ppl"],
+    "data-validate": ["validation/success", "validation/failed_expectations"],
+}
+REWARD, KL = "ppo/reward", "ppo/kl"  # the RL trade-off: reward gained against distance from the reference
+
+
+def metric_columns(stages: Iterable[str | None], available: Iterable[str]) -> list[str]:
+    """The default metric columns for runs of these stages: each stage's STAGE_METRICS that some run has, in
+    order, without repeats."""
+    present = set(available)
+    columns: list[str] = []
+    for stage in stages:
+        columns += [key for key in STAGE_METRICS.get(stage or "", []) if key in present and key not in columns]
+    return columns
+
+
+def trade_off_rows(histories: Mapping[str, tuple[list, list]]) -> list[dict[str, Any]]:
+    """label -> (reward history, KL history), each [(step, timestamp ms, value)], to one row per step both were
+    logged at: {"run", "step", "kl", "reward"}, for a reward-against-KL chart."""
+    rows = []
+    for label, (reward, kl) in histories.items():
+        kl_at = {step: value for step, _, value in kl}
+        rows.extend({"run": label, "step": step, "kl": kl_at[step], "reward": value}
+                    for step, _, value in reward if step in kl_at)  # fmt: skip
+    return rows
+
+
 def metric_rows(histories: Mapping[str, list[tuple[int, int, float]]]) -> list[dict[str, Any]]:
     """Curves for one chart: label -> [(step, timestamp ms, value)] to long rows with the step, the seconds
     since that curve's first point (so runs started at different times overlay), and the value."""
@@ -222,8 +257,39 @@ def side_by_side(samples: Mapping[str, list[dict[str, Any]]]) -> list[dict[str, 
     for row in first:
         sid = str(row["sample_id"])
         if all(sid in by_id for by_id in indexed.values()):
-            rows.append({"sample_id": sid, "prompt": row["prompt"], "outputs": {k: v[sid] for k, v in indexed.items()}})
+            outputs = {k: v[sid] for k, v in indexed.items()}
+            rows.append({"sample_id": sid, "prompt": row["prompt"], "lang": row.get("lang"),
+                         "source": row.get("source"), "outputs": outputs})  # fmt: skip
     return rows
+
+
+BASELINE_FIELDS = {"completion": "baseline_completion", "reward": "baseline_reward", "judge": "baseline_judge"}
+
+
+def against_baseline(uri: str, samples: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:
+    """One evaluation's samples as side_by_side() rows of two columns, the model and the baseline it was
+    compared with (each sample holds both answers): (the baseline's URI, rows). (None, []) without a baseline."""
+    with_baseline = [row for row in samples if row.get("baseline_completion") is not None]
+    if not with_baseline:
+        return None, []
+    baseline = str(with_baseline[0].get("baseline_uri") or "baseline")
+    rows = []
+    for row in with_baseline:
+        theirs = {field: row.get(stored) for field, stored in BASELINE_FIELDS.items()}
+        rows.append({"sample_id": str(row["sample_id"]), "prompt": row["prompt"], "lang": row.get("lang"),
+                     "source": row.get("source"), "outputs": {uri: row, baseline: theirs}})  # fmt: skip
+    return baseline, rows
+
+
+def filter_rows(rows: list[dict[str, Any]], langs: Iterable[str] = (), sources: Iterable[str] = (), words: str = ""):
+    """The rows of a prompt language and source among those picked (none picked: any), whose prompt holds
+    `words` (case-insensitive)."""
+    langs, sources, words = set(langs), set(sources), words.lower().strip()
+    return [
+        row for row in rows
+        if (not langs or row.get("lang") in langs) and (not sources or row.get("source") in sources)
+        and words in row["prompt"].lower()
+    ]  # fmt: skip
 
 
 def parse_jsonl(text: str) -> list[dict[str, Any]]:

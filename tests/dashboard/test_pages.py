@@ -434,12 +434,20 @@ def test_runs_page_compares_runs(project: Project) -> None:
     assert not at.exception and not at.error
     table = at.dataframe[0].value
     assert {"pipeline", "data-build", "data-validate", "sft", "ppo", "evaluate"} <= set(table["stage"])
-    assert "train/loss" in table.columns  # every metric a sortable column
+    metrics = [c for c in table.columns if "/" in c]
+    assert metrics[:3] == ["validation/success", "validation/failed_expectations", "eval/win_rate_judge"]
+    assert "train/lr" not in metrics and "train/loss" in metrics  # the stages' key metrics only ...
+    field(at.toggle, "All metric columns").set_value(True)
+    at.run()
+    assert "train/lr" in at.dataframe[0].value.columns  # ... every one behind the toggle
     runs = [project.run_ids["policy-1"], project.run_ids["policy-2"]]
     field(at.multiselect, "Runs to plot").set_value(runs)
     at.run()
-    charts = at.get("vega_lite_chart")
-    assert len(charts) == 2, "expected the train/loss and val/loss charts"  # default metrics
+    charts = [c.proto.spec for c in at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")]
+    assert len(charts) == 2, "expected the train/loss curve and the reward-against-KL chart"
+    assert "Reward against KL" in charts[1] and '"labelLimit": 0' in charts[0].replace(":0", ": 0")
+    once = at.dataframe[1].value  # val/loss, logged once per run: numbers, not one-dot charts
+    assert list(once.columns) == ["val/loss"] and len(once) == 2
     field(at.radio, "x axis").set_value("seconds")
     at.run()
     assert not at.exception
@@ -475,6 +483,8 @@ def test_models_page_shows_versions_lineage_evaluations_and_promotes(project: Pr
 def test_generations_page_shows_versions_side_by_side_as_text(project: Project) -> None:
     at = page(sign_in(project.admin), "generations")
     assert not at.exception and not at.error
+    field(at.radio, "Compare").set_value("Evaluated versions side by side")
+    at.run()
     chosen = field(at.multiselect, "Model versions").value
     champion = tracking.alias_uri("alignops-policy", "champion")  # another test may have promoted the challenger
     assert len(chosen) == 2 and chosen[0] == champion
@@ -487,12 +497,36 @@ def test_generations_page_shows_versions_side_by_side_as_text(project: Project) 
     assert not [m for m in markup(at) if "attacker" in m or "<script>" in m]  # ... never as markup
     field(at.text_input, "Filter prompts").input("film")
     at.run()
-    assert [t for t in texts(at) if t.startswith("Prompt ")] == ["Prompt s1"]
+    assert [t for t in texts(at) if t.startswith("Prompt ")] == ["Prompt s1  en  eval-chat"]
+
+
+def test_generations_shows_one_evaluations_model_against_its_baseline_filtered(project: Project) -> None:
+    at = page(sign_in(project.admin), "generations")
+    assert field(at.radio, "Compare").value == "One evaluation: model against its baseline"  # the default
+    field(at.selectbox, "Model version").set_value(project.versions["challenger"])
+    at.run()
+    assert not at.exception and not at.error
+    shown = texts(at)
+    assert sum(t.startswith("Prompt ") for t in shown) == len(PROMPTS)
+    assert "baseline's answer s3" in shown and "bright answer 3: " + "sunny " * 4 in shown
+    assert project.versions["champion"] in shown  # the baseline's column names it
+    field(at.multiselect, "Language").set_value(["zh"])
+    at.run()
+    assert [t for t in texts(at) if t.startswith("Prompt ")] == ["Prompt s2  zh  eval-tweets"]
+    field(at.multiselect, "Language").set_value([])
+    field(at.multiselect, "Source").set_value(["eval-chat"])
+    at.run()
+    assert [t for t in texts(at) if t.startswith("Prompt ")] == ["Prompt s1  en  eval-chat", "Prompt s3  en  eval-chat"]
+    field(at.selectbox, "Model version").set_value(project.versions["sft"])  # evaluated without a baseline
+    at.run()
+    assert at.info[0].value.startswith("The evaluation of models:/alignops-sft/1 had no baseline")
 
 
 def test_data_page_shows_versions_datasheets_and_validation(project: Project) -> None:
     at = page(sign_in(project.admin), "data")
     assert not at.exception and not at.error
+    assert [h.value for h in at.subheader] == ["Latest validation", "Versions"]  # the verdict first
+    assert [e.label for e in at.expander] == ["Validation report", "Datasheet"]  # the details folded
     table = at.dataframe[0].value
     assert list(table["data version"]) == MD5[::-1]  # newest first
     assert list(table["message"]) == ["data version 2", "data version 1"]
