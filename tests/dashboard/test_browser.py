@@ -116,9 +116,11 @@ def body(driver) -> str:
 
 
 def wait_for(driver, condition):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, WAIT_S).until(condition)
+    # an element may be replaced between finding and reading it while Streamlit redraws: look again
+    return WebDriverWait(driver, WAIT_S, ignored_exceptions=[StaleElementReferenceException]).until(condition)
 
 
 def screenshot(driver, name: str) -> None:
@@ -129,17 +131,15 @@ def screenshot(driver, name: str) -> None:
 
 
 def sign_in(driver, server: str, name: str, path: str = "") -> None:
-    from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
     driver.get(f"{server}/_stcore/health")  # on the site, so its cookies can be deleted: a new visitor
     driver.delete_all_cookies()
     driver.get(f"{server}/{path}")
-    box = wait_for(
-        driver, lambda d: (found := d.find_elements(By.CSS_SELECTOR, "input[aria-label='Name']")) and found[0]
-    )
-    box.send_keys(name)
-    driver.find_element(By.CSS_SELECTOR, "input[aria-label='Password']").send_keys(PASSWORD, Keys.ENTER)
+    for label, text in (("Name", name), ("Password", PASSWORD)):
+        box = wait_for(driver, lambda d, label=label: interactable(d, f"input[aria-label='{label}']"))
+        box.send_keys(text)
+    box.send_keys(Keys.ENTER)  # Enter submits the sign-in form
 
 
 def interactable(driver, selector: str):
@@ -245,6 +245,47 @@ def test_a_task_ranked_in_another_tab_recovers(labels: str, server: str, browser
     order_box(browser)
     screenshot(browser, "rank-stale")
     assert mine(labels, name)["rankings"] == 1
+
+
+def test_a_rating_is_three_clicks_and_ctrl_enter_in_the_comment(labels: str, server: str, browser) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    name = account(labels)
+    sign_in(browser, server, name, path="rate")
+    scales = wait_for(
+        browser, lambda d: len(found := d.find_elements(By.XPATH, "//button[.='4 mostly']")) == 3 and found
+    )
+    screenshot(browser, "rate")
+    for button in scales:  # the scales' meanings are on the buttons themselves
+        button.click()
+    comment = wait_for(browser, lambda d: interactable(d, "textarea"))
+    comment.send_keys("Clear and polite.")
+    ActionChains(browser).key_down(Keys.CONTROL).send_keys(Keys.ENTER).key_up(Keys.CONTROL).perform()
+    wait_for(browser, lambda d: "Saved rating #" in body(d))
+    assert mine(labels, name)["ratings"] == 1
+
+
+def test_pages_open_warm(labels: str, server: str, browser, record_property) -> None:
+    """Every page of an admin, opened twice in one session: the second time is the warm time recorded for the
+    issue's note (pytest --junitxml); the machine is shared, so the figure is indicative."""
+    import time
+
+    from selenium.webdriver.common.by import By
+
+    sign_in(browser, server, account(labels, "admin"))
+    wait_for(browser, lambda d: "Signed in as" in body(d))
+    titles = {"Runs": "Runs", "Models": "Models", "Generations": "Generations", "Data": "Data",
+              "Rank": "Rank responses", "Rate": "Rate a response", "Labels": "Labels"}  # fmt: skip
+    for visit in ("cold", "warm"):
+        for link, title in titles.items():
+            start = time.perf_counter()
+            links = browser.find_elements(By.CSS_SELECTOR, "[data-testid='stSidebarNavLink']")
+            next(a for a in links if a.text.strip() == link).click()
+            wait_for(browser, lambda d, title=title: any(h.text == title for h in d.find_elements(By.TAG_NAME, "h1"))
+                     and not d.find_elements(By.CSS_SELECTOR, "[data-testid='stStatusWidget']"))  # fmt: skip
+            record_property(f"{visit}_s_{link}", round(time.perf_counter() - start, 3))
 
 
 def test_wrong_passwords_are_throttled(labels: str, server: str, browser) -> None:
