@@ -346,9 +346,9 @@ def inline_image(png: bytes, caption: str) -> str:
 
 def safe_markdown(text: str) -> str:
     """Model text for st.markdown: its Markdown (emphasis, lists, code) renders, but nothing that reaches out or
-    runs: raw HTML shows as text (every < escaped), and links and images show as their text (every [ escaped),
-    so no request goes to a URL in a model's answer and no link invites a click."""
-    return str(text).replace("<", "\\<").replace("[", "\\[")
+    runs: raw HTML shows as text (every < escaped), and links, bare URLs and images show as their text (every [
+    and :// escaped), so no request goes to a URL in a model's answer and no link invites a click."""
+    return str(text).replace("<", "\\<").replace("[", "\\[").replace("://", "\\://")  # no bare-URL autolinks
 
 
 def md_escape(text: str) -> str:

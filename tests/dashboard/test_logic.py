@@ -119,7 +119,8 @@ def test_an_order_typed_best_first_becomes_the_stores_ranking() -> None:
 def test_model_text_renders_markdown_but_no_html_links_or_images() -> None:
     text = '<script>alert("x")</script> ![img](http://attacker.invalid/p.png) [click](http://x.invalid) **bold**'
     assert logic.safe_markdown(text) == (
-        '\\<script>alert("x")\\</script> !\\[img](http://attacker.invalid/p.png) \\[click](http://x.invalid) **bold**'
+        '\\<script>alert("x")\\</script> !\\[img](http\\://attacker.invalid/p.png) '
+        "\\[click](http\\://x.invalid) **bold**"
     )
 
 
