@@ -2,7 +2,6 @@
 
 Pages call these and only lay the results out, so each is tested directly (tests/dashboard/test_logic.py):
 
-    ranking_from_positions({12: 1, 10: 2, 11: 2, 13: 3})  ->  [[12], [10, 11], [13]]
     ranking_from_order("31=2", [10, 11, 12])             ->  [[12], [10, 11]]
     agreement(export_records)                            ->  Agreement(items, comparisons, agreement, alpha)
     config_diff({"run a": cfg_a, "run b": cfg_b})        ->  rows of the keys whose values differ
@@ -24,23 +23,7 @@ class FormError(ValueError):
 
 
 # --------------------------------------------------------------------------------------------------------
-# Rank page: one number per response (1 = best, equal numbers = a tie) -> the store's ranking groups
-
-
-def ranking_from_positions(positions: Mapping[int, int | None]) -> list[list[int]]:
-    """Response id -> its place (1 = best) to the store's ranking: ids best first, ties (equal places) grouped.
-
-    Places need not be consecutive (1, 1, 3 and 1, 1, 2 mean the same order). A missing place is an error,
-    so a labeler never submits an order they did not choose."""
-    missing = [rid for rid, place in positions.items() if place is None]
-    if missing:
-        raise FormError(f"Give every response a place (1 = best); {len(missing)} of {len(positions)} have none.")
-    if len(positions) < 2:
-        raise FormError("A ranking needs at least two responses.")
-    groups: dict[int, list[int]] = defaultdict(list)
-    for rid, place in positions.items():
-        groups[int(place)].append(rid)  # type: ignore[arg-type]
-    return [groups[place] for place in sorted(groups)]
+# Rank page: the response numbers typed best first ("=" ties) -> the store's ranking groups
 
 
 TIE = "="

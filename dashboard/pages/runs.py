@@ -22,6 +22,13 @@ if not runs:
     st.stop()
 
 
+# Every chart colours runs alike: the whole label in the legend (two runs may share a name; the label adds the
+# start time and id) and a palette of 20 distinct colours.
+RUN_COLOUR = alt.Color(
+    "run:N", scale=alt.Scale(scheme="tableau20"), legend=alt.Legend(orient="bottom", columns=1, labelLimit=0)
+)
+
+
 def label(run) -> str:
     return f"{run.name} · {datetime.fromtimestamp(run.start_ms / 1000, UTC):%Y-%m-%d %H:%M:%S} · {run.run_id[:8]}"
 
@@ -86,12 +93,7 @@ for key in metrics:
         .encode(
             x=alt.X(f"{x_axis}:Q", title=x_axis),
             y=alt.Y("value:Q", title=key, scale=alt.Scale(zero=False)),
-            # the whole label (two runs may share a name) and a palette of 20 distinct colours
-            color=alt.Color(
-                "run:N",
-                scale=alt.Scale(scheme="tableau20"),
-                legend=alt.Legend(orient="bottom", columns=1, labelLimit=0),
-            ),  # fmt: skip
+            color=RUN_COLOUR,
             tooltip=["run", "step", alt.Tooltip("seconds:Q", format=".1f"), alt.Tooltip("value:Q", format=".4g")],
         )
         .interactive()  # zoom and pan with the mouse; double-click resets
@@ -118,11 +120,7 @@ if rl_runs:
                 x=alt.X("kl:Q", title=logic.KL + " (nats)"),
                 y=alt.Y("reward:Q", title=logic.REWARD, scale=alt.Scale(zero=False)),
                 order="step:Q",
-                color=alt.Color(
-                    "run:N",
-                    scale=alt.Scale(scheme="tableau20"),
-                    legend=alt.Legend(orient="bottom", columns=1, labelLimit=0),
-                ),  # fmt: skip
+                color=RUN_COLOUR,
                 tooltip=["run", "step", alt.Tooltip("kl:Q", format=".4g"), alt.Tooltip("reward:Q", format=".4g")],
             ),
             width="stretch",

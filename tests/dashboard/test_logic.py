@@ -7,18 +7,8 @@ import pytest
 from dashboard import logic
 
 
-def test_places_to_ranking_groups_ties_and_ignores_gaps() -> None:
-    assert logic.ranking_from_positions({12: 1, 10: 2, 11: 2, 13: 3}) == [[12], [10, 11], [13]]
-    assert logic.ranking_from_positions({5: 3, 6: 1, 7: 1}) == [[6, 7], [5]]  # 1, 1, 3 means 1, 1, 2
-    assert logic.ranking_from_positions({1: 2, 2: 2}) == [[1, 2]]  # all tied is a ranking too
+def test_places_of_a_ranking_share_a_place_when_tied() -> None:
     assert logic.places([[12], [10, 11], [13]]) == {12: 1, 10: 2, 11: 2, 13: 4}
-
-
-def test_a_ranking_with_a_missing_place_is_refused() -> None:
-    with pytest.raises(logic.FormError, match="1 of 3 have none"):
-        logic.ranking_from_positions({1: 1, 2: None, 3: 2})
-    with pytest.raises(logic.FormError, match="at least two"):
-        logic.ranking_from_positions({1: 1})
 
 
 def record(annotator: str, ranking: list, prompt: str = "p", responses: tuple = ("a", "b", "c")) -> dict:
@@ -163,3 +153,33 @@ def test_sign_in_back_off_doubles_after_the_free_attempts() -> None:
     assert Throttle.backoff_s(FREE_ATTEMPTS + 40) == MAX_WAIT_S
     throttle.succeeded(keys)
     assert throttle.wait_s(keys, now + FIRST_WAIT_S) == 0
+
+
+# ---------------------------------------------------------------------------------------------- engineers
+
+
+def test_runs_show_each_stages_key_metrics_and_reward_against_kl_by_step() -> None:
+    available = ["train/loss", "train/lr", "val/loss", "ppo/kl", "ppo/reward", "eval/f1"]
+    assert logic.metric_columns(["sft", "ppo", None], available) == ["train/loss", "val/loss", "ppo/reward", "ppo/kl"]
+    reward = [(0, 0, 0.1), (1, 5, 0.3), (2, 9, 0.4)]
+    kl = [(1, 5, 0.5), (2, 9, 1.5), (3, 12, 2.0)]  # KL logged from step 1: only steps 1 and 2 pair up
+    assert logic.trade_off_rows({"run a": (reward, kl)}) == [
+        {"run": "run a", "step": 1, "kl": 0.5, "reward": 0.3},
+        {"run": "run a", "step": 2, "kl": 1.5, "reward": 0.4},
+    ]
+
+
+def test_one_evaluations_samples_give_the_model_against_its_baseline() -> None:
+    samples = [
+        {"sample_id": "s0", "prompt": "Hi", "completion": "mine", "lang": "en", "source": "chat",
+         "baseline_uri": "models:/m/1", "baseline_completion": "theirs", "baseline_reward": 0.2},
+        {"sample_id": "s1", "prompt": "你好", "completion": "mine 2", "lang": "zh", "source": "chat",
+         "baseline_uri": "models:/m/1", "baseline_completion": "theirs 2"},
+    ]  # fmt: skip
+    baseline, rows = logic.against_baseline("models:/m/2", samples)
+    assert baseline == "models:/m/1"
+    assert rows[0]["outputs"]["models:/m/1"] == {"completion": "theirs", "reward": 0.2, "judge": None}
+    assert rows[0]["outputs"]["models:/m/2"]["completion"] == "mine"
+    assert [r["sample_id"] for r in logic.filter_rows(rows, langs=["zh"])] == ["s1"]
+    assert [r["sample_id"] for r in logic.filter_rows(rows, sources=["chat"], words="HI")] == ["s0"]
+    assert logic.against_baseline("models:/m/2", [{"sample_id": "s", "prompt": "p", "completion": "c"}]) == (None, [])
