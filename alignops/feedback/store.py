@@ -55,6 +55,7 @@ __all__ = [
     "RatingRow",
     "RatingTask",
     "RecentRanking",
+    "RecentRating",
     "Response",
     "Store",
     "StaleTask",
@@ -126,6 +127,16 @@ class RecentRanking:
     ranking: list[list[int]]  # response ids best first, ties grouped; [] for a skip
     skipped: bool
     reason: str
+
+
+@dataclass(frozen=True)
+class RecentRating:
+    """One of an annotator's current ratings, newest first: what a correction starts from."""
+
+    id: int
+    task: RatingTask
+    scores: dict[str, int]  # criterion -> 1..5
+    comment: str
 
 
 @dataclass(frozen=True)
@@ -694,6 +705,28 @@ class Store:
                 task = Task(row.prompt_id, session.get(db.Prompt, row.prompt_id).text,
                             [Response(i, texts[i]) for i in row.responses if i in texts])  # fmt: skip
                 found.append(RecentRanking(row.id, task, row.ranking, row.skipped, row.reason))
+            return found
+
+        return self._read(read)
+
+    def recent_ratings(self, annotator_id: int, limit: int = 10) -> list[RecentRating]:
+        """This annotator's current ratings (not yet corrected), newest first: the ones a labeler can correct,
+        by submitting again with supersedes=<its id>."""
+
+        def read(session: Session) -> list[RecentRating]:
+            self._annotator(session, annotator_id)
+            query = (
+                select(db.Rating)
+                .where(db.Rating.annotator_id == annotator_id, db.Rating.id.not_in(self._superseded(db.Rating)))
+                .order_by(db.Rating.id.desc())
+                .limit(limit)
+            )
+            found = []
+            for row in session.scalars(query):
+                response = session.get(db.Response, row.response_id)
+                prompt = session.get(db.Prompt, response.prompt_id)
+                task = RatingTask(prompt.id, prompt.text, Response(response.id, response.text))
+                found.append(RecentRating(row.id, task, {c: getattr(row, c) for c in CRITERIA}, row.comment))
             return found
 
         return self._read(read)

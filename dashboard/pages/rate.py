@@ -1,7 +1,8 @@
 """Rate (everyone signed in): one response at a time, scored 1-5 on each criterion (helpful, correct,
 harmless) by clicking a scale whose meanings are on screen, with an optional comment. Blind like ranking: the
 model version is shown after the submit, above the next response. Skip moves on without a rating (the
-response is offered again in a later session); the caption counts what is left.
+response is offered again in a later session); the caption counts what is left. Under "Your recent ratings" a
+labeler changes an earlier rating (stored as a new row that supersedes it).
 
 Keyboard: Ctrl+Enter in the comment submits (Streamlit's own shortcut in a form). A client token per response
 makes a double submit store one rating; a response rated in another tab meanwhile is dropped with a message."""
@@ -32,6 +33,15 @@ with st.expander("Guidelines"):
     st.markdown((Path(__file__).parents[1] / "guidelines.md").read_text(encoding="utf-8"))
 
 
+def show(task, supersedes: int | None = None, scores: dict | None = None, comment: str = "") -> None:
+    """Put a response on screen (the next one, or an earlier rating to change), with a fresh client token."""
+    token = uuid.uuid4().hex
+    state.rate_task = {"task": task, "token": token, "supersedes": supersedes}
+    for criterion, score in (scores or {}).items():
+        state[f"{criterion}-{token}"] = score
+    state[f"comment-{token}"] = comment
+
+
 def submit(skipped: bool) -> None:
     """The form's buttons (and Ctrl+Enter): store the rating, or remember the skip; either way this same run
     shows the next response."""
@@ -50,8 +60,9 @@ def submit(skipped: bool) -> None:
         return
     try:
         rating_id = store.submit_rating(
-            user["id"], response.id, scores, client_token=token, comment=state.get(f"comment-{token}", "")
-        )
+            user["id"], response.id, scores, client_token=token, comment=state.get(f"comment-{token}", ""),
+            supersedes=current.get("supersedes"),
+        )  # fmt: skip
     except StaleTask:
         state.rate_task, state.rate_notice = None, ("info", STALE)
         return
@@ -60,7 +71,8 @@ def submit(skipped: bool) -> None:
         return
     state.rate_done += 1
     state.rate_task, state.rate_notice = None, None
-    state.rate_last = {"id": rating_id, "scores": scores, "model": store.response_models([response.id])[response.id]}
+    model = store.response_models([response.id])[response.id]
+    state.rate_last = {"id": rating_id, "scores": scores, "model": model, "corrected": current.get("supersedes")}
 
 
 if state.rate_notice is not None:
@@ -68,7 +80,8 @@ if state.rate_notice is not None:
     (st.error if kind == "error" else st.info)(logic.md_escape(message))
 if state.rate_last is not None:
     last = state.rate_last
-    st.success(f"Saved rating #{last['id']}.")
+    saved = f"Saved rating #{last['id']}."
+    st.success(f"{saved} Corrected #{last['corrected']}." if last.get("corrected") else saved)
     st.text("  ".join(f"{criterion} {score}" for criterion, score in last["scores"].items()))
     st.text(f"written by {last['model']}")
 
@@ -76,16 +89,34 @@ if state.rate_last is not None:
 if state.rate_task is None:
     found = store.next_rating_task(user["id"], exclude=state.rate_skipped)
     if found is not None:
-        state.rate_task = {"task": found, "token": uuid.uuid4().hex}
+        show(found)
 left = store.remaining_ratings(user["id"])
 st.caption(
     f"Rated {store.progress(user['id'])['ratings']} responses in all, {state.rate_done} in this session; "
     f"{left} left for you ({len(state.rate_skipped)} skipped in this session)."
 )
+
+
+def recent() -> None:
+    """Corrections: the labeler's recent ratings, each can be changed (a new row that supersedes it)."""
+    with st.expander("Your recent ratings"):
+        mine = store.recent_ratings(user["id"], limit=10)
+        if not mine:
+            st.text("None yet.")
+        for entry in mine:
+            said = "  ".join(f"{c} {s}" for c, s in entry.scores.items())
+            st.text(f"#{entry.id}  {said}  {entry.task.response.text[:60]}")
+            st.button(f"Change #{entry.id}", key=f"change-rating-{entry.id}", on_click=show,
+                      args=(entry.task, entry.id, entry.scores, entry.comment))  # fmt: skip
+
+
 if state.rate_task is None:
     st.info("Nothing left to rate for you. Thank you!")
+    recent()
     st.stop()
 task, token = state.rate_task["task"], state.rate_task["token"]
+if state.rate_task.get("supersedes"):
+    st.warning(f"Changing your rating #{state.rate_task['supersedes']}: submit the new scores.")
 st.text("Prompt")
 st.code(task.prompt, language=None, wrap_lines=True)
 st.text("Response")
@@ -102,3 +133,4 @@ with st.form(f"rate-{token}", border=False):
         st.form_submit_button("Submit and next", type="primary", on_click=submit, args=(False,))
     with skip_col:
         st.form_submit_button("Skip", on_click=submit, args=(True,))
+recent()

@@ -323,6 +323,28 @@ def test_a_rating_submitted_on_the_page_lands_in_the_store(project: Project) -> 
     assert f"; {left - 1} left for you" in at.caption[0].value
 
 
+def test_a_labeler_corrects_a_recent_rating(project: Project) -> None:
+    name = project.account("labeler")
+    at = page(sign_in(name), "rate")
+    rated = at.session_state["rate_task"]["task"].response.id
+    for box, score in zip(scales(at), [4, 5, 2], strict=True):
+        box.set_value(score)
+    field(at.button, "Submit and next").click()
+    at.run()
+    first = int(at.success[0].value.split("#")[1].rstrip("."))
+    field(at.button, f"Change #{first}").click()
+    at.run()
+    assert at.session_state["rate_task"]["task"].response.id == rated
+    assert [s.value for s in scales(at)] == [4, 5, 2]  # prefilled
+    scales(at)[2].set_value(5)
+    field(at.button, "Submit and next").click()
+    at.run()
+    assert at.success[0].value.endswith(f"Corrected #{first}."), at.success[0].value
+    with project.store() as store:
+        mine = [r for r in store.ratings() if r.annotator == name]
+    assert len(mine) == 1 and mine[0].scores == {"helpful": 4, "correct": 5, "harmless": 5}  # the current one
+
+
 def test_rate_skips_a_response(project: Project) -> None:
     at = page(sign_in(project.account("labeler")), "rate")
     first = at.session_state["rate_task"]["task"].response.id

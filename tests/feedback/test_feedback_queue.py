@@ -104,3 +104,18 @@ def test_rate_skips_and_counts_what_remains(store: Store, add_annotators, sample
     assert store.next_rating_task(ann, exclude=skipped) is None
     store.submit_rating(ann, skipped[0], GOOD, "r0")
     assert store.remaining_ratings(ann) == 3  # a skip does not count as done, a rating does
+
+
+def test_recent_ratings_and_a_correction_that_supersedes(store: Store, add_annotators, samples) -> None:
+    for uri in (A, B):
+        store.import_samples(uri, samples(uri, 1))
+    ann = add_annotators(store, ["ann"])["ann"]
+    first = store.next_rating_task(ann, seed=0)
+    old = store.submit_rating(ann, first.response.id, GOOD, "r1", comment="fine")
+    second = store.next_rating_task(ann, seed=0)
+    newer = store.submit_rating(ann, second.response.id, GOOD, "r2")
+    recent = store.recent_ratings(ann)
+    assert [r.id for r in recent] == [newer, old]  # newest first
+    assert recent[1].task == first and recent[1].scores == GOOD and recent[1].comment == "fine"
+    fixed = store.submit_rating(ann, first.response.id, {**GOOD, "correct": 1}, "r3", supersedes=old)
+    assert [(r.id, r.scores["correct"]) for r in store.recent_ratings(ann)] == [(fixed, 1), (newer, 4)]
