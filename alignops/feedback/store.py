@@ -686,20 +686,19 @@ class Store:
 
         return self._read(read)
 
+    def _recent(self, session: Session, table, annotator_id: int, limit: int) -> list:
+        """This annotator's current (not superseded) rows of `table`, newest first."""
+        self._annotator(session, annotator_id)
+        query = select(table).where(table.annotator_id == annotator_id, table.id.not_in(self._superseded(table)))
+        return list(session.scalars(query.order_by(table.id.desc()).limit(limit)))
+
     def recent_rankings(self, annotator_id: int, limit: int = 10) -> list[RecentRanking]:
         """This annotator's current rankings and skips (not yet corrected), newest first: the ones a labeler can
         correct, by submitting again with supersedes=<its id>."""
 
         def read(session: Session) -> list[RecentRanking]:
-            self._annotator(session, annotator_id)
-            query = (
-                select(db.Ranking)
-                .where(db.Ranking.annotator_id == annotator_id, db.Ranking.id.not_in(self._superseded(db.Ranking)))
-                .order_by(db.Ranking.id.desc())
-                .limit(limit)
-            )
             found = []
-            for row in session.scalars(query):
+            for row in self._recent(session, db.Ranking, annotator_id, limit):
                 texts = _mapping(session.execute(select(db.Response.id, db.Response.text).where(
                     db.Response.id.in_(row.responses))))  # fmt: skip
                 task = Task(row.prompt_id, session.get(db.Prompt, row.prompt_id).text,
@@ -714,15 +713,8 @@ class Store:
         by submitting again with supersedes=<its id>."""
 
         def read(session: Session) -> list[RecentRating]:
-            self._annotator(session, annotator_id)
-            query = (
-                select(db.Rating)
-                .where(db.Rating.annotator_id == annotator_id, db.Rating.id.not_in(self._superseded(db.Rating)))
-                .order_by(db.Rating.id.desc())
-                .limit(limit)
-            )
             found = []
-            for row in session.scalars(query):
+            for row in self._recent(session, db.Rating, annotator_id, limit):
                 response = session.get(db.Response, row.response_id)
                 prompt = session.get(db.Prompt, response.prompt_id)
                 task = RatingTask(prompt.id, prompt.text, Response(response.id, response.text))
