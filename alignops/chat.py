@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from alignops.data.tokenizer import chat_template
+from alignops.data.tokenizer import decode as decode_text
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class ProjectTokenizer:
         return [e.ids for e in self.tokenizer.encode_batch(texts)]
 
     def decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode([t for t in ids if t not in (self.eos_id, self.pad_id)])
+        return decode_text(self.tokenizer, [t for t in ids if t not in (self.eos_id, self.pad_id)])
 
 
 class HFTokenizer:
@@ -99,7 +100,8 @@ class HFTokenizer:
         return [self.tokenizer.encode(t, add_special_tokens=False) for t in texts]
 
     def decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
+        special = set(self.tokenizer.all_special_ids)
+        return decode_text(self.tokenizer, [t for t in ids if t not in special])  # never a cut character
 
 
 def chat_tokenizer(tokenizer) -> ChatTokenizer:

@@ -574,7 +574,8 @@ def dashboard(
 
     # headless: Streamlit neither opens a browser nor asks for an e-mail address on its first run; we print the URL
     command = [sys.executable, "-m", "streamlit", "run", str(Path(package.__file__).parent / "app.py"),
-               "--server.port", str(port), "--server.address", host, "--server.headless", "true"]  # fmt: skip
+               "--server.port", str(port), "--server.address", host, "--server.headless", "true",
+               "--client.toolbarMode", "viewer"]  # fmt: skip  # no Deploy / Clear cache for labelers
     _echo(f"dashboard on http://{host}:{port}; Ctrl-C stops it. Sign in as a user from `alignops users add`, or as "
           "ALIGNOPS_ADMIN_USER (default admin) with ALIGNOPS_ADMIN_PASSWORD from the environment.")  # fmt: skip
     try:

@@ -262,6 +262,9 @@ class FeedbackConfig(_Config):
     min_new_labels: int = Field(
         20, ge=1, description="The feedback flow retrains only when at least this many new rankings arrived."
     )
+    overlap: int = Field(
+        2, ge=1, description="Rank offers each prompt to this many labelers before new prompts (agreement needs 2)."
+    )
 
 
 class EvaluateConfig(_Config):

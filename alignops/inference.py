@@ -70,5 +70,5 @@ class Generator:
         sequences, lengths = generate(self.gpt, input_ids.to(self.device), mask.to(self.device), config)
         out = []
         for row, n in enumerate(lengths.tolist()):
-            out.append(self.text.decode(sequences[row, width : width + n].tolist()))
+            out.append(self.text.decode(sequences[row, width : width + n].tolist()))  # never a character cut at the end
         return out

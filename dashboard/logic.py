@@ -2,7 +2,7 @@
 
 Pages call these and only lay the results out, so each is tested directly (tests/dashboard/test_logic.py):
 
-    ranking_from_positions({12: 1, 10: 2, 11: 2, 13: 3})  ->  [[12], [10, 11], [13]]
+    ranking_from_order("31=2", [10, 11, 12])             ->  [[12], [10, 11]]
     agreement(export_records)                            ->  Agreement(items, comparisons, agreement, alpha)
     config_diff({"run a": cfg_a, "run b": cfg_b})        ->  rows of the keys whose values differ
     side_by_side({"sft/1": samples_1, "policy/2": samples_2})  ->  one row per sample both versions wrote
@@ -23,23 +23,49 @@ class FormError(ValueError):
 
 
 # --------------------------------------------------------------------------------------------------------
-# Rank page: one number per response (1 = best, equal numbers = a tie) -> the store's ranking groups
+# Rank page: the response numbers typed best first ("=" ties) -> the store's ranking groups
 
 
-def ranking_from_positions(positions: Mapping[int, int | None]) -> list[list[int]]:
-    """Response id -> its place (1 = best) to the store's ranking: ids best first, ties (equal places) grouped.
+TIE = "="
 
-    Places need not be consecutive (1, 1, 3 and 1, 1, 2 mean the same order). A missing place is an error,
-    so a labeler never submits an order they did not choose."""
-    missing = [rid for rid, place in positions.items() if place is None]
-    if missing:
-        raise FormError(f"Give every response a place (1 = best); {len(missing)} of {len(positions)} have none.")
-    if len(positions) < 2:
-        raise FormError("A ranking needs at least two responses.")
-    groups: dict[int, list[int]] = defaultdict(list)
-    for rid, place in positions.items():
-        groups[int(place)].append(rid)  # type: ignore[arg-type]
-    return [groups[place] for place in sorted(groups)]
+
+def ranking_from_order(order: str, ids: list[int]) -> list[list[int]]:
+    """What a labeler typed, the response numbers best first (1 = the first response shown), to the store's
+    ranking: "3142" -> [[ids[2]], [ids[0]], [ids[3]], [ids[1]]]; "=" ties its neighbours ("31=42": 1 and 4
+    share second place); spaces and commas are ignored. Every response must be placed exactly once."""
+    typed = [ch for ch in str(order) if not ch.isspace() and ch != ","]
+    groups: list[list[int]] = []
+    tie_next = False
+    for ch in typed:
+        if ch == TIE:
+            if not groups or tie_next:
+                raise FormError(f"{order!r}: '=' goes between two response numbers, as in 31=42.")
+            tie_next = True
+            continue
+        if not ch.isdigit() or not 1 <= int(ch) <= len(ids):
+            raise FormError(f"{order!r}: {ch!r} is not a response number; type numbers 1 to {len(ids)}, best first.")
+        if tie_next:
+            groups[-1].append(int(ch))
+        else:
+            groups.append([int(ch)])
+        tie_next = False
+    if tie_next:
+        raise FormError(f"{order!r} ends with '='; type the response it ties with, or remove the '='.")
+    numbers = [n for group in groups for n in group]
+    repeated = sorted({n for n in numbers if numbers.count(n) > 1})
+    missing = [n for n in range(1, len(ids) + 1) if n not in numbers]
+    if repeated or missing:
+        problems = ([f"{', '.join(map(str, repeated))} more than once"] if repeated else []) + (
+            [f"not {', '.join(map(str, missing))}"] if missing else []
+        )
+        raise FormError(f"{order!r} places {' and '.join(problems)}; place each of 1 to {len(ids)} once, best first.")
+    return [[ids[n - 1] for n in group] for group in groups]
+
+
+def order_from_ranking(ranking: list[list[int]], ids: list[int]) -> str:
+    """The inverse, to prefill a correction: [[ids[2]], [ids[0], ids[3]], [ids[1]]] -> "31=42"."""
+    number = {rid: index for index, rid in enumerate(ids, 1)}
+    return "".join(TIE.join(str(number[rid]) for rid in group) for group in ranking)
 
 
 def places(ranking: list[list[int]]) -> dict[int, int]:
@@ -150,6 +176,41 @@ def config_diff(configs: Mapping[str, Mapping[str, Any]]) -> list[dict[str, str]
     return rows
 
 
+# The metric columns the Runs table shows by default for each stage (all of them behind a toggle): what people
+# read first for that stage, in that order.
+STAGE_METRICS = {
+    "pretrain": ["train/loss", "val/loss", "val/ppl"],
+    "sft": ["train/loss", "val/loss", "val/ppl"],
+    "reward": ["reward/accuracy", "reward/length_baseline_accuracy", "val/loss"],
+    "ppo": ["ppo/reward", "ppo/kl", "ppo/reward_gain", "ppo/clipfrac"],
+    "dpo": ["train/loss", "val/loss", "val/kl"],
+    "evaluate": ["eval/win_rate_judge", "eval/reward", "eval/f1", "eval/ppl"],
+    "data-validate": ["validation/success", "validation/failed_expectations"],
+}
+REWARD, KL = "ppo/reward", "ppo/kl"  # the RL trade-off: reward gained against distance from the reference
+
+
+def metric_columns(stages: Iterable[str | None], available: Iterable[str]) -> list[str]:
+    """The default metric columns for runs of these stages: each stage's STAGE_METRICS that some run has, in
+    order, without repeats."""
+    present = set(available)
+    columns: list[str] = []
+    for stage in stages:
+        columns += [key for key in STAGE_METRICS.get(stage or "", []) if key in present and key not in columns]
+    return columns
+
+
+def trade_off_rows(histories: Mapping[str, tuple[list, list]]) -> list[dict[str, Any]]:
+    """label -> (reward history, KL history), each [(step, timestamp ms, value)], to one row per step both were
+    logged at: {"run", "step", "kl", "reward"}, for a reward-against-KL chart."""
+    rows = []
+    for label, (reward, kl) in histories.items():
+        kl_at = {step: value for step, _, value in kl}
+        rows.extend({"run": label, "step": step, "kl": kl_at[step], "reward": value}
+                    for step, _, value in reward if step in kl_at)  # fmt: skip
+    return rows
+
+
 def metric_rows(histories: Mapping[str, list[tuple[int, int, float]]]) -> list[dict[str, Any]]:
     """Curves for one chart: label -> [(step, timestamp ms, value)] to long rows with the step, the seconds
     since that curve's first point (so runs started at different times overlay), and the value."""
@@ -179,8 +240,39 @@ def side_by_side(samples: Mapping[str, list[dict[str, Any]]]) -> list[dict[str, 
     for row in first:
         sid = str(row["sample_id"])
         if all(sid in by_id for by_id in indexed.values()):
-            rows.append({"sample_id": sid, "prompt": row["prompt"], "outputs": {k: v[sid] for k, v in indexed.items()}})
+            outputs = {k: v[sid] for k, v in indexed.items()}
+            rows.append({"sample_id": sid, "prompt": row["prompt"], "lang": row.get("lang"),
+                         "source": row.get("source"), "outputs": outputs})  # fmt: skip
     return rows
+
+
+BASELINE_FIELDS = {"completion": "baseline_completion", "reward": "baseline_reward", "judge": "baseline_judge"}
+
+
+def against_baseline(uri: str, samples: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:
+    """One evaluation's samples as side_by_side() rows of two columns, the model and the baseline it was
+    compared with (each sample holds both answers): (the baseline's URI, rows). (None, []) without a baseline."""
+    with_baseline = [row for row in samples if row.get("baseline_completion") is not None]
+    if not with_baseline:
+        return None, []
+    baseline = str(with_baseline[0].get("baseline_uri") or "baseline")
+    rows = []
+    for row in with_baseline:
+        theirs = {field: row.get(stored) for field, stored in BASELINE_FIELDS.items()}
+        rows.append({"sample_id": str(row["sample_id"]), "prompt": row["prompt"], "lang": row.get("lang"),
+                     "source": row.get("source"), "outputs": {uri: row, baseline: theirs}})  # fmt: skip
+    return baseline, rows
+
+
+def filter_rows(rows: list[dict[str, Any]], langs: Iterable[str] = (), sources: Iterable[str] = (), words: str = ""):
+    """The rows of a prompt language and source among those picked (none picked: any), whose prompt holds
+    `words` (case-insensitive)."""
+    langs, sources, words = set(langs), set(sources), words.lower().strip()
+    return [
+        row for row in rows
+        if (not langs or row.get("lang") in langs) and (not sources or row.get("source") in sources)
+        and words in row["prompt"].lower()
+    ]  # fmt: skip
 
 
 def parse_jsonl(text: str) -> list[dict[str, Any]]:
@@ -222,6 +314,24 @@ def metric_deltas(left: Mapping[str, float], right: Mapping[str, float]) -> list
             {"metric": key, "left": a, "right": b, "change": b - a if a is not None and b is not None else None}
         )
     return rows
+
+
+def inline_image(png: bytes, caption: str) -> str:
+    """A PNG as an HTML figure that carries its own bytes (a data: URL): nothing is left under Streamlit's
+    /media/ route, which answers anyone who knows the address, signed in or not."""
+    import base64
+    import html
+
+    data = base64.b64encode(png).decode("ascii")
+    return (f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}" style="max-width:100%">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")  # fmt: skip
+
+
+def safe_markdown(text: str) -> str:
+    """Model text for st.markdown: its Markdown (emphasis, lists, code) renders, but nothing that reaches out or
+    runs: raw HTML shows as text (every < escaped), and links, bare URLs and images show as their text (every [
+    and :// escaped), so no request goes to a URL in a model's answer and no link invites a click."""
+    return str(text).replace("<", "\\<").replace("[", "\\[").replace("://", "\\://")  # no bare-URL autolinks
 
 
 def md_escape(text: str) -> str:

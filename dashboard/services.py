@@ -9,6 +9,7 @@ for seconds; what never changes once written (a run's config, an artifact) is ca
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,40 @@ def admin_credentials() -> tuple[str, str] | None:
         except FileNotFoundError:  # no secrets file: nothing to bootstrap
             return None
     return (name, password) if password else None
+
+
+def overlap() -> int:
+    """How many labelers Rank offers each prompt to before new prompts: ALIGNOPS_LABEL_OVERLAP, else the
+    default of feedback.overlap in the config."""
+    from alignops.config import FeedbackConfig
+
+    raw = os.environ.get("ALIGNOPS_LABEL_OVERLAP")
+    return FeedbackConfig().overlap if raw is None else FeedbackConfig(overlap=raw).overlap
+
+
+@st.cache_resource(show_spinner=False)
+def _random_secret() -> bytes:
+    return secrets.token_bytes(32)
+
+
+def session_secret() -> bytes:
+    """The key that signs session tokens: ALIGNOPS_SESSION_SECRET from the environment, else from
+    .streamlit/secrets.toml; without either, a random key drawn once per process (sessions then end with it)."""
+    value = os.environ.get("ALIGNOPS_SESSION_SECRET")
+    if not value:
+        try:
+            value = st.secrets.get("ALIGNOPS_SESSION_SECRET")
+        except FileNotFoundError:  # no secrets file
+            value = None
+    return value.encode("utf-8") if value else _random_secret()
+
+
+@st.cache_resource(show_spinner=False)
+def throttle():
+    """The process's sign-in throttle, shared by every session."""
+    from dashboard.throttle import Throttle
+
+    return Throttle()
 
 
 @st.cache_resource(show_spinner=False)

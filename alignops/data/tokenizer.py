@@ -19,6 +19,8 @@ from alignops.config import SPECIAL_TOKENS
 
 TOKENIZER_FILE = "tokenizer.json"
 META_FILE = "tokenizer_meta.json"
+REPLACEMENT = "\ufffd"  # what the byte-level decoder writes for bytes that are not (yet) a whole character
+MAX_PARTIAL_TOKENS = 3  # a UTF-8 character is at most 4 bytes: at most 3 trailing tokens hold a cut-off one
 
 
 @dataclass(frozen=True)
@@ -93,3 +95,22 @@ def load_tokenizer(path: Path):
     if not path.is_file():
         raise FileNotFoundError(f"No tokenizer at {path}. Train it with `alignops tokenizer train`.")
     return Tokenizer.from_file(str(path))
+
+
+def decode(tokenizer, ids: list[int]) -> str:
+    """Token ids to text, without a character cut off at the end: generation stops after any token, and a
+    byte-level token may hold only the first bytes of a character, which would show as U+FFFD. The trailing
+    tokens that decode to U+FFFD are dropped (at most MAX_PARTIAL_TOKENS); text inside is left as it is."""
+    text = tokenizer.decode(ids)
+    if not text.endswith(REPLACEMENT):
+        return text
+    for drop in range(1, min(MAX_PARTIAL_TOKENS, len(ids)) + 1):
+        shorter = tokenizer.decode(ids[:-drop])
+        if not shorter.endswith(REPLACEMENT):
+            return shorter
+    return text.rstrip(REPLACEMENT)
+
+
+def decode_batch(tokenizer, batch: list[list[int]]) -> list[str]:
+    """decode() of every row."""
+    return [decode(tokenizer, ids) for ids in batch]

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from alignops.data.loaders import EOS, IGNORE_INDEX, PackedBlocks, collate_left_pad, collate_right_pad, pad_id
-from alignops.data.tokenizer import chat_template
+from alignops.data.tokenizer import chat_template, decode_batch
 from models.generation import GenerationConfig, generate
 from models.gpt import GPT
 from models.heads import last_token
@@ -162,7 +162,7 @@ def generate_responses(
         width = ids.size(1)
         response_ids += [sequences[row, width : width + n].tolist() for row, n in enumerate(lengths.tolist())]
     ended = [bool(r) and r[-1] == eos for r in response_ids]
-    decoded = tokenizer.decode_batch([[t for t in r if t not in (eos, pad)] for r in response_ids])
+    decoded = decode_batch(tokenizer, [[t for t in r if t not in (eos, pad)] for r in response_ids])
     return Responses(decoded, prompt_ids, response_ids, ended)
 
 

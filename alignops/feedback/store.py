@@ -45,6 +45,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from alignops import settings
+from alignops.config import FeedbackConfig
 from alignops.feedback import auth, db
 from alignops.feedback.db import CRITERIA, ROLES
 
@@ -53,8 +54,11 @@ __all__ = [
     "Judgment",
     "RatingRow",
     "RatingTask",
+    "RecentRanking",
+    "RecentRating",
     "Response",
     "Store",
+    "StaleTask",
     "StoreError",
     "Task",
     "database_url",
@@ -73,6 +77,14 @@ _TRANSIENT_SQLSTATES = {"40001", "40P01"}  # Postgres: serialization failure, de
 
 class StoreError(ValueError):
     """Invalid input to the store; the message says what was wrong, where, and how to fix it."""
+
+
+class StaleTask(StoreError):
+    """The task on a page no longer stands: the annotator labeled it elsewhere (another tab), or its prompt or
+    responses are gone. A page drops it with a plain message and loads the next one."""
+
+
+OVERLAP = FeedbackConfig.model_fields["overlap"].default  # labelers each prompt reaches before new prompts
 
 
 @dataclass(frozen=True)
@@ -104,6 +116,27 @@ class RatingTask:
     prompt_id: int
     prompt: str
     response: Response
+
+
+@dataclass(frozen=True)
+class RecentRanking:
+    """One of an annotator's current rankings (or skips), newest first: what a correction starts from."""
+
+    id: int
+    task: Task  # the prompt and the responses in the order they were shown
+    ranking: list[list[int]]  # response ids best first, ties grouped; [] for a skip
+    skipped: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class RecentRating:
+    """One of an annotator's current ratings, newest first: what a correction starts from."""
+
+    id: int
+    task: RatingTask
+    scores: dict[str, int]  # criterion -> 1..5
+    comment: str
 
 
 @dataclass(frozen=True)
@@ -526,13 +559,16 @@ class Store:
         seed: int | None = None,
         priority: dict[int, float] | None = None,
         prefer_uncertain: bool = False,
+        overlap: int = OVERLAP,
     ) -> Task | None:
         """The next prompt for this annotator: the least-ranked one they have not ranked or skipped, with up to
         k responses from at least two model versions (distinct, non-blank texts), shuffled. None when done.
         priority: prompt id -> score, higher first among prompts with equally few rankings; prompts it leaves
         out score 0. prefer_uncertain: among equally ranked prompts, those where the reward model is least
         certain come first (uncertainty() of the model versions' scores of their answers; a prompt without two
-        scored versions after every scored one); an explicit `priority` of a prompt overrides its uncertainty."""
+        scored versions after every scored one); an explicit `priority` of a prompt overrides its uncertainty.
+        overlap: a prompt that others ranked fewer than `overlap` times comes before every new (unranked) prompt,
+        the most-ranked of those first, so each prompt reaches `overlap` labelers and agreement can be computed."""
         if isinstance(k, bool) or not isinstance(k, int) or k < 2:
             raise StoreError(f"k={k!r}: a ranking compares at least 2 responses; pass k >= 2")
         rng = random.Random(seed)
@@ -543,10 +579,13 @@ class Store:
             scores.update(priority or {})
             unscored = -1.0 if prefer_uncertain else 0.0  # uncertainty is 0..1: below every scored prompt
 
-            def order(candidate: tuple[int, int]) -> tuple[int, float, float]:
+            def order(candidate: tuple[int, int]) -> tuple[int, int, float, float]:
                 prompt_id, rankings = candidate
-                # Fewest rankings first; a random order among equals spreads concurrent labelers over prompts.
-                return rankings, -scores.get(prompt_id, unscored), rng.random()
+                # Prompts short of the overlap that someone started first (closest to it first), then new ones,
+                # then the rest by fewest rankings; a random order among equals spreads concurrent labelers.
+                started = 0 < rankings < overlap
+                first = (0, -rankings) if started else (1, rankings)
+                return *first, -scores.get(prompt_id, unscored), rng.random()
 
             candidates = sorted(self._candidates(session, annotator_id), key=order)
             for prompt_id, _ in candidates:
@@ -647,11 +686,62 @@ class Store:
 
         return self._read(read)
 
-    def next_rating_task(self, annotator_id: int, seed: int | None = None) -> RatingTask | None:
+    def _recent(self, session: Session, table, annotator_id: int, limit: int) -> list:
+        """This annotator's current (not superseded) rows of `table`, newest first."""
+        self._annotator(session, annotator_id)
+        query = select(table).where(table.annotator_id == annotator_id, table.id.not_in(self._superseded(table)))
+        return list(session.scalars(query.order_by(table.id.desc()).limit(limit)))
+
+    def recent_rankings(self, annotator_id: int, limit: int = 10) -> list[RecentRanking]:
+        """This annotator's current rankings and skips (not yet corrected), newest first: the ones a labeler can
+        correct, by submitting again with supersedes=<its id>."""
+
+        def read(session: Session) -> list[RecentRanking]:
+            found = []
+            for row in self._recent(session, db.Ranking, annotator_id, limit):
+                texts = _mapping(session.execute(select(db.Response.id, db.Response.text).where(
+                    db.Response.id.in_(row.responses))))  # fmt: skip
+                task = Task(row.prompt_id, session.get(db.Prompt, row.prompt_id).text,
+                            [Response(i, texts[i]) for i in row.responses if i in texts])  # fmt: skip
+                found.append(RecentRanking(row.id, task, row.ranking, row.skipped, row.reason))
+            return found
+
+        return self._read(read)
+
+    def recent_ratings(self, annotator_id: int, limit: int = 10) -> list[RecentRating]:
+        """This annotator's current ratings (not yet corrected), newest first: the ones a labeler can correct,
+        by submitting again with supersedes=<its id>."""
+
+        def read(session: Session) -> list[RecentRating]:
+            found = []
+            for row in self._recent(session, db.Rating, annotator_id, limit):
+                response = session.get(db.Response, row.response_id)
+                prompt = session.get(db.Prompt, response.prompt_id)
+                task = RatingTask(prompt.id, prompt.text, Response(response.id, response.text))
+                found.append(RecentRating(row.id, task, {c: getattr(row, c) for c in CRITERIA}, row.comment))
+            return found
+
+        return self._read(read)
+
+    def remaining_ratings(self, annotator_id: int) -> int:
+        """How many non-blank responses this annotator has not rated yet (the Rate page's counter)."""
+
+        def read(session: Session) -> int:
+            rated = select(db.Rating.response_id).where(db.Rating.annotator_id == annotator_id)
+            query = select(func.count()).where(db.Response.id.not_in(rated), func.trim(db.Response.text) != "")
+            return session.scalar(query.select_from(db.Response))
+
+        return self._read(read)
+
+    def next_rating_task(
+        self, annotator_id: int, seed: int | None = None, exclude: Sequence[int] = ()
+    ) -> RatingTask | None:
         """One response for this annotator to rate, with its prompt: of the non-blank responses they have not
         rated, one with the fewest current ratings (drawn at random among those, `seed` for a fixed draw).
-        Ranking a prompt does not take its responses off this list. None when they have rated every one."""
+        Ranking a prompt does not take its responses off this list. `exclude`: response ids to leave out (the
+        ones skipped in this session). None when they have rated every one."""
         rng = random.Random(seed)
+        skipped = [_int_id(i, "exclude") for i in exclude]
 
         def pick(session: Session) -> RatingTask | None:
             self._annotator(session, annotator_id)
@@ -666,7 +756,7 @@ class Store:
             query = (
                 select(db.Response.id, ratings)
                 .outerjoin(current, current.c.response_id == db.Response.id)
-                .where(db.Response.id.not_in(rated), func.trim(db.Response.text) != "")
+                .where(db.Response.id.not_in(rated), db.Response.id.not_in(skipped), func.trim(db.Response.text) != "")
                 .order_by(db.Response.id)
             )
             todo = session.execute(query).all()
@@ -747,7 +837,7 @@ class Store:
             )
         newer = session.scalar(select(table.id).where(table.supersedes == old.id))
         if newer is not None:
-            raise StoreError(
+            raise StaleTask(
                 f"supersedes={old_id}: {what} #{old_id} was already corrected by #{newer}; supersede #{newer} instead"
             )
         return old
@@ -781,7 +871,7 @@ class Store:
             annotator = self._annotator(session, annotator_id)
             prompt = session.get(db.Prompt, _int_id(prompt_id, "prompt_id"))
             if prompt is None:
-                raise StoreError(f"there is no prompt with id {prompt_id}; rank a task from next_task()")
+                raise StaleTask(f"there is no prompt with id {prompt_id}; rank a task from next_task()")
             responses = {
                 r.id: r for r in session.scalars(select(db.Response).where(db.Response.prompt_id == prompt.id))
             }
@@ -802,7 +892,7 @@ class Store:
             else:
                 current = self._current(session, db.Ranking, annotator.id, db.Ranking.prompt_id == prompt.id)
                 if current is not None:
-                    raise StoreError(
+                    raise StaleTask(
                         f"{annotator.name} already ranked or skipped prompt {prompt.id} (ranking #{current}); to "
                         f"change it, submit the new ranking with supersedes={current}"
                     )
@@ -825,7 +915,7 @@ class Store:
             raise StoreError(f"shown={shown!r} must be the list of response ids the annotator saw")
         unknown = [i for i in shown if i not in responses]
         if unknown:
-            raise StoreError(f"shown: response(s) {unknown} are not responses to prompt {prompt_id}")
+            raise StaleTask(f"shown: response(s) {unknown} are not responses to prompt {prompt_id}")
         if len(set(shown)) != len(shown):
             raise StoreError(f"shown={shown} lists a response twice; pass each shown response id once")
         return list(shown)
@@ -911,7 +1001,7 @@ class Store:
             annotator = self._annotator(session, annotator_id)
             response = session.get(db.Response, _int_id(response_id, "response_id"))
             if response is None:
-                raise StoreError(f"there is no response with id {response_id}; rate a response the page showed")
+                raise StaleTask(f"there is no response with id {response_id}; rate a response the page showed")
             if supersedes is not None:
                 old = self._check_supersedes(session, db.Rating, supersedes, annotator, "rating")
                 if old.response_id != response.id:
@@ -922,7 +1012,7 @@ class Store:
             else:
                 current = self._current(session, db.Rating, annotator.id, db.Rating.response_id == response.id)
                 if current is not None:
-                    raise StoreError(
+                    raise StaleTask(
                         f"{annotator.name} already rated response {response.id} (rating #{current}); to change it, "
                         f"submit the new scores with supersedes={current}"
                     )

@@ -1,5 +1,6 @@
-"""Data (admins): the dataset versions recorded in data.dvc (its git history), the datasheet of each, and the
-latest validation report (Great Expectations, logged by `alignops data validate`)."""
+"""Data (admins): the verdict of the latest validation first (Great Expectations, logged by `alignops data
+validate`; its report folded), then the dataset versions recorded in data.dvc (its git history) and the
+datasheet of each (folded)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,21 @@ from dashboard import services, session
 
 session.require_admin()
 st.title("Data")
+
+st.subheader("Latest validation")
+found = services.latest_validation()
+if found is None:
+    st.info("Data was never validated here: alignops data validate")
+else:
+    run, report = found
+    passed = run.metrics.get("validation/success") == 1.0
+    (st.success if passed else st.error)("Passed every suite." if passed else "Validation failed.")
+    st.text(
+        f"run {run.run_id} · {pd.Timestamp(run.start_ms, unit='ms', tz='UTC'):%Y-%m-%d %H:%M} UTC · "
+        f"data version {run.tags.get('alignops.data_version', '?')}"
+    )
+    with st.expander("Validation report"):  # folded: the verdict above is what is read first
+        st.code(report, language=None)
 
 versions = services.data_versions()
 if not versions:
@@ -37,19 +53,5 @@ else:
     if sheet is None:
         st.text("No datasheet found for this version (neither in data/ nor logged by its data-build run).")
     else:
-        with st.container(border=True):
+        with st.expander("Datasheet", expanded=False), st.container(border=True):
             st.markdown(sheet)  # written by alignops data build from our own tables, not by users
-
-st.subheader("Latest validation")
-found = services.latest_validation()
-if found is None:
-    st.info("Data was never validated here: alignops data validate")
-else:
-    run, report = found
-    passed = run.metrics.get("validation/success") == 1.0
-    (st.success if passed else st.error)("Passed every suite." if passed else "Validation failed.")
-    st.text(
-        f"run {run.run_id} · {pd.Timestamp(run.start_ms, unit='ms', tz='UTC'):%Y-%m-%d %H:%M} UTC · "
-        f"data version {run.tags.get('alignops.data_version', '?')}"
-    )
-    st.code(report, language=None)

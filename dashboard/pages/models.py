@@ -20,7 +20,9 @@ if not models:
     st.stop()
 
 by_name = {m.name: m for m in models}
-name = st.selectbox("Registered model", list(by_name))
+# open on the model that has a champion (the one people compare and promote), else the first
+with_champion = [index for index, m in enumerate(models) if "champion" in m.aliases]
+name = st.selectbox("Registered model", list(by_name), index=with_champion[0] if with_champion else 0)
 model = by_name[name]
 versions = {v.uri: v for v in model.versions}
 every_version = {v.uri: v for v in services.versions()}
@@ -46,12 +48,12 @@ def evaluation_metrics(version) -> dict[str, float]:
 
 table = pd.DataFrame(
     [
-        {
+        {  # the evaluation's metrics first: what the table is read for
             "version": int(v.version),
             "aliases": ", ".join(v.aliases),
+            **{k: value for k, value in evaluation_metrics(v).items() if k.startswith(("eval/", "human/"))},
             "created": pd.Timestamp(v.created_ms, unit="ms", tz="UTC"),
             **{label: v.tags.get(tag, "") for tag, label in LINEAGE.items()},
-            **{k: value for k, value in evaluation_metrics(v).items() if k.startswith(("eval/", "human/"))},
         }
         for v in model.versions
     ]
@@ -82,7 +84,13 @@ st.subheader("Side by side")
 uris = list(versions)
 by_alias = {alias: f"models:/{name}/{version}" for alias, version in model.aliases.items()}
 left_default = by_alias.get("champion", uris[min(1, len(uris) - 1)])
-right_default = by_alias.get("challenger", uris[0])
+others = [uri for uri in uris if uri != left_default]  # newest first
+right_default = by_alias.get("challenger", others[0] if others else left_default)
+if "challenger" not in by_alias:
+    st.info(
+        f"{name} has no challenger: the right side shows "
+        + ("the newest other version." if others else "the same version (it has only one).")
+    )
 columns = st.columns(2)
 picked = [
     columns[0].selectbox("Left (default: champion)", uris, index=uris.index(left_default), key="left_version"),
@@ -100,8 +108,8 @@ for column, uri, found in zip(columns, picked, evaluations, strict=True):
             st.text(f"Not evaluated yet: alignops evaluate --model {uri}")
             continue
         st.text(f"evaluation run {found.run_id}, against {found.baseline_uri or 'no baseline'}")
-        for path in found.figures:
-            st.image(services.artifact(found.run_id, path), caption=path.rsplit("/", 1)[-1])
+        for path in found.figures:  # inline, not under /media, which Streamlit serves without a session
+            st.html(logic.inline_image(services.artifact(found.run_id, path), path.rsplit("/", 1)[-1]))
 deltas = logic.metric_deltas(*[found.metrics if found else {} for found in evaluations])
 if any(row["left"] is not None or row["right"] is not None for row in deltas):
     st.markdown("**Evaluation metrics** (change = right - left)")

@@ -97,6 +97,8 @@ def _register(cfg, stage: str, registered: str, folder: Path, parent: str | None
     with tracking.stage_run(stage, cfg, section) as run:
         for step in range(12):
             run.log_metrics({"train/loss": 3.0 / (1 + step * lr * 100), "train/lr": lr}, step=step)
+            if stage == "ppo":  # the RL trade-off: reward rises as the policy moves away from the reference
+                run.log_metrics({"ppo/reward": step * lr * 100, "ppo/kl": step * lr * 50}, step=step)
         run.log_metrics({"val/loss": 2.0 + lr}, step=11)
         uri, _ = tracking.register_model(folder, f"{cfg.tracking.model_prefix}-{registered}",
                                          tracking.lineage_tags(stage, cfg, section), parent)  # fmt: skip
@@ -113,9 +115,14 @@ def _evaluate(cfg, uri: str, baseline: str | None, quality: float, style: str) -
         # the texts name no model: the Rank page must not give the writer away before the submit
         samples = [
             {"sample_id": f"s{i}", "prompt": prompt, "completion": f"{style} answer {i}: " + "sunny " * (i + 1),
-             "model_uri": uri, "reward": quality + i / 10, "judge": 0.1 * i, "length": 3 + i, "eos": True}
+             "model_uri": uri, "reward": quality + i / 10, "judge": 0.1 * i, "length": 3 + i, "eos": True,
+             "lang": "zh" if i == 2 else "en", "source": "eval-chat" if i % 2 else "eval-tweets"}
             for i, prompt in enumerate(PROMPTS)
         ]  # fmt: skip
+        if baseline:  # the evaluate stage writes the baseline's answer to each prompt beside the model's
+            for sample in samples:
+                sample.update(baseline_uri=baseline, baseline_completion=f"baseline's answer {sample['sample_id']}",
+                              baseline_reward=0.0, baseline_judge=0.0)  # fmt: skip
         samples[0]["completion"] = f"{HOSTILE} ({style})"
         run.log_text("".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples), "samples.jsonl")
         with tempfile.TemporaryDirectory() as tmp:

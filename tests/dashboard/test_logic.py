@@ -7,18 +7,8 @@ import pytest
 from dashboard import logic
 
 
-def test_places_to_ranking_groups_ties_and_ignores_gaps() -> None:
-    assert logic.ranking_from_positions({12: 1, 10: 2, 11: 2, 13: 3}) == [[12], [10, 11], [13]]
-    assert logic.ranking_from_positions({5: 3, 6: 1, 7: 1}) == [[6, 7], [5]]  # 1, 1, 3 means 1, 1, 2
-    assert logic.ranking_from_positions({1: 2, 2: 2}) == [[1, 2]]  # all tied is a ranking too
+def test_places_of_a_ranking_share_a_place_when_tied() -> None:
     assert logic.places([[12], [10, 11], [13]]) == {12: 1, 10: 2, 11: 2, 13: 4}
-
-
-def test_a_ranking_with_a_missing_place_is_refused() -> None:
-    with pytest.raises(logic.FormError, match="1 of 3 have none"):
-        logic.ranking_from_positions({1: 1, 2: None, 3: 2})
-    with pytest.raises(logic.FormError, match="at least two"):
-        logic.ranking_from_positions({1: 1})
 
 
 def record(annotator: str, ranking: list, prompt: str = "p", responses: tuple = ("a", "b", "c")) -> dict:
@@ -99,3 +89,97 @@ def test_jsonl_round_trip_and_errors_name_the_line() -> None:
     assert logic.parse_jsonl(logic.to_jsonl(records)) == records
     with pytest.raises(ValueError, match="line 2"):
         logic.parse_jsonl('{"a": 1}\n{oops\n')
+
+
+# ---------------------------------------------------------------------------------------------- fast hands
+
+
+def test_an_order_typed_best_first_becomes_the_stores_ranking() -> None:
+    ids = [10, 11, 12, 13]
+    assert logic.ranking_from_order("3142", ids) == [[12], [10], [13], [11]]
+    assert logic.ranking_from_order("3 1=4, 2", ids) == [[12], [10, 13], [11]]  # a tie; spaces and commas ignored
+    assert logic.order_from_ranking([[12], [10, 13], [11]], ids) == "31=42"  # the inverse, for a correction
+    for typed, message in [("314", "places not 2"), ("3142 1", "places 1 more than once"),
+                           ("3152", "'5' is not a response number"), ("=3142", "'=' goes between"),
+                           ("3142=", "ends with '='"), ("31==42", "'=' goes between")]:  # fmt: skip
+        with pytest.raises(logic.FormError, match=message):
+            logic.ranking_from_order(typed, ids)
+
+
+def test_model_text_renders_markdown_but_no_html_links_or_images() -> None:
+    text = '<script>alert("x")</script> ![img](http://attacker.invalid/p.png) [click](http://x.invalid) **bold**'
+    assert logic.safe_markdown(text) == (
+        '\\<script>alert("x")\\</script> !\\[img](http\\://attacker.invalid/p.png) '
+        "\\[click](http\\://x.invalid) **bold**"
+    )
+
+
+def test_a_figure_is_inline_html_carrying_its_bytes() -> None:
+    html = logic.inline_image(b"\x89PNG", 'a "quoted" <name>.png')
+    assert 'src="data:image/png;base64,iVBORw==' in html
+    assert "&lt;name&gt;" in html and "<name>" not in html
+
+
+# ---------------------------------------------------------------------------------------- sessions, sign-in
+
+
+def test_a_session_token_is_signed_and_expires() -> None:
+    from dashboard import tokens
+
+    secret, now = b"k" * 32, 1_000_000.0
+    token = tokens.issue(7, secret, now)
+    assert tokens.verify(token, secret, now + 60) == 7
+    assert tokens.issued_at(token) == 1_000_000
+    assert tokens.verify(token, secret, now + tokens.IDLE_S) is None  # expired
+    assert tokens.verify(token, b"other" * 8, now) is None  # another key
+    forged = token.replace("7.", "1.", 1)  # someone else's id with this signature
+    assert tokens.verify(forged, secret, now) is None
+    for bad in (None, "", "7", "x.y.z", token + "0"):
+        assert tokens.verify(bad, secret, now) is None
+
+
+def test_sign_in_back_off_doubles_after_the_free_attempts() -> None:
+    from dashboard.throttle import FIRST_WAIT_S, FREE_ATTEMPTS, MAX_WAIT_S, Throttle
+
+    throttle, keys, now = Throttle(), ["account:ann", "client:10.0.0.1"], 100.0
+    for _ in range(FREE_ATTEMPTS - 1):
+        throttle.failed(keys, now)
+        assert throttle.wait_s(keys, now) == 0
+    assert throttle.failed(keys, now) == FREE_ATTEMPTS
+    assert throttle.wait_s(keys, now) == FIRST_WAIT_S
+    assert throttle.wait_s(["client:10.0.0.1", "account:bob"], now + 1) == FIRST_WAIT_S - 1  # per client too
+    throttle.failed(keys, now + FIRST_WAIT_S)
+    assert throttle.wait_s(keys, now + FIRST_WAIT_S) == 2 * FIRST_WAIT_S
+    assert Throttle.backoff_s(FREE_ATTEMPTS + 40) == MAX_WAIT_S
+    throttle.succeeded(keys)
+    assert throttle.wait_s(keys, now + FIRST_WAIT_S) == 0
+
+
+# ---------------------------------------------------------------------------------------------- engineers
+
+
+def test_runs_show_each_stages_key_metrics_and_reward_against_kl_by_step() -> None:
+    available = ["train/loss", "train/lr", "val/loss", "ppo/kl", "ppo/reward", "eval/f1"]
+    assert logic.metric_columns(["sft", "ppo", None], available) == ["train/loss", "val/loss", "ppo/reward", "ppo/kl"]
+    reward = [(0, 0, 0.1), (1, 5, 0.3), (2, 9, 0.4)]
+    kl = [(1, 5, 0.5), (2, 9, 1.5), (3, 12, 2.0)]  # KL logged from step 1: only steps 1 and 2 pair up
+    assert logic.trade_off_rows({"run a": (reward, kl)}) == [
+        {"run": "run a", "step": 1, "kl": 0.5, "reward": 0.3},
+        {"run": "run a", "step": 2, "kl": 1.5, "reward": 0.4},
+    ]
+
+
+def test_one_evaluations_samples_give_the_model_against_its_baseline() -> None:
+    samples = [
+        {"sample_id": "s0", "prompt": "Hi", "completion": "mine", "lang": "en", "source": "chat",
+         "baseline_uri": "models:/m/1", "baseline_completion": "theirs", "baseline_reward": 0.2},
+        {"sample_id": "s1", "prompt": "你好", "completion": "mine 2", "lang": "zh", "source": "chat",
+         "baseline_uri": "models:/m/1", "baseline_completion": "theirs 2"},
+    ]  # fmt: skip
+    baseline, rows = logic.against_baseline("models:/m/2", samples)
+    assert baseline == "models:/m/1"
+    assert rows[0]["outputs"]["models:/m/1"] == {"completion": "theirs", "reward": 0.2, "judge": None}
+    assert rows[0]["outputs"]["models:/m/2"]["completion"] == "mine"
+    assert [r["sample_id"] for r in logic.filter_rows(rows, langs=["zh"])] == ["s1"]
+    assert [r["sample_id"] for r in logic.filter_rows(rows, sources=["chat"], words="HI")] == ["s0"]
+    assert logic.against_baseline("models:/m/2", [{"sample_id": "s", "prompt": "p", "completion": "c"}]) == (None, [])

@@ -4,6 +4,7 @@ or actions, and signed-out visitors see only the sign-in."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -76,12 +77,24 @@ def test_signed_out_visitors_see_only_the_sign_in(project: Project) -> None:
     at = app().run()
     assert not at.exception
     assert [t.value for t in at.title] == ["alignops"]
-    with pytest.raises(ValueError, match="Could not find a navigation page"):
-        at.switch_page("pages/rank.py")
-    for name in ["rank", "rate", "labels", *ADMIN_PAGES]:  # a page file run without the router refuses too
-        alone = AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=TIMEOUT).run()
-        assert [w.value for w in alone.warning] == ["Sign in first."], name
-        assert not alone.title and not alone.dataframe and not alone.button, name
+    for name in ["rank", "rate", "labels", *ADMIN_PAGES]:
+        # through the router (a deep link) and as a page file run alone: the sign-in form, nothing of the page
+        for shown in (
+            page(app().run(), name),
+            AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=TIMEOUT).run(),
+        ):
+            assert [w.value for w in shown.warning] == ["Sign in first."], name
+            assert [w.label for w in shown.text_input] == ["Name", "Password"], name
+            assert not shown.title and not shown.dataframe and [b.label for b in shown.button] == ["Sign in"], name
+
+
+def test_a_deep_link_lands_on_its_page_after_sign_in(project: Project) -> None:
+    at = page(app().run(), "models")
+    field(at.text_input, "Name").input(project.admin)
+    field(at.text_input, "Password").input(PASSWORD)
+    field(at.button, "Sign in").click()
+    at.run()
+    assert [t.value for t in at.title] == ["Models"], [t.value for t in at.title]
 
 
 def test_a_wrong_password_signs_nobody_in(project: Project) -> None:
@@ -89,6 +102,52 @@ def test_a_wrong_password_signs_nobody_in(project: Project) -> None:
     assert [e.value for e in at.error] == ["Wrong name or password."]
     assert at.session_state["user"] is None
     assert [t.value for t in at.title] == ["alignops"]
+
+
+def test_sign_in_is_throttled_after_repeated_failures_and_they_are_logged(
+    project: Project, caplog: pytest.LogCaptureFixture
+) -> None:
+    from dashboard.throttle import FREE_ATTEMPTS
+
+    name = project.account("labeler")
+    at = app().run()
+    with caplog.at_level("WARNING", logger="alignops.dashboard"):
+        for _ in range(FREE_ATTEMPTS):
+            field(at.text_input, "Name").input(name)
+            field(at.text_input, "Password").input("a wrong guess")
+            field(at.button, "Sign in").click()
+            at.run()
+            assert [e.value for e in at.error] == ["Wrong name or password."]
+        field(at.text_input, "Password").input(PASSWORD)  # the right one, too late
+        field(at.button, "Sign in").click()
+        at.run()
+    assert at.error[0].value.startswith("Too many failed sign-ins. Wait ")
+    assert at.session_state["user"] is None
+    failed = [r.getMessage() for r in caplog.records if "sign-in failed" in r.getMessage()]
+    assert len(failed) == FREE_ATTEMPTS and f"account {name!r}" in failed[-1]
+    assert any("refused (throttled" in r.getMessage() for r in caplog.records)
+
+
+def test_an_idle_session_signs_out(project: Project) -> None:
+    from dashboard import tokens
+
+    # a session signed in half an hour ago, untouched since (AppTest runs only the page after the first run:
+    # a fresh run of the router with that state is the next action)
+    signed_in = sign_in(project.account("labeler")).session_state
+    at = app()
+    for key in ("user", "restored", "cookie_issued"):
+        at.session_state[key] = signed_in[key]
+    at.session_state["last_seen"] = signed_in["last_seen"] - tokens.IDLE_S - 1
+    at.run()
+    assert at.session_state["user"] is None
+    assert [i.value for i in at.info] == ["Signed out after 30 minutes without activity; sign in again."]
+
+
+def test_deploy_and_clear_cache_are_hidden(project: Project) -> None:
+    from streamlit import config
+
+    app().run()
+    assert config.get_option("client.toolbarMode") == "viewer"  # hides Deploy, Rerun and Clear cache
 
 
 def test_labelers_cannot_reach_admin_pages_or_actions(project: Project) -> None:
@@ -121,109 +180,178 @@ def test_the_first_admin_comes_from_the_environment(project: Project, monkeypatc
 # ---------------------------------------------------------------------------------------------- labeling
 
 
-def rank_form(at: AppTest) -> list:
-    boxes = [n for n in at.number_input if n.label.startswith("Place of")]
+def order_box(at: AppTest):
+    boxes = [t for t in at.text_input if t.label == "Order"]
     assert boxes, f"no ranking form: {texts(at)} {[e.value for e in at.info]}"
-    return boxes
+    return boxes[0]
 
 
-def test_a_ranking_submitted_on_the_page_lands_in_the_store(project: Project) -> None:
+def rank(at: AppTest, order: str, button: str = "Submit and next") -> AppTest:
+    order_box(at).input(order)
+    field(at.button, button).click()
+    return at.run()
+
+
+def shown_task(at: AppTest):
+    return at.session_state["rank_task"]["task"]
+
+
+def test_a_ranking_is_submitted_and_the_next_task_is_on_screen_in_one_run(project: Project) -> None:
     name = project.account("labeler")
     at = sign_in(name)
-    boxes = rank_form(at)
-    assert len(boxes) == 3  # one response from each of the three evaluated versions
-    shown = texts(at)
-    assert not [t for t in shown if "models:/" in t], "a model version was shown before the submit"
-    assert not [m for m in markup(at) if "sunny" in m or "<script>" in m], "model text rendered as Markdown"
+    task = shown_task(at)
+    assert len(task.responses) == 3  # one response from each of the three evaluated versions, side by side
+    assert not [t for t in texts(at) + markup(at) if "models:/" in t], "a model version was shown before the submit"
+    unescaped = re.compile(r"(?<!\\)(<script|\[img\])")
+    assert not [m for m in markup(at) if unescaped.search(m)], "raw HTML or an image as markup"
+    focus = [h.proto.body for h in at.html if "focus()" in h.proto.body]
+    assert len(focus) == 1 and 'aria-label=\\"Order\\"' in focus[0]  # the cursor starts in the Order box
 
-    places = [1, 2, 2]  # a tie for second place
-    for box, place in zip(boxes, places, strict=True):
-        box.set_value(place)
-    field(at.text_input, "Reason").input("B and C say the same thing.")
-    field(at.button, "Submit ranking").click()
-    at.run()
+    field(at.text_input, "Reason").input("2 and 3 say the same thing.")
+    at = rank(at, "12=3")  # a tie for second place
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert at.success[0].value.startswith("Saved ranking #")
-    # the reveal names exactly the model version that wrote each response, as the store recorded it
-    shown_ids = [r["id"] for r in at.session_state["rank_result"]["responses"]]
+    shown_ids = [r.id for r in task.responses]
     truth = writers(project)
     revealed = [t for t in texts(at) if "written by" in t]
-    assert revealed == [
-        f"{letter}  place {place}  written by {truth[rid]}"
-        for letter, place, rid in zip("ABC", places, shown_ids, strict=True)
-    ]
+    assert revealed == [f"{n}  place {place}  written by {truth[rid]}"
+                        for n, place, rid in zip((1, 2, 3), (1, 2, 2), shown_ids, strict=True)]  # fmt: skip
     assert {truth[rid] for rid in shown_ids} == set(project.versions.values())  # one answer of each version
+    assert shown_task(at).prompt_id != task.prompt_id  # the next prompt, in the same run: no "Next" click
 
     with project.store() as store:
         records = [r for r in store.export_rankings()[0] if r["annotator"] == name]
         counts = store.counts()["by_annotator"][name]
     assert len(records) == 1 and counts["rankings"] == 1
-    ranking = records[0]["ranking"]
-    assert ranking[0] == 0 and sorted(ranking[1]) == [1, 2]  # responses in the order shown: A first, B = C
-
-    field(at.button, "Next prompt").click()
-    at.run()
-    assert len(rank_form(at)) == 3, "no next prompt after a submit"
+    assert records[0]["ranking"] == [0, [1, 2]]  # responses in the order shown: 1 first, 2 = 3
 
 
 def test_a_double_submit_stores_one_ranking(project: Project) -> None:
     name = project.account("labeler")
     at = sign_in(name)
-    for box, place in zip(rank_form(at), [3, 1, 2], strict=True):
-        box.set_value(place)
-    field(at.button, "Submit ranking").click()
-    at.run()
+    on_screen = at.session_state["rank_task"]
+    at = rank(at, "312")
     first = at.success[0].value
-    # The second click of a double click reruns the page before the first run could show its result: the
-    # form is still there, with the same task and token.
-    at.session_state["rank_result"] = None
+    # The second click of a double click sends the same form again, with the same task and token.
+    at.session_state["rank_task"] = on_screen
     at.run()
-    for box, place in zip(rank_form(at), [3, 1, 2], strict=True):  # what the browser sends again
-        box.set_value(place)
-    field(at.button, "Submit ranking").click()
-    at.run()
+    at = rank(at, "312")
     assert at.success[0].value == first
     with project.store() as store:
         assert store.counts()["by_annotator"][name]["rankings"] == 1
 
 
-def test_missing_places_are_refused_and_a_skip_is_stored(project: Project) -> None:
+def test_an_incomplete_order_is_refused_and_a_skip_is_stored(project: Project) -> None:
     name = project.account("labeler")
     at = sign_in(name)
-    rank_form(at)[0].set_value(1)
-    field(at.button, "Submit ranking").click()
-    at.run()
-    assert "Give every response a place" in at.error[0].value
+    task = shown_task(at)
+    at = rank(at, "1")
+    assert "places not 2, 3" in at.error[0].value and shown_task(at) == task  # the task stays
     with project.store() as store:
         assert store.counts()["by_annotator"][name] == {"rankings": 0, "skipped": 0, "ratings": 0}
 
     field(at.text_input, "Reason").input("I cannot read Chinese.")
-    field(at.button, "Skip this prompt").click()
+    field(at.button, "Skip").click()
     at.run()
-    assert at.success[0].value == "Skipped."
+    assert at.success[0].value == "Skipped." and shown_task(at).prompt_id != task.prompt_id
     with project.store() as store:
         assert store.counts()["by_annotator"][name] == {"rankings": 0, "skipped": 1, "ratings": 0}
         assert not [r for r in store.export_rankings()[0] if r["annotator"] == name]  # a skip is no label
+
+
+@pytest.mark.parametrize("action", ["Submit and next", "Skip"])
+def test_a_task_ranked_in_another_tab_is_dropped_and_the_next_one_loads(project: Project, action: str) -> None:
+    name = project.account("labeler")
+    tab1, tab2 = sign_in(name), sign_in(name)
+    tab2.session_state["rank_task"] = tab1.session_state["rank_task"] | {"token": "tab-2"}  # the same prompt
+    tab2.run()
+    stale = shown_task(tab1)
+    rank(tab1, "123")
+    tab2 = rank(tab2, "321", button=action)
+    assert not tab2.exception and not tab2.error, [e.value for e in tab2.error]
+    assert [i.value for i in tab2.info][0].startswith("That prompt was already ranked")
+    assert shown_task(tab2).prompt_id != stale.prompt_id and order_box(tab2)
+    with project.store() as store:
+        assert store.counts()["by_annotator"][name] == {"rankings": 1, "skipped": 0, "ratings": 0}
+
+
+def test_a_labeler_corrects_a_recent_ranking(project: Project) -> None:
+    name = project.account("labeler")
+    at = sign_in(name)
+    task = shown_task(at)
+    at = rank(at, "123")
+    first = int(at.success[0].value.split("#")[1].rstrip("."))
+    field(at.button, f"Change #{first}").click()
+    at.run()
+    assert shown_task(at).prompt_id == task.prompt_id and order_box(at).value == "123"  # prefilled
+    at = rank(at, "3=21")
+    assert at.success[0].value.endswith(f"Corrected #{first}."), at.success[0].value
+    with project.store() as store:
+        labeler = store.authenticate(name, PASSWORD).id
+        recent = store.recent_rankings(labeler)
+    assert [r.id for r in recent] != [first] and len(recent) == 1  # one current ranking, the correction
+    ids = [r.id for r in task.responses]
+    assert recent[0].ranking == [[ids[2], ids[1]], [ids[0]]]
+
+
+def scales(at: AppTest) -> list:
+    return [s for s in at.segmented_control if s.label.split(":")[0] in ("Helpful", "Correct", "Harmless")]
 
 
 def test_a_rating_submitted_on_the_page_lands_in_the_store(project: Project) -> None:
     name = project.account("labeler")
     at = page(sign_in(name), "rate")
     assert not [t for t in texts(at) if "models:/" in t]
-    boxes = [n for n in at.number_input if "(1-5)" in n.label]
+    boxes = scales(at)
     assert [b.label.split(":")[0] for b in boxes] == ["Helpful", "Correct", "Harmless"]
+    assert list(boxes[0].options) == ["1 not at all", "2 barely", "3 partly", "4 mostly", "5 fully"]  # visible
+    left = int(at.caption[0].value.split("; ")[1].split(" left")[0])
+    rated = at.session_state["rate_task"]["task"].response.id
     for box, score in zip(boxes, [4, 5, 2], strict=True):
         box.set_value(score)
     at.text_area[0].input("Polite, but <b>wrong</b> about the weather.")
-    field(at.button, "Submit rating").click()
+    field(at.button, "Submit and next").click()
     at.run()
     assert not at.error, [e.value for e in at.error]
     with project.store() as store:
         mine = [r for r in store.ratings() if r.annotator == name]
-    assert len(mine) == 1
+    assert len(mine) == 1 and mine[0].response_id == rated
     assert mine[0].scores == {"helpful": 4, "correct": 5, "harmless": 2}
     assert mine[0].comment == "Polite, but <b>wrong</b> about the weather."
-    assert f"written by {writers(project)[mine[0].response_id]}" in texts(at)  # revealed after the submit
+    assert f"written by {writers(project)[rated]}" in texts(at)  # revealed after the submit
+    assert at.session_state["rate_task"]["task"].response.id != rated  # and the next one is on screen
+    assert f"; {left - 1} left for you" in at.caption[0].value
+
+
+def test_a_labeler_corrects_a_recent_rating(project: Project) -> None:
+    name = project.account("labeler")
+    at = page(sign_in(name), "rate")
+    rated = at.session_state["rate_task"]["task"].response.id
+    for box, score in zip(scales(at), [4, 5, 2], strict=True):
+        box.set_value(score)
+    field(at.button, "Submit and next").click()
+    at.run()
+    first = int(at.success[0].value.split("#")[1].rstrip("."))
+    field(at.button, f"Change #{first}").click()
+    at.run()
+    assert at.session_state["rate_task"]["task"].response.id == rated
+    assert [s.value for s in scales(at)] == [4, 5, 2]  # prefilled
+    scales(at)[2].set_value(5)
+    field(at.button, "Submit and next").click()
+    at.run()
+    assert at.success[0].value.endswith(f"Corrected #{first}."), at.success[0].value
+    with project.store() as store:
+        mine = [r for r in store.ratings() if r.annotator == name]
+    assert len(mine) == 1 and mine[0].scores == {"helpful": 4, "correct": 5, "harmless": 5}  # the current one
+
+
+def test_rate_skips_a_response(project: Project) -> None:
+    at = page(sign_in(project.account("labeler")), "rate")
+    first = at.session_state["rate_task"]["task"].response.id
+    field(at.button, "Skip").click()
+    at.run()
+    assert at.session_state["rate_task"]["task"].response.id != first
+    assert "(1 skipped in this session)" in at.caption[0].value and not at.error
 
 
 def test_rate_offers_responses_of_prompts_the_labeler_already_ranked(project: Project) -> None:
@@ -236,9 +364,7 @@ def test_rate_offers_responses_of_prompts_the_labeler_already_ranked(project: Pr
     at = page(sign_in(name), "rate")
     assert not at.info, [i.value for i in at.info]  # not "Nothing left to rate"
     assert at.code[0].value in PROMPTS
-    assert len([n for n in at.number_input if "(1-5)" in n.label]) == 3
-    response = at.session_state["rate_task"]["task"].response
-    assert at.code[1].value == response.text
+    assert len(scales(at)) == 3
 
 
 def test_rank_offers_first_where_the_reward_model_is_least_certain(
@@ -270,12 +396,10 @@ def test_rank_offers_first_where_the_reward_model_is_least_certain(
     offered = []
     for n in range(3):
         offered.append(at.code[0].value)
-        field(at.button, "Skip this prompt").click()
+        field(at.button, "Skip").click()
         at.run()
         assert at.success[0].value == "Skipped."
         assert f"Ranked 0 and skipped {n + 1} in all, {n + 1} in this session" in at.caption[0].value
-        field(at.button, "Next prompt").click()
-        at.run()
     assert offered == ["close", "apart", "far apart"]
     assert at.info[0].value.startswith("Nothing left to rank for you.")
 
@@ -283,10 +407,10 @@ def test_rank_offers_first_where_the_reward_model_is_least_certain(
 def test_a_rating_needs_every_score(project: Project) -> None:
     name = project.account("labeler")
     at = page(sign_in(name), "rate")
-    [n for n in at.number_input if "(1-5)" in n.label][0].set_value(3)
-    field(at.button, "Submit rating").click()
+    scales(at)[0].set_value(3)
+    field(at.button, "Submit and next").click()
     at.run()
-    assert at.error[0].value == "Score every criterion from 1 to 5; missing: correct, harmless."
+    assert at.error[0].value.replace("\\", "") == "Score every criterion from 1 to 5; missing: correct, harmless."
     with project.store() as store:
         assert not [r for r in store.ratings() if r.annotator == name]
 
@@ -332,12 +456,20 @@ def test_runs_page_compares_runs(project: Project) -> None:
     assert not at.exception and not at.error
     table = at.dataframe[0].value
     assert {"pipeline", "data-build", "data-validate", "sft", "ppo", "evaluate"} <= set(table["stage"])
-    assert "train/loss" in table.columns  # every metric a sortable column
+    metrics = [c for c in table.columns if "/" in c]
+    assert metrics[:3] == ["validation/success", "validation/failed_expectations", "eval/win_rate_judge"]
+    assert "train/lr" not in metrics and "train/loss" in metrics  # the stages' key metrics only ...
+    field(at.toggle, "All metric columns").set_value(True)
+    at.run()
+    assert "train/lr" in at.dataframe[0].value.columns  # ... every one behind the toggle
     runs = [project.run_ids["policy-1"], project.run_ids["policy-2"]]
     field(at.multiselect, "Runs to plot").set_value(runs)
     at.run()
-    charts = at.get("vega_lite_chart")
-    assert len(charts) == 2, "expected the train/loss and val/loss charts"  # default metrics
+    charts = [c.proto.spec for c in at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")]
+    assert len(charts) == 2, "expected the train/loss curve and the reward-against-KL chart"
+    assert "Reward against KL" in charts[1] and '"labelLimit": 0' in charts[0].replace(":0", ": 0")
+    once = at.dataframe[1].value  # val/loss, logged once per run: numbers, not one-dot charts
+    assert list(once.columns) == ["val/loss"] and len(once) == 2
     field(at.radio, "x axis").set_value("seconds")
     at.run()
     assert not at.exception
@@ -348,15 +480,16 @@ def test_runs_page_compares_runs(project: Project) -> None:
 def test_models_page_shows_versions_lineage_evaluations_and_promotes(project: Project) -> None:
     at = page(sign_in(project.admin), "models")
     assert not at.exception and not at.error
-    field(at.selectbox, "Registered model").set_value("alignops-policy")
-    at.run()
+    assert field(at.selectbox, "Registered model").value == "alignops-policy"  # the model with a champion
     versions = at.dataframe[0].value
     assert list(versions["version"]) == [2, 1]
     assert list(versions["aliases"]) == ["challenger", "champion"]
     assert "eval/win_rate_judge" in versions.columns
     lineage = at.dataframe[1].value
     assert list(lineage["model version"]) == [project.versions["challenger"], project.versions["sft"]]
-    assert [i.captions for i in at.image] == [["response_lengths.png"]] * 2  # each side's figure
+    figures = [h.proto.body for h in at.html if "<figure>" in h.proto.body]
+    assert len(figures) == 2 and not at.image  # each side's figure, inline: nothing under /media
+    assert all('src="data:image/png;base64,' in f and "response_lengths.png" in f for f in figures)
     deltas = at.dataframe[-1].value
     assert deltas.set_index("metric").loc["eval/f1", "change"] == pytest.approx(0.05)  # challenger - champion
 
@@ -372,6 +505,8 @@ def test_models_page_shows_versions_lineage_evaluations_and_promotes(project: Pr
 def test_generations_page_shows_versions_side_by_side_as_text(project: Project) -> None:
     at = page(sign_in(project.admin), "generations")
     assert not at.exception and not at.error
+    field(at.radio, "Compare").set_value("Evaluated versions side by side")
+    at.run()
     chosen = field(at.multiselect, "Model versions").value
     champion = tracking.alias_uri("alignops-policy", "champion")  # another test may have promoted the challenger
     assert len(chosen) == 2 and chosen[0] == champion
@@ -384,12 +519,36 @@ def test_generations_page_shows_versions_side_by_side_as_text(project: Project) 
     assert not [m for m in markup(at) if "attacker" in m or "<script>" in m]  # ... never as markup
     field(at.text_input, "Filter prompts").input("film")
     at.run()
-    assert [t for t in texts(at) if t.startswith("Prompt ")] == ["Prompt s1"]
+    assert [t for t in texts(at) if t.startswith("Prompt ")] == ["Prompt s1  en  eval-chat"]
+
+
+def test_generations_shows_one_evaluations_model_against_its_baseline_filtered(project: Project) -> None:
+    at = page(sign_in(project.admin), "generations")
+    assert field(at.radio, "Compare").value == "One evaluation: model against its baseline"  # the default
+    field(at.selectbox, "Model version").set_value(project.versions["challenger"])
+    at.run()
+    assert not at.exception and not at.error
+    shown = texts(at)
+    assert sum(t.startswith("Prompt ") for t in shown) == len(PROMPTS)
+    assert "baseline's answer s3" in shown and "bright answer 3: " + "sunny " * 4 in shown
+    assert project.versions["champion"] in shown  # the baseline's column names it
+    field(at.multiselect, "Language").set_value(["zh"])
+    at.run()
+    assert [t for t in texts(at) if t.startswith("Prompt ")] == ["Prompt s2  zh  eval-tweets"]
+    field(at.multiselect, "Language").set_value([])
+    field(at.multiselect, "Source").set_value(["eval-chat"])
+    at.run()
+    assert [t for t in texts(at) if t.startswith("Prompt ")] == ["Prompt s1  en  eval-chat", "Prompt s3  en  eval-chat"]
+    field(at.selectbox, "Model version").set_value(project.versions["sft"])  # evaluated without a baseline
+    at.run()
+    assert at.info[0].value.startswith("The evaluation of models:/alignops-sft/1 had no baseline")
 
 
 def test_data_page_shows_versions_datasheets_and_validation(project: Project) -> None:
     at = page(sign_in(project.admin), "data")
     assert not at.exception and not at.error
+    assert [h.value for h in at.subheader] == ["Latest validation", "Versions"]  # the verdict first
+    assert [e.label for e in at.expander] == ["Validation report", "Datasheet"]  # the details folded
     table = at.dataframe[0].value
     assert list(table["data version"]) == MD5[::-1]  # newest first
     assert list(table["message"]) == ["data version 2", "data version 1"]

@@ -98,29 +98,34 @@ def test_next_task_spreads_labels_fewest_first_and_hides_model_versions(
     two = store.next_task(ids["ann"], k=2, seed=1)
     assert len(two.responses) == 2 and len({models[r.id] for r in two.responses}) == 2
 
-    # ann ranks prompt p; ben, asking next, gets a prompt nobody ranked yet: fewest rankings first
+    # ann ranks prompt p; ben, asking next, gets a prompt nobody ranked yet: fewest rankings first (an
+    # overlap of 1; the default overlap is tested in test_feedback_queue.py)
     first = store.next_task(ids["ann"], seed=0)
     shown = [r.id for r in first.responses]
     store.submit_ranking(ids["ann"], first.prompt_id, [[i] for i in shown], "t-ann", shown=shown)
     seen_by_ben = set()
     for n in range(5):  # ben skips his way through the 5 prompts nobody ranked
-        t = store.next_task(ids["ben"], seed=n)
+        t = store.next_task(ids["ben"], overlap=1, seed=n)
         assert t.prompt_id != first.prompt_id
         seen_by_ben.add(t.prompt_id)
         store.submit_ranking(ids["ben"], t.prompt_id, [], f"t-ben-{n}", skipped=True)
     assert len(seen_by_ben) == 5
-    last = store.next_task(ids["ben"])
+    last = store.next_task(ids["ben"], overlap=1)
     assert last.prompt_id == first.prompt_id  # only now the prompt ranked once
     store.submit_ranking(ids["ben"], last.prompt_id, [], "t-ben-last", skipped=True)
-    assert store.next_task(ids["ben"]) is None  # never one he ranked or skipped
+    assert store.next_task(ids["ben"], overlap=1) is None  # never one he ranked or skipped
     assert store.open_tasks(ids["ben"]) == 0 and store.open_tasks(ids["cat"]) == 6
 
     # among equally ranked prompts, a priority (say, the reward model's uncertainty) picks first
-    unranked = [t.prompt_id for t in (store.next_task(ids["cat"], seed=n) for n in range(20))]
+    unranked = [t.prompt_id for t in (store.next_task(ids["cat"], overlap=1, seed=n) for n in range(20))]
     assert len(set(unranked)) > 1 and first.prompt_id not in unranked
     favourite = max(unranked)
-    assert {store.next_task(ids["cat"], seed=n, priority={favourite: 0.9}).prompt_id for n in range(5)} == {favourite}
-    assert store.next_task(ids["cat"], priority={first.prompt_id: 1.0}).prompt_id != first.prompt_id  # fewest first
+    assert {store.next_task(ids["cat"], overlap=1, seed=n, priority={favourite: 0.9}).prompt_id for n in range(5)} == {
+        favourite
+    }
+    assert (
+        store.next_task(ids["cat"], overlap=1, priority={first.prompt_id: 1.0}).prompt_id != first.prompt_id
+    )  # fewest first
     with pytest.raises(StoreError, match="at least 2 responses"):
         store.next_task(ids["cat"], k=1)
     with pytest.raises(StoreError, match="no annotator with id 999"):

@@ -90,15 +90,19 @@ def test_next_task_prefers_prompts_where_the_reward_model_is_least_certain(store
     # without it, the order among equally ranked prompts is drawn at random
     assert len({store.next_task(ids["ben"], seed=n).prompt for n in range(20)}) > 1
 
-    # fewest rankings still comes first: once ben ranked "close", cat gets "apart" first
+    # the overlap comes first: once ben ranked "close", cat gets "close" too (2 labelers, the default overlap);
+    # with an overlap of 1, fewest rankings comes first and cat gets "apart"
     task = store.next_task(ids["ben"], prefer_uncertain=True)
     shown = [r.id for r in task.responses]
     store.submit_ranking(ids["ben"], task.prompt_id, [[shown[0]], [shown[1]]], "ben-1", shown=shown)
     assert task.prompt == "close"
-    assert store.next_task(ids["cat"], seed=0, prefer_uncertain=True).prompt == "apart"
-    # an explicit priority of a prompt overrides its uncertainty
+    assert store.next_task(ids["cat"], seed=0, prefer_uncertain=True).prompt == "close"
+    assert store.next_task(ids["cat"], seed=0, prefer_uncertain=True, overlap=1).prompt == "apart"
+    # an explicit priority of a prompt overrides its uncertainty (among prompts as far from the overlap)
     favourite = {prompts["unscored"]: 2.0}
-    assert store.next_task(ids["cat"], seed=0, priority=favourite, prefer_uncertain=True).prompt == "unscored"
+    assert (
+        store.next_task(ids["cat"], seed=0, priority=favourite, prefer_uncertain=True, overlap=1).prompt == "unscored"
+    )
 
 
 def test_has_rewards_is_false_until_a_score_arrives(store: Store, samples) -> None:
