@@ -131,7 +131,8 @@ def context_length(folder: Path) -> int:
     """The model's context (block size) read from its folder without loading the weights."""
     config = folder / "config.json"
     if config.is_file():
-        return int(json.loads(config.read_text(encoding="utf-8"))["n_positions"])
+        hf = json.loads(config.read_text(encoding="utf-8"))
+        return int(hf.get("n_positions") or hf["max_position_embeddings"])  # GPT-2's layout, or a BERT encoder's
     from safetensors import safe_open
 
     with safe_open(str(folder / INT8_FILE), framework="pt") as f:

@@ -6,7 +6,9 @@ import pytest
 
 from alignops.data import ner, sources
 
-SNIPPET = "[中国/ns  国际/n  广播/vn  电台/n]nt  记者/n  江/nr  泽民/nr  李鹏/nr  在/p  北京/ns  [上海/ns  市/n]ns  。/w"
+SNIPPET = (
+    "[中国/ns  国际/n  广播/vn  电台/n]nt  记者/n  江/nr  泽民/nr  李鹏/nr  在/p  北京/ns  [上海/ns  市/n]ns  。/w"
+)
 
 
 def test_compound_and_names_become_entities() -> None:
