@@ -184,3 +184,76 @@ def baseline_tags(pipeline, texts: list[str], window: int) -> list[list[str]]:
         out.append([str(p) for p in predicted[at : at + len(t)]])
         at += len(t)
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The whole suite, as the ner stage and the evaluate stage both run it
+
+
+@dataclass
+class NerReport:
+    metrics: dict[str, float]  # <prefix>/..., baseline/..., <prefix>/entity_f1_margin_over_baseline
+    figure: Path  # the character confusion matrix
+
+
+def report(cfg, tagger: Tagger, test_records: list[dict], prefix: str, out_dir: Path) -> NerReport:
+    """The tagger's entity scores on test_records beside the bag-of-words baseline's (fit on
+    cfg.ner.baseline_train_examples train sentences), and the confusion figure written into out_dir."""
+    import time
+
+    from alignops.data import datasets
+    from alignops.evaluation import figures
+    from alignops.stages.training import spread
+
+    found, matrix = evaluate(tagger, test_records)
+    started = time.perf_counter()
+    train = spread(datasets.load_split(cfg.data.data_dir, "ner", "train"), cfg.ner.baseline_train_examples)
+    pipeline = fit_baseline(train, cfg.ner.baseline_window, seed=cfg.seed)
+    fit_seconds = time.perf_counter() - started
+    texts = [r["text"] for r in test_records]
+    baseline = scores([r["tags"] for r in test_records], baseline_tags(pipeline, texts, cfg.ner.baseline_window))
+    metrics = prefixed(found, prefix) | prefixed(baseline | {"fit_seconds": fit_seconds}, "baseline")
+    metrics[f"{prefix}/entity_f1_margin_over_baseline"] = found["entity_f1_micro"] - baseline["entity_f1_micro"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figure = figures.confusion_matrix(
+        matrix.tolist(), TAGS, TAGS, out_dir / "ner_confusion_matrix.png", "named entities: characters by tag"
+    )
+    return NerReport(metrics, figure)
+
+
+def is_tagger(folder: Path) -> bool:
+    from alignops.artifacts import META_FILE
+
+    meta = folder / META_FILE
+    return meta.is_file() and json.loads(meta.read_text(encoding="utf-8")).get("kind") == KIND
+
+
+def evaluate_registered(cfg, uri: str, folder: Path, parent_run_id: str | None = None) -> tuple[str, dict[str, float]]:
+    """The evaluate stage for a ner model: eval/... entity scores on the ner test split, the baseline beside them,
+    the figure; the version is tagged with the run like every evaluated model. Returns (run id, metrics)."""
+    import hashlib
+
+    from alignops import settings, tracking
+    from alignops.data import datasets
+
+    test = spread_test(cfg)
+    with tracking.stage_run("evaluate", cfg, cfg.evaluate, parent_run_id) as stage:
+        stage.set_tags({"alignops.model": uri, "alignops.model_kind": KIND, "alignops.eval_baseline": "none"})
+        out_dir = settings.home() / "evaluations" / stage.run_id
+        found = report(cfg, Tagger.from_dir(folder, cfg.ner.max_len), test, "eval", out_dir)
+        path = datasets.split_files(cfg.data.data_dir)["ner/test"]
+        stage.log_datasets({"ner/test": (path, hashlib.md5(path.read_bytes()).hexdigest())}, context="evaluation")
+        stage.log_metrics(found.metrics)
+        stage.log_artifact(found.figure, "figures")
+        if uri.startswith("models:/"):
+            tags = {tracking.EVAL_RUN_TAG: stage.run_id, tracking.EVAL_BASELINE_TAG: "none"}
+            tracking.set_model_version_tags(uri, tags)
+        return stage.run_id, found.metrics
+
+
+def spread_test(cfg) -> list[dict]:
+    """The ner test sentences scored: all, or cfg.ner.max_test_examples spread over the split."""
+    from alignops.data import datasets
+    from alignops.stages.training import spread
+
+    return spread(datasets.load_split(cfg.data.data_dir, "ner", "test"), cfg.ner.max_test_examples)

@@ -103,7 +103,6 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
 
     from alignops.data.loaders import collate_right_pad, resumable_loader
     from alignops.data.tagging import TaggingDataset
-    from alignops.stages.classify import confusion_figure
     from models.tagger import TokenTagger
 
     section = cfg.ner
@@ -114,7 +113,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
     records = {
         "train": training.spread(_records(cfg, "train"), section.max_train_examples),
         "val": _records(cfg, "val"),
-        "test": training.spread(_records(cfg, "test"), section.max_test_examples),
+        "test": ner_eval.spread_test(cfg),
     }
     collate = collate_right_pad(ner_eval.padding_id(tokenizer))
     loaders = {
@@ -139,14 +138,10 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
 
         whole = training.trained(trainer, module)
         tagger = ner_eval.Tagger(whole.eval(), tokenizer, max_len, ner_eval.padding_id(tokenizer))
-        entity_metrics, matrix = ner_eval.evaluate(tagger, records["test"])
-        metrics |= ner_eval.prefixed(entity_metrics, "test")
-        baseline = baseline_metrics(cfg, records["test"])
-        metrics |= ner_eval.prefixed(baseline, "baseline")
-        metrics["test/entity_f1_margin_over_baseline"] = entity_metrics["entity_f1_micro"] - baseline["entity_f1_micro"]
+        found = ner_eval.report(cfg, tagger, records["test"], "test", stage_dir.path)
+        metrics |= found.metrics
         stage.log_metrics(metrics)
-        figure = confusion_figure(matrix, list(ner.TAGS), stage_dir.path / "ner_confusion_matrix.png")
-        stage.log_artifact(figure, "figures")
+        stage.log_artifact(found.figure, "figures")
 
         meta = ModelMeta(
             extra=training.saved_hparams(cfg, "ner") | {ner_eval.BACKBONE_KEY: section.backbone},
@@ -162,15 +157,3 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
             start.tokenizer_file, meta, head=whole.head,
         )  # fmt: skip
         return training.TrainResult(stage.run_id, uri, version, metrics, model_dir)
-
-
-def baseline_metrics(cfg: PipelineConfig, test_records: list[dict]) -> dict[str, float]:
-    """The TF-IDF + logistic-regression window baseline, trained on cfg.ner.baseline_train_examples train
-    sentences, scored on test_records; plus its fit time."""
-    section = cfg.ner
-    started = time.perf_counter()
-    train = training.spread(_records(cfg, "train"), section.baseline_train_examples)
-    pipeline = ner_eval.fit_baseline(train, section.baseline_window, seed=cfg.seed)
-    seconds = time.perf_counter() - started
-    predicted = ner_eval.baseline_tags(pipeline, [r["text"] for r in test_records], section.baseline_window)
-    return ner_eval.scores([r["tags"] for r in test_records], predicted) | {"fit_seconds": seconds}

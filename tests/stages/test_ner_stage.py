@@ -13,8 +13,8 @@ from alignops import tracking
 from alignops.config import PipelineConfig
 from alignops.data import ner
 from alignops.evaluation.ner import Tagger
+from alignops.stages import evaluate, pretrain
 from alignops.stages import ner as ner_stage
-from alignops.stages import pretrain
 
 NER_TINY = {"max_steps": 30, "lr": 0.005, "val_every_n_steps": 15, "baseline_train_examples": 60}
 
@@ -48,6 +48,14 @@ def test_ner_on_the_own_gpt(built: PipelineConfig) -> None:
     # nearly all; the 2-layer, 32-wide GPT after 30 steps is not asked to (its loss falling is the check above)
     assert logged["baseline/entity_f1_micro"] > 0.9
     assert [a.path for a in client.list_artifacts(result.run_id, "figures")] == ["figures/ner_confusion_matrix.png"]
+
+    # the evaluate stage scores a ner model on the ner set, beside the baseline, and tags the version
+    evaluated = evaluate.run(cfg, model_uri=result.model_uri)
+    assert evaluated.metrics["eval/entity_f1_micro"] == pytest.approx(logged["test/entity_f1_micro"])
+    assert (
+        "baseline/entity_f1_micro" in evaluated.metrics and "eval/entity_f1_margin_over_baseline" in evaluated.metrics
+    )
+    assert tracking.evaluation_of(result.model_uri)["metrics"]["eval/f1_ORG"] == pytest.approx(logged["test/f1_ORG"])
 
     tagger = Tagger.from_dir(result.model_dir)
     text = "中国政府在北京。"
