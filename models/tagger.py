@@ -4,9 +4,10 @@
     tagger = TokenTagger(Encoder.load(folder), hidden_size=384, labels=TAGS, ...)   # MiniLM, bidirectional
     logits = tagger(input_ids, attention_mask)                                      # (B, T, num_labels)
 
-The backbone is anything with hidden_states(input_ids, attention_mask) -> (B, T, C) and save_hf(folder): the
-own GPT (causal: a token sees only its left context) or models.encoder.Encoder (BERT-style: both sides). Batches:
-input_ids, labels (B, T) with -100 where nothing is learned, attention_mask (B, T).
+The backbone (self.model) is anything with hidden_states(input_ids, attention_mask) -> (B, T, C) and
+save_hf(folder): the own GPT (causal: a token sees only its left context) or models.encoder.Encoder (BERT-style:
+both sides). Batches: input_ids, labels (B, T) with -100 where nothing is learned, attention_mask (B, T).
+Optimizer, schedule, compile and exact resume are the GPT modules' (models.lm._GPTModule).
 
 Metrics: train/loss, train/lr; {val,test}/loss and {val,test}/token_accuracy over labeled tokens. Entity-level
 scores need whole sentences and live in alignops.evaluation.ner.
@@ -14,10 +15,6 @@ scores need whole sentences and live in alignops.evaluation.ner.
 
 from __future__ import annotations
 
-from functools import partial
-from typing import Any
-
-import lightning as L
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -26,10 +23,10 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from models.heads import ClassificationHead
-from models.lm import IGNORE_INDEX, _check_schedule, warmup_cosine
+from models.lm import IGNORE_INDEX, _check_schedule, _GPTModule
 
 
-class TokenTagger(L.LightningModule):
+class TokenTagger(_GPTModule):
     def __init__(
         self,
         backbone: nn.Module,
@@ -42,11 +39,12 @@ class TokenTagger(L.LightningModule):
         warmup_steps: int = 10,
         max_steps: int = 1000,
         min_lr_ratio: float = 0.1,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         _check_schedule(lr, warmup_steps, max_steps, min_lr_ratio)
         self.save_hyperparameters(ignore=["backbone"])
-        self.backbone = backbone
+        self.model = backbone
         self.head = ClassificationHead(hidden_size, len(labels), head_dropout)
         k = len(labels)
         self.accuracy = nn.ModuleDict(
@@ -58,20 +56,21 @@ class TokenTagger(L.LightningModule):
         """Tag logits (B, T, num_labels)."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        return self.head(self.backbone.hidden_states(input_ids, attention_mask)).float()
+        return self.head(self.model.hidden_states(input_ids, attention_mask)).float()
 
-    def _loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """(mean cross-entropy over labeled tokens, logits)."""
         logits = self(batch["input_ids"], batch["attention_mask"])
         return F.cross_entropy(logits.flatten(0, 1), batch["labels"].flatten(), ignore_index=IGNORE_INDEX), logits
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        loss, _ = self._loss(batch)
+        loss, _ = self.loss(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].size(0))
-        self.log("train/lr", self.lr_schedulers().get_last_lr()[0])
+        self._log_lr()
         return loss
 
     def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
-        loss, logits = self._loss(batch)
+        loss, logits = self.loss(batch)
         labeled = int((batch["labels"] != IGNORE_INDEX).sum())
         self.loss_mean[stage].update(loss, weight=max(labeled, 1))  # token-weighted over the whole set
         self.accuracy[stage].update(logits.flatten(0, 1), batch["labels"].flatten())
@@ -81,30 +80,6 @@ class TokenTagger(L.LightningModule):
         self.log(f"{stage}/token_accuracy", self.accuracy[stage].compute())
         self.loss_mean[stage].reset()
         self.accuracy[stage].reset()
-
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "val")
-
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "test")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_eval("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_eval("test")
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        hp = self.hparams
-        decay = [p for n, p in self.named_parameters() if p.requires_grad and p.dim() >= 2]
-        no_decay = [p for n, p in self.named_parameters() if p.requires_grad and p.dim() < 2]
-        groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        optimizer = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas))
-        schedule = partial(
-            warmup_cosine, warmup_steps=hp.warmup_steps, max_steps=hp.max_steps, min_lr_ratio=hp.min_lr_ratio
-        )
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     @torch.no_grad()
     def predict_ids(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:

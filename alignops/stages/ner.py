@@ -123,7 +123,13 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
         )
         for name, rows in records.items()
     }  # fmt: skip
-    module = TokenTagger(start.backbone, start.hidden_size, list(ner.TAGS), **training.optim_hparams(section))
+    module = TokenTagger(
+        start.backbone,
+        start.hidden_size,
+        list(ner.TAGS),
+        compile=cfg.trainer.compile,
+        **training.optim_hparams(section),
+    )
 
     with tracking.stage_run("ner", cfg, section, parent_run_id, start.resume_run_id) as stage:
         stage_dir.started(stage.run_id)
@@ -153,7 +159,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
             parent=start.parent,
         )
         uri, version, model_dir = training.publish(
-            cfg, "ner", section, stage_dir, stage.run_id, REGISTERED[section.backbone], whole.backbone,
+            cfg, "ner", section, stage_dir, stage.run_id, REGISTERED[section.backbone], whole.model,
             start.tokenizer_file, meta, head=whole.head,
         )  # fmt: skip
         return training.TrainResult(stage.run_id, uri, version, metrics, model_dir)

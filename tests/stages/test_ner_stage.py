@@ -97,7 +97,7 @@ def test_the_tagger_runs_on_a_bidirectional_encoder(tmp_path) -> None:
     optimizer = tagger.configure_optimizers()["optimizer"]
     first = None
     for _ in range(40):
-        loss, _ = tagger._loss(batch)
+        loss, _ = tagger.loss(batch)
         first = first if first is not None else loss.item()
         optimizer.zero_grad()
         loss.backward()
