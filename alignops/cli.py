@@ -249,6 +249,16 @@ def classify(preset: Preset = "small", overrides: Overrides = None) -> None:
         _print_train(stage.run(_load(preset, overrides)))
 
 
+@app.command("ner")
+def ner(preset: Preset = "small", overrides: Overrides = None) -> None:
+    """Named-entity recognition (PER/LOC/ORG, People's Daily); --set ner.backbone=minilm for the pretrained
+    encoder; registers <prefix>-ner or <prefix>-ner-minilm, scored beside a bag-of-words baseline."""
+    from alignops.stages import ner as stage
+
+    with _errors():
+        _print_train(stage.run(_load(preset, overrides)))
+
+
 @app.command("reward")
 def reward(preset: Preset = "small", overrides: Overrides = None) -> None:
     """Reward model from the human rankings (Bradley-Terry over every ranked pair); registers <prefix>-reward."""

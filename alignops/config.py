@@ -189,6 +189,24 @@ class ClassifyConfig(TrainConfig):
     max_train_examples: int | None = Field(None, ge=1, description="Use only the first N train examples (CI).")
 
 
+class NerConfig(TrainConfig):
+    """Named-entity recognition: a per-token tag head fine-tuned on the People's Daily `ner` set."""
+
+    backbone: Literal["gpt", "minilm"] = Field(
+        "gpt", description="'gpt': the own GPT (base_model); 'minilm': the pretrained MiniLM encoder (pinned wheel)."
+    )
+    base_model: str | None = Field(
+        None, description="GPT model URI to start from (backbone 'gpt'); default the latest <prefix>-base."
+    )
+    max_len: int = Field(128, ge=8, description="Longest sentence in tokens (its start is kept; the rest tagged O).")
+    max_train_examples: int | None = Field(None, ge=1, description="Use only N ner train sentences (CI).")
+    max_test_examples: int | None = Field(None, ge=1, description="Score entities on N test sentences; None: all.")
+    baseline_train_examples: int = Field(
+        4000, ge=1, description="Train sentences of the TF-IDF + logistic-regression character-window baseline."
+    )
+    baseline_window: int = Field(2, ge=0, description="Characters each side the baseline sees.")
+
+
 class RewardConfig(TrainConfig):
     """Reward model from ranked responses: pairwise Bradley-Terry loss over every ordered pair of a ranking."""
 
@@ -398,6 +416,7 @@ class PipelineConfig(_Config):
     pretrain: PretrainConfig = PretrainConfig()
     sft: SFTConfig = SFTConfig(max_steps=500, lr=1e-4, warmup_steps=20, val_every_n_steps=100)
     classify: ClassifyConfig = ClassifyConfig(max_steps=300, lr=1e-4, warmup_steps=20, val_every_n_steps=100)
+    ner: NerConfig = NerConfig(max_steps=300, lr=1e-4, warmup_steps=20, val_every_n_steps=100)
     reward: RewardConfig = RewardConfig(
         max_steps=300, lr=1e-4, weight_decay=0.01, warmup_steps=20, val_every_n_steps=100
     )

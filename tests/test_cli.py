@@ -67,7 +67,7 @@ def test_data_build_validate_status_tokenizer(home: Path, dvc_repo: Path, source
     assert code == 0, out
     version = versioning.data_version()
     assert version and version.endswith(".dir") and version in out
-    for name in ("corpus", "sft", "rankings", "classification"):
+    for name in ("corpus", "sft", "rankings", "classification", "ner"):
         for split in ("train", "val", "test"):
             assert (dvc_repo / "data" / name / f"{split}.jsonl").stat().st_size > 0, (name, split)
     sheet = json.loads((dvc_repo / "data" / "datasheet.json").read_text())

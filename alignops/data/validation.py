@@ -149,6 +149,7 @@ class SetContract:
     duplicate_key: tuple[str, ...] = ()  # (near-)unique record key, for the duplicate rate
     leaks: tuple[Leak, ...] = ()
     rankings: bool = False  # list-valued ranking rules (helper columns), see _ranking_helpers
+    bio_tags: bool = False  # per-character BIO tag rules (helper column), see _bio_helpers
 
 
 _SPLITS = ("train", "val", "test")
@@ -205,6 +206,14 @@ CONTRACTS: dict[str, SetContract] = {
         allowed={"lang": "languages", "task": "eval_tasks"},
         duplicate_key=("prompt",),
         leaks=(Leak("prompt", "sft/train", ("test",)),),
+    ),
+    "ner": SetContract(
+        splits=_SPLITS,
+        columns={"text": "str", "tags": "list", "source": "str"},
+        lengths={"text": "text"},
+        duplicate_key=("text",),
+        leaks=(Leak("text", "ner/train", ("val", "test")),),
+        bio_tags=True,
     ),
 }
 
@@ -506,6 +515,27 @@ def _ranking_helpers(
     return helpers
 
 
+def _bio_helpers(frame: pd.DataFrame) -> list[tuple[str, tuple[str, ...], list[Any], Any]]:
+    """One helper column naming what is wrong with each record's tags (alignops.data.ner.bio_problems): one tag
+    per character, every tag from the label set, every I-X continuing an X entity. "ok" when nothing is."""
+    import great_expectations.expectations as gxe
+
+    from alignops.data.ner import TAGS, bio_problems
+
+    if "tags" not in frame or "text" not in frame:
+        return []
+    values = [
+        ("; ".join(bio_problems(text, tags)) or "ok") if isinstance(text, str) and isinstance(tags, list) else None
+        for text, tags in zip(frame["text"], frame["tags"], strict=True)
+    ]
+    expectation = gxe.ExpectColumnValuesToBeInSet(
+        column="tag_problems",
+        value_set=["ok"],
+        description=f"one tag per character, each from {list(TAGS)}, every I-X continuing a B-X or I-X",
+    )
+    return [("tag_problems", ("text", "tags"), values, expectation)]
+
+
 def _duplicate_key(frame: pd.DataFrame, key: tuple[str, ...]) -> list[str]:
     """One hashable string per row for a multi-column duplicate key."""
     columns = [list(frame[c]) for c in key]
@@ -588,6 +618,11 @@ def _build_expectations(
 
     if contract.rankings:
         for name, sources, values, exp in _ranking_helpers(frame, bounds):
+            add_helper(name, sources, values)
+            exps.append(exp)
+
+    if contract.bio_tags:
+        for name, sources, values, exp in _bio_helpers(frame):
             add_helper(name, sources, values)
             exps.append(exp)
 

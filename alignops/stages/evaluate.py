@@ -31,6 +31,9 @@ What is measured follows the model's kind (alignops.json):
   classifier: the classification figures, predicted directly by its head
   reward: eval/pair_accuracy on held-out rankings (and eval/pair_accuracy/<source>), the length baseline, the
           single-rater agreement, and agreement with the judge
+  tagger (ner): eval/entity_{precision,recall,f1}_{micro,macro}, eval/{precision,recall,f1}_<PER|LOC|ORG>,
+                eval/char_accuracy on the ner test split, baseline/... of the bag-of-words window classifier and
+                eval/entity_f1_margin_over_baseline (alignops.evaluation.ner)
 Figures (PNG, under figures/): confusion matrix, PPO reward and KL per iteration (a PPO policy), response
 lengths against the baseline, reward-model score against judge score.
 
@@ -50,6 +53,7 @@ from typing import Any
 from alignops import settings, tracking
 from alignops.config import PipelineConfig
 from alignops.data import datasets
+from alignops.evaluation import ner as ner_eval
 from alignops.stages import training
 from alignops.stages.classify import LABELS  # the classification set's labels
 from alignops.stages.data import require_valid
@@ -431,6 +435,10 @@ def run(cfg: PipelineConfig, model_uri: str | None = None, parent_run_id: str | 
 
     ec = cfg.evaluate
     uri = tracking.version_uri(model_uri or ec.model or f"models:/{cfg.tracking.model_prefix}-policy/latest")
+    folder = tracking.resolve_model(uri)
+    if ner_eval.is_tagger(folder):  # a ner model: entity scores on the ner set (alignops.evaluation.ner)
+        run_id, metrics = ner_eval.evaluate_registered(cfg, uri, folder, parent_run_id)
+        return EvaluateResult(run_id, uri, None, metrics, None)
     models = _Models()
     model = models.get(uri)
     kind = model.meta.kind

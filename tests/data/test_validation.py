@@ -75,6 +75,16 @@ def good_records() -> dict[str, list[dict[str, Any]]]:
             {"text": f"{split}: I loved this film.", "label": "positive", "source": "imdb", "lang": "en"},
             {"text": f"{split}: 这部电影太无聊了。", "label": "negative", "source": "weibo", "lang": "zh"},
         ]
+        text = f"{split}：江泽民在北京会见[新华社]记者。"
+        tags = ["O"] * len(text)
+        start = len(split) + 1
+        tags[start : start + 3] = ["B-PER", "I-PER", "I-PER"]
+        tags[start + 4 : start + 6] = ["B-LOC", "I-LOC"]
+        tags[start + 9 : start + 12] = ["B-ORG", "I-ORG", "I-ORG"]
+        data[f"ner/{split}"] = [
+            {"text": text, "tags": tags, "source": "pd"},
+            {"text": f"{split}：今天下雨。", "tags": ["O"] * len(f"{split}：今天下雨。"), "source": "pd"},
+        ]
     data["eval_prompts/test"] = [
         {"prompt": "Write a haiku about data.", "source": "eval", "lang": "en", "task": "write"},
         {"prompt": "用一句话解释梯度下降。", "source": "eval", "lang": "zh", "task": "answer"},
@@ -130,6 +140,10 @@ def broken_records() -> dict[str, list[Any]]:
     )
     data["classification/val"].append(dict(data["classification/val"][0]))  # line 3: duplicate of line 1
     del data["classification/test"]  # missing split file
+    good_ner = data["ner/train"][0]
+    data["ner/train"].append({**good_ner, "text": "甲乙", "tags": ["B-PER", "B-MISC"]})  # line 3: MISC not a tag
+    data["ner/val"].append({**good_ner, "text": "丙丁", "tags": ["O", "I-LOC"]})  # line 3: I-LOC after O
+    data["ner/test"].append({**good_ner, "text": "甲乙丙", "tags": ["O", "O"]})  # line 3: a tag missing
     return data
 
 
@@ -155,10 +169,10 @@ def test_good_dataset_passes(good_run: tuple[ValidationReport, Path]) -> None:
     report, _ = good_run
     assert report.success, report.format()
     datasets = [r.dataset for r in report.results]
-    assert len(datasets) == 13 and "eval_prompts/test" in datasets
+    assert len(datasets) == 16 and "eval_prompts/test" in datasets
     assert all(r.rows >= 2 and r.evaluated > 5 for r in report.results)
     assert report.format().endswith(
-        f"0 of {sum(r.evaluated for r in report.results)} expectations failed across 13 datasets"
+        f"0 of {sum(r.evaluated for r in report.results)} expectations failed across 16 datasets"
     )
 
 
@@ -185,6 +199,9 @@ BROKEN_CASES = [
     ("classification/train", "expect_column_values_to_be_in_set", "label", 3, "'neutral'"),
     ("classification/val", "expect_column_proportion_of_unique_values_to_be_between", "text", 3, "I loved this film"),
     ("sft/test", "expect_lines_to_be_json_objects", None, 2, "JSONDecodeError"),
+    ("ner/train", "expect_column_values_to_be_in_set", "tag_problems", 3, "outside the label set: ['B-MISC']"),
+    ("ner/val", "expect_column_values_to_be_in_set", "tag_problems", 3, "I-LOC at character 1 follows O"),
+    ("ner/test", "expect_column_values_to_be_in_set", "tag_problems", 3, "2 tags for 3 characters"),
 ]
 
 
@@ -231,7 +248,7 @@ def test_format_and_to_dict(broken_report: ValidationReport) -> None:
     failed = len(broken_report.failures)
     evaluated = sum(r.evaluated for r in broken_report.results)
     last = text.splitlines()[-1]
-    assert last.startswith(f"{failed} of {evaluated} expectations failed across 13 datasets"), last
+    assert last.startswith(f"{failed} of {evaluated} expectations failed across 16 datasets"), last
     assert "x" * 200 not in text  # long values are truncated
 
     payload = json.loads(json.dumps(broken_report.to_dict()))
