@@ -46,31 +46,19 @@ def _load(preset: str, overrides: list[str] | None):
 
 @contextmanager
 def _errors() -> Iterator[None]:
-    """Known failures print their message (what, where, how to fix) and exit non-zero, without a traceback."""
-    from alignops.config import ConfigError
-    from alignops.data.sources import SourceError
-    from alignops.data.versioning import VersioningError
+    """The one place errors meet the user: every user error (alignops.errors.user_error) prints its message
+    (what, where, how to fix) and exits with its code, without a traceback; anything else is a bug and raises."""
+    from alignops import errors
 
     try:
         yield
-    except (ConfigError, SourceError, VersioningError, FileNotFoundError) as exc:
-        _echo(f"error: {_message(exc)}", err=True)
-        raise typer.Exit(2) from None
     except Exception as exc:
-        # matched by name: importing GX or torch just to name a class would slow every command
-        if type(exc).__name__ == "DataValidationError":
-            _echo(f"Data validation failed:\n{_message(exc)}", err=True)
-            raise typer.Exit(1) from None
-        known = ("RewardModelRejected", "StoreError", "PromotionError", "CompressionError", "EvaluationError")
-        if type(exc).__name__ in known:
-            _echo(f"error: {_message(exc)}", err=True)
-            raise typer.Exit(2) from None
-        raise
-
-
-def _message(exc: BaseException) -> str:
-    """The error and its notes (the pipeline adds the stage where it stopped)."""
-    return "\n".join([str(exc), *getattr(exc, "__notes__", [])])
+        known = errors.user_error(exc)
+        if known is None:
+            raise
+        separator = ":\n" if known.heading != "error" else ": "
+        _echo(f"{known.heading}{separator}{errors.message(known)}", err=True)
+        raise typer.Exit(known.exit_code) from None
 
 
 @contextmanager
@@ -254,6 +242,7 @@ def generate_cmd(
 
     settings.apply_offline_env()
     from alignops import tracking
+    from alignops.errors import ConfigError
     from alignops.inference import Generator, decoding
 
     with _errors():
@@ -270,7 +259,7 @@ def generate_cmd(
         try:
             config = decoding(strategy, **options)
         except ValueError as exc:
-            raise FileNotFoundError(str(exc)) from None  # printed as a usage error, exit 2
+            raise ConfigError(str(exc)) from None  # printed as a usage error, exit 2
         generator = Generator.from_dir(tracking.resolve_model(model))
         for p, completion in zip(prompt, generator.complete(prompt, config, chat=not raw), strict=True):
             _echo(f"### {p}\n{completion}\n")

@@ -16,6 +16,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from alignops.errors import ConfigError  # noqa: F401  (raised here; imported from here by the stages)
+
 
 class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -339,10 +341,6 @@ class PipelineConfig(_Config):
     promotion: PromotionConfig = PromotionConfig()
     compress: CompressConfig = CompressConfig()
     tracking: TrackingConfig = TrackingConfig()
-
-
-class ConfigError(ValueError):
-    """A preset or override that does not fit the typed config; the message says where and how to fix it."""
 
 
 def presets_dir() -> Path:

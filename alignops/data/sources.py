@@ -34,11 +34,13 @@ from typing import Any, Literal
 
 import yaml
 
+from alignops.errors import DataError
+
 MARKER = ".alignops-source"  # written into an unpacked root; holds the archive's sha256
 _BOM = b"\xef\xbb\xbf"
 
 
-class SourceError(Exception):
+class SourceError(DataError):
     """A source file is missing, corrupt or malformed; says where, what, and how to fix it."""
 
     def __init__(self, path: str | os.PathLike[str], line: int | None, message: str, fix: str) -> None:

@@ -40,6 +40,8 @@ from typing import TYPE_CHECKING, Any
 # analytics off whichever 1.x is installed. setdefault: an explicit user choice wins.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
+from alignops.errors import DataCheckFailed
+
 if TYPE_CHECKING:  # pandas/GX are imported lazily: importing GX costs seconds
     import pandas as pd
 
@@ -306,7 +308,7 @@ class ValidationReport:
         return "\n\n".join(blocks)
 
 
-class DataValidationError(RuntimeError):
+class DataValidationError(DataCheckFailed, RuntimeError):
     """Raised when data fails its contract; ``.report`` holds the full report when known."""
 
     def __init__(self, message: str, report: ValidationReport | None = None) -> None:

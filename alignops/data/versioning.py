@@ -18,12 +18,13 @@ from pathlib import Path
 import yaml
 
 from alignops import settings
+from alignops.errors import DataError
 
 DVC_FILE = Path("data.dvc")
 REMOTE_NAME = "alignops"
 
 
-class VersioningError(RuntimeError):
+class VersioningError(DataError, RuntimeError):
     """A DVC command failed; the message carries DVC's own words and what to do."""
 
 

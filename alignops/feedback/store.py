@@ -45,6 +45,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from alignops import settings
+from alignops.errors import StoreError
 from alignops.feedback import auth, db
 from alignops.feedback.db import CRITERIA, ROLES
 
@@ -69,10 +70,6 @@ ATTEMPTS = 6  # tries of one write transaction while the database reports it bus
 MAX_TEXT_CHARS = 4_000  # reasons and comments
 SOURCE = "dashboard"  # the `source` of exported rankings
 _TRANSIENT_SQLSTATES = {"40001", "40P01"}  # Postgres: serialization failure, deadlock detected
-
-
-class StoreError(ValueError):
-    """Invalid input to the store; the message says what was wrong, where, and how to fix it."""
 
 
 @dataclass(frozen=True)

@@ -38,13 +38,14 @@ from alignops import tracking
 from alignops.artifacts import TOKENIZER_FILE, WEIGHT_FILES, ModelMeta, load_model, save_model
 from alignops.config import PipelineConfig
 from alignops.data import datasets, versioning
+from alignops.errors import ModelError
 from alignops.stages import training
 from alignops.stages.data import require_valid
 
 METHODS = ("int8", "prune", "distill")
 
 
-class CompressionError(ValueError):
+class CompressionError(ModelError):
     """A model that cannot be compressed here (not a causal LM, already int8, not registered)."""
 
 

@@ -42,6 +42,7 @@ from typing import Any
 from alignops import settings, tracking
 from alignops.config import PipelineConfig
 from alignops.data import datasets
+from alignops.errors import ModelError
 from alignops.stages import training
 from alignops.stages.classify import LABELS  # the classification set's labels
 from alignops.stages.data import require_valid
@@ -50,7 +51,7 @@ SENTIMENT_TASK = "derived:sentiment/"  # sft sources whose answer is a label
 CAUSAL_LM = "causal_lm"
 
 
-class EvaluationError(ValueError):
+class EvaluationError(ModelError):
     """A model, baseline or setting this evaluation cannot use; the message says which and what to do."""
 
 

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 
 from alignops import tracking
 from alignops.config import PipelineConfig, PromotionConfig
+from alignops.errors import ModelError
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 HISTORY_TAG = "alignops.champion_history"  # on the registered model: earlier champion versions, newest last
@@ -37,7 +38,7 @@ HUMAN_WIN_RATE, HUMAN_JUDGMENTS = "human/win_rate", "human/judgments"
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
 
 
-class PromotionError(RuntimeError):
+class PromotionError(ModelError, RuntimeError):
     """A promotion or rollback that cannot be decided (nothing evaluated, nothing to roll back to); the message
     says what to run."""
 
