@@ -98,7 +98,7 @@ def lineage_tags(stage: str, cfg: PipelineConfig, section: BaseModel | None = No
         "alignops.stage": stage,
         "alignops.preset": cfg.name,
         "alignops.git_commit": git_commit(),
-        "alignops.data_version": versioning.data_version() or "none",
+        "alignops.data_version": versioning.read_version(cfg.data.data_dir) or "none",  # the data actually read
         "alignops.config_hash": config_hash(section if section is not None else cfg),
         "alignops.pipeline_config_hash": config_hash(cfg),
     }
