@@ -452,9 +452,12 @@ def serve(
 
     settings.apply_offline_env()
     from alignops import tracking
+    from alignops.errors import ModelError
 
     with _errors():
         version = tracking.version_uri(model)
+        if version.startswith("models:/") and not tracking.model_version_exists(version):
+            raise ModelError(f"{model}: no such registered version; `alignops evaluate`/the MLflow UI list them.")
     request = '{"inputs": ["Write a tweet."], "params": {"strategy": "sample", "max_new_tokens": 32, "top_p": 0.9}}'
     _echo(f"serving {model} ({version}) on http://{host}:{port}; Ctrl-C stops it. Ask it:\n"
           f"  curl -s http://{host}:{port}/invocations -H 'Content-Type: application/json' -d '{request}'")  # fmt: skip
