@@ -36,12 +36,17 @@ def _echo(message: str, err: bool = False) -> None:
     typer.echo(message, err=err)
 
 
-def _load(preset: str, overrides: list[str] | None):
+def _load(preset: str, overrides: list[str] | None, tracked: bool = True):
+    """The whole config, validated; then (`tracked`) the tracking server asked, before any data or model work."""
     from alignops import settings
     from alignops.config import load_config
+    from alignops.tracking_server import require_reachable
 
     settings.apply_offline_env()
-    return load_config(preset, overrides or [])
+    cfg = load_config(preset, overrides or [])
+    if tracked:
+        require_reachable()
+    return cfg
 
 
 @contextmanager
@@ -244,6 +249,7 @@ def generate_cmd(
     from alignops import tracking
     from alignops.errors import ConfigError
     from alignops.inference import Generator, decoding
+    from alignops.tracking_server import require_reachable
 
     with _errors():
         options = dict(
@@ -260,6 +266,7 @@ def generate_cmd(
             config = decoding(strategy, **options)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None  # printed as a usage error, exit 2
+        require_reachable()
         generator = Generator.from_dir(tracking.resolve_model(model))
         for p, completion in zip(prompt, generator.complete(prompt, config, chat=not raw), strict=True):
             _echo(f"### {p}\n{completion}\n")
@@ -271,7 +278,7 @@ def config_show(preset: Preset = "small", overrides: Overrides = None) -> None:
     from alignops.config import config_hash, to_yaml
 
     with _errors():
-        cfg = _load(preset, overrides)
+        cfg = _load(preset, overrides, tracked=False)
     _echo(f"# preset {cfg.name}, config hash {config_hash(cfg)}\n{to_yaml(cfg)}")
 
 
@@ -453,8 +460,10 @@ def serve(
     settings.apply_offline_env()
     from alignops import tracking
     from alignops.errors import ModelError
+    from alignops.tracking_server import require_reachable
 
     with _errors():
+        require_reachable()
         version = tracking.version_uri(model)
         if version.startswith("models:/") and not tracking.model_version_exists(version):
             raise ModelError(f"{model}: no such registered version; `alignops evaluate`/the MLflow UI list them.")

@@ -19,6 +19,7 @@ from prefect import flow, get_run_logger
 
 from alignops import tracking
 from alignops.config import ConfigError, PipelineConfig, load_config
+from alignops.tracking_server import require_reachable
 from flows import stages
 from flows.stages import with_section
 
@@ -40,6 +41,7 @@ def pipeline(
     if first > last:
         raise ConfigError(f"--from {start} comes after --to {to}; the order is {' -> '.join(STAGES)}.")
     cfg = load_config(preset, overrides or [])
+    require_reachable()  # before the parent run and the data checks: a missing server is named in seconds
     out: dict[str, Any] = {"ran": [], "cached": []}
     current = start
     with tracking.pipeline_run(cfg) as parent:
