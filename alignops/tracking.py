@@ -250,16 +250,14 @@ def _pyfunc_model():
             self.generator = Generator.from_dir(Path(context.artifacts["model"]))
 
         def predict(self, context, model_input, params: dict[str, Any] | None = None) -> list[str]:
-            from alignops.inference import decoding
+            from alignops import served_input  # checks the request before anything is tokenized
 
-            if hasattr(model_input, "columns"):  # a DataFrame: the "prompt" column, or the only one
-                column = "prompt" if "prompt" in model_input.columns else model_input.columns[0]
-                prompts = list(model_input[column])
-            else:
-                prompts = list(model_input)
-            params = dict(params or {})
-            strategy = params.pop("strategy", "greedy")
-            return self.generator.complete([str(p) for p in prompts], decoding(strategy, **params))
+            config = served_input.decoding_config(params)
+            prompts = served_input.prompts(model_input)
+            try:
+                return self.generator.complete(prompts, config)
+            except ValueError as exc:  # e.g. max_new_tokens leaving no room for a prompt
+                raise served_input.invalid(str(exc)) from None
 
     return GenerativeModel()
 
@@ -292,13 +290,16 @@ def register_model(
 
     The version carries its lineage as tags: data version, tokenizer, parent model, config hash, git commit."""
     mlflow = _mlflow()
-    from mlflow.models import infer_signature
+    from mlflow.models import ModelSignature, infer_signature
 
     # the default response length leaves at least half of the model's context to the prompt
     from alignops.artifacts import context_length
 
     params = {**SERVING_PARAMS, "max_new_tokens": min(SERVING_PARAMS["max_new_tokens"], context_length(model_dir) // 2)}
-    signature = infer_signature(["a prompt"], ["a completion"], params=params)
+    inferred = infer_signature(["a prompt"], ["a completion"], params=params)
+    # No input schema: MLflow would turn [5, null, {}] into the strings "5", "None", "{}" before predict sees
+    # them; served_input checks the inputs instead, and the params schema still types the decoding params.
+    signature = ModelSignature(inputs=None, outputs=inferred.outputs, params=inferred.params)
     info = mlflow.pyfunc.log_model(
         name="model",
         python_model=str(Path(__file__).with_name("served_model.py")),  # models-from-code, see set_served_model
