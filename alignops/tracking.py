@@ -352,13 +352,25 @@ def resolve_model(uri: str, dst: Path | None = None) -> Path:
 # Stage cache (alignops/cache.py): finished stage runs tagged with their cache key and outputs
 
 
+def filter_value(text: str) -> str:
+    """`text` as a quoted value of an MLflow filter string: never raw user text. MLflow's filter grammar has no
+    escape inside quotes, so a value with a single quote is double-quoted; one with both cannot be searched."""
+    from alignops.errors import ModelError
+
+    if "'" not in text:
+        return f"'{text}'"
+    if '"' not in text:
+        return f'"{text}"'
+    raise ModelError(f"{text!r}: a name with both ' and \" cannot be searched in MLflow; rename it without one.")
+
+
 def cached_runs(key: str) -> list[tuple[str, dict[str, Any]]]:
     """(run id, recorded outputs) of the finished runs tagged with this cache key, newest first."""
     mlflow = _mlflow()
     experiments = [e.experiment_id for e in mlflow.MlflowClient().search_experiments()]
     runs = mlflow.MlflowClient().search_runs(
         experiments,
-        filter_string=f"tags.`alignops.cache_key` = '{key}' and attributes.status = 'FINISHED'",
+        filter_string=f"tags.`alignops.cache_key` = {filter_value(key)} and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"],
     )
     return [(r.info.run_id, json.loads(r.data.tags["alignops.outputs"])) for r in runs]
@@ -508,7 +520,7 @@ def registered_models() -> list[RegisteredModelSummary]:
                 aliases=sorted(by_version.get(str(v.version), [])),
                 tags=dict(v.tags),
             )
-            for v in client.search_model_versions(f"name='{rm.name}'")
+            for v in client.search_model_versions(f"name={filter_value(rm.name)}")
         ]
         versions.sort(key=lambda v: int(v.version), reverse=True)
         models.append(RegisteredModelSummary(rm.name, aliases, versions))
@@ -667,6 +679,6 @@ COMPRESSION_TAG = "alignops.compression"  # int8 | pruned-<sparsity> | distilled
 def latest_uncompressed(name: str) -> str | None:
     """models:/<name>/<version> of the newest version of `name` without the compression tag; None when there
     is none (or no registered model `name`)."""
-    versions = _mlflow().MlflowClient().search_model_versions(f"name='{name}'")
+    versions = _mlflow().MlflowClient().search_model_versions(f"name={filter_value(name)}")
     plain = [int(v.version) for v in versions if COMPRESSION_TAG not in (v.tags or {})]
     return f"models:/{name}/{max(plain)}" if plain else None
