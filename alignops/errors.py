@@ -104,7 +104,7 @@ def store_error(exc: BaseException, location: str) -> StoreError:
         fix = "The SQLite file or its folder cannot be opened for writing: check the path and its permissions."
     else:
         fix = "Is the database server running and reachable, and are ALIGNOPS_DATABASE_URL's user and password right?"
-    return StoreError(f"cannot use {location}: {reason}. {fix}")
+    return StoreError(f"cannot open {location}: {reason}. {fix}")
 
 
 _MLFLOW_USER_CODES = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS")
