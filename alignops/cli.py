@@ -19,6 +19,16 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _configure_output() -> None:
+    """Before every command: library notices filtered in one place (alignops/quiet.py)."""
+    from alignops import quiet
+
+    quiet.configure()
+
+
 data_app = typer.Typer(help="Build, validate and version the datasets.", no_args_is_help=True)
 tokenizer_app = typer.Typer(help="Train the byte-level BPE tokenizer.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the typed configs and presets.", no_args_is_help=True)
