@@ -5,8 +5,6 @@ answered 200), and a decoding parameter out of range is INVALID_PARAMETER_VALUE 
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -30,15 +28,7 @@ def post(url: str, payload: dict) -> tuple[int, dict]:
 
 
 def test_bad_requests_are_refused_with_the_reason(champion: Path, tmp_path: Path) -> None:  # noqa: F811
-    port = processes.free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking.tracking_uri()}
-    log = (tmp_path / "server.log").open("w")
-    cmd = [sys.executable, "-m", "alignops.cli", "serve", "--model", "models:/served@champion", "--port", str(port)]
-    server = processes.start(cmd, env, log)
-    try:
-        assert processes.wait_healthy(server, f"http://127.0.0.1:{port}/ping", 180, ok=lambda _body: True)
-        url = f"http://127.0.0.1:{port}/invocations"
-
+    with processes.alignops_serve("models:/served@champion", tmp_path / "server.log", tracking.tracking_uri()) as url:
         started = time.monotonic()
         code, body = post(url, {"inputs": ["x" * 10_000_000], "params": {"max_new_tokens": 4}})
         assert code == 200 and len(body["predictions"]) == 1, body
@@ -56,9 +46,6 @@ def test_bad_requests_are_refused_with_the_reason(champion: Path, tmp_path: Path
 
         code, body = post(url, {"inputs": ["Say hi"], "params": {"max_new_tokens": 4}})
         assert code == 200 and len(body["predictions"]) == 1
-    finally:
-        processes.stop(server)
-        log.close()
 
 
 def test_a_long_prompt_is_cut_before_tokenizing(champion: Path) -> None:  # noqa: F811
