@@ -303,8 +303,9 @@ def run(
     promote. Stages whose inputs did not change are reused from earlier runs."""
     with _errors():
         cfg = _load(preset, overrides)  # a bad preset fails here, before Prefect starts; the flow's log shows progress
-        from flows.pipeline import pipeline
+        from flows.pipeline import pipeline, stage_range
 
+        stage_range(start, to)  # before Prefect starts its server
         started = time.perf_counter()
         result = pipeline(preset, overrides or [], start=start, to=to)
     ran, reused = ", ".join(result["ran"]) or "nothing", ", ".join(result["cached"]) or "nothing"
