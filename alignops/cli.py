@@ -50,11 +50,13 @@ def _load(preset: str, overrides: list[str] | None, tracked: bool = True):
     """The whole config, validated; then (`tracked`) the tracking server asked, before any data or model work."""
     from alignops import settings
     from alignops.config import load_config
+    from alignops.preflight import check_trainer
     from alignops.tracking_server import require_reachable
 
     settings.apply_offline_env()
     cfg = load_config(preset, overrides or [])
     if tracked:
+        check_trainer(cfg)
         require_reachable()
     return cfg
 

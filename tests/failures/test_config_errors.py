@@ -63,3 +63,14 @@ def test_serving_an_unknown_model_speaks(home) -> None:
     result = CliRunner().invoke(app, ["serve", "--model", "models:/nothing-here/1"])
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output and "nothing-here" in result.output and "MLflow" in result.output
+
+
+def test_a_gpu_this_machine_lacks_is_refused_before_any_work(home) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the refusal needs one without")
+    result = CliRunner().invoke(app, ["pretrain", "-p", "tiny", "--set", "trainer.accelerator=gpu"])
+    assert result.exit_code == 2, result.output
+    assert "trainer.accelerator: 'gpu', but this machine has no such device" in result.output
+    assert not (home / "mlflow.db").exists() and not (home / "stages").exists()
