@@ -18,8 +18,8 @@ _FIX = (
 
 
 def require_finite(stage: str, modules: dict[str, Any], metrics: dict[str, float]) -> None:
-    """Raise ModelError when a parameter of `modules` (name -> torch module or None) or a loss/reward metric of
-    the run (`metrics`, name -> latest value) is NaN or infinite."""
+    """Raise ModelError when a parameter of `modules` (name -> torch module or None) or a loss metric of the run
+    (`metrics`, name -> latest value) is NaN or infinite."""
     import torch
 
     for owner, module in modules.items():
@@ -30,5 +30,5 @@ def require_finite(stage: str, modules: dict[str, Any], metrics: dict[str, float
                 bad = tensor[~torch.isfinite(tensor)].flatten()[0].item()
                 raise ModelError(f"{stage}: the trained {owner}'s weight {name} holds {bad}. {_FIX}")
     for key, value in sorted(metrics.items()):
-        if ("loss" in key or "reward" in key or "ppl" in key) and not math.isfinite(value):
+        if "loss" in key and not math.isfinite(value):  # losses only: other metrics may be nan by definition
             raise ModelError(f"{stage}: the run's final {key} is {value}. {_FIX}")
