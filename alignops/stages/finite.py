@@ -26,7 +26,9 @@ def require_finite(stage: str, modules: dict[str, Any], metrics: dict[str, float
         if module is None:
             continue
         for name, tensor in module.state_dict().items():
-            if torch.is_floating_point(tensor) and not bool(torch.isfinite(tensor).all()):
+            if not isinstance(tensor, torch.Tensor) or not torch.is_floating_point(tensor):
+                continue  # int8 packed state holds dtypes and integer tensors
+            if not bool(torch.isfinite(tensor).all()):
                 bad = tensor[~torch.isfinite(tensor)].flatten()[0].item()
                 raise ModelError(f"{stage}: the trained {owner}'s weight {name} holds {bad}. {_FIX}")
     for key, value in sorted(metrics.items()):
