@@ -388,15 +388,16 @@ def _load_split(data_dir: Path, set_name: str, split: str, contract: SetContract
 
 
 def _control_characters(dataset: str, path: Path, records: list[dict], lines: list[int]) -> list[Failure]:
-    """Strings (also inside lists) holding a character that cleaning removes, e.g. an escaped \\u0000: the
-    build never writes one, so a file that has one was written or edited by something else."""
+    """String fields holding a character that cleaning removes, e.g. an escaped \\u0000: the build never writes
+    one, so a file that has one was written or edited by something else. Lists (a ranking's responses) are not
+    looked into: the feedback loop adds model completions there as the model wrote them, which no cleaning
+    touches."""
     from alignops.data.prepare import invisible_character
 
     found: dict[str, list[dict[str, Any]]] = {}
     for record, line in zip(records, lines, strict=True):
         for column, value in record.items():
-            texts = value if isinstance(value, list) else [value]
-            bad = next((c for t in texts if isinstance(t, str) and (c := invisible_character(t))), None)
+            bad = invisible_character(value) if isinstance(value, str) else None
             if bad is not None:
                 found.setdefault(column, []).append({"row": line, "value": f"U+{ord(bad):04X} in {_short(value)}"})
     return [
@@ -778,7 +779,12 @@ def validate_dataset(
         if ref is None and (data_dir / ref_set).is_dir():
             ref = _load_split(data_dir, ref_set, ref_split, CONTRACTS[ref_set])
         if ref is not None and ref.frame is not None and leak.column in ref.frame:
-            references[leak.reference] = frozenset(v for v in ref.frame[leak.column] if isinstance(v, str))
+            frame = ref.frame
+            if "source" in frame:  # dashboard rankings are human labels collected on the eval prompts by design
+                from alignops.feedback.store import SOURCE as DASHBOARD
+
+                frame = frame[frame["source"] != DASHBOARD]
+            references[leak.reference] = frozenset(v for v in frame[leak.column] if isinstance(v, str))
 
     context = None
     if any(s.frame is not None for s in splits.values()):

@@ -58,15 +58,15 @@ def test_eval_prompt_in_rankings_train_is_a_leak(tmp_path: Path) -> None:
 def test_escaped_nul_and_other_controls_are_refused(tmp_path: Path) -> None:
     raw = {
         "sft/train": '{"prompt": "a\\u0000b", "response": "ok", "source": "hh", "derived": false}\n',  # line 2
-        "rankings/val": json.dumps({**records()["rankings/val"][0], "responses": ["x", "zero\u200bwidth", "y"]})
-        + "\n",  # line 2: a format character inside the list
+        "rankings/val": json.dumps({**records()["rankings/val"][0], "prompt": "zero\u200bwidth"})
+        + "\n",  # line 2: a format character
     }
     with pytest.raises(DataValidationError) as caught:
         require_valid(write(tmp_path, records(), raw), sets=SETS)
     failed = {(f.dataset, f.column, f.expectation): f for f in caught.value.report.failures}
     nul = failed[("sft/train", "prompt", "expect_strings_without_control_characters")]
     assert nul.sample_rows[0]["row"] == 2 and "U+0000" in nul.sample_rows[0]["value"]
-    zw = failed[("rankings/val", "responses", "expect_strings_without_control_characters")]
+    zw = failed[("rankings/val", "prompt", "expect_strings_without_control_characters")]
     assert zw.sample_rows[0]["row"] == 2 and "U+200B" in zw.sample_rows[0]["value"]
     assert "sft/train.jsonl:2" in str(caught.value)
 
