@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from alignops.errors import ModelError
+
 META_FILE = "alignops.json"
 HEAD_FILE = "head.safetensors"
 INT8_FILE = "model.int8.safetensors"
@@ -77,6 +79,21 @@ def save_model(folder: Path, gpt, tokenizer_path: Path, meta: ModelMeta, head=No
     return folder
 
 
+def read_meta(path: Path) -> ModelMeta:
+    """A model folder's alignops.json, or a ModelError naming the file, line and field that break it."""
+    fix = "Restore the folder from the registry (alignops resolves models:/ URIs afresh) or re-run its stage."
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}, column {exc.colno}). {fix}") from None
+    if not isinstance(raw, dict):
+        raise ModelError(f"{path}:1: expected a JSON object of model metadata, found {type(raw).__name__}. {fix}")
+    try:
+        return ModelMeta(**raw)
+    except TypeError as exc:
+        raise ModelError(f"{path}: {exc} (the fields are those of ModelMeta). {fix}") from None
+
+
 def load_model(folder: Path, dropout: float = 0.0) -> LoadedModel:
     """Load a model folder written by save_model (or downloaded from the registry)."""
     from alignops.data.tokenizer import load_tokenizer
@@ -85,7 +102,7 @@ def load_model(folder: Path, dropout: float = 0.0) -> LoadedModel:
     meta_path = folder / META_FILE
     if not meta_path.is_file():
         raise FileNotFoundError(f"{folder} is not an alignops model folder (no {META_FILE}).")
-    meta = ModelMeta(**json.loads(meta_path.read_text(encoding="utf-8")))
+    meta = read_meta(meta_path)
     if meta.format == HF_FORMAT:
         return _load_hf(folder, meta)
     if meta.quantization is not None:
@@ -155,7 +172,7 @@ def _load_int8(folder: Path, scheme: str):
 
     path = folder / INT8_FILE
     if scheme != INT8:
-        raise ValueError(f"{folder / META_FILE}: unknown quantization {scheme!r}; this alignops reads {INT8!r}.")
+        raise ModelError(f"{folder / META_FILE}: unknown quantization {scheme!r}; this alignops reads {INT8!r}.")
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: {folder / META_FILE} says the weights are int8.")
     with safe_open(str(path), framework="pt") as f:

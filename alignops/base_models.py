@@ -31,6 +31,7 @@ from pathlib import Path
 
 from alignops.data import sources
 from alignops.data.sources import Source, SourceError
+from alignops.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def registered_name(model_name: str) -> str:
     """<model name>-base, the name lower-cased to letters, digits and single dashes."""
     slug = re.sub(r"[^a-z0-9]+", "-", model_name.lower()).strip("-")
     if not slug:
-        raise ValueError(f"{model_name!r} gives no usable model name: pass --name")
+        raise ModelError(f"{model_name!r} gives no usable registered name: pass --name with letters or digits in it.")
     return slug + BASE_SUFFIX
 
 

@@ -19,6 +19,16 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _configure_output() -> None:
+    """Before every command: library notices filtered in one place (alignops/quiet.py)."""
+    from alignops import quiet
+
+    quiet.configure()
+
+
 data_app = typer.Typer(help="Build, validate and version the datasets.", no_args_is_help=True)
 tokenizer_app = typer.Typer(help="Train the byte-level BPE tokenizer.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the typed configs and presets.", no_args_is_help=True)
@@ -38,42 +48,36 @@ def _echo(message: str, err: bool = False) -> None:
     typer.echo(message, err=err)
 
 
-def _load(preset: str, overrides: list[str] | None):
+def _load(preset: str, overrides: list[str] | None, tracked: bool = True):
+    """The whole config, validated; then (`tracked`) the tracking server asked, before any data or model work."""
     from alignops import settings
     from alignops.config import load_config
+    from alignops.preflight import check_trainer
+    from alignops.tracking_server import require_reachable
 
     settings.apply_offline_env()
-    return load_config(preset, overrides or [])
+    cfg = load_config(preset, overrides or [])
+    if tracked:
+        check_trainer(cfg)
+        require_reachable()
+    return cfg
 
 
 @contextmanager
 def _errors() -> Iterator[None]:
-    """Known failures print their message (what, where, how to fix) and exit non-zero, without a traceback."""
-    from alignops.config import ConfigError
-    from alignops.data.sources import SourceError
-    from alignops.data.versioning import VersioningError
+    """The one place errors meet the user: every user error (alignops.errors.user_error) prints its message
+    (what, where, how to fix) and exits with its code, without a traceback; anything else is a bug and raises."""
+    from alignops import errors
 
     try:
         yield
-    except (ConfigError, SourceError, VersioningError, FileNotFoundError) as exc:
-        _echo(f"error: {_message(exc)}", err=True)
-        raise typer.Exit(2) from None
     except Exception as exc:
-        # matched by name: importing GX or torch just to name a class would slow every command
-        if type(exc).__name__ == "DataValidationError":
-            _echo(f"Data validation failed:\n{_message(exc)}", err=True)
-            raise typer.Exit(1) from None
-        known = ("RewardModelRejected", "StoreError", "PromotionError", "CompressionError", "EvaluationError")
-        known += ("ImportRefused", "ExportError")  # alignops data import|export: bad input, nothing written
-        if type(exc).__name__ in known:
-            _echo(f"error: {_message(exc)}", err=True)
-            raise typer.Exit(2) from None
-        raise
-
-
-def _message(exc: BaseException) -> str:
-    """The error and its notes (the pipeline adds the stage where it stopped)."""
-    return "\n".join([str(exc), *getattr(exc, "__notes__", [])])
+        known = errors.user_error(exc)
+        if known is None:
+            raise
+        separator = ":\n" if known.heading != "error" else ": "
+        _echo(f"{known.heading}{separator}{errors.message(known)}", err=True)
+        raise typer.Exit(known.exit_code) from None
 
 
 @contextmanager
@@ -314,7 +318,9 @@ def generate_cmd(
 
     settings.apply_offline_env()
     from alignops import tracking
+    from alignops.errors import ConfigError
     from alignops.inference import Generator, decoding
+    from alignops.tracking_server import require_reachable
 
     with _errors():
         options = dict(
@@ -330,7 +336,8 @@ def generate_cmd(
         try:
             config = decoding(strategy, **options)
         except ValueError as exc:
-            raise FileNotFoundError(str(exc)) from None  # printed as a usage error, exit 2
+            raise ConfigError(str(exc)) from None  # printed as a usage error, exit 2
+        require_reachable()
         generator = Generator.from_dir(tracking.resolve_model(model))
         for p, completion in zip(prompt, generator.complete(prompt, config, chat=not raw), strict=True):
             _echo(f"### {p}\n{completion}\n")
@@ -378,7 +385,7 @@ def config_show(preset: Preset = "small", overrides: Overrides = None) -> None:
     from alignops.config import config_hash, to_yaml
 
     with _errors():
-        cfg = _load(preset, overrides)
+        cfg = _load(preset, overrides, tracked=False)
     _echo(f"# preset {cfg.name}, config hash {config_hash(cfg)}\n{to_yaml(cfg)}")
 
 
@@ -393,8 +400,9 @@ def run(
     promote. Stages whose inputs did not change are reused from earlier runs."""
     with _errors():
         cfg = _load(preset, overrides)  # a bad preset fails here, before Prefect starts; the flow's log shows progress
-        from flows.pipeline import pipeline
+        from flows.pipeline import pipeline, stage_range
 
+        stage_range(start, to)  # before Prefect starts its server
         started = time.perf_counter()
         result = pipeline(preset, overrides or [], start=start, to=to)
     ran, reused = ", ".join(result["ran"]) or "nothing", ", ".join(result["cached"]) or "nothing"
@@ -559,9 +567,14 @@ def serve(
 
     settings.apply_offline_env()
     from alignops import tracking
+    from alignops.errors import ModelError
+    from alignops.tracking_server import require_reachable
 
     with _errors():
+        require_reachable()
         version = tracking.version_uri(model)
+        if version.startswith("models:/") and not tracking.model_version_exists(version):
+            raise ModelError(f"{model}: no such registered version; `alignops evaluate`/the MLflow UI list them.")
     request = '{"inputs": ["Write a tweet."], "params": {"strategy": "sample", "max_new_tokens": 32, "top_p": 0.9}}'
     _echo(f"serving {model} ({version}) on http://{host}:{port}; Ctrl-C stops it. Ask it:\n"
           f"  curl -s http://{host}:{port}/invocations -H 'Content-Type: application/json' -d '{request}'")  # fmt: skip

@@ -14,11 +14,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from alignops.errors import ConfigError  # noqa: F401  (raised here; imported from here by the stages)
 
 
 class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: `gt=0` admits infinity, and one inf learning rate trains a NaN model
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DataConfig(_Config):
@@ -104,6 +107,19 @@ class ModelConfig(_Config):
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on attention, MLP and embeddings.")
     bias: bool = Field(True, description="Biases in Linear and LayerNorm layers, as GPT-2 has.")
 
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> ModelConfig:
+        if self.n_embd % self.n_head:
+            raise ValueError(
+                f"n_head {self.n_head} does not divide n_embd {self.n_embd}: each head gets n_embd / n_head "
+                f"channels; choose n_head among {[h for h in range(1, self.n_embd + 1) if self.n_embd % h == 0][:12]}"
+            )
+        return self
+
+
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")  # Lightning's names for the devices alignops trains on
+PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true", "transformer-engine")
+
 
 class TrainerConfig(_Config):
     """Where and how Lightning trains: the same stage code on a laptop CPU and on many GPUs."""
@@ -117,6 +133,14 @@ class TrainerConfig(_Config):
     )
     compile: bool = Field(False, description="torch.compile the model (faster steps on GPU after warm-up).")
     log_every_n_steps: int = Field(10, ge=1, description="How often training metrics go to MLflow.")
+
+    @model_validator(mode="after")
+    def _known_values(self) -> TrainerConfig:
+        if self.accelerator not in ACCELERATORS:
+            raise ValueError(f"accelerator {self.accelerator!r} is not one of {', '.join(ACCELERATORS)}")
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        return self
 
 
 class OptimConfig(_Config):
@@ -430,10 +454,6 @@ class PipelineConfig(_Config):
     tracking: TrackingConfig = TrackingConfig()
 
 
-class ConfigError(ValueError):
-    """A preset or override that does not fit the typed config; the message says where and how to fix it."""
-
-
 def presets_dir() -> Path:
     """configs/ of the repo, or the copy packed into the wheel as alignops/presets."""
     packed = Path(__file__).parent / "presets"
@@ -482,7 +502,14 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"Override {item!r}: {part!r} is a value, not a section.")
-    node[leaf] = yaml.safe_load(value)
+    try:
+        node[leaf] = yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(
+            f"Override {item!r}: the value {value!r} is not valid YAML ({problem}). Quote a string "
+            f"(--set '{key.strip()}=\"...\"') or close the list/mapping, e.g. --set '{key.strip()}=[1, 2]'."
+        ) from None
 
 
 def config_hash(cfg: BaseModel) -> str:

@@ -53,6 +53,12 @@ class Generator:
             device = "cuda" if torch.cuda.is_available() and loaded.meta.quantization is None else "cpu"
         return cls(loaded.gpt, loaded.tokenizer, device)
 
+    def _max_token_chars(self) -> int:
+        """The longest vocabulary entry in characters (byte-level: one per byte), at least 1."""
+        if not hasattr(self, "_longest"):
+            self._longest = max((len(t) for t in self.tokenizer.get_vocab()), default=1)
+        return self._longest
+
     @torch.no_grad()
     def complete(self, prompts: list[str], config: GenerationConfig, chat: bool = True) -> list[str]:
         """One completion per prompt; chat=True wraps each prompt in the model's chat template first."""
@@ -63,7 +69,10 @@ class Generator:
                 f"max_new_tokens={config.max_new_tokens} leaves no room for a prompt in a "
                 f"{self.gpt.max_positions}-token context."
             )
-        texts = [self.text.chat(p) if chat else p for p in prompts]
+        # Only the last `room` tokens are kept: cut each prompt first to the characters that can hold them (a token
+        # spans at most max_token_chars), so a 10 MB prompt costs no more than a long one.
+        keep = (room + 1) * self._max_token_chars()
+        texts = [self.text.chat(p[-keep:]) if chat else p[-keep:] for p in prompts]
         rows = [{"input_ids": torch.tensor(ids[-room:])} for ids in self.text.encode_batch(texts)]
         batch = collate_left_pad(self.pad_id)(rows)  # keep each prompt's end; every row ends where generation starts
         input_ids, mask, width = batch["input_ids"], batch["attention_mask"], batch["input_ids"].size(1)

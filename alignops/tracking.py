@@ -98,7 +98,7 @@ def lineage_tags(stage: str, cfg: PipelineConfig, section: BaseModel | None = No
         "alignops.stage": stage,
         "alignops.preset": cfg.name,
         "alignops.git_commit": git_commit(),
-        "alignops.data_version": versioning.data_version() or "none",
+        "alignops.data_version": versioning.read_version(cfg.data.data_dir) or "none",  # the data actually read
         "alignops.config_hash": config_hash(section if section is not None else cfg),
         "alignops.pipeline_config_hash": config_hash(cfg),
     }
@@ -258,19 +258,17 @@ def _pyfunc_model():
             self.generator = Generator.from_dir(folder)
 
         def predict(self, context, model_input, params: dict[str, Any] | None = None) -> list[str]:
-            from alignops.inference import decoding
+            from alignops import served_input  # checks the request before anything is tokenized
 
-            if hasattr(model_input, "columns"):  # a DataFrame: the "prompt" column, or the only one
-                column = "prompt" if "prompt" in model_input.columns else model_input.columns[0]
-                prompts = list(model_input[column])
-            else:
-                prompts = list(model_input)
+            prompts = served_input.prompts(model_input)
             if self.tagger is not None:
-                found = self.tagger.entities([str(p) for p in prompts])
+                found = self.tagger.entities(prompts)
                 return [json.dumps(entities, ensure_ascii=False) for entities in found]
-            params = dict(params or {})
-            strategy = params.pop("strategy", "greedy")
-            return self.generator.complete([str(p) for p in prompts], decoding(strategy, **params))
+            config = served_input.decoding_config(params)
+            try:
+                return self.generator.complete(prompts, config)
+            except ValueError as exc:  # e.g. max_new_tokens leaving no room for a prompt
+                raise served_input.invalid(str(exc)) from None
 
     return GenerativeModel()
 
@@ -303,13 +301,16 @@ def register_model(
 
     The version carries its lineage as tags: data version, tokenizer, parent model, config hash, git commit."""
     mlflow = _mlflow()
-    from mlflow.models import infer_signature
+    from mlflow.models import ModelSignature, infer_signature
 
     # the default response length leaves at least half of the model's context to the prompt
     from alignops.artifacts import context_length
 
     params = {**SERVING_PARAMS, "max_new_tokens": min(SERVING_PARAMS["max_new_tokens"], context_length(model_dir) // 2)}
-    signature = infer_signature(["a prompt"], ["a completion"], params=params)
+    inferred = infer_signature(["a prompt"], ["a completion"], params=params)
+    # No input schema: MLflow would turn [5, null, {}] into the strings "5", "None", "{}" before predict sees
+    # them; served_input checks the inputs instead, and the params schema still types the decoding params.
+    signature = ModelSignature(inputs=None, outputs=inferred.outputs, params=inferred.params)
     info = mlflow.pyfunc.log_model(
         name="model",
         python_model=str(Path(__file__).with_name("served_model.py")),  # models-from-code, see set_served_model
@@ -362,13 +363,25 @@ def resolve_model(uri: str, dst: Path | None = None) -> Path:
 # Stage cache (alignops/cache.py): finished stage runs tagged with their cache key and outputs
 
 
+def filter_value(text: str) -> str:
+    """`text` as a quoted value of an MLflow filter string: never raw user text. MLflow's filter grammar has no
+    escape inside quotes, so a value with a single quote is double-quoted; one with both cannot be searched."""
+    from alignops.errors import ModelError
+
+    if "'" not in text:
+        return f"'{text}'"
+    if '"' not in text:
+        return f'"{text}"'
+    raise ModelError(f"{text!r}: a name with both ' and \" cannot be searched in MLflow; rename it without one.")
+
+
 def cached_runs(key: str) -> list[tuple[str, dict[str, Any]]]:
     """(run id, recorded outputs) of the finished runs tagged with this cache key, newest first."""
     mlflow = _mlflow()
     experiments = [e.experiment_id for e in mlflow.MlflowClient().search_experiments()]
     runs = mlflow.MlflowClient().search_runs(
         experiments,
-        filter_string=f"tags.`alignops.cache_key` = '{key}' and attributes.status = 'FINISHED'",
+        filter_string=f"tags.`alignops.cache_key` = {filter_value(key)} and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"],
     )
     return [(r.info.run_id, json.loads(r.data.tags["alignops.outputs"])) for r in runs]
@@ -518,7 +531,7 @@ def registered_models() -> list[RegisteredModelSummary]:
                 aliases=sorted(by_version.get(str(v.version), [])),
                 tags=dict(v.tags),
             )
-            for v in client.search_model_versions(f"name='{rm.name}'")
+            for v in client.search_model_versions(f"name={filter_value(rm.name)}")
         ]
         versions.sort(key=lambda v: int(v.version), reverse=True)
         models.append(RegisteredModelSummary(rm.name, aliases, versions))
@@ -677,7 +690,7 @@ COMPRESSION_TAG = "alignops.compression"  # int8 | pruned-<sparsity> | distilled
 def latest_uncompressed(name: str) -> str | None:
     """models:/<name>/<version> of the newest version of `name` without the compression tag; None when there
     is none (or no registered model `name`)."""
-    versions = _mlflow().MlflowClient().search_model_versions(f"name='{name}'")
+    versions = _mlflow().MlflowClient().search_model_versions(f"name={filter_value(name)}")
     plain = [int(v.version) for v in versions if COMPRESSION_TAG not in (v.tags or {})]
     return f"models:/{name}/{max(plain)}" if plain else None
 
@@ -711,7 +724,7 @@ def register_base(model_dir: Path, registered_name: str, lineage: dict[str, str]
 def find_model_version(name: str, tag: str, value: str) -> str | None:
     """The newest version of registered model `name` whose tag `tag` is `value`, as models:/name/version."""
     client = _mlflow().MlflowClient()
-    versions = client.search_model_versions(f"name='{name}'")
+    versions = client.search_model_versions(f"name={filter_value(name)}")
     for v in sorted(versions, key=lambda v: int(v.version), reverse=True):
         if v.tags.get(tag) == value:
             return f"models:/{name}/{v.version}"

@@ -19,6 +19,7 @@ from prefect import flow, get_run_logger
 
 from alignops import tracking
 from alignops.config import ConfigError, PipelineConfig, load_config
+from alignops.tracking_server import require_reachable
 from flows import stages
 from flows.stages import with_section
 
@@ -33,13 +34,9 @@ def pipeline(
 ) -> dict[str, Any]:
     """Run the stages from `start` to `to` (both included; names in STAGES). Returns what each stage made,
     and which stages ran and which were reused from the cache."""
-    for name in (start, to):
-        if name not in STAGES:
-            raise ConfigError(f"Unknown stage {name!r}; choose one of {', '.join(STAGES)}.")
-    first, last = STAGES.index(start), STAGES.index(to)
-    if first > last:
-        raise ConfigError(f"--from {start} comes after --to {to}; the order is {' -> '.join(STAGES)}.")
+    first, last = stage_range(start, to)
     cfg = load_config(preset, overrides or [])
+    require_reachable()  # before the parent run and the data checks: a missing server is named in seconds
     out: dict[str, Any] = {"ran": [], "cached": []}
     current = start
     with tracking.pipeline_run(cfg) as parent:
@@ -56,6 +53,18 @@ def pipeline(
             raise
         tracking.set_run_tags(parent, {f"alignops.{k}": ",".join(out[k]) for k in ("ran", "cached")})
     return out
+
+
+def stage_range(start: str, to: str) -> tuple[int, int]:
+    """Indexes in STAGES of --from and --to; ConfigError when either is unknown or they are out of order. The CLI
+    calls it before the flow starts (and so before Prefect's server)."""
+    for name in (start, to):
+        if name not in STAGES:
+            raise ConfigError(f"Unknown stage {name!r}; choose one of {', '.join(STAGES)}.")
+    first, last = STAGES.index(start), STAGES.index(to)
+    if first > last:
+        raise ConfigError(f"--from {start} comes after --to {to}; the order is {' -> '.join(STAGES)}.")
+    return first, last
 
 
 def run_stage(stage: str, cfg: PipelineConfig, parent: str, out: dict[str, Any]) -> dict:

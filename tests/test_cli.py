@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from alignops.cli import app
-from alignops.data import versioning
+from alignops.data import sources, versioning
 
 runner = CliRunner()
 
@@ -138,6 +138,7 @@ def test_a_malformed_source_is_named_and_nothing_is_replaced(home: Path, dvc_rep
     before = {p: p.read_bytes() for p in (dvc_repo / "data").rglob("*.jsonl")}
     bad = source_cache / "alpaca-eval-0.6.6" / "example" / "outputs.json"
     bad.write_text('[{"instruction": "x", "output": "y", "dataset": "koala"},\n{"instruction": ', encoding="utf-8")
+    sources.seal(source_cache / "alpaca-eval-0.6.6", sources.ALPACA_EVAL)  # as if the package shipped it so
 
     code, out = cli("data", "build", cache=source_cache)
     assert code == 2

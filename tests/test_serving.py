@@ -5,8 +5,6 @@ Both must return what alignops.inference returns for the same folder and decodin
 from __future__ import annotations
 
 import json
-import os
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -74,15 +72,7 @@ def post(url: str, body: dict) -> dict:
 
 
 def test_scoring_server_answers_invocations(champion: Path, tmp_path: Path) -> None:
-    port = processes.free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking.tracking_uri()}
-    log = (tmp_path / "server.log").open("w")
-    cmd = [sys.executable, "-m", "alignops.cli", "serve", "--model", "models:/served@champion", "--port", str(port)]
-    server = processes.start(cmd, env, log)
-    try:
-        up = processes.wait_healthy(server, f"http://127.0.0.1:{port}/ping", 180, ok=lambda _body: True)
-        assert up, "no answer on /ping:\n" + (tmp_path / "server.log").read_text()
-        url = f"http://127.0.0.1:{port}/invocations"
+    with processes.alignops_serve("models:/served@champion", tmp_path / "server.log", tracking.tracking_uri()) as url:
         params = {"strategy": "sample", "max_new_tokens": 6, "temperature": 0.8, "seed": 3}
         answer = post(url, {"inputs": PROMPTS, "params": params})
         assert answer == {"predictions": local(champion, "sample", max_new_tokens=6, temperature=0.8, seed=3)}
@@ -90,9 +80,6 @@ def test_scoring_server_answers_invocations(champion: Path, tmp_path: Path) -> N
         with pytest.raises(urllib.error.HTTPError) as bad:  # a parameter the signature does not declare
             post(url, {"inputs": PROMPTS, "params": {"max_new_tokens": "many"}})
         assert bad.value.code == 400
-    finally:
-        processes.stop(server)
-        log.close()
     assert "curl -s http://127.0.0.1" in (tmp_path / "server.log").read_text()  # the example `alignops serve` prints
 
 

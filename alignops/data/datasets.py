@@ -318,10 +318,12 @@ def _rankings(vader_texts: list[_Text], reviews: list[_Text], split, cfg: DataCo
 
 def _eval_prompts(sets: dict[str, dict[str, list[Record]]], cap: int) -> list[Record]:
     """Fixed evaluation prompts: the ranking tasks' prompts, then held-out SFT prompts, none seen in training."""
-    train_prompts = {r["prompt"] for r in sets["sft"]["train"]}
+    # no prompt of any train split (validation.leaks_of checks every one)
+    train_prompts = {r["prompt"] for s in sets.values() for r in s.get("train", []) if "prompt" in r}
     chosen: dict[str, Record] = {}
     for r in sets["rankings"]["test"]:
-        chosen.setdefault(r["prompt"], {"prompt": r["prompt"], "source": r["source"], "task": "write"})
+        if r["prompt"] not in train_prompts:
+            chosen.setdefault(r["prompt"], {"prompt": r["prompt"], "source": r["source"], "task": "write"})
     for r in sorted(sets["sft"]["test"], key=lambda r: (r["derived"], prepare.content_hash(r["prompt"]))):
         if len(chosen) >= cap:
             break

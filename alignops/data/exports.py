@@ -20,11 +20,12 @@ from typing import Any
 
 from alignops.data import sources
 from alignops.data.preferences import expand_rankings
+from alignops.errors import DataError
 
 EXPORT_FORMATS = ("jsonl", "parquet", "hf")
 
 
-class ExportError(ValueError):
+class ExportError(DataError, ValueError):
     """The set or format asked for does not exist; nothing was written."""
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from alignops.config import DataConfig
 from alignops.data import prepare, sources
+from alignops.errors import DataError
 
 FORMATS = ("jsonl", "json", "parquet", "csv", "hf")
 _SUFFIX_FORMAT = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
@@ -67,7 +68,7 @@ _PROMPT_ONLY_SETS = ("eval_prompts", "rollout")  # the prompt-only contracts (ro
 SET_ALIASES = {"preferences": "rankings", "pairs": "rankings", "prompts": "eval_prompts"}
 
 
-class ImportRefused(ValueError):
+class ImportRefused(DataError, ValueError):
     """Bad input: every problem named by file, line (or record/row) and field; nothing was written."""
 
 

@@ -45,6 +45,12 @@ def _invisible() -> re.Pattern[str]:
     return re.compile("[" + "".join(f"\\U{lo:08x}-\\U{hi:08x}" for lo, hi in ranges) + "]")
 
 
+def invisible_character(text: str) -> str | None:
+    """The first control or format character that clean_text would remove from `text`, else None."""
+    found = _invisible().search(text)
+    return found.group() if found else None
+
+
 def clean_text(text: str) -> str:
     """Normalise one text: entities and inline markup out, NFC, half-width alphanumerics, no control
     characters, single spaces, no trailing spaces, at most one blank line in a row."""

@@ -34,11 +34,14 @@ from typing import Any, Literal
 
 import yaml
 
+from alignops.errors import DataError
+
 MARKER = ".alignops-source"  # written into an unpacked root; holds the archive's sha256
+MANIFEST = ".alignops-files.json"  # beside it: {relative path: sha256} of every unpacked file, checked on reuse
 _BOM = b"\xef\xbb\xbf"
 
 
-class SourceError(Exception):
+class SourceError(DataError):
     """A source file is missing, corrupt or malformed; says where, what, and how to fix it."""
 
     def __init__(self, path: str | os.PathLike[str], line: int | None, message: str, fix: str) -> None:
@@ -163,8 +166,11 @@ def download(source: Source, dest_dir: Path) -> Path:
     dest_dir.mkdir(parents=True, exist_ok=True)
     for existing in sorted(dest_dir.iterdir()):
         if existing.is_file() and _is_archive_of(existing.name, source):
-            verify(existing, source)
-            return existing
+            try:
+                verify(existing, source)
+                return existing
+            except SourceError:  # a truncated or altered cached archive: fetched again below, not kept
+                existing.unlink()
     binary = ["--only-binary", ":all:"] if source.kind == "wheel" else ["--no-binary", ":all:"]
     # A temporary folder beside the destination: the rename below is atomic, so dest_dir never holds a
     # partial download, and pip cannot leave a second file there.
@@ -244,7 +250,7 @@ def unpack(archive: Path, source: Source, cache_dir: Path) -> Path:
         entries = list(tmp.iterdir())
         if source.kind == "sdist" and len(entries) == 1 and entries[0].is_dir():
             root = entries[0]
-        (root / MARKER).write_text(source.sha256 + "\n", encoding="utf-8")
+        seal(root, source)
         if _is_unpacked(target, source):  # another process finished first: keep its copy
             return target
         if target.exists():  # stale: from another archive, or from before markers existed
@@ -255,16 +261,41 @@ def unpack(archive: Path, source: Source, cache_dir: Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def seal(root: Path, source: Source) -> None:
+    """Record what an unpacked root holds: the archive's sha256 (MARKER) and every file's sha256 (MANIFEST)."""
+    (root / MANIFEST).write_text(json.dumps(_file_hashes(root), sort_keys=True), encoding="utf-8")
+    (root / MARKER).write_text(source.sha256 + "\n", encoding="utf-8")
+
+
+def _file_hashes(root: Path) -> dict[str, str]:
+    hashes = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name not in (MARKER, MANIFEST)):
+        with path.open("rb") as f:
+            hashes[path.relative_to(root).as_posix()] = hashlib.file_digest(f, "sha256").hexdigest()
+    return hashes
+
+
 def _is_unpacked(root: Path, source: Source) -> bool:
-    marker = root / MARKER
-    return marker.is_file() and marker.read_text(encoding="utf-8").strip() == source.sha256
+    """The unpacked root of this very archive, every file as it was unpacked (by hash, not by the marker alone:
+    a file changed or removed after a good fetch makes the root unpacked again)."""
+    marker, manifest = root / MARKER, root / MANIFEST
+    if not (marker.is_file() and manifest.is_file()):
+        return False
+    if marker.read_text(encoding="utf-8").strip() != source.sha256:
+        return False
+    try:
+        recorded = json.loads(manifest.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return False
+    return recorded == _file_hashes(root)
 
 
 def fetch(source: Source, cache_dir: Path) -> Path:
     """Download (into cache_dir/downloads), verify and unpack `source`; returns the unpacked root.
 
     Fast and offline when the package is already unpacked: the marker written with the extraction holds the
-    archive's sha256, so a changed pin re-fetches while an unchanged one reads one small file.
+    archive's sha256, so a changed pin re-fetches, and the manifest every file's sha256, so a file changed since
+    is unpacked again from the (verified) archive.
     """
     root = cache_dir / source.folder
     if _is_unpacked(root, source):

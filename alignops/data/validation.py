@@ -42,6 +42,8 @@ from alignops.data.datasets import EVAL_TASKS
 # analytics off whichever 1.x is installed. setdefault: an explicit user choice wins.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
+from alignops.errors import DataCheckFailed
+
 if TYPE_CHECKING:  # pandas/GX are imported lazily: importing GX costs seconds
     import pandas as pd
 
@@ -66,6 +68,8 @@ _FIX_HINT = "Fix: rebuild with `alignops data build` or repair the named rows"
 _EXPECT_FOLDER = "expect_set_folder_to_exist"
 _EXPECT_FILE = "expect_split_file_to_exist"
 _EXPECT_JSONL = "expect_lines_to_be_json_objects"
+_EXPECT_VISIBLE = "expect_strings_without_control_characters"
+LEAK_COLUMNS = ("prompt",)  # a held-out prompt of a prompt set must appear in no train split of any set
 _FILE_CHECKS = frozenset({_EXPECT_FOLDER, _EXPECT_FILE, _EXPECT_JSONL})
 
 
@@ -324,7 +328,7 @@ class ValidationReport:
         return "\n\n".join(blocks)
 
 
-class DataValidationError(RuntimeError):
+class DataValidationError(DataCheckFailed, RuntimeError):
     """Raised when data fails its contract; ``.report`` holds the full report when known."""
 
     def __init__(self, message: str, report: ValidationReport | None = None) -> None:
@@ -390,6 +394,7 @@ def _load_split(data_dir: Path, set_name: str, split: str, contract: SetContract
     if bad:
         summary = f"{len(bad)} of {len(raw_lines)} lines of {path} are not JSON objects"
         failures.append(Failure(dataset, None, _EXPECT_JSONL, summary, bad[:MAX_SAMPLES]))
+    failures += _control_characters(dataset, path, records, line_numbers)
     # object dtype keeps the JSON values as Python objects (bool stays bool, ints are not
     # upcast, lists stay lists), so GX's type expectations check the JSON types.
     if records:
@@ -398,6 +403,49 @@ def _load_split(data_dir: Path, set_name: str, split: str, contract: SetContract
     else:  # keep the contract columns so an empty file fails only the row-count check
         frame = pd.DataFrame({c: pd.Series([], dtype=object) for c in contract.columns})
     return _Split(dataset, rel, frame, failures, 2)
+
+
+def _control_characters(dataset: str, path: Path, records: list[dict], lines: list[int]) -> list[Failure]:
+    """String fields holding a character that cleaning removes, e.g. an escaped \\u0000: the build never writes
+    one, so a file that has one was written or edited by something else. Lists (a ranking's responses) are not
+    looked into: the feedback loop adds model completions there as the model wrote them, which no cleaning
+    touches."""
+    from alignops.data.prepare import invisible_character
+
+    found: dict[str, list[dict[str, Any]]] = {}
+    for record, line in zip(records, lines, strict=True):
+        for column, value in record.items():
+            bad = invisible_character(value) if isinstance(value, str) else None
+            if bad is not None:
+                found.setdefault(column, []).append({"row": line, "value": f"U+{ord(bad):04X} in {_short(value)}"})
+    return [
+        Failure(
+            dataset,
+            column,
+            _EXPECT_VISIBLE,
+            f"{len(rows)} value(s) of {column} in {path} hold control/format characters that cleaning removes",
+            rows[:MAX_SAMPLES],
+        )
+        for column, rows in found.items()
+    ]
+
+
+def leaks_of(set_name: str) -> tuple[Leak, ...]:
+    """The contract's own leak checks, plus, for a prompt set (prompts without responses, such as eval or
+    rollout prompts), each held-out split's prompts against the train split of every set with prompts. Derived
+    from CONTRACTS, so a set added there is covered without a line here."""
+    contract = CONTRACTS[set_name]
+    derived: list[Leak] = []
+    is_prompt_set = not {"response", "responses"} & set(contract.columns)
+    held_out = tuple(s for s in contract.splits if s != "train")
+    for column in LEAK_COLUMNS:
+        if not (is_prompt_set and held_out and column in contract.columns):
+            continue
+        for other, other_contract in CONTRACTS.items():
+            if "train" in other_contract.splits and column in other_contract.columns:
+                derived.append(Leak(column, f"{other}/train", held_out))
+    own = {(leak.column, leak.reference) for leak in contract.leaks}
+    return contract.leaks + tuple(leak for leak in derived if (leak.column, leak.reference) not in own)
 
 
 # --------------------------------------------------------------------------- suites
@@ -642,7 +690,7 @@ def _build_expectations(
             )
         )
 
-    for leak in contract.leaks:
+    for leak in leaks_of(set_name):
         ref = references.get(leak.reference)
         # A missing reference split is reported on its own; nothing to compare against.
         if split_name not in leak.splits or ref is None or leak.column not in present or not len(frame):
@@ -767,7 +815,7 @@ def validate_dataset(
 
     # Leakage references may live in a set that was not requested (eval_prompts vs sft).
     references: dict[str, frozenset[str]] = {}
-    for leak in (leak for s in names for leak in CONTRACTS[s].leaks):
+    for leak in (leak for s in names for leak in leaks_of(s)):
         if leak.reference in references:
             continue
         ref_set, ref_split = leak.reference.split("/")
@@ -775,7 +823,12 @@ def validate_dataset(
         if ref is None and (data_dir / ref_set).is_dir():
             ref = _load_split(data_dir, ref_set, ref_split, CONTRACTS[ref_set])
         if ref is not None and ref.frame is not None and leak.column in ref.frame:
-            references[leak.reference] = frozenset(v for v in ref.frame[leak.column] if isinstance(v, str))
+            frame = ref.frame
+            if "source" in frame:  # dashboard rankings are human labels collected on the eval prompts by design
+                from alignops.feedback.store import SOURCE as DASHBOARD
+
+                frame = frame[frame["source"] != DASHBOARD]
+            references[leak.reference] = frozenset(v for v in frame[leak.column] if isinstance(v, str))
 
     context = None
     if any(s.frame is not None for s in splits.values()):

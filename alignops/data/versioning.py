@@ -18,12 +18,13 @@ from pathlib import Path
 import yaml
 
 from alignops import settings
+from alignops.errors import DataError
 
 DVC_FILE = Path("data.dvc")
 REMOTE_NAME = "alignops"
 
 
-class VersioningError(RuntimeError):
+class VersioningError(DataError, RuntimeError):
     """A DVC command failed; the message carries DVC's own words and what to do."""
 
 
@@ -34,6 +35,28 @@ def data_version(dvc_file: Path = DVC_FILE) -> str | None:
     meta = yaml.safe_load(dvc_file.read_text(encoding="utf-8")) or {}
     outs = meta.get("outs") or [{}]
     return outs[0].get("md5")
+
+
+def read_version(data_dir: Path) -> str | None:
+    """The DVC md5 of the folder a stage actually reads (None when it does not exist), computed from its bytes
+    the way DVC does (md5 of the sorted {md5, relpath} list, suffix .dir): equal to data.dvc's when data/ is
+    what data.dvc records, different when data_dir points elsewhere or the files were changed after the build.
+    Records and resume keys use it, so that they never name data the run did not read."""
+    import hashlib
+
+    root = Path(data_dir)
+    if not root.is_dir():
+        return None
+    entries = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest = hashlib.md5(usedforsecurity=False)
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        entries.append({"md5": digest.hexdigest(), "relpath": path.relative_to(root).as_posix()})
+    entries.sort(key=lambda e: e["relpath"])
+    listing = json.dumps(entries, sort_keys=True).encode("utf-8")
+    return hashlib.md5(listing, usedforsecurity=False).hexdigest() + ".dir"
 
 
 def remote_url() -> str:

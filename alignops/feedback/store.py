@@ -46,6 +46,7 @@ from sqlalchemy.orm import Session
 
 from alignops import settings
 from alignops.config import FeedbackConfig
+from alignops.errors import StoreError, store_error
 from alignops.feedback import auth, db
 from alignops.feedback.db import CRITERIA, ROLES
 
@@ -73,10 +74,6 @@ ATTEMPTS = 6  # tries of one write transaction while the database reports it bus
 MAX_TEXT_CHARS = 4_000  # reasons and comments
 SOURCE = "dashboard"  # the `source` of exported rankings
 _TRANSIENT_SQLSTATES = {"40001", "40P01"}  # Postgres: serialization failure, deadlock detected
-
-
-class StoreError(ValueError):
-    """Invalid input to the store; the message says what was wrong, where, and how to fix it."""
 
 
 class StaleTask(StoreError):
@@ -355,6 +352,9 @@ class Store:
             db.upgrade(connection)
 
         try:
+            with self._reader.connect() as connection:
+                if db.at_head(connection):  # migrate once: a read, so opening never queues behind a writer
+                    return
             self._write(upgrade)
         except CommandError as exc:  # e.g. the database is at a revision this code does not know
             self.close()
@@ -365,10 +365,7 @@ class Store:
             ) from None
         except DBAPIError as exc:
             self.close()
-            raise StoreError(
-                f"cannot open the preference store at {self.location}: {exc.orig}. Is the database server "
-                "running and the URL (ALIGNOPS_DATABASE_URL) right?"
-            ) from None
+            raise store_error(exc, f"the preference store at {self.location}") from None
 
     def _write(self, work: Callable[[Session], T], retry_conflicts: bool = False) -> T:
         """Run `work` in one write transaction, committed if it returns; tried again while the database is busy

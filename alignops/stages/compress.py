@@ -38,13 +38,15 @@ from alignops import tracking
 from alignops.artifacts import TOKENIZER_FILE, WEIGHT_FILES, ModelMeta, load_model, save_model
 from alignops.config import PipelineConfig
 from alignops.data import datasets, versioning
+from alignops.errors import ModelError
 from alignops.stages import training
 from alignops.stages.data import require_valid
+from alignops.stages.finite import require_finite
 
 METHODS = ("int8", "prune", "distill")
 
 
-class CompressionError(ValueError):
+class CompressionError(ModelError):
     """A model that cannot be compressed here (not a causal LM, already int8, not registered)."""
 
 
@@ -220,9 +222,10 @@ def _distill(cfg: PipelineConfig, src: _Source, bench: _Bench, parent_run_id: st
         )
     student = dataclasses.replace(teacher, n_layer=dc.layers or max(1, teacher.n_layer // 2), n_embd=width,
                                   n_head=heads, dropout=cfg.model.dropout)  # fmt: skip
-    data_version = versioning.data_version()
+    data_version = versioning.read_version(cfg.data.data_dir)  # what this run reads, not what data.dvc says
     stage_dir = training.StageDir(
-        "compress-distill", {"cfg": dc, "source": src.uri, "data": data_version, "seed": cfg.seed}
+        "compress-distill",
+        {"cfg": dc, "source": src.uri, "trainer": cfg.trainer, "data": data_version, "seed": cfg.seed},
     )
     resume_run_id, ckpt = stage_dir.resume_point()
     L.seed_everything(cfg.seed, verbose=False)
@@ -301,6 +304,7 @@ def _publish(cfg: PipelineConfig, stage, method: str, gpt, src: _Source, meta: M
     from alignops import settings
 
     tag = meta.extra["compression"]
+    require_finite(f"compress {method}", {"model": gpt}, metrics)  # before anything is written or registered
     folder = settings.home() / "stages" / f"compress-{stage.run_id}" / "model"
     model_dir = save_model(folder, gpt, src.folder / TOKENIZER_FILE, meta)
     figures = bench.measure(gpt, model_dir)

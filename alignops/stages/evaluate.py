@@ -53,6 +53,7 @@ from typing import Any
 from alignops import settings, tracking
 from alignops.config import PipelineConfig
 from alignops.data import datasets
+from alignops.errors import ModelError
 from alignops.evaluation import ner as ner_eval
 from alignops.stages import training
 from alignops.stages.classify import LABELS  # the classification set's labels
@@ -62,7 +63,7 @@ SENTIMENT_TASK = datasets.SENTIMENT_SOURCE  # sft sources whose answer is a labe
 CAUSAL_LM = "causal_lm"
 
 
-class EvaluationError(ValueError):
+class EvaluationError(ModelError):
     """A model, baseline or setting this evaluation cannot use; the message says which and what to do."""
 
 

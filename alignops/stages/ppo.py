@@ -19,12 +19,13 @@ from alignops import tracking
 from alignops.artifacts import TOKENIZER_FILE, ModelMeta, load_model
 from alignops.config import ConfigError, PipelineConfig, TrainConfig
 from alignops.data import datasets
+from alignops.errors import ModelError
 from alignops.stages import training
 from alignops.stages.data import require_valid
 from alignops.stages.reward import GATE_TAG
 
 
-class RewardModelRejected(ValueError):
+class RewardModelRejected(ModelError):
     """The reward model failed its quality gate; PPO against it would optimise noise or length."""
 
 

@@ -32,10 +32,12 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
 
     tok_path, tok_sha = training.tokenizer_path(cfg)
     tokenizer = load_tokenizer(tok_path)
-    data_version = versioning.data_version()
+    data_version = versioning.read_version(cfg.data.data_dir)  # what this run reads, not what data.dvc says
     stage_dir = training.StageDir(
-        "pretrain", {"cfg": cfg.pretrain, "model": cfg.model, "data": data_version, "tok": tok_sha, "seed": cfg.seed}
-    )
+        "pretrain",
+        {"cfg": cfg.pretrain, "model": cfg.model, "trainer": cfg.trainer, "data": data_version, "tok": tok_sha,
+         "seed": cfg.seed},
+    )  # fmt: skip
     resume_run_id, ckpt = stage_dir.resume_point()
 
     L.seed_everything(cfg.seed, verbose=False)

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 
 from alignops import tracking
 from alignops.config import PipelineConfig, PromotionConfig
+from alignops.errors import ModelError
 from alignops.evaluation.human import HUMAN_WIN_RATE
 from alignops.evaluation.metrics import JUDGE_WIN_RATE
 
@@ -46,7 +47,7 @@ HUMAN_JUDGMENTS = "human/judgments"
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
 
 
-class PromotionError(RuntimeError):
+class PromotionError(ModelError, RuntimeError):
     """A promotion or rollback that cannot be decided (nothing evaluated, nothing to roll back to); the message
     says what to run."""
 

@@ -26,6 +26,7 @@ from typing import Any
 from alignops import settings, tracking
 from alignops.config import OptimConfig, PipelineConfig, TrainConfig
 from alignops.data.tokenizer import META_FILE, TOKENIZER_FILE
+from alignops.stages.finite import require_finite
 
 
 @dataclass(frozen=True)
@@ -244,8 +245,9 @@ def start_from_base(cfg: PipelineConfig, stage: str, section: Any, default: str 
 
     uri = tracking.pin_uri(section.base_model or f"models:/{cfg.tracking.model_prefix}-{default}/latest")
     folder = tracking.resolve_model(uri)
-    data_version = versioning.data_version()
-    stage_dir = StageDir(stage, {"cfg": section, "base": uri, "data": data_version, "seed": cfg.seed})
+    data_version = versioning.read_version(cfg.data.data_dir)  # what this run reads, not what data.dvc says
+    key = {"cfg": section, "base": uri, "trainer": cfg.trainer, "data": data_version, "seed": cfg.seed}
+    stage_dir = StageDir(stage, key)
     resume_run_id, checkpoint = stage_dir.resume_point()
     L.seed_everything(cfg.seed, verbose=False)
     return BaseStart(uri, folder, load_model(folder), data_version, stage_dir, resume_run_id, checkpoint)
@@ -304,6 +306,7 @@ def publish(
     if not tracking.is_rank_zero():
         return None, None, None
 
+    require_finite(stage, {"model": gpt, "head": head}, tracking.run_metrics(run_id))  # before anything is written
     model_dir = save_model(stage_dir.path / "model", gpt, tokenizer_file, meta, head)
     lineage = tracking.lineage_tags(stage, cfg, section) | (tags or {})
     name = f"{cfg.tracking.model_prefix}-{registered}"

@@ -7,9 +7,12 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -47,3 +50,19 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+@contextmanager
+def alignops_serve(model: str, log_path: Path, tracking_uri: str) -> Iterator[str]:
+    """`alignops serve --model <model>` on a free port until the block ends; yields its /invocations URL."""
+    port = free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
+    cmd = [sys.executable, "-m", "alignops.cli", "serve", "--model", model, "--port", str(port)]
+    with log_path.open("w") as log:
+        server = start(cmd, env, log)
+        try:
+            up = wait_healthy(server, f"http://127.0.0.1:{port}/ping", 180, ok=lambda _body: True)
+            assert up, "no answer on /ping:\n" + log_path.read_text()
+            yield f"http://127.0.0.1:{port}/invocations"
+        finally:
+            stop(server)
