@@ -15,6 +15,8 @@ scores need whole sentences and live in alignops.evaluation.ner.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -23,7 +25,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from models.heads import ClassificationHead
-from models.lm import IGNORE_INDEX, _check_schedule, _GPTModule
+from models.lm import IGNORE_INDEX, _GPTModule, _optim_dict
 
 
 class TokenTagger(_GPTModule):
@@ -33,16 +35,12 @@ class TokenTagger(_GPTModule):
         hidden_size: int,
         labels: list[str],
         head_dropout: float = 0.1,
-        lr: float = 1e-4,  # peak learning rate (backbone and head)
-        weight_decay: float = 0.01,
-        betas: tuple[float, float] = (0.9, 0.999),
-        warmup_steps: int = 10,
-        max_steps: int = 1000,
-        min_lr_ratio: float = 0.1,
+        optim: Any = None,  # alignops.config.OptimConfig or its dict (backbone and head); None: its defaults
+        max_steps: int = 1000,  # the schedule reaches lr * min_lr_ratio here; give Trainer the same max_steps
         compile: bool = False,
     ) -> None:
         super().__init__()
-        _check_schedule(lr, warmup_steps, max_steps, min_lr_ratio)
+        optim = _optim_dict(optim, max_steps)
         self.save_hyperparameters(ignore=["backbone"])
         self.model = backbone
         self.head = ClassificationHead(hidden_size, len(labels), head_dropout)

@@ -77,13 +77,16 @@ class Tagger:
         from tokenizers import Tokenizer
 
         from alignops.artifacts import HEAD_FILE, META_FILE, TOKENIZER_FILE
+        from alignops.config import OptimConfig
         from models.tagger import TokenTagger
 
         meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
         if meta.get("kind") != KIND:
             raise ValueError(f"{folder} holds a {meta.get('kind')!r} model, not a ner tagger (kind {KIND!r}).")
         backbone, hidden, limit = load_backbone(folder, meta["extra"][BACKBONE_KEY])
-        module = TokenTagger(backbone, hidden, meta["labels"], warmup_steps=0, max_steps=1)
+        module = TokenTagger(
+            backbone, hidden, meta["labels"], optim={**OptimConfig().model_dump(), "warmup_steps": 0}, max_steps=1
+        )  # inference only: the schedule is never used
         module.head.load_state_dict(load_file(str(folder / HEAD_FILE)))
         tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
         return cls(module.eval(), tokenizer, min(max_len or limit, limit), padding_id(tokenizer))

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from alignops import tracking
-from alignops.config import PipelineConfig
+from alignops.config import OptimConfig, PipelineConfig
 from alignops.data import ner
 from alignops.evaluation.ner import Tagger
 from alignops.stages import evaluate, pretrain
@@ -93,7 +93,9 @@ def test_the_tagger_runs_on_a_bidirectional_encoder(tmp_path) -> None:
     batch = collate_right_pad(0)([TaggingDataset(records, tok, 32)[i] for i in range(2)])
     assert batch["labels"][0, 0].item() == -100  # [CLS] is not learned
     encoder = Encoder.load(tmp_path)
-    tagger = TokenTagger(encoder, encoder.hidden_size, list(ner.TAGS), lr=0.01, warmup_steps=0, max_steps=40)
+    tagger = TokenTagger(
+        encoder, encoder.hidden_size, list(ner.TAGS), optim=OptimConfig(lr=0.01, warmup_steps=0), max_steps=40
+    )
     optimizer = tagger.configure_optimizers()["optimizer"]
     first = None
     for _ in range(40):
