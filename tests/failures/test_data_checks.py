@@ -26,7 +26,7 @@ def records() -> dict[str, list[dict[str, Any]]]:
             {"prompt": f"{split}: Say hi", "responses": ["Hi!", "Hello.", "Go away."], "ranking": [1, 0, 2],
              "annotator": "human-1", "source": "hh", "derived": False, "agreement": 0.75},
         ]  # fmt: skip
-    data["eval_prompts/test"] = [{"prompt": EVAL_PROMPT, "source": "eval", "lang": "en"}]
+    data["eval_prompts/test"] = [{"prompt": EVAL_PROMPT, "source": "eval", "lang": "en", "task": "answer"}]
     return data
 
 
