@@ -12,7 +12,9 @@ B = rollout_batch_size. One batch is one PPO iteration (training_step):
   1. rollout (no gradient, policy in eval mode): sample responses with models.generation.generate (KV cache), the
      response mask up to and including the first EOS; one forward each of policy (log-probs and values) and
      reference (log-probs) over prompt + response; the reward model's score of prompt + response, right-aligned
-     (real tokens first, padding after: the layout it was trained on), plus missing_eos_penalty where no EOS came;
+     (real tokens first, padding after: the layout it was trained on), as a z-score of the SFT policy's samples
+     (normalize_rewards: mean and std measured on the first rollout, models.ppo.reward_scale), plus
+     missing_eos_penalty (in those standard deviations) where no EOS came;
   2. kl_penalized_rewards, gae, masked_whiten(advantages);
   3. ppo_epochs passes over shuffled minibatches: policy_loss + vf_coef * value_loss - ent_coef * entropy,
      manual_backward, gradient-norm clipping, optimizer step;
@@ -35,6 +37,10 @@ Trainer.fit. The failing iteration raises before on_train_batch_end, so every ch
 of a healthy iteration: the stage catches UnhealthyRun and resumes (fit(ckpt_path=...)) from the last one.
 
 Design choices:
+- The value head starts at exactly zero (weight and bias): a random head's constant offset is, to GAE, a bias on
+  each response's last token, where EOS sits (the tiny run learnt to stop early from it). It has its own learning
+  rate (value_lr) and can be trained alone for critic_warmup_iterations first (on detached hidden states: the
+  policy does not move), so the first policy updates see advantages from a fitted critic.
 - The value head is a ScalarHead on the policy's own final hidden states (shared trunk, as TRL's
   AutoModelForCausalLMWithValueHead): one forward gives log-probs and values, so a rollout needs two GPT
   forwards (policy, reference) rather than three and training one backbone rather than two: half the memory and
@@ -76,6 +82,7 @@ from models.ppo.advantages import gae, masked_whiten
 from models.ppo.health import APPROX_KL, EOS_RATE, KL, LENGTH, RATIO_MAX, HealthBounds, check_health
 from models.ppo.kl import AdaptiveKLController, FixedKLController
 from models.ppo.losses import entropy_from_logits, kl_penalized_rewards, policy_loss, value_loss
+from models.ppo.reward_scale import RewardScale
 from models.ppo.rollout import logprobs_of, response_mask
 from models.reward import RewardModel
 
@@ -127,14 +134,21 @@ class PPOConfig:
     kl_estimator: str = "k1"  # per-token KL estimator in the reward: "k1" (log ratio) or "k3" (>= 0)
     whiten_rewards: bool = False  # whiten per-token rewards (scale only) before GAE
     reward_clip: float | None = None  # clamp the (penalised) score to [-reward_clip, reward_clip]; None: off
-    missing_eos_penalty: float = 0.0  # added to the score of a response without EOS, e.g. -1.0; 0: off
-    lr: float = 1e-5  # AdamW learning rate (constant), policy and value head
+    missing_eos_penalty: float = 0.0  # added to the (normalised) score of a response without EOS, e.g. -1.0; 0: off
+    normalize_rewards: bool = True  # z-score the reward model's scores by the first (SFT) rollout's mean and std
+    lr: float = 1e-5  # AdamW learning rate (constant) of the policy
+    value_lr: float | None = None  # AdamW learning rate of the value head; None: lr
+    critic_warmup_iterations: int = 0  # first iterations train the value head only (the policy stays the SFT one)
     weight_decay: float = 0.0  # AdamW decay of matrices; biases and LayerNorm gains never decay
     max_grad_norm: float = 1.0  # clip the gradient norm of each optimizer step to this
 
     def __post_init__(self) -> None:
         positive = {k: getattr(self, k) for k in ("rollout_batch_size", "minibatch_size", "ppo_epochs", "kl_horizon")}
         positive.update(lr=self.lr, max_grad_norm=self.max_grad_norm, clip_range=self.clip_range)
+        if self.value_lr is not None:
+            positive.update(value_lr=self.value_lr)
+        if self.critic_warmup_iterations < 0:
+            raise ValueError(f"PPOConfig.critic_warmup_iterations must be >= 0, got {self.critic_warmup_iterations}")
         for name, value in positive.items():
             if not value > 0:
                 raise ValueError(f"PPOConfig.{name} must be > 0, got {value}")
@@ -233,6 +247,8 @@ class PPOModule(_GPTModule):
         self.config, self.eos_id, self.pad_id, self.health = config, eos_id, pad_id, health
         self.model = policy
         self.value_head = ScalarHead(policy.config.n_embd)
+        nn.init.zeros_(self.value_head.linear.weight)  # V = 0 everywhere at the start (see Design choices)
+        self.reward_scale = RewardScale() if config.normalize_rewards else RewardScale(0.0, 1.0)
         self.reference = reference.requires_grad_(False)
         self.reward = reward.requires_grad_(False) if isinstance(reward, nn.Module) else reward
         if config.target_kl is None:
@@ -256,12 +272,14 @@ class PPOModule(_GPTModule):
         """No torch.compile: rollout shapes change every iteration and would recompile."""
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        params = [*self.model.parameters(), *self.value_head.parameters()]
+        cfg = self.config
+        params = list(self.model.parameters())
         groups = [  # as models.lm: matrices decay, biases and LayerNorm gains do not
-            {"params": [p for p in params if p.dim() >= 2], "weight_decay": self.config.weight_decay},
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+            {"params": list(self.value_head.parameters()), "weight_decay": 0.0, "lr": cfg.value_lr or cfg.lr},
         ]
-        return torch.optim.AdamW(groups, lr=self.config.lr)
+        return torch.optim.AdamW(groups, lr=cfg.lr)
 
     # ---- one PPO iteration -------------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
@@ -281,7 +299,7 @@ class PPOModule(_GPTModule):
         self._check(stats, iteration)  # before any update: a NaN reward must not reach the weights
         generated = time.perf_counter()
 
-        update_stats = self.update(r)
+        update_stats = self.update(r, critic_only=iteration <= cfg.critic_warmup_iterations)
         self.kl_controller.update(stats["ppo/kl"], n_steps=B)
         done = time.perf_counter()
         stats.update(update_stats)
@@ -325,7 +343,7 @@ class PPOModule(_GPTModule):
         logp, values, ref_logp = torch.cat(logp), torch.cat(values), torch.cat(ref_logp)
 
         score = self._score(sequences, full_mask)
-        penalised = score + cfg.missing_eos_penalty * (~self._has_eos(response, mask)).float()
+        penalised = self.reward_scale(score) + cfg.missing_eos_penalty * (~self._has_eos(response, mask)).float()
         if cfg.reward_clip is not None:
             penalised = penalised.clamp(-cfg.reward_clip, cfg.reward_clip)
         rewards, kl = kl_penalized_rewards(
@@ -337,8 +355,10 @@ class PPOModule(_GPTModule):
         advantages = masked_whiten(advantages, mask)
         return Rollout(sequences, full_mask, P, mask, logp, ref_logp, values, score, kl, rewards, advantages, returns)
 
-    def update(self, r: Rollout) -> dict[str, float]:
-        """ppo_epochs passes over shuffled minibatches of the rollout, one optimizer step each: step 3."""
+    def update(self, r: Rollout, critic_only: bool = False) -> dict[str, float]:
+        """ppo_epochs passes over shuffled minibatches of the rollout, one optimizer step each: step 3.
+
+        critic_only (critic warm-up): the value loss alone, through detached hidden states: only the head moves."""
         cfg = self.config
         optimizer = self.optimizers()
         P = r.prompt_len
@@ -349,12 +369,12 @@ class PPOModule(_GPTModule):
                 seqs, mask = r.sequences[rows], r.mask[rows]
                 logits, hidden = self._response_logits(self.model, seqs, r.attention_mask[rows], P)
                 logp = logprobs_of(logits, seqs[:, P:])
-                values = self.value_head(hidden).float()
+                values = self.value_head(hidden.detach() if critic_only else hidden).float()
                 pg_loss, pg = policy_loss(logp, r.logp[rows], r.advantages[rows], mask, cfg.clip_range)
                 vf_loss, _ = value_loss(values, r.values[rows], r.returns[rows], mask, cfg.clip_range_value)
                 # without a bonus the entropy is only reported: no backward through a softmax over the vocabulary
                 entropy = entropy_from_logits(logits if cfg.ent_coef else logits.detach(), mask)
-                loss = pg_loss + cfg.vf_coef * vf_loss - cfg.ent_coef * entropy
+                loss = vf_loss if critic_only else pg_loss + cfg.vf_coef * vf_loss - cfg.ent_coef * entropy
                 optimizer.zero_grad()
                 self.manual_backward(loss)
                 self.clip_gradients(optimizer, gradient_clip_val=cfg.max_grad_norm, gradient_clip_algorithm="norm")
@@ -403,11 +423,13 @@ class PPOModule(_GPTModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)  # RNG states
         checkpoint["kl_controller"] = self.kl_controller.state_dict()
+        checkpoint["reward_scale"] = self.reward_scale.state_dict()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(_FROZEN)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
         self.kl_controller.load_state_dict(checkpoint["kl_controller"])
+        self.reward_scale.load_state_dict(checkpoint["reward_scale"])
         # the frozen models are this module's own (the checkpoint left them out): keep them, strict loading stays
         frozen = {k: v for k, v in self.state_dict().items() if k.startswith(_FROZEN)}
         checkpoint["state_dict"] = {**checkpoint["state_dict"], **frozen}

@@ -300,3 +300,43 @@ def test_invalid_setups_fail_with_a_clear_message() -> None:
         model.rollout(batch["input_ids"].flip(1), batch["attention_mask"].flip(1))
     with pytest.raises(ValueError, match="rollout_batch_size"):
         model.rollout(batch["input_ids"][:8], batch["attention_mask"][:8])
+
+
+def test_value_head_starts_at_zero_with_its_own_learning_rate() -> None:
+    model = module(config(lr=1e-5, value_lr=1e-3))
+    hidden = torch.randn(4, 6, model.model.config.n_embd)
+    assert torch.equal(model.value_head(hidden), torch.zeros(4, 6))  # no constant offset for GAE to read as reward
+    head = {id(p) for p in model.value_head.parameters()}
+    groups = model.configure_optimizers().param_groups
+    assert [g["lr"] for g in groups if {id(p) for p in g["params"]} == head] == [1e-3]
+    assert all(g["lr"] == 1e-5 for g in groups if not head & {id(p) for p in g["params"]})
+
+
+def test_rewards_are_sft_z_scores_so_the_missing_eos_penalty_is_in_standard_deviations() -> None:
+    # the same policy and samples, scored by target_count and by 1000 * target_count + 5: the same rewards
+    batch = left_pad([Prompts(32, seed=1)[i] for i in range(32)])
+
+    def rollout(reward):
+        model = module(config(missing_eos_penalty=-1.0, max_new_tokens=8), reward=reward)
+        torch.manual_seed(0)
+        return model, model.rollout(batch["input_ids"], batch["attention_mask"])
+
+    model, r = rollout(target_count)
+    _, scaled = rollout(lambda ids, mask: 1000 * target_count(ids, mask) + 5)
+    torch.testing.assert_close(scaled.rewards, r.rewards, atol=1e-4, rtol=0)
+    has_eos = ((r.sequences[:, r.prompt_len :] == EOS) & r.mask.bool()).any(dim=1)
+    assert 0 < int(has_eos.sum()) < 32
+    z = (r.score - r.score.mean()) / r.score.std()
+    torch.testing.assert_close(r.rewards.sum(dim=1), z - 1.0 * (~has_eos).float(), atol=1e-5, rtol=0)  # KL 0
+    assert model.reward_scale.state_dict() == {
+        "mean": pytest.approx(float(r.score.mean())),
+        "std": pytest.approx(float(r.score.std())),
+    }
+
+
+def test_critic_warmup_moves_only_the_value_head(tmp_path: Path) -> None:
+    model = module(config(critic_warmup_iterations=1, ppo_epochs=1))
+    before = copy.deepcopy(model.model.state_dict())
+    fit(model, 1, tmp_path)
+    assert all(torch.equal(before[k], v) for k, v in model.model.state_dict().items())  # the policy is still SFT
+    assert model.value_head.linear.weight.abs().sum() > 0  # the critic learnt
