@@ -79,7 +79,7 @@ from models.gpt import GPT
 from models.heads import ScalarHead
 from models.lm import _GPTModule
 from models.ppo.advantages import gae, masked_whiten
-from models.ppo.health import APPROX_KL, EOS_RATE, KL, LENGTH, RATIO_MAX, HealthBounds, check_health
+from models.ppo.health import APPROX_KL, EOS_RATE, KL, LENGTH, RATIO_MAX, SFT_LENGTH, HealthBounds, check_health
 from models.ppo.kl import AdaptiveKLController, FixedKLController
 from models.ppo.losses import entropy_from_logits, kl_penalized_rewards, policy_loss, value_loss
 from models.ppo.reward_scale import RewardScale
@@ -249,6 +249,7 @@ class PPOModule(_GPTModule):
         self.value_head = ScalarHead(policy.config.n_embd)
         nn.init.zeros_(self.value_head.linear.weight)  # V = 0 everywhere at the start (see Design choices)
         self.reward_scale = RewardScale() if config.normalize_rewards else RewardScale(0.0, 1.0)
+        self.sft_length: float | None = None  # the first rollout's mean length (the policy is still SFT's)
         self.reference = reference.requires_grad_(False)
         self.reward = reward.requires_grad_(False) if isinstance(reward, nn.Module) else reward
         if config.target_kl is None:
@@ -296,6 +297,8 @@ class PPOModule(_GPTModule):
             "ppo/eos_rate": self._has_eos(r.sequences[:, r.prompt_len :], r.mask).float().mean(),
         }
         stats = dict(zip(rollout_stats, torch.stack(list(rollout_stats.values())).tolist(), strict=True))  # one sync
+        if self.sft_length is None:
+            self.sft_length = stats["ppo/response_len"]
         self._check(stats, iteration)  # before any update: a NaN reward must not reach the weights
         generated = time.perf_counter()
 
@@ -415,6 +418,7 @@ class PPOModule(_GPTModule):
         checked = {_HEALTH_NAMES.get(name, name): value for name, value in stats.items()}
         if "ppo/ratio_max" in checked:
             checked[RATIO_MAX] = checked.pop("ppo/ratio_max")
+        checked[SFT_LENGTH] = self.sft_length
         reasons = check_health(checked, self.health)
         if reasons:
             raise UnhealthyRun(reasons, checked, iteration)
@@ -424,12 +428,14 @@ class PPOModule(_GPTModule):
         super().on_save_checkpoint(checkpoint)  # RNG states
         checkpoint["kl_controller"] = self.kl_controller.state_dict()
         checkpoint["reward_scale"] = self.reward_scale.state_dict()
+        checkpoint["sft_length"] = self.sft_length
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(_FROZEN)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
         self.kl_controller.load_state_dict(checkpoint["kl_controller"])
         self.reward_scale.load_state_dict(checkpoint["reward_scale"])
+        self.sft_length = checkpoint["sft_length"]
         # the frozen models are this module's own (the checkpoint left them out): keep them, strict loading stays
         frozen = {k: v for k, v in self.state_dict().items() if k.startswith(_FROZEN)}
         checkpoint["state_dict"] = {**checkpoint["state_dict"], **frozen}

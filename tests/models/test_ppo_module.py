@@ -340,3 +340,12 @@ def test_critic_warmup_moves_only_the_value_head(tmp_path: Path) -> None:
     fit(model, 1, tmp_path)
     assert all(torch.equal(before[k], v) for k, v in model.model.state_dict().items())  # the policy is still SFT
     assert model.value_head.linear.weight.abs().sum() > 0  # the critic learnt
+
+
+def test_health_floor_is_relative_to_the_first_rollouts_length(tmp_path: Path) -> None:
+    # a floor above the SFT policy's own length stops the run at once, naming the relative bound
+    model = module(config(), health=HealthBounds(min_length_fraction=1.5))
+    with pytest.raises(UnhealthyRun) as raised:
+        fit(model, 2, tmp_path)
+    assert raised.value.iteration == 1 and "min_length_fraction * SFT length" in str(raised.value)
+    assert model.sft_length == pytest.approx(raised.value.stats["response/length_mean"])
