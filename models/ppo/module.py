@@ -20,6 +20,11 @@ B = rollout_batch_size. One batch is one PPO iteration (training_step):
      manual_backward, gradient-norm clipping, optimizer step;
   4. the KL controller reads the rollout's mean KL; metrics are logged and checked by models.ppo.health.
 
+Group-relative methods (method "grpo" or "rloo"): each prompt is sampled group_size times (B * G episodes); each
+response's KL-penalised return (normalised score + penalty - beta * summed KL) gets one advantage from its group
+(models.ppo.group), on all its tokens; no value head is read or trained, no GAE, no whitening. The clipped policy
+loss, health checks, checkpoints and resume are PPO's.
+
 Steps: Trainer.global_step counts OPTIMIZER steps, config.steps_per_iteration = ppo_epochs * rollout_batch_size /
 minibatch_size of them per iteration: for N iterations pass max_steps=N * steps_per_iteration, and to
 ModelCheckpoint(every_n_train_steps=k * steps_per_iteration). Loggers' step counts iterations (batches); on_step
@@ -79,6 +84,7 @@ from models.gpt import GPT
 from models.heads import ScalarHead
 from models.lm import _GPTModule
 from models.ppo.advantages import gae, masked_whiten
+from models.ppo.group import grpo_advantages, rloo_advantages
 from models.ppo.health import APPROX_KL, EOS_RATE, KL, LENGTH, RATIO_MAX, SFT_LENGTH, HealthBounds, check_health
 from models.ppo.kl import AdaptiveKLController, FixedKLController
 from models.ppo.losses import entropy_from_logits, kl_penalized_rewards, policy_loss, value_loss
@@ -106,6 +112,8 @@ METRICS = (
 # logged name -> the name models.ppo.health reads; the rest are checked (finite) under their logged names
 _HEALTH_NAMES = {"ppo/kl": KL, "ppo/approx_kl": APPROX_KL, "ppo/response_len": LENGTH, "ppo/eos_rate": EOS_RATE}
 _FROZEN = ("reference.", "reward.")  # state_dict prefixes left out of checkpoints
+METHODS = ("ppo", "grpo", "rloo")  # PPO with a critic and GAE; the critic-free group-relative methods
+GROUP_ADVANTAGES = {"grpo": grpo_advantages, "rloo": rloo_advantages}
 
 
 @dataclass
@@ -115,8 +123,10 @@ class PPOConfig:
     (measured, tiny GPT, beta 100, 16 iterations: with k3 the KL grew steadily to 1.3 nats, with k1 it levelled
     off at 0.08). Keep "k1" unless comparing."""
 
-    rollout_batch_size: int = 64  # prompts (episodes) per PPO iteration: the prompt loader's batch size
-    minibatch_size: int = 16  # episodes per optimizer step; must divide rollout_batch_size
+    method: str = "ppo"  # "ppo" (critic, GAE) or the critic-free "grpo" / "rloo" (group_size samples per prompt)
+    group_size: int = 4  # grpo / rloo: responses sampled per prompt, the group its advantage is read from
+    rollout_batch_size: int = 64  # prompts per iteration: the prompt loader's batch size
+    minibatch_size: int = 16  # episodes per optimizer step; must divide the episodes (rollout_batch_size * G)
     ppo_epochs: int = 4  # passes over each rollout batch
     max_new_tokens: int = 64  # response length cap; a response that reaches it without EOS is "missing EOS"
     temperature: float = 1.0  # sampling temperature; log-probs are computed at the same temperature
@@ -152,10 +162,15 @@ class PPOConfig:
         for name, value in positive.items():
             if not value > 0:
                 raise ValueError(f"PPOConfig.{name} must be > 0, got {value}")
-        if self.rollout_batch_size % self.minibatch_size:
+        if self.method not in METHODS:
+            raise ValueError(f"PPOConfig.method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.method in GROUP_ADVANTAGES and self.group_size < 2:
+            raise ValueError(f"PPOConfig.group_size must be >= 2 for {self.method} (a group baseline), got 1")
+        if self.episodes_per_iteration % self.minibatch_size:
             raise ValueError(
                 f"PPOConfig.minibatch_size ({self.minibatch_size}) must divide rollout_batch_size "
-                f"({self.rollout_batch_size}): every optimizer step sees the same number of episodes"
+                f"({self.rollout_batch_size}) times the group size: every optimizer step sees the same number of "
+                "episodes"
             )
         if self.kl_estimator not in ("k1", "k3"):
             raise ValueError(f"PPOConfig.kl_estimator must be 'k1' or 'k3', got {self.kl_estimator!r}")
@@ -164,9 +179,14 @@ class PPOConfig:
         self.generation()  # validates max_new_tokens, temperature, top_k, top_p
 
     @property
+    def episodes_per_iteration(self) -> int:
+        """Responses sampled per iteration: one per prompt for ppo, group_size per prompt for grpo / rloo."""
+        return self.rollout_batch_size * (self.group_size if self.method in GROUP_ADVANTAGES else 1)
+
+    @property
     def steps_per_iteration(self) -> int:
         """Optimizer steps (Trainer.global_step) per PPO iteration."""
-        return self.ppo_epochs * (self.rollout_batch_size // self.minibatch_size)
+        return self.ppo_epochs * (self.episodes_per_iteration // self.minibatch_size)
 
     def generation(self, eos_id: int | None = None, pad_id: int = 0, seed: int | None = None) -> GenerationConfig:
         """The sampling configuration of a rollout."""
@@ -329,6 +349,11 @@ class PPOModule(_GPTModule):
             )
         if not bool(attention_mask[:, -1].all()):
             raise ValueError("prompts must be left-padded (attention_mask 1 in the last column): responses follow it")
+        group = cfg.method in GROUP_ADVANTAGES
+        if group:  # each prompt's G samples in adjacent rows: the layout models.ppo.group reads
+            input_ids = input_ids.repeat_interleave(cfg.group_size, dim=0)
+            attention_mask = attention_mask.repeat_interleave(cfg.group_size, dim=0)
+            B = input_ids.size(0)
         seed = int(torch.randint(2**62, ()))  # global CPU RNG: restored on resume, the same on every device
         sequences, _ = generate(self.model, input_ids, attention_mask, cfg.generation(self.eos_id, self.pad_id, seed))
         response = sequences[:, P:]  # (B, N)
@@ -340,7 +365,7 @@ class PPOModule(_GPTModule):
             seqs, m = sequences[i : i + cfg.minibatch_size], full_mask[i : i + cfg.minibatch_size]
             logits, hidden = self._response_logits(self.model, seqs, m, P)
             logp.append(logprobs_of(logits, seqs[:, P:]))
-            values.append(self.value_head(hidden).float())
+            values.append(torch.zeros_like(logp[-1]) if group else self.value_head(hidden).float())
             ref_logits, _ = self._response_logits(self.reference, seqs, m, P)
             ref_logp.append(logprobs_of(ref_logits, seqs[:, P:]))
         logp, values, ref_logp = torch.cat(logp), torch.cat(values), torch.cat(ref_logp)
@@ -354,8 +379,14 @@ class PPOModule(_GPTModule):
         )
         if cfg.whiten_rewards:
             rewards = masked_whiten(rewards, mask, shift_mean=False)
-        advantages, returns = gae(rewards, values, mask, cfg.gamma, cfg.lam)
-        advantages = masked_whiten(advantages, mask)
+        if group:  # one advantage per response from its group's KL-penalised returns (TRL's RLOO, verl's
+            # use_kl_in_reward), on every one of its tokens; no critic, so nothing to whiten or regress on
+            sequence_advantage = GROUP_ADVANTAGES[cfg.method](rewards.sum(dim=1), cfg.group_size)
+            advantages = torch.where(mask.bool(), sequence_advantage[:, None].expand_as(rewards), 0.0)
+            returns = torch.zeros_like(rewards)
+        else:
+            advantages, returns = gae(rewards, values, mask, cfg.gamma, cfg.lam)
+            advantages = masked_whiten(advantages, mask)
         return Rollout(sequences, full_mask, P, mask, logp, ref_logp, values, score, kl, rewards, advantages, returns)
 
     def update(self, r: Rollout, critic_only: bool = False) -> dict[str, float]:
@@ -372,9 +403,12 @@ class PPOModule(_GPTModule):
                 seqs, mask = r.sequences[rows], r.mask[rows]
                 logits, hidden = self._response_logits(self.model, seqs, r.attention_mask[rows], P)
                 logp = logprobs_of(logits, seqs[:, P:])
-                values = self.value_head(hidden.detach() if critic_only else hidden).float()
                 pg_loss, pg = policy_loss(logp, r.logp[rows], r.advantages[rows], mask, cfg.clip_range)
-                vf_loss, _ = value_loss(values, r.values[rows], r.returns[rows], mask, cfg.clip_range_value)
+                if cfg.method in GROUP_ADVANTAGES:  # no critic
+                    vf_loss = torch.zeros((), device=logp.device)
+                else:
+                    values = self.value_head(hidden.detach() if critic_only else hidden).float()
+                    vf_loss, _ = value_loss(values, r.values[rows], r.returns[rows], mask, cfg.clip_range_value)
                 # without a bonus the entropy is only reported: no backward through a softmax over the vocabulary
                 entropy = entropy_from_logits(logits if cfg.ent_coef else logits.detach(), mask)
                 loss = vf_loss if critic_only else pg_loss + cfg.vf_coef * vf_loss - cfg.ent_coef * entropy

@@ -349,3 +349,32 @@ def test_health_floor_is_relative_to_the_first_rollouts_length(tmp_path: Path) -
         fit(model, 2, tmp_path)
     assert raised.value.iteration == 1 and "min_length_fraction * SFT length" in str(raised.value)
     assert model.sft_length == pytest.approx(raised.value.stats["response/length_mean"])
+
+
+@pytest.mark.parametrize("method", ["grpo", "rloo"])
+def test_group_methods_raise_the_reward_without_a_critic(tmp_path: Path, method: str) -> None:
+    # 8 prompts x 4 samples = 32 episodes per iteration, as PPO's tests
+    model = module(config(method=method, group_size=4, rollout_batch_size=8, minibatch_size=16))
+    assert model.config.steps_per_iteration == 4 * 32 // 16
+    head = copy.deepcopy(model.value_head.state_dict())
+    stats = fit(model, 12, tmp_path)
+    reward = [stats[i]["ppo/reward"] for i in range(1, 13)]
+    first, last = sum(reward[:3]) / 3, sum(reward[-3:]) / 3
+    assert last > first + 0.5, reward
+    assert all(stats[i]["ppo/value_loss"] == 0.0 for i in stats)
+    assert all(torch.equal(head[k], v) for k, v in model.value_head.state_dict().items())  # no critic trained
+
+
+def test_group_rollout_samples_each_prompt_g_times_and_reads_advantages_from_its_group() -> None:
+    model = module(config(method="rloo", group_size=4, rollout_batch_size=8, minibatch_size=16))
+    batch = left_pad([Prompts(8, seed=1)[i] for i in range(8)])
+    torch.manual_seed(0)
+    r = model.rollout(batch["input_ids"], batch["attention_mask"])
+    assert r.sequences.size(0) == 32
+    prompts = r.sequences[:, : r.prompt_len].view(8, 4, -1)
+    assert (prompts == prompts[:, :1]).all()  # rows 4k..4k+3 share prompt k
+    returns = r.rewards.sum(dim=1).view(8, 4)  # KL 0 at the start: the z-scored counts
+    expected = returns - (returns.sum(dim=1, keepdim=True) - returns) / 3  # leave-one-out baseline
+    first_token = r.advantages[:, 0].view(8, 4)
+    torch.testing.assert_close(first_token, expected, atol=1e-5, rtol=0)
+    assert torch.equal(r.advantages, torch.where(r.mask.bool(), r.advantages[:, :1], 0.0))  # same on every token
