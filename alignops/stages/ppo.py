@@ -2,6 +2,11 @@
 (InstructGPT); registers <prefix>-policy with the SFT and reward versions in its lineage.
 
     result = run(load_config("tiny"))      # or: alignops ppo --preset tiny
+    alignops ppo --preset tiny --set ppo.method=grpo --set ppo.group_size=4          # critic-free, same stage
+    alignops ppo --preset tiny --set ppo.reward_function=alignops.stages.reward_function:vader_sentiment
+
+ppo.method picks PPO (critic, GAE) or GRPO / RLOO (group-relative advantages, no critic): the same health checks,
+resume and registry. ppo.reward_function (module:function) replaces the reward model by a rule or verifier.
 
 Refuses a reward model that failed its quality gate. Rollout prompts are the ranking tasks' prompts (what the
 reward model was trained to judge). A health check after every rollout and update (NaN/inf, KL or approx-KL
@@ -12,7 +17,6 @@ beyond bounds, collapsed responses) stops the run; the policy is then rolled bac
 from __future__ import annotations
 
 import copy
-import dataclasses
 from dataclasses import dataclass
 
 from alignops import tracking
@@ -59,7 +63,8 @@ def _mean_score(scorer, generator, prompts: list[str], cfg: PipelineConfig) -> f
     ]
     batch = collate_right_pad(generator.pad_id)(rows)
     with torch.no_grad():
-        return float(scorer.score(batch["input_ids"], batch["attention_mask"]).mean())
+        score = scorer.score if hasattr(scorer, "score") else scorer  # a RewardModel, or a TextScorer
+        return float(score(batch["input_ids"], batch["attention_mask"]).mean())
 
 
 def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
@@ -68,8 +73,9 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
 
     from alignops.data.loaders import PromptDataset, collate_left_pad, pad_id, resumable_loader, special_id
     from alignops.inference import Generator
+    from alignops.stages.reward_function import TextScorer, load_reward_function
     from models.ppo.health import HealthBounds
-    from models.ppo.module import PPOConfig, PPOModule, UnhealthyRun
+    from models.ppo.module import PPOModule, UnhealthyRun
     from models.reward import RewardModel
 
     pc = cfg.ppo
@@ -77,19 +83,25 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
         raise ConfigError("PPO does not run under FSDP: use --set trainer.strategy=ddp (or auto on one device).")
     start = training.start_from_base(cfg, "ppo", pc, default="sft")
     sft = start.model
-    reward_uri = tracking.pin_uri(pc.reward_model or f"models:/{cfg.tracking.model_prefix}-reward/latest")
-    reward_loaded = load_model(tracking.resolve_model(reward_uri))
-    _gate(reward_uri, reward_loaded.meta)
-    if reward_loaded.meta.tokenizer_sha256 != sft.meta.tokenizer_sha256:
-        raise ValueError(f"{reward_uri} and {start.uri} use different tokenizers: train both from one tokenizer.")
-    scorer = RewardModel.from_gpt(reward_loaded.gpt)
-    scorer.head.load_state_dict(reward_loaded.head.state_dict())
-    scorer.eval()
-
-    # the stage config names PPOConfig's fields alike; the rest (models, iterations, health bounds) are the stage's
-    ppo_config = PPOConfig(**pc.model_dump(include={f.name for f in dataclasses.fields(PPOConfig)}))
-    health = HealthBounds(max_kl=pc.max_kl, max_approx_kl=pc.max_approx_kl, min_response_length=pc.min_response_length)
     tokenizer = sft.tokenizer
+    if pc.reward_function:  # a rule or verifier in place of the reward model: no reward model, no gate
+        reward_uri = pc.reward_function
+        scorer = TextScorer(load_reward_function(pc.reward_function), tokenizer)
+    else:
+        reward_uri = tracking.pin_uri(pc.reward_model or f"models:/{cfg.tracking.model_prefix}-reward/latest")
+        reward_loaded = load_model(tracking.resolve_model(reward_uri))
+        _gate(reward_uri, reward_loaded.meta)
+        if reward_loaded.meta.tokenizer_sha256 != sft.meta.tokenizer_sha256:
+            raise ValueError(f"{reward_uri} and {start.uri} use different tokenizers: train both from one tokenizer.")
+        scorer = RewardModel.from_gpt(reward_loaded.gpt)
+        scorer.head.load_state_dict(reward_loaded.head.state_dict())
+        scorer.eval()
+
+    ppo_config = pc.algorithm()  # the stage config is PPOConfig plus models, iterations and health bounds
+    health = HealthBounds(
+        max_kl=pc.max_kl, max_approx_kl=pc.max_approx_kl, min_response_length=pc.min_response_length,
+        min_length_fraction=pc.min_length_fraction,
+    )  # fmt: skip
     eos, pad = special_id(tokenizer, "<|endoftext|>"), pad_id(tokenizer)
     module = PPOModule(sft.gpt, copy.deepcopy(sft.gpt), scorer, ppo_config, eos, pad, health)
 
@@ -148,7 +160,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
             extra=training.saved_hparams(cfg, "ppo") | {"reward_model": reward_uri, "stopped": stopped},
         )
         tags = {
-            "alignops.method": "ppo",
+            "alignops.method": pc.method,
             "alignops.reward_model": reward_uri,
             "alignops.health": "stopped: " + "; ".join(stopped) if stopped else "healthy",
         }

@@ -84,6 +84,7 @@ from models.gpt import GPT
 from models.heads import ScalarHead
 from models.lm import _GPTModule
 from models.ppo.advantages import gae, masked_whiten
+from models.ppo.config import PPOConfig
 from models.ppo.group import grpo_advantages, rloo_advantages
 from models.ppo.health import APPROX_KL, EOS_RATE, KL, LENGTH, RATIO_MAX, SFT_LENGTH, HealthBounds, check_health
 from models.ppo.kl import AdaptiveKLController, FixedKLController
@@ -112,94 +113,7 @@ METRICS = (
 # logged name -> the name models.ppo.health reads; the rest are checked (finite) under their logged names
 _HEALTH_NAMES = {"ppo/kl": KL, "ppo/approx_kl": APPROX_KL, "ppo/response_len": LENGTH, "ppo/eos_rate": EOS_RATE}
 _FROZEN = ("reference.", "reward.")  # state_dict prefixes left out of checkpoints
-METHODS = ("ppo", "grpo", "rloo")  # PPO with a critic and GAE; the critic-free group-relative methods
-GROUP_ADVANTAGES = {"grpo": grpo_advantages, "rloo": rloo_advantages}
-
-
-@dataclass
-class PPOConfig:
-    """One PPO run's settings. kl_estimator "k3" is a fine KL *estimate* but a poor KL *reward*: the policy gradient
-    of its penalty is grad KL(pi||ref) - grad KL(ref||pi), near 0 close to the reference, so it hardly pulls back
-    (measured, tiny GPT, beta 100, 16 iterations: with k3 the KL grew steadily to 1.3 nats, with k1 it levelled
-    off at 0.08). Keep "k1" unless comparing."""
-
-    method: str = "ppo"  # "ppo" (critic, GAE) or the critic-free "grpo" / "rloo" (group_size samples per prompt)
-    group_size: int = 4  # grpo / rloo: responses sampled per prompt, the group its advantage is read from
-    rollout_batch_size: int = 64  # prompts per iteration: the prompt loader's batch size
-    minibatch_size: int = 16  # episodes per optimizer step; must divide the episodes (rollout_batch_size * G)
-    ppo_epochs: int = 4  # passes over each rollout batch
-    max_new_tokens: int = 64  # response length cap; a response that reaches it without EOS is "missing EOS"
-    temperature: float = 1.0  # sampling temperature; log-probs are computed at the same temperature
-    top_k: int | None = None  # sampling filter (not applied to log-probs: None keeps PPO exactly on-policy)
-    top_p: float | None = None  # nucleus sampling filter (same caveat as top_k)
-    gamma: float = 1.0  # discount per token (1: the episode is one response)
-    lam: float = 0.95  # GAE lambda
-    clip_range: float = 0.2  # PPO ratio clip epsilon
-    clip_range_value: float = 0.2  # value clip around the rollout's values
-    vf_coef: float = 0.1  # weight of the value loss (it shares the policy's trunk)
-    ent_coef: float = 0.0  # weight of the entropy bonus (0: off, as InstructGPT)
-    init_kl_coef: float = 0.05  # beta: weight of the per-token KL(policy || reference) penalty in the reward
-    target_kl: float | None = None  # None: beta fixed; else adaptive (Ziegler et al.) towards this sequence KL, nats
-    kl_horizon: int = 10_000  # adaptive beta: episodes to close a 20% KL error by about e^0.2
-    kl_estimator: str = "k1"  # per-token KL estimator in the reward: "k1" (log ratio) or "k3" (>= 0)
-    whiten_rewards: bool = False  # whiten per-token rewards (scale only) before GAE
-    reward_clip: float | None = None  # clamp the (penalised) score to [-reward_clip, reward_clip]; None: off
-    missing_eos_penalty: float = 0.0  # added to the (normalised) score of a response without EOS, e.g. -1.0; 0: off
-    normalize_rewards: bool = True  # z-score the reward model's scores by the first (SFT) rollout's mean and std
-    lr: float = 1e-5  # AdamW learning rate (constant) of the policy
-    value_lr: float | None = None  # AdamW learning rate of the value head; None: lr
-    critic_warmup_iterations: int = 0  # first iterations train the value head only (the policy stays the SFT one)
-    weight_decay: float = 0.0  # AdamW decay of matrices; biases and LayerNorm gains never decay
-    max_grad_norm: float = 1.0  # clip the gradient norm of each optimizer step to this
-
-    def __post_init__(self) -> None:
-        positive = {k: getattr(self, k) for k in ("rollout_batch_size", "minibatch_size", "ppo_epochs", "kl_horizon")}
-        positive.update(lr=self.lr, max_grad_norm=self.max_grad_norm, clip_range=self.clip_range)
-        if self.value_lr is not None:
-            positive.update(value_lr=self.value_lr)
-        if self.critic_warmup_iterations < 0:
-            raise ValueError(f"PPOConfig.critic_warmup_iterations must be >= 0, got {self.critic_warmup_iterations}")
-        for name, value in positive.items():
-            if not value > 0:
-                raise ValueError(f"PPOConfig.{name} must be > 0, got {value}")
-        if self.method not in METHODS:
-            raise ValueError(f"PPOConfig.method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        if self.method in GROUP_ADVANTAGES and self.group_size < 2:
-            raise ValueError(f"PPOConfig.group_size must be >= 2 for {self.method} (a group baseline), got 1")
-        if self.episodes_per_iteration % self.minibatch_size:
-            raise ValueError(
-                f"PPOConfig.minibatch_size ({self.minibatch_size}) must divide rollout_batch_size "
-                f"({self.rollout_batch_size}) times the group size: every optimizer step sees the same number of "
-                "episodes"
-            )
-        if self.kl_estimator not in ("k1", "k3"):
-            raise ValueError(f"PPOConfig.kl_estimator must be 'k1' or 'k3', got {self.kl_estimator!r}")
-        if self.target_kl is not None and self.target_kl <= 0:
-            raise ValueError(f"PPOConfig.target_kl must be > 0 or None (fixed beta), got {self.target_kl}")
-        self.generation()  # validates max_new_tokens, temperature, top_k, top_p
-
-    @property
-    def episodes_per_iteration(self) -> int:
-        """Responses sampled per iteration: one per prompt for ppo, group_size per prompt for grpo / rloo."""
-        return self.rollout_batch_size * (self.group_size if self.method in GROUP_ADVANTAGES else 1)
-
-    @property
-    def steps_per_iteration(self) -> int:
-        """Optimizer steps (Trainer.global_step) per PPO iteration."""
-        return self.ppo_epochs * (self.episodes_per_iteration // self.minibatch_size)
-
-    def generation(self, eos_id: int | None = None, pad_id: int = 0, seed: int | None = None) -> GenerationConfig:
-        """The sampling configuration of a rollout."""
-        return GenerationConfig(
-            max_new_tokens=self.max_new_tokens,
-            do_sample=True,
-            temperature=self.temperature,
-            top_k=self.top_k,
-            top_p=self.top_p,
-            eos_token_id=eos_id,
-            pad_token_id=pad_id,
-            seed=seed,
-        )
+GROUP_ADVANTAGES = {"grpo": grpo_advantages, "rloo": rloo_advantages}  # config.GROUP_METHODS' advantages
 
 
 class UnhealthyRun(RuntimeError):
@@ -263,7 +177,7 @@ class PPOModule(_GPTModule):
                 f"{reference.config.vocab_size}): the reference must be the policy's starting point (the SFT model)"
             )
         health = health or HealthBounds()
-        self.save_hyperparameters(dict(config=asdict(config), eos_id=eos_id, pad_id=pad_id, health=asdict(health)))
+        self.save_hyperparameters(dict(config=config.model_dump(), eos_id=eos_id, pad_id=pad_id, health=asdict(health)))
         self.config, self.eos_id, self.pad_id, self.health = config, eos_id, pad_id, health
         self.model = policy
         self.value_head = ScalarHead(policy.config.n_embd)
@@ -275,7 +189,8 @@ class PPOModule(_GPTModule):
         if config.target_kl is None:
             self.kl_controller = FixedKLController(config.init_kl_coef)
         else:
-            self.kl_controller = AdaptiveKLController(config.init_kl_coef, config.target_kl, config.kl_horizon)
+            # kl_horizon None: sized to the run, from the Trainer's max_steps at fit start (on_fit_start)
+            self.kl_controller = AdaptiveKLController(config.init_kl_coef, config.target_kl, config.kl_horizon or 1)
         self.train()
 
     def policy_gpt(self) -> GPT:
@@ -288,6 +203,15 @@ class PPOModule(_GPTModule):
         super().train(False)
         self.training = mode
         return self
+
+    def on_fit_start(self) -> None:
+        """An adaptive KL horizon left to the run: the run's episodes (iterations * episodes per iteration)."""
+        cfg = self.config
+        if isinstance(self.kl_controller, AdaptiveKLController) and cfg.kl_horizon is None:
+            if self.trainer.max_steps is None or self.trainer.max_steps < 1:
+                raise ValueError("PPOConfig.kl_horizon None sizes the horizon to the run: give Trainer(max_steps=...)")
+            iterations = max(1, self.trainer.max_steps // cfg.steps_per_iteration)
+            self.kl_controller.horizon = iterations * cfg.episodes_per_iteration
 
     def configure_model(self) -> None:
         """No torch.compile: rollout shapes change every iteration and would recompile."""
@@ -355,7 +279,11 @@ class PPOModule(_GPTModule):
             attention_mask = attention_mask.repeat_interleave(cfg.group_size, dim=0)
             B = input_ids.size(0)
         seed = int(torch.randint(2**62, ()))  # global CPU RNG: restored on resume, the same on every device
-        sequences, _ = generate(self.model, input_ids, attention_mask, cfg.generation(self.eos_id, self.pad_id, seed))
+        sampling = GenerationConfig(
+            max_new_tokens=cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature, top_k=cfg.top_k,
+            top_p=cfg.top_p, eos_token_id=self.eos_id, pad_token_id=self.pad_id, seed=seed,
+        )  # fmt: skip
+        sequences, _ = generate(self.model, input_ids, attention_mask, sampling)
         response = sequences[:, P:]  # (B, N)
         mask = response_mask(response, self.eos_id)
         full_mask = torch.cat([attention_mask, mask.to(attention_mask.dtype)], dim=1)  # (B, P + N)

@@ -378,3 +378,11 @@ def test_group_rollout_samples_each_prompt_g_times_and_reads_advantages_from_its
     first_token = r.advantages[:, 0].view(8, 4)
     torch.testing.assert_close(first_token, expected, atol=1e-5, rtol=0)
     assert torch.equal(r.advantages, torch.where(r.mask.bool(), r.advantages[:, :1], 0.0))  # same on every token
+
+
+def test_adaptive_kl_horizon_defaults_to_the_runs_episodes(tmp_path: Path) -> None:
+    # 4 iterations of 32 episodes: horizon 128, so beta *= 1 - 0.2 * 32 / 128 = 0.95 per iteration
+    model = module(config(init_kl_coef=0.1, target_kl=6.0))
+    stats = fit(model, 4, tmp_path)
+    assert model.kl_controller.horizon == 4 * 32
+    assert [stats[i]["ppo/beta"] for i in range(1, 5)] == pytest.approx([0.1, 0.095, 0.09025, 0.0857375])
