@@ -61,3 +61,18 @@ def test_ppo_refuses_a_reward_model_that_failed_its_gate(built: PipelineConfig) 
     assert rm.metrics["reward/accuracy"] < 1.0
     with pytest.raises(ppo.RewardModelRejected, match="floor 1.000"):
         ppo.run(with_ppo(built))
+
+
+@pytest.mark.slow
+def test_grpo_against_a_reward_function_registers_a_policy(built: PipelineConfig) -> None:
+    # no reward model at all: a plain function named in config scores the decoded responses
+    pretrain.run(built)
+    sft.run(built)
+    rule = "alignops.stages.reward_function:vader_sentiment"
+    result = ppo.run(with_ppo(built, method="grpo", group_size=2, reward_function=rule))
+    client = mlflow.MlflowClient(tracking.tracking_uri())
+    version = client.get_model_version("alignops-policy", result.version)
+    assert version.tags["alignops.method"] == "grpo" and version.tags["alignops.reward_model"] == rule
+    history = client.get_metric_history(result.run_id, "ppo/value_loss")
+    assert len(history) == PPO_TINY["iterations"] and all(m.value == 0.0 for m in history)  # no critic
+    assert math.isfinite(result.metrics["ppo/reward_gain"])
