@@ -164,6 +164,12 @@ class RewardConfig(TrainConfig):
     min_accuracy: float = Field(
         0.55, ge=0, le=1, description="Quality gate: PPO refuses a reward model below this held-out pair accuracy."
     )
+    max_abs_length_corr: float = Field(
+        0.3, ge=0, le=1, description="Quality gate: refuse a model whose |corr(score, response length)| is above it."
+    )
+    bias_checks: bool = Field(
+        True, description="Quality gate: refuse length-biased or silence-preferring models (off: knowingly, CI)."
+    )
 
 
 class DPOConfig(TrainConfig):

@@ -43,7 +43,8 @@ def _gate(reward_uri: str, reward_meta) -> None:
         raise RewardModelRejected(
             f"{reward_uri} failed its quality gate ({GATE_TAG}): "
             + "; ".join(reasons)
-            + ". Train a better reward model (more steps or data) or lower reward.min_accuracy knowingly."
+            + ". Train a better reward model (more steps or data), or lower reward.min_accuracy / turn off "
+            "reward.bias_checks knowingly."
         )
 
 

@@ -24,9 +24,12 @@ def with_ppo(cfg: PipelineConfig, **changes) -> PipelineConfig:
 def test_ppo_against_a_gated_reward_model(built: PipelineConfig) -> None:
     pretrain.run(built)
     sft.run(built)
-    # a floor of 0 passes any model that beats the length baseline; the fixture's rankings carry little signal
-    passing = built.model_copy(update={"reward": built.reward.model_copy(update={"min_accuracy": 0.0})})
+    # a floor of 0 passes any model that beats the length baseline; the fixture's rankings carry little signal, and
+    # its reward model reads length and prefers an empty reply (the bias checks would refuse it): both off knowingly
+    lenient = {"min_accuracy": 0.0, "bias_checks": False}
+    passing = built.model_copy(update={"reward": built.reward.model_copy(update=lenient)})
     rm = reward.run(passing)
+    assert {"reward/length_corr", "reward/empty_reply_score", "reward/sft_reply_score_median"} <= set(rm.metrics)
     assert rm.metrics["reward/accuracy"] > rm.metrics["reward/length_baseline_accuracy"], "fixture changed?"
 
     result = ppo.run(with_ppo(built))
