@@ -222,6 +222,7 @@ TINY = [
     "reward.lr=0.003",
     "reward.val_every_n_steps=10",
     "reward.min_accuracy=0.0",
+    "reward.bias_checks=false",  # the fixture's 20-step reward model reads length: the gate would refuse PPO
     "dpo.max_steps=10",
     "dpo.val_every_n_steps=10",
     "ppo.iterations=3",
