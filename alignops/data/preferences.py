@@ -34,7 +34,8 @@ class Pair:
     chosen: str  # the response ranked higher
     rejected: str
     source: str  # the ranking's source, for per-source metrics
-    weight: float  # the pair's weight in the loss: the ranking's agreement, or 1.0
+    weight: float  # the ranking's agreement (unknown: the set's mean), or 1.0: DPO's weight, the reward model's
+    # soft Bradley-Terry target (the probability a person prefers chosen)
 
 
 def _record_pairs(record: dict[str, Any]) -> list[tuple[int, int]]:
@@ -48,13 +49,17 @@ def expand_rankings(
     """Every ordered pair of every ranking, in record order, then ranking order.
 
     weight_by="agreement": each pair weighs its record's agreement (how often a single human agrees with the
-    order), 1.0 where that is unknown (null); None: every pair weighs 1.0."""
+    order); where that is unknown (null), the mean agreement of the records that have one (never the most weight
+    a pair can get: an unknown order is not a certain one), 1.0 when none has one; None: every pair weighs 1.0."""
     if weight_by not in ("agreement", None):
         raise ValueError(f'weight_by must be "agreement" or None, got {weight_by!r}')
+    records = list(records)
+    known = [float(r["agreement"]) for r in records if r.get("agreement") is not None and _record_pairs(r)]
+    unknown = sum(known) / len(known) if known else 1.0
     pairs = []
     for record in records:
         agreement = record.get("agreement")
-        weight = float(agreement) if weight_by == "agreement" and agreement is not None else 1.0
+        weight = (unknown if agreement is None else float(agreement)) if weight_by == "agreement" else 1.0
         responses = record["responses"]
         for better, worse in _record_pairs(record):
             pairs.append(Pair(record["prompt"], responses[better], responses[worse], record["source"], weight))

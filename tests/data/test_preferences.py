@@ -68,7 +68,7 @@ def test_expand_rankings_ties_full_rankings_and_skips() -> None:
 
 def test_expand_rankings_weights() -> None:
     records = [ranking(["a", "b"], [1, 0], agreement=0.7), ranking(["c", "d"], [0, 1], agreement=None)]
-    assert [p.weight for p in expand_rankings(records)] == [0.7, 1.0]
+    assert [p.weight for p in expand_rankings(records)] == [0.7, 0.7]  # unknown: the mean, never the most
     assert [p.weight for p in expand_rankings(records, weight_by=None)] == [1.0, 1.0]
     assert expand_rankings(records)[0].chosen == "b"
     with pytest.raises(ValueError, match="weight_by"):
