@@ -80,6 +80,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
     require_valid(cfg)
     from alignops.data.preferences import human_ceiling, length_baseline_accuracy
     from alignops.stages.reward_bias import BiasBounds, bias_reasons, measure
+    from alignops.stages.reward_report import accuracy_by_source, lexicon_baseline_accuracy
     from models.reward import RewardModel
 
     rc = cfg.reward
@@ -115,6 +116,16 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
         replies = _sft_replies(base, sorted({p.prompt for p in test_pairs})[:BIAS_PROMPTS], cfg.seed)
         evidence = measure(scorer, test_pairs, replies, lambda text: len(base.tokenizer.encode(text).ids))
         metrics.update(evidence.metrics())
+        prompts = [p.prompt for p in test_pairs]
+        chosen, rejected = (
+            scorer(prompts, [p.chosen for p in test_pairs]),
+            scorer(prompts, [p.rejected for p in test_pairs]),
+        )
+        by_source = accuracy_by_source(chosen, rejected, test_pairs)
+        metrics.update({f"reward/accuracy/{family}": value for family, value in by_source.items()})
+        lexicon = lexicon_baseline_accuracy(pairs["test"])
+        if lexicon is not None:  # beside the length baseline: what the VADER lexicon alone gets on English pairs
+            metrics["reward/lexicon_baseline_accuracy"] = lexicon
         if rc.bias_checks:  # measured and logged either way
             reasons += bias_reasons(evidence, BiasBounds(max_abs_length_corr=rc.max_abs_length_corr))
         stage.log_metrics(metrics)

@@ -30,6 +30,7 @@ def test_ppo_against_a_gated_reward_model(built: PipelineConfig) -> None:
     passing = built.model_copy(update={"reward": built.reward.model_copy(update=lenient)})
     rm = reward.run(passing)
     assert {"reward/length_corr", "reward/empty_reply_score", "reward/sft_reply_score_median"} <= set(rm.metrics)
+    assert any(name.startswith("reward/accuracy/") for name in rm.metrics)  # per source family
     assert rm.metrics["reward/accuracy"] > rm.metrics["reward/length_baseline_accuracy"], "fixture changed?"
 
     result = ppo.run(with_ppo(built))
