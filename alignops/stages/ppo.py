@@ -48,24 +48,30 @@ def _gate(reward_uri: str, reward_meta) -> None:
         )
 
 
-def _mean_score(scorer, generator, prompts: list[str], cfg: PipelineConfig) -> float:
-    """Mean reward-model score of sampled completions (same seed for every policy compared)."""
+def _sampled_scores(scorer, gpt, tokenizer, prompts: list[str], cfg: PipelineConfig) -> dict[str, float]:
+    """Mean score, mean length (tokens, EOS included) and empty replies of sampled completions (the same seed for
+    every policy compared). Scored as training scores: the sampled token ids themselves, prompt then response, no
+    EOS appended to a response that did not end (decoding and re-encoding would change both)."""
     import torch
 
-    from alignops.data.loaders import collate_right_pad
-    from alignops.data.tokenizer import chat_template
-    from alignops.inference import decoding
+    from alignops.data.loaders import collate_right_pad, pad_id
+    from alignops.evaluation.scoring import generate_responses
 
-    completions = generator.complete(prompts, decoding("sample", max_new_tokens=cfg.ppo.max_new_tokens, seed=cfg.seed))
-    texts = [chat_template(p, c) for p, c in zip(prompts, completions, strict=True)]
+    out = generate_responses(gpt, tokenizer, prompts, cfg.ppo.max_new_tokens, batch_size=16, sample=True, seed=cfg.seed)
+    block = gpt.config.block_size
     rows = [
-        {"input_ids": torch.tensor(e.ids[-generator.gpt.config.block_size :])}
-        for e in generator.tokenizer.encode_batch(texts)
+        {"input_ids": torch.tensor((p + r)[-block:])} for p, r in zip(out.prompt_ids, out.response_ids, strict=True)
     ]
-    batch = collate_right_pad(generator.pad_id)(rows)
+    batch = collate_right_pad(pad_id(tokenizer))(rows)
     with torch.no_grad():
         score = scorer.score if hasattr(scorer, "score") else scorer  # a RewardModel, or a TextScorer
-        return float(score(batch["input_ids"], batch["attention_mask"]).mean())
+        mean = float(score(batch["input_ids"], batch["attention_mask"]).mean())
+    lengths = [len(r) for r in out.response_ids]
+    return {
+        "reward": mean,
+        "response_len": sum(lengths) / len(lengths),
+        "empty": float(sum(not t.strip() for t in out.texts)),
+    }
 
 
 def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
@@ -73,7 +79,6 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
     import torch
 
     from alignops.data.loaders import PromptDataset, collate_left_pad, pad_id, resumable_loader, special_id
-    from alignops.inference import Generator
     from alignops.stages.reward_function import TextScorer, load_reward_function
     from models.ppo.health import HealthBounds
     from models.ppo.module import PPOModule, UnhealthyRun
@@ -147,9 +152,12 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
         test_prompts = sorted({r["prompt"] for r in datasets.load_split(cfg.data.data_dir, "rankings", "test")})
         eval_prompts = (test_prompts * (pc.eval_samples // max(len(test_prompts), 1) + 1))[: pc.eval_samples]
         reference = load_model(start.folder).gpt
-        after = _mean_score(scorer, Generator(policy, tokenizer), eval_prompts, cfg)
-        before = _mean_score(scorer, Generator(reference, tokenizer), eval_prompts, cfg)
-        metrics = {"ppo/eval_reward": after, "ppo/eval_reward_sft": before, "ppo/reward_gain": after - before}
+        after = _sampled_scores(scorer, policy, tokenizer, eval_prompts, cfg)
+        before = _sampled_scores(scorer, reference, tokenizer, eval_prompts, cfg)
+        metrics = {"ppo/eval_reward": after["reward"], "ppo/eval_reward_sft": before["reward"]}
+        metrics["ppo/reward_gain"] = after["reward"] - before["reward"]
+        for name in ("response_len", "empty"):  # did the policy learn to stop early? (SFT beside it)
+            metrics[f"ppo/eval_{name}"], metrics[f"ppo/eval_{name}_sft"] = after[name], before[name]
         stage.log_metrics(metrics)
 
         meta = ModelMeta(

@@ -76,6 +76,23 @@ def _sft_replies(base, prompts: list[str], seed: int) -> dict[str, str]:
     return dict(zip(prompts, completions, strict=True))
 
 
+def _early_stopping_trainer(cfg: PipelineConfig, stage_dir, logger):
+    """The stage's Trainer plus early stopping on val/loss (reward.early_stopping_patience validations without
+    improvement) and a checkpoint of the best validation loss; returns (trainer, that checkpoint callback)."""
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    rc = cfg.reward
+    kwargs = training.trainer_kwargs(cfg, rc, stage_dir, logger)
+    best = ModelCheckpoint(
+        dirpath=stage_dir.checkpoints / "best", filename="best", monitor="val/loss", mode="min", save_top_k=1
+    )
+    kwargs["callbacks"] = [*kwargs["callbacks"], best]
+    if rc.early_stopping_patience:
+        kwargs["callbacks"].append(EarlyStopping(monitor="val/loss", mode="min", patience=rc.early_stopping_patience))
+    return L.Trainer(**kwargs), best
+
+
 def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.TrainResult:
     require_valid(cfg)
     from alignops.data.preferences import human_ceiling, length_baseline_accuracy
@@ -97,15 +114,22 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
         if start.resume_run_id is None:
             stage.set_tags({"alignops.parent_model": start.uri})
             stage.log_metrics({f"data/{s}_pairs": len(p) for s, p in pairs.items()})
-        trainer = training.trainer(cfg, rc, start.stage_dir, tracking.lightning_logger(stage.run_id))
+        trainer, best = _early_stopping_trainer(cfg, start.stage_dir, tracking.lightning_logger(stage.run_id))
         trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=start.checkpoint)
-        test = {k: float(v) for k, v in trainer.test(module, loaders["test"], verbose=False)[0].items()}
+        # the best validation checkpoint's weights are loaded into the module: they are tested and published
+        best_path = best.best_model_path or None
+        test = {
+            k: float(v) for k, v in trainer.test(module, loaders["test"], ckpt_path=best_path, verbose=False)[0].items()
+        }
         metrics = {
             "reward/accuracy": test["test/accuracy"],
             "reward/length_baseline_accuracy": length_baseline_accuracy(pairs["test"]),
             "reward/reward_mean": test["test/reward_mean"],
             "reward/reward_std": test["test/reward_std"],
+            "reward/trained_steps": float(trainer.global_step),  # under max_steps when early stopping ended it
         }
+        if best.best_model_score is not None:
+            metrics["reward/best_val_loss"] = float(best.best_model_score)
         ceiling = human_ceiling(rankings["test"])
         if ceiling is not None:
             metrics["reward/human_ceiling"] = ceiling

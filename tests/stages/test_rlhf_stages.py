@@ -31,6 +31,10 @@ def test_ppo_against_a_gated_reward_model(built: PipelineConfig) -> None:
     rm = reward.run(passing)
     assert {"reward/length_corr", "reward/empty_reply_score", "reward/sft_reply_score_median"} <= set(rm.metrics)
     assert any(name.startswith("reward/accuracy/") for name in rm.metrics)  # per source family
+    val_losses = [
+        m.value for m in mlflow.MlflowClient(tracking.tracking_uri()).get_metric_history(rm.run_id, "val/loss")
+    ]
+    assert rm.metrics["reward/best_val_loss"] == pytest.approx(min(val_losses))  # the best checkpoint is published
     assert rm.metrics["reward/accuracy"] > rm.metrics["reward/length_baseline_accuracy"], "fixture changed?"
 
     result = ppo.run(with_ppo(built))
@@ -47,6 +51,10 @@ def test_ppo_against_a_gated_reward_model(built: PipelineConfig) -> None:
                 "ppo/response_len", "ppo/episodes_per_sec", "ppo/time_generation_s", "ppo/time_update_s"):  # fmt: skip
         assert client.get_metric_history(result.run_id, key), key
     assert "ppo/reward_gain" in result.metrics
+    assert (
+        0 <= result.metrics["ppo/eval_empty"] <= PPO_TINY["eval_samples"]
+        and result.metrics["ppo/eval_response_len"] > 0
+    )
 
     # A learning rate that blows the weights up: the health check stops the run and rolls back to the last
     # healthy checkpoint or the SFT weights; what gets registered is finite.
