@@ -167,6 +167,9 @@ class RewardConfig(TrainConfig):
     max_abs_length_corr: float = Field(
         0.3, ge=0, le=1, description="Quality gate: refuse a model whose |corr(score, response length)| is above it."
     )
+    batch_by_ranking: bool = Field(
+        True, description="A batch holds batch_size whole rankings with all their pairs (InstructGPT)."
+    )
     early_stopping_patience: int | None = Field(
         3, ge=1, description="Stop after this many validations without a lower val/loss; the best one is published."
     )

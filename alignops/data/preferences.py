@@ -36,6 +36,7 @@ class Pair:
     source: str  # the ranking's source, for per-source metrics
     weight: float  # the ranking's agreement (unknown: the set's mean), or 1.0: DPO's weight, the reward model's
     # soft Bradley-Terry target (the probability a person prefers chosen)
+    ranking: int = 0  # index of its ranking among the records expanded: the pairs of one ranking share it
 
 
 def _record_pairs(record: dict[str, Any]) -> list[tuple[int, int]]:
@@ -57,12 +58,12 @@ def expand_rankings(
     known = [float(r["agreement"]) for r in records if r.get("agreement") is not None and _record_pairs(r)]
     unknown = sum(known) / len(known) if known else 1.0
     pairs = []
-    for record in records:
+    for index, record in enumerate(records):
         agreement = record.get("agreement")
         weight = (unknown if agreement is None else float(agreement)) if weight_by == "agreement" else 1.0
         responses = record["responses"]
         for better, worse in _record_pairs(record):
-            pairs.append(Pair(record["prompt"], responses[better], responses[worse], record["source"], weight))
+            pairs.append(Pair(record["prompt"], responses[better], responses[worse], record["source"], weight, index))
     return pairs
 
 
@@ -111,6 +112,33 @@ class PairDataset(Dataset):
 
     def __getitem__(self, i: int) -> Example:
         return self.examples[i]
+
+
+class RankingBatches(Dataset):
+    """A PairDataset regrouped so that one item is every pair of one ranking (InstructGPT: the K*(K-1)/2 pairs of a
+    ranking are highly correlated, so they go into one batch together rather than into different epochs' batches,
+    where they overfit). A loader's batch_size then counts rankings; collate_rankings flattens them."""
+
+    def __init__(self, pairs: Sequence[Pair], dataset: PairDataset) -> None:
+        if len(pairs) != len(dataset):
+            raise ValueError(f"{len(pairs)} pairs but {len(dataset)} tokenized examples: build both from one list")
+        groups: dict[int, list[int]] = {}
+        for i, pair in enumerate(pairs):
+            groups.setdefault(pair.ranking, []).append(i)
+        self.groups = list(groups.values())
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, i: int) -> list[Example]:
+        return [self.dataset[j] for j in self.groups[i]]
+
+
+def collate_rankings(pad_token_id: int) -> Callable[[list[list[Example]]], Example]:
+    """Collate RankingBatches items: every pair of every ranking in the batch, as collate_pairs."""
+    collate = collate_pairs(pad_token_id)
+    return lambda rankings: collate([pair for ranking in rankings for pair in ranking])
 
 
 def collate_pairs(pad_token_id: int) -> Callable[[list[Example]], Example]:

@@ -103,7 +103,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
     rc = cfg.reward
     start = training.start_from_base(cfg, "reward", rc, default="sft")
     base = start.model
-    data = training.preference_data(cfg, rc, base)
+    data = training.preference_data(cfg, rc, base, by_ranking=rc.batch_by_ranking)
     rankings, pairs, loaders = data.rankings, data.pairs, data.loaders
     gpt_config = dataclasses.replace(base.gpt.config, dropout=cfg.model.dropout)
     hparams = training.optim_hparams(rc) | {"margin": rc.margin, "center_coef": rc.center_coef}
