@@ -136,7 +136,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
         reasons = quality_gate(metrics["reward/accuracy"], metrics["reward/length_baseline_accuracy"], rc.min_accuracy)
         whole = training.trained(trainer, module)  # whole weights under FSDP too
         scorer = _text_scorer(whole.eval(), base.tokenizer, rc.max_len or base.gpt.config.block_size)
-        test_pairs = pairs["test"][:BIAS_PAIRS]
+        test_pairs = pairs["test"][:: max(1, len(pairs["test"]) // BIAS_PAIRS)]  # spread: every source in it
         replies = _sft_replies(base, sorted({p.prompt for p in test_pairs})[:BIAS_PROMPTS], cfg.seed)
         evidence = measure(scorer, test_pairs, replies, lambda text: len(base.tokenizer.encode(text).ids))
         metrics.update(evidence.metrics())
