@@ -37,6 +37,9 @@ class PPOConfig(BaseModel):
     minibatch_size: int = Field(16, ge=1, description="Episodes per optimizer step; divides the iteration's episodes.")
     ppo_epochs: int = Field(4, ge=1, description="Passes over each rollout.")
     max_new_tokens: int = Field(64, ge=1, description="Response length cap; no EOS by then counts as missing EOS.")
+    fixed_length: bool = Field(
+        False, description="Every response is max_new_tokens long (EOS not a stop; no missing-EOS penalty)."
+    )
     temperature: float = Field(1.0, gt=0, description="Sampling temperature; log-probs use the same one.")
     top_k: int | None = Field(None, ge=1, description="Sampling filter; None keeps the ratios exactly on-policy.")
     top_p: float | None = Field(None, gt=0, le=1, description="Nucleus filter; None keeps the ratios on-policy.")

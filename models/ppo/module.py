@@ -281,11 +281,13 @@ class PPOModule(_GPTModule):
         seed = int(torch.randint(2**62, ()))  # global CPU RNG: restored on resume, the same on every device
         sampling = GenerationConfig(
             max_new_tokens=cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature, top_k=cfg.top_k,
-            top_p=cfg.top_p, eos_token_id=self.eos_id, pad_token_id=self.pad_id, seed=seed,
+            top_p=cfg.top_p, eos_token_id=None if cfg.fixed_length else self.eos_id, pad_token_id=self.pad_id,
+            seed=seed,
         )  # fmt: skip
         sequences, _ = generate(self.model, input_ids, attention_mask, sampling)
         response = sequences[:, P:]  # (B, N)
-        mask = response_mask(response, self.eos_id)
+        # fixed_length: an EOS sampled mid-response is just a token; every response is max_new_tokens long
+        mask = torch.ones_like(response) if cfg.fixed_length else response_mask(response, self.eos_id)
         full_mask = torch.cat([attention_mask, mask.to(attention_mask.dtype)], dim=1)  # (B, P + N)
 
         logp, values, ref_logp = [], [], []
@@ -299,7 +301,8 @@ class PPOModule(_GPTModule):
         logp, values, ref_logp = torch.cat(logp), torch.cat(values), torch.cat(ref_logp)
 
         score = self._score(sequences, full_mask)
-        penalised = self.reward_scale(score) + cfg.missing_eos_penalty * (~self._has_eos(response, mask)).float()
+        missing_eos = torch.zeros_like(score) if cfg.fixed_length else (~self._has_eos(response, mask)).float()
+        penalised = self.reward_scale(score) + cfg.missing_eos_penalty * missing_eos
         if cfg.reward_clip is not None:
             penalised = penalised.clamp(-cfg.reward_clip, cfg.reward_clip)
         rewards, kl = kl_penalized_rewards(

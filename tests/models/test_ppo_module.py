@@ -386,3 +386,14 @@ def test_adaptive_kl_horizon_defaults_to_the_runs_episodes(tmp_path: Path) -> No
     stats = fit(model, 4, tmp_path)
     assert model.kl_controller.horizon == 4 * 32
     assert [stats[i]["ppo/beta"] for i in range(1, 5)] == pytest.approx([0.1, 0.095, 0.09025, 0.0857375])
+
+
+def test_fixed_length_rollouts_ignore_eos_and_the_missing_eos_penalty() -> None:
+    model = module(config(fixed_length=True, missing_eos_penalty=-1.0, max_new_tokens=8), reward=target_count)
+    batch = left_pad([Prompts(32, seed=1)[i] for i in range(32)])
+    torch.manual_seed(0)
+    r = model.rollout(batch["input_ids"], batch["attention_mask"])
+    assert r.sequences.size(1) - r.prompt_len == 8 and bool(r.mask.all())  # every response is 8 tokens
+    assert bool((r.sequences[:, r.prompt_len :] == EOS).any())  # EOS was sampled, and did not stop a response
+    z = (r.score - r.score.mean()) / r.score.std()
+    torch.testing.assert_close(r.rewards.sum(dim=1), z, atol=1e-5, rtol=0)  # no penalty, KL 0
