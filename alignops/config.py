@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from alignops.errors import ConfigError  # noqa: F401  (raised here; imported from here by the stages)
+from models.ppo.config import PPOConfig
 
 
 class _Config(BaseModel):
@@ -247,6 +248,18 @@ class RewardConfig(TrainConfig):
     min_accuracy: float = Field(
         0.55, ge=0, le=1, description="Quality gate: PPO refuses a reward model below this held-out pair accuracy."
     )
+    max_abs_length_corr: float = Field(
+        0.3, ge=0, le=1, description="Quality gate: refuse a model whose |corr(score, response length)| is above it."
+    )
+    batch_by_ranking: bool = Field(
+        True, description="A batch holds batch_size whole rankings with all their pairs (InstructGPT)."
+    )
+    early_stopping_metric: str | None = Field(
+        "val/loss", description="Early stopping on this validation metric; the best checkpoint is the one published."
+    )
+    bias_checks: bool = Field(
+        True, description="Quality gate: refuse length-biased or silence-preferring models (off: knowingly, CI)."
+    )
 
 
 class DPOConfig(TrainConfig):
@@ -260,41 +273,28 @@ class DPOConfig(TrainConfig):
     weight_by_agreement: bool = Field(True, description="Weight each pair by its ranking's human agreement.")
 
 
-class PPOStageConfig(_Config):
-    """PPO against the reward model with a per-token KL penalty to the frozen SFT reference (InstructGPT)."""
+class PPOStageConfig(PPOConfig, _Config):
+    """RL against the reward model (or a reward function) with a per-token KL penalty to the frozen SFT reference
+    (InstructGPT): PPO, GRPO or RLOO. The algorithm's fields are models.ppo.config.PPOConfig's, inherited; the
+    stage adds the models, the run's length and the health bounds."""
 
     base_model: str | None = Field(
         None, description="Policy's start and the KL reference; default latest <prefix>-sft."
     )
     reward_model: str | None = Field(None, description="Reward model URI; default the latest <prefix>-reward.")
-    iterations: int = Field(20, ge=1, description="PPO iterations (rollout + update) to run.")
-    rollout_batch_size: int = Field(16, ge=1, description="Episodes (prompts) sampled per iteration.")
-    minibatch_size: int = Field(8, ge=1, description="Episodes per optimizer step; must divide the rollout size.")
-    ppo_epochs: int = Field(2, ge=1, description="Passes over each rollout.")
-    max_new_tokens: int = Field(32, ge=1, description="Response length cap; no EOS by then counts as missing EOS.")
-    temperature: float = Field(1.0, gt=0, description="Sampling temperature of rollouts.")
-    gamma: float = Field(1.0, gt=0, le=1, description="Per-token discount.")
-    lam: float = Field(0.95, ge=0, le=1, description="GAE lambda.")
-    clip_range: float = Field(0.2, gt=0, description="PPO ratio clip.")
-    clip_range_value: float = Field(0.2, gt=0, description="Value clip around the rollout's values.")
-    vf_coef: float = Field(0.1, ge=0, description="Weight of the value loss.")
-    ent_coef: float = Field(0.0, ge=0, description="Weight of the entropy bonus.")
-    init_kl_coef: float = Field(0.05, ge=0, description="Beta of the KL penalty at the start.")
-    target_kl: float | None = Field(None, gt=0, description="Adaptive beta towards this KL (nats); None: fixed beta.")
-    kl_horizon: int = Field(10000, ge=1, description="Adaptive beta's horizon in episodes.")
-    kl_estimator: str = Field("k1", pattern="^(k1|k3)$", description="Per-token KL estimator: k1 or k3.")
-    reward_clip: float | None = Field(None, gt=0, description="Clamp scores to +-this; None: off.")
-    whiten_rewards: bool = Field(False, description="Normalise per-token rewards (scale only) before GAE.")
-    missing_eos_penalty: float = Field(-1.0, le=0, description="Added to the score of a response without EOS.")
-    optimizer: Literal["adamw", "adam", "sgd", "adagrad"] = Field(
-        "adamw", description="Optimizer of policy and value head (constant learning rate)."
+    reward_function: str | None = Field(
+        None,
+        pattern=r"^[\w.]+:\w+$",
+        description="module:function scoring (prompts, responses) -> floats; replaces the reward model when set.",
     )
-    lr: float = Field(1e-5, gt=0, description="Learning rate of policy and value head.")
-    max_grad_norm: float = Field(1.0, gt=0, description="Gradient norm clip per optimizer step.")
+    iterations: int = Field(20, ge=1, description="PPO iterations (rollout + update) to run.")
     checkpoint_every_n_iterations: int = Field(5, ge=1, description="Checkpoint interval (the rollback points).")
     max_kl: float = Field(20.0, gt=0, description="Health: sequence KL above this stops the run and rolls back.")
     max_approx_kl: float = Field(0.5, gt=0, description="Health: approx-KL of one update above this stops the run.")
     min_response_length: float = Field(1.0, ge=0, description="Health: mean response length below this stops it.")
+    min_length_fraction: float = Field(
+        0.5, ge=0, description="Health: mean length below this fraction of the SFT policy's stops the run."
+    )
     eval_samples: int = Field(64, ge=1, description="Held-out prompts sampled to measure the reward gain.")
 
 

@@ -39,13 +39,22 @@ def pairwise_loss(
     weights: Tensor | None = None,
     margin: float | Tensor = 0.0,
     center_coef: float = 0.0,
+    targets: Tensor | None = None,
 ) -> Tensor:
     """Bradley-Terry loss of pairs (B,) of rewards: sum(w * -logsigmoid(r_c - r_r - margin)) / sum(w), plus
     center_coef * mean((r_c + r_r)^2), which pulls every pair's mean reward towards 0.
 
+    targets (B,), soft labels: the probability t that chosen is preferred, the loss then the cross-entropy
+    -(t * logsigmoid(d) + (1 - t) * logsigmoid(-d)), d = r_c - r_r - margin, minimal at sigmoid(d) = t: a pair
+    on which people agree 60 % of the time is not pushed towards certainty. None: t = 1 (plain Bradley-Terry).
+
     With margin m the loss keeps pushing until chosen leads rejected by more than m (Llama 2's margin loss; a
     tensor gives each pair its own); weights None weigh every pair 1."""
-    losses = -F.logsigmoid(chosen_rewards - rejected_rewards - margin)  # (B,)
+    d = chosen_rewards - rejected_rewards - margin
+    losses = -F.logsigmoid(d)  # (B,)
+    if targets is not None:
+        t = targets.to(losses.dtype)
+        losses = t * losses - (1 - t) * F.logsigmoid(-d)
     if weights is None:
         loss = losses.mean()
     else:
@@ -66,6 +75,7 @@ class RewardModel(_GPTModule):
         max_steps: int = 1000,  # the schedule reaches lr * min_lr_ratio here; give Trainer the same max_steps
         margin: float = 0.0,  # required lead of the chosen reward over the rejected one (0: plain Bradley-Terry)
         center_coef: float = 0.01,  # weight of mean((r_c + r_r)^2): keeps rewards centred on 0 (0: off)
+        soft_targets: bool = True,  # a batch's "weight" (the pair's agreement) is its soft target, not a weight
         compile: bool = False,  # torch.compile the GPT (pays off on GPU)
     ) -> None:
         super().__init__()
@@ -109,10 +119,14 @@ class RewardModel(_GPTModule):
         mask = torch.cat([batch["chosen_mask"], batch["rejected_mask"]])
         return self(ids, mask).chunk(2)
 
+    def _agreement(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The pairs' agreement as pairwise_loss reads it: soft targets, or (soft_targets off) weights."""
+        return {"targets" if self.hparams.soft_targets else "weights": batch["weight"]}
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         chosen, rejected = self.pair_rewards(batch)
         hp = self.hparams
-        loss = pairwise_loss(chosen, rejected, batch["weight"], margin=hp.margin, center_coef=hp.center_coef)
+        loss = pairwise_loss(chosen, rejected, margin=hp.margin, center_coef=hp.center_coef, **self._agreement(batch))
         n = chosen.size(0)
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
         self.log("train/accuracy", (chosen > rejected).float().mean(), batch_size=n)
@@ -122,9 +136,10 @@ class RewardModel(_GPTModule):
     def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
         chosen, rejected = self.pair_rewards(batch)
         m = self.eval_metrics[stage]
-        weights = batch["weight"]
+        agreement = self._agreement(batch)
+        weights = agreement.get("weights", torch.ones_like(chosen))
         # a batch's weighted mean, weighing its total weight: the weighted mean over the whole set
-        m["loss"].update(pairwise_loss(chosen, rejected, weights, margin=self.hparams.margin), weights.sum())
+        m["loss"].update(pairwise_loss(chosen, rejected, margin=self.hparams.margin, **agreement), weights.sum())
         m["center"].update((chosen + rejected) ** 2)
         m["accuracy"].update((chosen > rejected).float())
         m["margin"].update(chosen - rejected)

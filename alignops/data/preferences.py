@@ -34,7 +34,9 @@ class Pair:
     chosen: str  # the response ranked higher
     rejected: str
     source: str  # the ranking's source, for per-source metrics
-    weight: float  # the pair's weight in the loss: the ranking's agreement, or 1.0
+    weight: float  # the ranking's agreement (unknown: the set's mean), or 1.0: DPO's weight, the reward model's
+    # soft Bradley-Terry target (the probability a person prefers chosen)
+    ranking: int = 0  # index of its ranking among the records expanded: the pairs of one ranking share it
 
 
 def _record_pairs(record: dict[str, Any]) -> list[tuple[int, int]]:
@@ -48,16 +50,20 @@ def expand_rankings(
     """Every ordered pair of every ranking, in record order, then ranking order.
 
     weight_by="agreement": each pair weighs its record's agreement (how often a single human agrees with the
-    order), 1.0 where that is unknown (null); None: every pair weighs 1.0."""
+    order); where that is unknown (null), the mean agreement of the records that have one (never the most weight
+    a pair can get: an unknown order is not a certain one), 1.0 when none has one; None: every pair weighs 1.0."""
     if weight_by not in ("agreement", None):
         raise ValueError(f'weight_by must be "agreement" or None, got {weight_by!r}')
+    records = list(records)
+    known = [float(r["agreement"]) for r in records if r.get("agreement") is not None and _record_pairs(r)]
+    unknown = sum(known) / len(known) if known else 1.0
     pairs = []
-    for record in records:
+    for index, record in enumerate(records):
         agreement = record.get("agreement")
-        weight = float(agreement) if weight_by == "agreement" and agreement is not None else 1.0
+        weight = (unknown if agreement is None else float(agreement)) if weight_by == "agreement" else 1.0
         responses = record["responses"]
         for better, worse in _record_pairs(record):
-            pairs.append(Pair(record["prompt"], responses[better], responses[worse], record["source"], weight))
+            pairs.append(Pair(record["prompt"], responses[better], responses[worse], record["source"], weight, index))
     return pairs
 
 
@@ -106,6 +112,33 @@ class PairDataset(Dataset):
 
     def __getitem__(self, i: int) -> Example:
         return self.examples[i]
+
+
+class RankingBatches(Dataset):
+    """A PairDataset regrouped so that one item is every pair of one ranking (InstructGPT: the K*(K-1)/2 pairs of a
+    ranking are highly correlated, so they go into one batch together rather than into different epochs' batches,
+    where they overfit). A loader's batch_size then counts rankings; collate_rankings flattens them."""
+
+    def __init__(self, pairs: Sequence[Pair], dataset: PairDataset) -> None:
+        if len(pairs) != len(dataset):
+            raise ValueError(f"{len(pairs)} pairs but {len(dataset)} tokenized examples: build both from one list")
+        groups: dict[int, list[int]] = {}
+        for i, pair in enumerate(pairs):
+            groups.setdefault(pair.ranking, []).append(i)
+        self.groups = list(groups.values())
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, i: int) -> list[Example]:
+        return [self.dataset[j] for j in self.groups[i]]
+
+
+def collate_rankings(pad_token_id: int) -> Callable[[list[list[Example]]], Example]:
+    """Collate RankingBatches items: every pair of every ranking in the batch, as collate_pairs."""
+    collate = collate_pairs(pad_token_id)
+    return lambda rankings: collate([pair for ranking in rankings for pair in ranking])
 
 
 def collate_pairs(pad_token_id: int) -> Callable[[list[Example]], Example]:

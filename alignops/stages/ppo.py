@@ -2,6 +2,11 @@
 (InstructGPT); registers <prefix>-policy with the SFT and reward versions in its lineage.
 
     result = run(load_config("tiny"))      # or: alignops ppo --preset tiny
+    alignops ppo --preset tiny --set ppo.method=grpo --set ppo.group_size=4          # critic-free, same stage
+    alignops ppo --preset tiny --set ppo.reward_function=alignops.stages.reward_function:vader_sentiment
+
+ppo.method picks PPO (critic, GAE) or GRPO / RLOO (group-relative advantages, no critic): the same health checks,
+resume and registry. ppo.reward_function (module:function) replaces the reward model by a rule or verifier.
 
 Refuses a reward model that failed its quality gate. Rollout prompts are the ranking tasks' prompts (what the
 reward model was trained to judge). A health check after every rollout and update (NaN/inf, KL or approx-KL
@@ -12,7 +17,6 @@ beyond bounds, collapsed responses) stops the run; the policy is then rolled bac
 from __future__ import annotations
 
 import copy
-import dataclasses
 from dataclasses import dataclass
 
 from alignops import tracking
@@ -40,27 +44,35 @@ def _gate(reward_uri: str, reward_meta) -> None:
         raise RewardModelRejected(
             f"{reward_uri} failed its quality gate ({GATE_TAG}): "
             + "; ".join(reasons)
-            + ". Train a better reward model (more steps or data) or lower reward.min_accuracy knowingly."
+            + ". Train a better reward model (more steps or data), or lower reward.min_accuracy / turn off "
+            "reward.bias_checks knowingly."
         )
 
 
-def _mean_score(scorer, generator, prompts: list[str], cfg: PipelineConfig) -> float:
-    """Mean reward-model score of sampled completions (same seed for every policy compared)."""
+def _sampled_scores(scorer, gpt, tokenizer, prompts: list[str], cfg: PipelineConfig) -> dict[str, float]:
+    """Mean score, mean length (tokens, EOS included) and empty replies of sampled completions (the same seed for
+    every policy compared). Scored as training scores: the sampled token ids themselves, prompt then response, no
+    EOS appended to a response that did not end (decoding and re-encoding would change both)."""
     import torch
 
-    from alignops.data.loaders import collate_right_pad
-    from alignops.data.tokenizer import chat_template
-    from alignops.inference import decoding
+    from alignops.data.loaders import collate_right_pad, pad_id
+    from alignops.evaluation.scoring import generate_responses
 
-    completions = generator.complete(prompts, decoding("sample", max_new_tokens=cfg.ppo.max_new_tokens, seed=cfg.seed))
-    texts = [chat_template(p, c) for p, c in zip(prompts, completions, strict=True)]
+    out = generate_responses(gpt, tokenizer, prompts, cfg.ppo.max_new_tokens, batch_size=16, sample=True, seed=cfg.seed)
+    block = gpt.config.block_size
     rows = [
-        {"input_ids": torch.tensor(e.ids[-generator.gpt.config.block_size :])}
-        for e in generator.tokenizer.encode_batch(texts)
+        {"input_ids": torch.tensor((p + r)[-block:])} for p, r in zip(out.prompt_ids, out.response_ids, strict=True)
     ]
-    batch = collate_right_pad(generator.pad_id)(rows)
+    batch = collate_right_pad(pad_id(tokenizer))(rows)
     with torch.no_grad():
-        return float(scorer.score(batch["input_ids"], batch["attention_mask"]).mean())
+        score = scorer.score if hasattr(scorer, "score") else scorer  # a RewardModel, or a TextScorer
+        mean = float(score(batch["input_ids"], batch["attention_mask"]).mean())
+    lengths = [len(r) for r in out.response_ids]
+    return {
+        "reward": mean,
+        "response_len": sum(lengths) / len(lengths),
+        "empty": float(sum(not t.strip() for t in out.texts)),
+    }
 
 
 def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
@@ -68,9 +80,9 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
     import torch
 
     from alignops.data.loaders import PromptDataset, collate_left_pad, pad_id, resumable_loader, special_id
-    from alignops.inference import Generator
+    from alignops.stages.reward_function import TextScorer, load_reward_function
     from models.ppo.health import HealthBounds
-    from models.ppo.module import PPOConfig, PPOModule, UnhealthyRun
+    from models.ppo.module import PPOModule, UnhealthyRun
     from models.reward import RewardModel
 
     pc = cfg.ppo
@@ -78,19 +90,25 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
         raise ConfigError("PPO does not run under FSDP: use --set trainer.strategy=ddp (or auto on one device).")
     start = training.start_from_base(cfg, "ppo", pc, default="sft")
     sft = start.model
-    reward_uri = tracking.pin_uri(pc.reward_model or f"models:/{cfg.tracking.model_prefix}-reward/latest")
-    reward_loaded = load_model(tracking.resolve_model(reward_uri))
-    _gate(reward_uri, reward_loaded.meta)
-    if reward_loaded.meta.tokenizer_sha256 != sft.meta.tokenizer_sha256:
-        raise ValueError(f"{reward_uri} and {start.uri} use different tokenizers: train both from one tokenizer.")
-    scorer = RewardModel.from_gpt(reward_loaded.gpt)
-    scorer.head.load_state_dict(reward_loaded.head.state_dict())
-    scorer.eval()
-
-    # the stage config names PPOConfig's fields alike; the rest (models, iterations, health bounds) are the stage's
-    ppo_config = PPOConfig(**pc.model_dump(include={f.name for f in dataclasses.fields(PPOConfig)}))
-    health = HealthBounds(max_kl=pc.max_kl, max_approx_kl=pc.max_approx_kl, min_response_length=pc.min_response_length)
     tokenizer = sft.tokenizer
+    if pc.reward_function:  # a rule or verifier in place of the reward model: no reward model, no gate
+        reward_uri = pc.reward_function
+        scorer = TextScorer(load_reward_function(pc.reward_function), tokenizer)
+    else:
+        reward_uri = tracking.pin_uri(pc.reward_model or f"models:/{cfg.tracking.model_prefix}-reward/latest")
+        reward_loaded = load_model(tracking.resolve_model(reward_uri))
+        _gate(reward_uri, reward_loaded.meta)
+        if reward_loaded.meta.tokenizer_sha256 != sft.meta.tokenizer_sha256:
+            raise ValueError(f"{reward_uri} and {start.uri} use different tokenizers: train both from one tokenizer.")
+        scorer = RewardModel.from_gpt(reward_loaded.gpt)
+        scorer.head.load_state_dict(reward_loaded.head.state_dict())
+        scorer.eval()
+
+    ppo_config = pc.algorithm()  # the stage config is PPOConfig plus models, iterations and health bounds
+    health = HealthBounds(
+        max_kl=pc.max_kl, max_approx_kl=pc.max_approx_kl, min_response_length=pc.min_response_length,
+        min_length_fraction=pc.min_length_fraction,
+    )  # fmt: skip
     eos, pad = special_id(tokenizer, "<|endoftext|>"), pad_id(tokenizer)
     module = PPOModule(sft.gpt, copy.deepcopy(sft.gpt), scorer, ppo_config, eos, pad, health)
 
@@ -135,9 +153,12 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
         test_prompts = sorted({r["prompt"] for r in datasets.load_split(cfg.data.data_dir, "rankings", "test")})
         eval_prompts = (test_prompts * (pc.eval_samples // max(len(test_prompts), 1) + 1))[: pc.eval_samples]
         reference = load_model(start.folder).gpt
-        after = _mean_score(scorer, Generator(policy, tokenizer), eval_prompts, cfg)
-        before = _mean_score(scorer, Generator(reference, tokenizer), eval_prompts, cfg)
-        metrics = {"ppo/eval_reward": after, "ppo/eval_reward_sft": before, "ppo/reward_gain": after - before}
+        after = _sampled_scores(scorer, policy, tokenizer, eval_prompts, cfg)
+        before = _sampled_scores(scorer, reference, tokenizer, eval_prompts, cfg)
+        metrics = {"ppo/eval_reward": after["reward"], "ppo/eval_reward_sft": before["reward"]}
+        metrics["ppo/reward_gain"] = after["reward"] - before["reward"]
+        for name in ("response_len", "empty"):  # did the policy learn to stop early? (SFT beside it)
+            metrics[f"ppo/eval_{name}"], metrics[f"ppo/eval_{name}_sft"] = after[name], before[name]
         stage.log_metrics(metrics)
 
         meta = ModelMeta(
@@ -149,7 +170,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
             extra=training.saved_hparams(cfg, "ppo") | {"reward_model": reward_uri, "stopped": stopped},
         )
         tags = {
-            "alignops.method": "ppo",
+            "alignops.method": pc.method,
             "alignops.reward_model": reward_uri,
             "alignops.health": "stopped: " + "; ".join(stopped) if stopped else "healthy",
         }

@@ -4,7 +4,9 @@ pairwise Bradley-Terry loss; registers <prefix>-reward with a quality verdict PP
     result = run(load_config("tiny"))      # or: alignops reward --preset tiny
 
 Reported on the held-out test rankings: pairwise accuracy, the accuracy of "the longer response wins" (the
-length bias a reward model must beat), and the human-agreement ceiling computed from VADER's raw ratings.
+length bias a reward model must beat), and the human-agreement ceiling computed from VADER's raw ratings. The gate
+also refuses a model that reads length or prefers silence (alignops.stages.reward_bias): |corr(score, length)| over
+a bound, length-matched pair accuracy at chance, an empty reply scoring above the SFT model's typical reply.
 """
 
 from __future__ import annotations
@@ -35,15 +37,56 @@ def quality_gate(accuracy: float, length_baseline: float, floor: float) -> list[
     return reasons
 
 
+BIAS_PAIRS, BIAS_PROMPTS = 512, 32  # held-out pairs and SFT replies the bias checks read: bounded cost
+
+
+def _text_scorer(model, tokenizer, max_len: int):
+    """(prompts, responses) -> scores by the reward model, tokenized exactly as PairDataset tokenizes pairs."""
+    import torch
+
+    from alignops.data.loaders import EOS, collate_right_pad, pad_id
+    from alignops.data.preferences import _window
+    from alignops.data.tokenizer import chat_template
+
+    collate = collate_right_pad(pad_id(tokenizer))
+
+    def score(prompts, responses) -> list[float]:
+        heads = tokenizer.encode_batch([chat_template(p) for p in prompts])
+        tails = tokenizer.encode_batch([r + EOS for r in responses])
+        rows = [
+            {"input_ids": torch.tensor(_window(h.ids, t.ids, max_len)[0])} for h, t in zip(heads, tails, strict=True)
+        ]
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(rows), 32):
+                batch = collate(rows[i : i + 32])
+                out += model.score(batch["input_ids"], batch["attention_mask"]).tolist()
+        return out
+
+    return score
+
+
+def _sft_replies(base, prompts: list[str], seed: int) -> dict[str, str]:
+    """The SFT model's sampled reply to each prompt: what "a typical reply" means to the emptiness check."""
+    from alignops.inference import Generator, decoding
+
+    completions = Generator(base.gpt, base.tokenizer).complete(
+        prompts, decoding("sample", max_new_tokens=32, seed=seed)
+    )
+    return dict(zip(prompts, completions, strict=True))
+
+
 def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.TrainResult:
     require_valid(cfg)
     from alignops.data.preferences import human_ceiling, length_baseline_accuracy
+    from alignops.stages.reward_bias import BiasBounds, bias_reasons, measure
+    from alignops.stages.reward_report import accuracy_by_source, lexicon_baseline_accuracy
     from models.reward import RewardModel
 
     rc = cfg.reward
     start = training.start_from_base(cfg, "reward", rc, default="sft")
     base = start.model
-    data = training.preference_data(cfg, rc, base)
+    data = training.preference_data(cfg, rc, base, by_ranking=rc.batch_by_ranking)
     rankings, pairs, loaders = data.rankings, data.pairs, data.loaders
     gpt_config = dataclasses.replace(base.gpt.config, dropout=cfg.model.dropout)
     hparams = training.optim_hparams(rc) | {"margin": rc.margin, "center_coef": rc.center_coef}
@@ -56,18 +99,40 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
             stage.log_metrics({f"data/{s}_pairs": len(p) for s, p in pairs.items()})
         trainer = training.trainer(cfg, rc, start.stage_dir, tracking.lightning_logger(stage.run_id))
         trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=start.checkpoint)
-        best = training.best_checkpoint(trainer)  # early stopping: the figures of the weights that get published
+        best = training.best_checkpoint(trainer)  # early stopping on val/loss: the weights tested and published
         test = {k: float(v) for k, v in trainer.test(module, loaders["test"], ckpt_path=best, verbose=False)[0].items()}
         metrics = {
             "reward/accuracy": test["test/accuracy"],
             "reward/length_baseline_accuracy": length_baseline_accuracy(pairs["test"]),
             "reward/reward_mean": test["test/reward_mean"],
             "reward/reward_std": test["test/reward_std"],
+            "reward/trained_steps": float(trainer.global_step),  # under max_steps when early stopping ended it
         }
+        best_score = next((c.best_model_score for c in trainer.checkpoint_callbacks if c.monitor), None)
+        if best_score is not None:
+            metrics["reward/best_val_loss"] = float(best_score)
         ceiling = human_ceiling(rankings["test"])
         if ceiling is not None:
             metrics["reward/human_ceiling"] = ceiling
         reasons = quality_gate(metrics["reward/accuracy"], metrics["reward/length_baseline_accuracy"], rc.min_accuracy)
+        whole = training.trained(trainer, module)  # whole weights under FSDP too
+        scorer = _text_scorer(whole.eval(), base.tokenizer, rc.max_len or base.gpt.config.block_size)
+        test_pairs = pairs["test"][:: max(1, len(pairs["test"]) // BIAS_PAIRS)]  # spread: every source in it
+        replies = _sft_replies(base, sorted({p.prompt for p in test_pairs})[:BIAS_PROMPTS], cfg.seed)
+        evidence = measure(scorer, test_pairs, replies, lambda text: len(base.tokenizer.encode(text).ids))
+        metrics.update(evidence.metrics())
+        prompts = [p.prompt for p in test_pairs]
+        chosen, rejected = (
+            scorer(prompts, [p.chosen for p in test_pairs]),
+            scorer(prompts, [p.rejected for p in test_pairs]),
+        )
+        by_source = accuracy_by_source(chosen, rejected, test_pairs)
+        metrics.update({f"reward/accuracy/{family}": value for family, value in by_source.items()})
+        lexicon = lexicon_baseline_accuracy(pairs["test"])
+        if lexicon is not None:  # beside the length baseline: what the VADER lexicon alone gets on English pairs
+            metrics["reward/lexicon_baseline_accuracy"] = lexicon
+        if rc.bias_checks:  # measured and logged either way
+            reasons += bias_reasons(evidence, BiasBounds(max_abs_length_corr=rc.max_abs_length_corr))
         stage.log_metrics(metrics)
         stage.set_tags({GATE_TAG: "passed" if not reasons else "failed: " + "; ".join(reasons)})
 
@@ -79,7 +144,6 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
             parent=start.uri,
             extra=training.saved_hparams(cfg, "reward") | {"metrics": metrics, "gate": reasons},
         )
-        whole = training.trained(trainer, module)  # whole weights under FSDP too
         uri, version, model_dir = training.publish(
             cfg,
             "reward",

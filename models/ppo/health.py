@@ -18,6 +18,7 @@ APPROX_KL = "policy/approx_kl"  # mean per-token KL(old || new) of one update (l
 RATIO_MAX = "policy/ratio_max"  # largest pi / pi_old over the batch's tokens
 LENGTH = "response/length_mean"  # mean response length in tokens, EOS included
 EOS_RATE = "response/eos_rate"  # fraction of responses that ended with EOS before max_new_tokens
+SFT_LENGTH = "response/sft_length_mean"  # the starting (SFT) policy's mean response length, tokens: the yardstick
 
 
 @dataclass
@@ -28,6 +29,7 @@ class HealthBounds:
     min_response_length: float = 2.0  # response/length_mean below it: the policy collapsed onto EOS
     max_response_length: float = math.inf  # above it: rambling; off by default, set below max_new_tokens
     min_eos_rate: float = 0.0  # response/eos_rate below it: responses stopped ending; off by default
+    min_length_fraction: float = 0.0  # response/length_mean below this * the SFT policy's: collapsing; 0: off
 
 
 def check_health(stats: dict[str, float], bounds: HealthBounds) -> list[str]:
@@ -46,6 +48,9 @@ def check_health(stats: dict[str, float], bounds: HealthBounds) -> list[str]:
         (LENGTH, "max_response_length", bounds.max_response_length, True, "responses grew too long"),
         (EOS_RATE, "min_eos_rate", bounds.min_eos_rate, False, "too few responses end with EOS"),
     ]
+    if SFT_LENGTH in values and math.isfinite(values[SFT_LENGTH]):  # a bound relative to where the run started
+        sft_bound = bounds.min_length_fraction * values[SFT_LENGTH]
+        checks.append((LENGTH, "min_length_fraction * SFT length", sft_bound, False, "responses shrank from SFT's"))
     for metric, bound_name, bound, upper, meaning in checks:
         value = values.get(metric)
         if value is None or not math.isfinite(value):

@@ -12,11 +12,18 @@ B = rollout_batch_size. One batch is one PPO iteration (training_step):
   1. rollout (no gradient, policy in eval mode): sample responses with models.generation.generate (KV cache), the
      response mask up to and including the first EOS; one forward each of policy (log-probs and values) and
      reference (log-probs) over prompt + response; the reward model's score of prompt + response, right-aligned
-     (real tokens first, padding after: the layout it was trained on), plus missing_eos_penalty where no EOS came;
+     (real tokens first, padding after: the layout it was trained on), as a z-score of the SFT policy's samples
+     (normalize_rewards: mean and std measured on the first rollout, models.ppo.reward_scale), plus
+     missing_eos_penalty (in those standard deviations) where no EOS came;
   2. kl_penalized_rewards, gae, masked_whiten(advantages);
   3. ppo_epochs passes over shuffled minibatches: policy_loss + vf_coef * value_loss - ent_coef * entropy,
      manual_backward, gradient-norm clipping, optimizer step;
   4. the KL controller reads the rollout's mean KL; metrics are logged and checked by models.ppo.health.
+
+Group-relative methods (method "grpo" or "rloo"): each prompt is sampled group_size times (B * G episodes); each
+response's KL-penalised return (normalised score + penalty - beta * summed KL) gets one advantage from its group
+(models.ppo.group), on all its tokens; no value head is read or trained, no GAE, no whitening. The clipped policy
+loss, health checks, checkpoints and resume are PPO's.
 
 Steps: Trainer.global_step counts OPTIMIZER steps, config.steps_per_iteration = ppo_epochs * rollout_batch_size /
 minibatch_size of them per iteration: for N iterations pass max_steps=N * steps_per_iteration, and to
@@ -35,6 +42,10 @@ Trainer.fit. The failing iteration raises before on_train_batch_end, so every ch
 of a healthy iteration: the stage catches UnhealthyRun and resumes (fit(ckpt_path=...)) from the last one.
 
 Design choices:
+- The value head starts at exactly zero (weight and bias): a random head's constant offset is, to GAE, a bias on
+  each response's last token, where EOS sits (the tiny run learnt to stop early from it). It has its own learning
+  rate (value_lr) and can be trained alone for critic_warmup_iterations first (on detached hidden states: the
+  policy does not move), so the first policy updates see advantages from a fitted critic.
 - The value head is a ScalarHead on the policy's own final hidden states (shared trunk, as TRL's
   AutoModelForCausalLMWithValueHead): one forward gives log-probs and values, so a rollout needs two GPT
   forwards (policy, reference) rather than three and training one backbone rather than two: half the memory and
@@ -74,9 +85,12 @@ from models.gpt import GPT
 from models.heads import ScalarHead
 from models.lm import _GPTModule
 from models.ppo.advantages import gae, masked_whiten
-from models.ppo.health import APPROX_KL, EOS_RATE, KL, LENGTH, RATIO_MAX, HealthBounds, check_health
+from models.ppo.config import PPOConfig
+from models.ppo.group import grpo_advantages, rloo_advantages
+from models.ppo.health import APPROX_KL, EOS_RATE, KL, LENGTH, RATIO_MAX, SFT_LENGTH, HealthBounds, check_health
 from models.ppo.kl import AdaptiveKLController, FixedKLController
 from models.ppo.losses import entropy_from_logits, kl_penalized_rewards, policy_loss, value_loss
+from models.ppo.reward_scale import RewardScale
 from models.ppo.rollout import logprobs_of, response_mask
 from models.reward import RewardModel
 
@@ -102,72 +116,7 @@ _HEALTH_NAMES = {"ppo/kl": KL, "ppo/approx_kl": APPROX_KL, "ppo/response_len": L
 _FROZEN = ("reference.", "reward.")  # state_dict prefixes left out of checkpoints
 
 
-@dataclass
-class PPOConfig:
-    """One PPO run's settings. kl_estimator "k3" is a fine KL *estimate* but a poor KL *reward*: the policy gradient
-    of its penalty is grad KL(pi||ref) - grad KL(ref||pi), near 0 close to the reference, so it hardly pulls back
-    (measured, tiny GPT, beta 100, 16 iterations: with k3 the KL grew steadily to 1.3 nats, with k1 it levelled
-    off at 0.08). Keep "k1" unless comparing."""
-
-    rollout_batch_size: int = 64  # prompts (episodes) per PPO iteration: the prompt loader's batch size
-    minibatch_size: int = 16  # episodes per optimizer step; must divide rollout_batch_size
-    ppo_epochs: int = 4  # passes over each rollout batch
-    max_new_tokens: int = 64  # response length cap; a response that reaches it without EOS is "missing EOS"
-    temperature: float = 1.0  # sampling temperature; log-probs are computed at the same temperature
-    top_k: int | None = None  # sampling filter (not applied to log-probs: None keeps PPO exactly on-policy)
-    top_p: float | None = None  # nucleus sampling filter (same caveat as top_k)
-    gamma: float = 1.0  # discount per token (1: the episode is one response)
-    lam: float = 0.95  # GAE lambda
-    clip_range: float = 0.2  # PPO ratio clip epsilon
-    clip_range_value: float = 0.2  # value clip around the rollout's values
-    vf_coef: float = 0.1  # weight of the value loss (it shares the policy's trunk)
-    ent_coef: float = 0.0  # weight of the entropy bonus (0: off, as InstructGPT)
-    init_kl_coef: float = 0.05  # beta: weight of the per-token KL(policy || reference) penalty in the reward
-    target_kl: float | None = None  # None: beta fixed; else adaptive (Ziegler et al.) towards this sequence KL, nats
-    kl_horizon: int = 10_000  # adaptive beta: episodes to close a 20% KL error by about e^0.2
-    kl_estimator: str = "k1"  # per-token KL estimator in the reward: "k1" (log ratio) or "k3" (>= 0)
-    whiten_rewards: bool = False  # whiten per-token rewards (scale only) before GAE
-    reward_clip: float | None = None  # clamp the (penalised) score to [-reward_clip, reward_clip]; None: off
-    missing_eos_penalty: float = 0.0  # added to the score of a response without EOS, e.g. -1.0; 0: off
-    optimizer: str = "adamw"  # models.optim.OPTIMIZERS; betas are torch's defaults (0.9, 0.999), SGD momentum 0.9
-    lr: float = 1e-5  # learning rate (constant), policy and value head
-    weight_decay: float = 0.0  # decay of matrices; biases and LayerNorm gains never decay
-    max_grad_norm: float = 1.0  # clip the gradient norm of each optimizer step to this
-
-    def __post_init__(self) -> None:
-        positive = {k: getattr(self, k) for k in ("rollout_batch_size", "minibatch_size", "ppo_epochs", "kl_horizon")}
-        positive.update(lr=self.lr, max_grad_norm=self.max_grad_norm, clip_range=self.clip_range)
-        for name, value in positive.items():
-            if not value > 0:
-                raise ValueError(f"PPOConfig.{name} must be > 0, got {value}")
-        if self.rollout_batch_size % self.minibatch_size:
-            raise ValueError(
-                f"PPOConfig.minibatch_size ({self.minibatch_size}) must divide rollout_batch_size "
-                f"({self.rollout_batch_size}): every optimizer step sees the same number of episodes"
-            )
-        if self.kl_estimator not in ("k1", "k3"):
-            raise ValueError(f"PPOConfig.kl_estimator must be 'k1' or 'k3', got {self.kl_estimator!r}")
-        if self.target_kl is not None and self.target_kl <= 0:
-            raise ValueError(f"PPOConfig.target_kl must be > 0 or None (fixed beta), got {self.target_kl}")
-        self.generation()  # validates max_new_tokens, temperature, top_k, top_p
-
-    @property
-    def steps_per_iteration(self) -> int:
-        """Optimizer steps (Trainer.global_step) per PPO iteration."""
-        return self.ppo_epochs * (self.rollout_batch_size // self.minibatch_size)
-
-    def generation(self, eos_id: int | None = None, pad_id: int = 0, seed: int | None = None) -> GenerationConfig:
-        """The sampling configuration of a rollout."""
-        return GenerationConfig(
-            max_new_tokens=self.max_new_tokens,
-            do_sample=True,
-            temperature=self.temperature,
-            top_k=self.top_k,
-            top_p=self.top_p,
-            eos_token_id=eos_id,
-            pad_token_id=pad_id,
-            seed=seed,
-        )
+GROUP_ADVANTAGES = {"grpo": grpo_advantages, "rloo": rloo_advantages}  # config.GROUP_METHODS' advantages
 
 
 class UnhealthyRun(RuntimeError):
@@ -231,16 +180,20 @@ class PPOModule(_GPTModule):
                 f"{reference.config.vocab_size}): the reference must be the policy's starting point (the SFT model)"
             )
         health = health or HealthBounds()
-        self.save_hyperparameters(dict(config=asdict(config), eos_id=eos_id, pad_id=pad_id, health=asdict(health)))
+        self.save_hyperparameters(dict(config=config.model_dump(), eos_id=eos_id, pad_id=pad_id, health=asdict(health)))
         self.config, self.eos_id, self.pad_id, self.health = config, eos_id, pad_id, health
         self.model = policy
         self.value_head = ScalarHead(policy.config.n_embd)
+        nn.init.zeros_(self.value_head.linear.weight)  # V = 0 everywhere at the start (see Design choices)
+        self.reward_scale = RewardScale() if config.normalize_rewards else RewardScale(0.0, 1.0)
+        self.sft_length: float | None = None  # the first rollout's mean length (the policy is still SFT's)
         self.reference = reference.requires_grad_(False)
         self.reward = reward.requires_grad_(False) if isinstance(reward, nn.Module) else reward
         if config.target_kl is None:
             self.kl_controller = FixedKLController(config.init_kl_coef)
         else:
-            self.kl_controller = AdaptiveKLController(config.init_kl_coef, config.target_kl, config.kl_horizon)
+            # kl_horizon None: sized to the run, from the Trainer's max_steps at fit start (on_fit_start)
+            self.kl_controller = AdaptiveKLController(config.init_kl_coef, config.target_kl, config.kl_horizon or 1)
         self.train()
 
     def policy_gpt(self) -> GPT:
@@ -254,17 +207,29 @@ class PPOModule(_GPTModule):
         self.training = mode
         return self
 
+    def on_fit_start(self) -> None:
+        """An adaptive KL horizon left to the run: the run's episodes (iterations * episodes per iteration)."""
+        cfg = self.config
+        if isinstance(self.kl_controller, AdaptiveKLController) and cfg.kl_horizon is None:
+            if self.trainer.max_steps is None or self.trainer.max_steps < 1:
+                raise ValueError("PPOConfig.kl_horizon None sizes the horizon to the run: give Trainer(max_steps=...)")
+            iterations = max(1, self.trainer.max_steps // cfg.steps_per_iteration)
+            self.kl_controller.horizon = iterations * cfg.episodes_per_iteration
+
     def configure_model(self) -> None:
         """No torch.compile: rollout shapes change every iteration and would recompile."""
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        # the trainable parameters are the policy's and the value head's (reference and reward are frozen); a
-        # constant learning rate, no warm-up, no penalties: PPO's steps are few and its update is already clipped
+        # the policy's parameters as every module's (configured optimizer, matrices decay), constant learning rate;
+        # the value head in a group of its own with its own learning rate (reference and reward are frozen)
         cfg = self.config
         optim = {"optimizer": cfg.optimizer, "lr": cfg.lr, "weight_decay": cfg.weight_decay, "beta1": 0.9,
                  "beta2": 0.999, "momentum": 0.9, "schedule": "constant", "warmup_steps": 0, "min_lr_ratio": 1.0,
                  "l1": 0.0, "l2": 0.0}  # fmt: skip
-        optimizer, _ = optimizers.build(self, optim, max_steps=1)
+        optimizer, _ = optimizers.build(self.model, optim, max_steps=1)
+        optimizer.add_param_group(
+            {"params": list(self.value_head.parameters()), "weight_decay": 0.0, "lr": cfg.value_lr or cfg.lr}
+        )
         return optimizer
 
     # ---- one PPO iteration -------------------------------------------------------------------------------------
@@ -282,10 +247,12 @@ class PPOModule(_GPTModule):
             "ppo/eos_rate": self._has_eos(r.sequences[:, r.prompt_len :], r.mask).float().mean(),
         }
         stats = dict(zip(rollout_stats, torch.stack(list(rollout_stats.values())).tolist(), strict=True))  # one sync
+        if self.sft_length is None:
+            self.sft_length = stats["ppo/response_len"]
         self._check(stats, iteration)  # before any update: a NaN reward must not reach the weights
         generated = time.perf_counter()
 
-        update_stats = self.update(r)
+        update_stats = self.update(r, critic_only=iteration <= cfg.critic_warmup_iterations)
         self.kl_controller.update(stats["ppo/kl"], n_steps=B)
         done = time.perf_counter()
         stats.update(update_stats)
@@ -312,10 +279,21 @@ class PPOModule(_GPTModule):
             )
         if not bool(attention_mask[:, -1].all()):
             raise ValueError("prompts must be left-padded (attention_mask 1 in the last column): responses follow it")
+        group = cfg.method in GROUP_ADVANTAGES
+        if group:  # each prompt's G samples in adjacent rows: the layout models.ppo.group reads
+            input_ids = input_ids.repeat_interleave(cfg.group_size, dim=0)
+            attention_mask = attention_mask.repeat_interleave(cfg.group_size, dim=0)
+            B = input_ids.size(0)
         seed = int(torch.randint(2**62, ()))  # global CPU RNG: restored on resume, the same on every device
-        sequences, _ = generate(self.model, input_ids, attention_mask, cfg.generation(self.eos_id, self.pad_id, seed))
+        sampling = GenerationConfig(
+            max_new_tokens=cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature, top_k=cfg.top_k,
+            top_p=cfg.top_p, eos_token_id=None if cfg.fixed_length else self.eos_id, pad_token_id=self.pad_id,
+            seed=seed,
+        )  # fmt: skip
+        sequences, _ = generate(self.model, input_ids, attention_mask, sampling)
         response = sequences[:, P:]  # (B, N)
-        mask = response_mask(response, self.eos_id)
+        # fixed_length: an EOS sampled mid-response is just a token; every response is max_new_tokens long
+        mask = torch.ones_like(response) if cfg.fixed_length else response_mask(response, self.eos_id)
         full_mask = torch.cat([attention_mask, mask.to(attention_mask.dtype)], dim=1)  # (B, P + N)
 
         logp, values, ref_logp = [], [], []
@@ -323,13 +301,14 @@ class PPOModule(_GPTModule):
             seqs, m = sequences[i : i + cfg.minibatch_size], full_mask[i : i + cfg.minibatch_size]
             logits, hidden = self._response_logits(self.model, seqs, m, P)
             logp.append(logprobs_of(logits, seqs[:, P:]))
-            values.append(self.value_head(hidden).float())
+            values.append(torch.zeros_like(logp[-1]) if group else self.value_head(hidden).float())
             ref_logits, _ = self._response_logits(self.reference, seqs, m, P)
             ref_logp.append(logprobs_of(ref_logits, seqs[:, P:]))
         logp, values, ref_logp = torch.cat(logp), torch.cat(values), torch.cat(ref_logp)
 
         score = self._score(sequences, full_mask)
-        penalised = score + cfg.missing_eos_penalty * (~self._has_eos(response, mask)).float()
+        missing_eos = torch.zeros_like(score) if cfg.fixed_length else (~self._has_eos(response, mask)).float()
+        penalised = self.reward_scale(score) + cfg.missing_eos_penalty * missing_eos
         if cfg.reward_clip is not None:
             penalised = penalised.clamp(-cfg.reward_clip, cfg.reward_clip)
         rewards, kl = kl_penalized_rewards(
@@ -337,12 +316,20 @@ class PPOModule(_GPTModule):
         )
         if cfg.whiten_rewards:
             rewards = masked_whiten(rewards, mask, shift_mean=False)
-        advantages, returns = gae(rewards, values, mask, cfg.gamma, cfg.lam)
-        advantages = masked_whiten(advantages, mask)
+        if group:  # one advantage per response from its group's KL-penalised returns (TRL's RLOO, verl's
+            # use_kl_in_reward), on every one of its tokens; no critic, so nothing to whiten or regress on
+            sequence_advantage = GROUP_ADVANTAGES[cfg.method](rewards.sum(dim=1), cfg.group_size)
+            advantages = torch.where(mask.bool(), sequence_advantage[:, None].expand_as(rewards), 0.0)
+            returns = torch.zeros_like(rewards)
+        else:
+            advantages, returns = gae(rewards, values, mask, cfg.gamma, cfg.lam)
+            advantages = masked_whiten(advantages, mask)
         return Rollout(sequences, full_mask, P, mask, logp, ref_logp, values, score, kl, rewards, advantages, returns)
 
-    def update(self, r: Rollout) -> dict[str, float]:
-        """ppo_epochs passes over shuffled minibatches of the rollout, one optimizer step each: step 3."""
+    def update(self, r: Rollout, critic_only: bool = False) -> dict[str, float]:
+        """ppo_epochs passes over shuffled minibatches of the rollout, one optimizer step each: step 3.
+
+        critic_only (critic warm-up): the value loss alone, through detached hidden states: only the head moves."""
         cfg = self.config
         optimizer = self.optimizers()
         P = r.prompt_len
@@ -353,12 +340,15 @@ class PPOModule(_GPTModule):
                 seqs, mask = r.sequences[rows], r.mask[rows]
                 logits, hidden = self._response_logits(self.model, seqs, r.attention_mask[rows], P)
                 logp = logprobs_of(logits, seqs[:, P:])
-                values = self.value_head(hidden).float()
                 pg_loss, pg = policy_loss(logp, r.logp[rows], r.advantages[rows], mask, cfg.clip_range)
-                vf_loss, _ = value_loss(values, r.values[rows], r.returns[rows], mask, cfg.clip_range_value)
+                if cfg.method in GROUP_ADVANTAGES:  # no critic
+                    vf_loss = torch.zeros((), device=logp.device)
+                else:
+                    values = self.value_head(hidden.detach() if critic_only else hidden).float()
+                    vf_loss, _ = value_loss(values, r.values[rows], r.returns[rows], mask, cfg.clip_range_value)
                 # without a bonus the entropy is only reported: no backward through a softmax over the vocabulary
                 entropy = entropy_from_logits(logits if cfg.ent_coef else logits.detach(), mask)
-                loss = pg_loss + cfg.vf_coef * vf_loss - cfg.ent_coef * entropy
+                loss = vf_loss if critic_only else pg_loss + cfg.vf_coef * vf_loss - cfg.ent_coef * entropy
                 optimizer.zero_grad()
                 self.manual_backward(loss)
                 self.clip_gradients(optimizer, gradient_clip_val=cfg.max_grad_norm, gradient_clip_algorithm="norm")
@@ -399,6 +389,7 @@ class PPOModule(_GPTModule):
         checked = {_HEALTH_NAMES.get(name, name): value for name, value in stats.items()}
         if "ppo/ratio_max" in checked:
             checked[RATIO_MAX] = checked.pop("ppo/ratio_max")
+        checked[SFT_LENGTH] = self.sft_length
         reasons = check_health(checked, self.health)
         if reasons:
             raise UnhealthyRun(reasons, checked, iteration)
@@ -407,11 +398,15 @@ class PPOModule(_GPTModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)  # RNG states
         checkpoint["kl_controller"] = self.kl_controller.state_dict()
+        checkpoint["reward_scale"] = self.reward_scale.state_dict()
+        checkpoint["sft_length"] = self.sft_length
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(_FROZEN)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
         self.kl_controller.load_state_dict(checkpoint["kl_controller"])
+        self.reward_scale.load_state_dict(checkpoint["reward_scale"])
+        self.sft_length = checkpoint["sft_length"]
         # the frozen models are this module's own (the checkpoint left them out): keep them, strict loading stays
         frozen = {k: v for k, v in self.state_dict().items() if k.startswith(_FROZEN)}
         checkpoint["state_dict"] = {**checkpoint["state_dict"], **frozen}

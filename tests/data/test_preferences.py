@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from alignops.data.loaders import pad_id, special_id
+from alignops.data.loaders import pad_id, resumable_loader, special_id
 from alignops.data.preferences import (
     Pair,
     PairDataset,
+    RankingBatches,
     collate_pairs,
+    collate_rankings,
     expand_rankings,
     human_ceiling,
     length_baseline_accuracy,
@@ -68,7 +70,7 @@ def test_expand_rankings_ties_full_rankings_and_skips() -> None:
 
 def test_expand_rankings_weights() -> None:
     records = [ranking(["a", "b"], [1, 0], agreement=0.7), ranking(["c", "d"], [0, 1], agreement=None)]
-    assert [p.weight for p in expand_rankings(records)] == [0.7, 1.0]
+    assert [p.weight for p in expand_rankings(records)] == [0.7, 0.7]  # unknown: the mean, never the most
     assert [p.weight for p in expand_rankings(records, weight_by=None)] == [1.0, 1.0]
     assert expand_rankings(records)[0].chosen == "b"
     with pytest.raises(ValueError, match="weight_by"):
@@ -151,3 +153,15 @@ def test_pair_dataset_truncates_like_sft(tok) -> None:
     bad_ids = tok.encode("bad<|endoftext|>").ids
     assert item["rejected_ids"].tolist() == prompt_ids[-(24 - len(bad_ids)) :] + bad_ids
     assert item["rejected_ids"][-1].item() == special_id(tok, "<|endoftext|>")
+
+
+def test_ranking_batches_keep_every_pair_of_a_ranking_together(tok) -> None:
+    records = [ranking(["a", "b", "c"], [0, 1, 2]), ranking(["d", "e"], [1, 0]), ranking(["f", "g", "h"], [2, 1, 0])]
+    pairs = expand_rankings(records)
+    assert [p.ranking for p in pairs] == [0, 0, 0, 1, 2, 2, 2]
+    grouped = RankingBatches(pairs, PairDataset(pairs, tok, max_len=64))
+    assert len(grouped) == 3 and [len(grouped[i]) for i in range(3)] == [3, 1, 3]
+    loader = resumable_loader(grouped, 2, seed=0, shuffle=True, collate_fn=collate_rankings(pad_id(tok)))
+    sizes = sorted(batch["chosen_ids"].size(0) for batch in loader)
+    assert sizes in ([3, 4], [1, 6])  # two rankings then one: whole rankings, never a ranking split over batches
+    assert sum(sizes) == len(pairs)

@@ -249,3 +249,13 @@ def test_check_health_flags_nan_kl_spike_and_length_drift():
     assert "response/eos_rate = 0.1 is below min_eos_rate = 0.5" in long[1]
     [short] = check_health({**HEALTHY, "response/length_mean": 1.0}, bounds)
     assert "below min_response_length = 2" in short
+
+
+def test_check_health_bounds_length_relative_to_the_sft_policy():
+    # SFT answered in 12 tokens on average: half of that is the floor, far above the absolute 2 tokens
+    bounds = HealthBounds(min_length_fraction=0.5)
+    relative = {**HEALTHY, "response/sft_length_mean": 12.0}
+    assert check_health({**relative, "response/length_mean": 7.0}, bounds) == []
+    [short] = check_health({**relative, "response/length_mean": 4.8}, bounds)
+    assert "response/length_mean = 4.8 is below min_length_fraction * SFT length = 6" in short
+    assert check_health({**HEALTHY, "response/length_mean": 4.8}, bounds) == []  # no SFT length measured: skipped

@@ -300,3 +300,100 @@ def test_invalid_setups_fail_with_a_clear_message() -> None:
         model.rollout(batch["input_ids"].flip(1), batch["attention_mask"].flip(1))
     with pytest.raises(ValueError, match="rollout_batch_size"):
         model.rollout(batch["input_ids"][:8], batch["attention_mask"][:8])
+
+
+def test_value_head_starts_at_zero_with_its_own_learning_rate() -> None:
+    model = module(config(lr=1e-5, value_lr=1e-3))
+    hidden = torch.randn(4, 6, model.model.config.n_embd)
+    assert torch.equal(model.value_head(hidden), torch.zeros(4, 6))  # no constant offset for GAE to read as reward
+    head = {id(p) for p in model.value_head.parameters()}
+    groups = model.configure_optimizers().param_groups
+    assert [g["lr"] for g in groups if {id(p) for p in g["params"]} == head] == [1e-3]
+    assert all(g["lr"] == 1e-5 for g in groups if not head & {id(p) for p in g["params"]})
+
+
+def test_rewards_are_sft_z_scores_so_the_missing_eos_penalty_is_in_standard_deviations() -> None:
+    # the same policy and samples, scored by target_count and by 1000 * target_count + 5: the same rewards
+    batch = left_pad([Prompts(32, seed=1)[i] for i in range(32)])
+
+    def rollout(reward):
+        model = module(config(missing_eos_penalty=-1.0, max_new_tokens=8), reward=reward)
+        torch.manual_seed(0)
+        return model, model.rollout(batch["input_ids"], batch["attention_mask"])
+
+    model, r = rollout(target_count)
+    _, scaled = rollout(lambda ids, mask: 1000 * target_count(ids, mask) + 5)
+    torch.testing.assert_close(scaled.rewards, r.rewards, atol=1e-4, rtol=0)
+    has_eos = ((r.sequences[:, r.prompt_len :] == EOS) & r.mask.bool()).any(dim=1)
+    assert 0 < int(has_eos.sum()) < 32
+    z = (r.score - r.score.mean()) / r.score.std()
+    torch.testing.assert_close(r.rewards.sum(dim=1), z - 1.0 * (~has_eos).float(), atol=1e-5, rtol=0)  # KL 0
+    assert model.reward_scale.state_dict() == {
+        "mean": pytest.approx(float(r.score.mean())),
+        "std": pytest.approx(float(r.score.std())),
+    }
+
+
+def test_critic_warmup_moves_only_the_value_head(tmp_path: Path) -> None:
+    model = module(config(critic_warmup_iterations=1, ppo_epochs=1))
+    before = copy.deepcopy(model.model.state_dict())
+    fit(model, 1, tmp_path)
+    assert all(torch.equal(before[k], v) for k, v in model.model.state_dict().items())  # the policy is still SFT
+    assert model.value_head.linear.weight.abs().sum() > 0  # the critic learnt
+
+
+def test_health_floor_is_relative_to_the_first_rollouts_length(tmp_path: Path) -> None:
+    # a floor above the SFT policy's own length stops the run at once, naming the relative bound
+    model = module(config(), health=HealthBounds(min_length_fraction=1.5))
+    with pytest.raises(UnhealthyRun) as raised:
+        fit(model, 2, tmp_path)
+    assert raised.value.iteration == 1 and "min_length_fraction * SFT length" in str(raised.value)
+    assert model.sft_length == pytest.approx(raised.value.stats["response/length_mean"])
+
+
+@pytest.mark.parametrize("method", ["grpo", "rloo"])
+def test_group_methods_raise_the_reward_without_a_critic(tmp_path: Path, method: str) -> None:
+    # 8 prompts x 4 samples = 32 episodes per iteration, as PPO's tests
+    model = module(config(method=method, group_size=4, rollout_batch_size=8, minibatch_size=16))
+    assert model.config.steps_per_iteration == 4 * 32 // 16
+    head = copy.deepcopy(model.value_head.state_dict())
+    stats = fit(model, 12, tmp_path)
+    reward = [stats[i]["ppo/reward"] for i in range(1, 13)]
+    first, last = sum(reward[:3]) / 3, sum(reward[-3:]) / 3
+    assert last > first + 0.5, reward
+    assert all(stats[i]["ppo/value_loss"] == 0.0 for i in stats)
+    assert all(torch.equal(head[k], v) for k, v in model.value_head.state_dict().items())  # no critic trained
+
+
+def test_group_rollout_samples_each_prompt_g_times_and_reads_advantages_from_its_group() -> None:
+    model = module(config(method="rloo", group_size=4, rollout_batch_size=8, minibatch_size=16))
+    batch = left_pad([Prompts(8, seed=1)[i] for i in range(8)])
+    torch.manual_seed(0)
+    r = model.rollout(batch["input_ids"], batch["attention_mask"])
+    assert r.sequences.size(0) == 32
+    prompts = r.sequences[:, : r.prompt_len].view(8, 4, -1)
+    assert (prompts == prompts[:, :1]).all()  # rows 4k..4k+3 share prompt k
+    returns = r.rewards.sum(dim=1).view(8, 4)  # KL 0 at the start: the z-scored counts
+    expected = returns - (returns.sum(dim=1, keepdim=True) - returns) / 3  # leave-one-out baseline
+    first_token = r.advantages[:, 0].view(8, 4)
+    torch.testing.assert_close(first_token, expected, atol=1e-5, rtol=0)
+    assert torch.equal(r.advantages, torch.where(r.mask.bool(), r.advantages[:, :1], 0.0))  # same on every token
+
+
+def test_adaptive_kl_horizon_defaults_to_the_runs_episodes(tmp_path: Path) -> None:
+    # 4 iterations of 32 episodes: horizon 128, so beta *= 1 - 0.2 * 32 / 128 = 0.95 per iteration
+    model = module(config(init_kl_coef=0.1, target_kl=6.0))
+    stats = fit(model, 4, tmp_path)
+    assert model.kl_controller.horizon == 4 * 32
+    assert [stats[i]["ppo/beta"] for i in range(1, 5)] == pytest.approx([0.1, 0.095, 0.09025, 0.0857375])
+
+
+def test_fixed_length_rollouts_ignore_eos_and_the_missing_eos_penalty() -> None:
+    model = module(config(fixed_length=True, missing_eos_penalty=-1.0, max_new_tokens=8), reward=target_count)
+    batch = left_pad([Prompts(32, seed=1)[i] for i in range(32)])
+    torch.manual_seed(0)
+    r = model.rollout(batch["input_ids"], batch["attention_mask"])
+    assert r.sequences.size(1) - r.prompt_len == 8 and bool(r.mask.all())  # every response is 8 tokens
+    assert bool((r.sequences[:, r.prompt_len :] == EOS).any())  # EOS was sampled, and did not stop a response
+    z = (r.score - r.score.mean()) / r.score.std()
+    torch.testing.assert_close(r.rewards.sum(dim=1), z, atol=1e-5, rtol=0)  # no penalty, KL 0

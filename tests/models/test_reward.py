@@ -122,7 +122,9 @@ def test_reward_model_learns_a_preference(cpu_trainer, tok, tmp_path: Path) -> N
     expected = {f"val/{m}" for m in ("loss", "accuracy", "reward_mean", "reward_std", "margin_mean")}
     assert set(metrics) == expected
     assert metrics["val/accuracy"] >= 0.9, metrics
-    assert metrics["val/margin_mean"] > 1.0 and metrics["val/loss"] < 0.3, metrics
+    # soft targets: the loss cannot go below the targets' own entropy (0.673 nats at 0.6, 0 at 1.0)
+    floor = sum(-(p.weight * math.log(p.weight) + (1 - p.weight) * math.log1p(-p.weight + 1e-12)) for p in val_pairs)
+    assert metrics["val/margin_mean"] > 1.0 and metrics["val/loss"] - floor / len(val_pairs) < 0.3, metrics
     assert abs(metrics["val/reward_mean"]) < metrics["val/reward_std"]  # centred: the spread dominates
 
 
@@ -137,12 +139,13 @@ def test_val_metrics_cover_the_whole_set(cpu_trainer, tok, tmp_path: Path) -> No
     batch = collate_pairs(pad_id(tok))([val.dataset[i] for i in range(len(val.dataset))])
     with torch.no_grad():
         chosen, rejected = model.pair_rewards(batch)
-    w = batch["weight"]
-    bt = (w * -F.logsigmoid(chosen - rejected - 0.5)).sum() / w.sum()
+    t = batch["weight"]  # the pairs' agreement: soft targets
+    d = chosen - rejected - 0.5
+    bt = -(t * F.logsigmoid(d) + (1 - t) * F.logsigmoid(-d)).mean()
     rewards = torch.cat([chosen, rejected])
     assert metrics["val/loss"] == pytest.approx((bt + 0.1 * ((chosen + rejected) ** 2).mean()).item(), rel=1e-5)
     assert metrics["val/loss"] == pytest.approx(
-        pairwise_loss(chosen, rejected, w, margin=0.5, center_coef=0.1).item(), rel=1e-5
+        pairwise_loss(chosen, rejected, margin=0.5, center_coef=0.1, targets=t).item(), rel=1e-5
     )
     assert metrics["val/accuracy"] == pytest.approx((chosen > rejected).float().mean().item())
     assert metrics["val/reward_mean"] == pytest.approx(rewards.mean().item(), rel=1e-4, abs=1e-6)
@@ -190,3 +193,15 @@ def test_bf16_mixed_fit_and_checkpoint(cpu_trainer, tok, tmp_path: Path) -> None
     assert restored.hparams.margin == 0.25 and restored.hparams.center_coef == 0.05
     assert restored.model.config == gpt_config(tok)
     assert torch.equal(restored.head.linear.weight, model.head.linear.weight)
+
+
+def test_soft_targets_stop_at_the_pairs_agreement() -> None:
+    # target 0.6: the loss is least where sigmoid(r_c - r_r) = 0.6, d = log(0.6 / 0.4) = 0.405465, not at d -> inf
+    d = torch.tensor([0.405465, 0.0, 3.0], requires_grad=True)
+    targets = torch.full((3,), 0.6)
+    pairwise_loss(d, torch.zeros(3), targets=targets).backward()
+    grad = d.grad * 3  # per pair: sigmoid(d) - t
+    assert grad[0].item() == pytest.approx(0.0, abs=1e-5)
+    assert grad[1].item() == pytest.approx(0.5 - 0.6) and grad[2].item() == pytest.approx(0.952574 - 0.6, abs=1e-5)
+    hard = pairwise_loss(torch.tensor([1.0]), torch.zeros(1), targets=torch.ones(1))
+    assert hard.item() == pytest.approx(pairwise_loss(torch.tensor([1.0]), torch.zeros(1)).item())  # t = 1: plain BT

@@ -24,9 +24,17 @@ def with_ppo(cfg: PipelineConfig, **changes) -> PipelineConfig:
 def test_ppo_against_a_gated_reward_model(built: PipelineConfig) -> None:
     pretrain.run(built)
     sft.run(built)
-    # a floor of 0 passes any model that beats the length baseline; the fixture's rankings carry little signal
-    passing = built.model_copy(update={"reward": built.reward.model_copy(update={"min_accuracy": 0.0})})
+    # a floor of 0 passes any model that beats the length baseline; the fixture's rankings carry little signal, and
+    # its reward model reads length and prefers an empty reply (the bias checks would refuse it): both off knowingly
+    lenient = {"min_accuracy": 0.0, "bias_checks": False}
+    passing = built.model_copy(update={"reward": built.reward.model_copy(update=lenient)})
     rm = reward.run(passing)
+    assert {"reward/length_corr", "reward/empty_reply_score", "reward/sft_reply_score_median"} <= set(rm.metrics)
+    assert any(name.startswith("reward/accuracy/") for name in rm.metrics)  # per source family
+    val_losses = [
+        m.value for m in mlflow.MlflowClient(tracking.tracking_uri()).get_metric_history(rm.run_id, "val/loss")
+    ]
+    assert rm.metrics["reward/best_val_loss"] == pytest.approx(min(val_losses))  # the best checkpoint is published
     assert rm.metrics["reward/accuracy"] > rm.metrics["reward/length_baseline_accuracy"], "fixture changed?"
 
     result = ppo.run(with_ppo(built))
@@ -43,6 +51,10 @@ def test_ppo_against_a_gated_reward_model(built: PipelineConfig) -> None:
                 "ppo/response_len", "ppo/episodes_per_sec", "ppo/time_generation_s", "ppo/time_update_s"):  # fmt: skip
         assert client.get_metric_history(result.run_id, key), key
     assert "ppo/reward_gain" in result.metrics
+    assert (
+        0 <= result.metrics["ppo/eval_empty"] <= PPO_TINY["eval_samples"]
+        and result.metrics["ppo/eval_response_len"] > 0
+    )
 
     # A learning rate that blows the weights up: the health check stops the run and rolls back to the last
     # healthy checkpoint or the SFT weights; what gets registered is finite.
@@ -61,3 +73,18 @@ def test_ppo_refuses_a_reward_model_that_failed_its_gate(built: PipelineConfig) 
     assert rm.metrics["reward/accuracy"] < 1.0
     with pytest.raises(ppo.RewardModelRejected, match="floor 1.000"):
         ppo.run(with_ppo(built))
+
+
+@pytest.mark.slow
+def test_grpo_against_a_reward_function_registers_a_policy(built: PipelineConfig) -> None:
+    # no reward model at all: a plain function named in config scores the decoded responses
+    pretrain.run(built)
+    sft.run(built)
+    rule = "alignops.stages.reward_function:vader_sentiment"
+    result = ppo.run(with_ppo(built, method="grpo", group_size=2, reward_function=rule))
+    client = mlflow.MlflowClient(tracking.tracking_uri())
+    version = client.get_model_version("alignops-policy", result.version)
+    assert version.tags["alignops.method"] == "grpo" and version.tags["alignops.reward_model"] == rule
+    history = client.get_metric_history(result.run_id, "ppo/value_loss")
+    assert len(history) == PPO_TINY["iterations"] and all(m.value == 0.0 for m in history)  # no critic
+    assert math.isfinite(result.metrics["ppo/reward_gain"])
