@@ -16,7 +16,7 @@ from alignops.evaluation.ner import Tagger
 from alignops.stages import evaluate, pretrain
 from alignops.stages import ner as ner_stage
 
-NER_TINY = {"max_steps": 30, "lr": 0.005, "val_every_n_steps": 15, "baseline_train_examples": 60}
+NER_TINY = {"max_steps": 40, "lr": 0.005, "val_every_n_steps": 20, "baseline_train_examples": 60}
 
 
 def history(run_id: str, key: str) -> list[float]:
