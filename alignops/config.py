@@ -64,8 +64,9 @@ class DataConfig(_Config):
     mix: str = Field(
         "",
         pattern=r"^([^=,]+=(0(\.\d+)?|1(\.0+)?)(,[^=,]+=(0(\.\d+)?|1(\.0+)?))*)?$",
-        description="Mixing weights of imported sources, 'team-chats=0.5,old-prefs=0': that share in [0, 1] of "
-        "a source's train records is kept (chosen by content hash); a source not named keeps all.",
+        description="Mixing weights of any source, built, imported or 'dashboard' (labels), e.g. 'vader=0.5,"
+        "import/chats=1,dashboard=0.8': that share in [0, 1] of a source's (or source family's) train records is "
+        "kept, chosen by content hash; a source not named keeps all.",
     )
     import_max_record_bytes: int = Field(
         1_000_000, ge=1024, description="An imported record larger than this (UTF-8 JSON bytes) is refused."

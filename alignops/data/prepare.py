@@ -124,6 +124,15 @@ def content_hash(text: str, salt: str = "") -> str:
     return hashlib.sha256(f"{salt}\x00{text}".encode()).hexdigest()
 
 
+def mixed_out(key: str, source: str, weights: dict[str, float]) -> bool:
+    """data.mix: whether a train record of `source` falls outside the share its weight keeps (by content hash, so
+    the same records stay in every rebuild). A weight is looked up by the exact source, then by its family (the
+    part before the first "/" or ":", e.g. "vader" for "vader/tweets"); a source not named keeps all."""
+    family = source.replace(":", "/").split("/", 1)[0]
+    weight = weights.get(source, weights.get(family, 1.0))
+    return weight < 1.0 and int(content_hash(key, "mix")[:8], 16) / 2**32 >= weight
+
+
 def split_of(key: str, salt: str, val_fraction: float, test_fraction: float) -> str:
     """Assign a split by content hash, not by position: the same key lands in the same split in every set
     and every rebuild, whatever the order or the other records."""

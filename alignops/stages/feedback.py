@@ -21,7 +21,7 @@ from pathlib import Path
 from alignops import tracking
 from alignops.config import PipelineConfig
 from alignops.data import datasets, staging, versioning
-from alignops.data.prepare import split_of
+from alignops.data.prepare import mixed_out, split_of
 
 WATERMARK_FILE = "feedback.json"
 
@@ -95,6 +95,8 @@ def _rewrite(cfg: PipelineConfig, records: list[dict], state: dict) -> dict[str,
         for record in records:
             key = record["prompt"] + "\x00" + "\x00".join(sorted(record["responses"]))
             split = split_of(key, cfg.data.split_salt, cfg.data.val_fraction, cfg.data.test_fraction)
+            if split == "train" and mixed_out(key, SOURCE, cfg.data.mix_weights()):  # data.mix: "dashboard=0.5"
+                continue
             with (copy / "rankings" / f"{split}.jsonl").open("a", encoding="utf-8", newline="\n") as fh:
                 fh.write(json.dumps(record, ensure_ascii=False) + "\n")
             counts[split] += 1
