@@ -259,7 +259,9 @@ class RewardConfig(TrainConfig):
         "val/loss", description="Early stopping on this validation metric; the best checkpoint is the one published."
     )
     bias_checks: bool = Field(
-        True, description="Quality gate: refuse length-biased or silence-preferring models (off: knowingly, CI)."
+        True,
+        description="Quality gate: refuse length-biased or silence-preferring models, including one that does not beat "
+        "'the longer response wins' (off: knowingly, CI).",
     )
 
 

@@ -22,14 +22,15 @@ from alignops.stages.data import require_valid
 GATE_TAG = "alignops.reward_gate"
 
 
-def quality_gate(accuracy: float, length_baseline: float, floor: float) -> list[str]:
-    """Why a reward model is not good enough to optimise against ([] when it is)."""
+def quality_gate(accuracy: float, length_baseline: float, floor: float, bias_checks: bool = True) -> list[str]:
+    """Why a reward model is not good enough to optimise against ([] when it is). Not beating "the longer response
+    wins" is the first of the length-bias checks: reward.bias_checks=false turns it off with the others."""
     reasons = []
     if accuracy < floor:
         reasons.append(
             f"held-out pair accuracy {accuracy:.3f} is under the floor {floor:.3f} by {floor - accuracy:.3f}"
         )
-    if accuracy <= length_baseline:
+    if bias_checks and accuracy <= length_baseline:
         reasons.append(
             f"held-out pair accuracy {accuracy:.3f} does not beat the longer-response-wins baseline "
             f"{length_baseline:.3f} (short by {length_baseline - accuracy:.3f}): it may be rewarding length"
@@ -114,7 +115,9 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
         ceiling = human_ceiling(rankings["test"])
         if ceiling is not None:
             metrics["reward/human_ceiling"] = ceiling
-        reasons = quality_gate(metrics["reward/accuracy"], metrics["reward/length_baseline_accuracy"], rc.min_accuracy)
+        reasons = quality_gate(
+            metrics["reward/accuracy"], metrics["reward/length_baseline_accuracy"], rc.min_accuracy, rc.bias_checks
+        )
         whole = training.trained(trainer, module)  # whole weights under FSDP too
         scorer = _text_scorer(whole.eval(), base.tokenizer, rc.max_len or base.gpt.config.block_size)
         test_pairs = pairs["test"][:: max(1, len(pairs["test"]) // BIAS_PAIRS)]  # spread: every source in it
