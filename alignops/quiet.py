@@ -21,6 +21,8 @@ NOTICES = (
     (r".*does not have many workers.*", "the datasets are tensors in memory: workers would only add copies"),
     (r".*`isinstance\(treespec, LeafSpec\)` is deprecated.*", "a deprecation inside Lightning"),
     (r".*The number of training batches .* is smaller than the logging interval.*", "tiny presets in CI"),
+    (r".*You defined a `validation_step` but have no `val_dataloader`.*", "PPO validates by held-out rollouts"),
+    (r"(?s).*Using ModelCheckpoint with manual optimization.*", "PPO checkpoints the state after each update"),
 )
 QUIET_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero", "alembic")
 OUR_MODULES = r"^(?!alignops|models|flows|dashboard)"  # deprecations raised anywhere but in our own code
@@ -36,15 +38,32 @@ def configure() -> None:
         warnings.showwarning = _without_notices(warnings.showwarning)
     for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
         warnings.filterwarnings("ignore", category=category, module=OUR_MODULES)
+    # Prefect captures warnings into the "py.warnings" logger (logging.captureWarnings), replacing showwarning
+    # after this ran: the same notices are dropped there
+    warnings_logger = logging.getLogger("py.warnings")
+    if not any(isinstance(f, _NoticeFilter) for f in warnings_logger.filters):
+        warnings_logger.addFilter(_NoticeFilter())
     for name in QUIET_LOGGERS:  # "GPU available: False, used: False", "💡 Tip: ...", alembic's INFO lines
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _without_notices(show):
-    patterns = [re.compile(pattern, re.IGNORECASE) for pattern, _why in NOTICES]
+_PATTERNS = [re.compile(pattern, re.IGNORECASE) for pattern, _why in NOTICES]
 
+
+def _is_notice(text: str) -> bool:
+    return any(p.search(text) for p in _PATTERNS)
+
+
+class _NoticeFilter(logging.Filter):
+    """Drops a captured warning (its record's message is the formatted warning) when it is one of the NOTICES."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _is_notice(record.getMessage())
+
+
+def _without_notices(show):
     def showwarning(message, category, filename, lineno, file=None, line=None):
-        if not any(p.match(str(message)) for p in patterns):
+        if not _is_notice(str(message)):
             show(message, category, filename, lineno, file, line)
 
     showwarning._alignops_quiet = True

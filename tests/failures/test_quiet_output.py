@@ -24,3 +24,28 @@ def test_notices_are_filtered_and_real_warnings_stay() -> None:
         warnings.warn_explicit("our own deprecation", DeprecationWarning, "x.py", 1, module="alignops.x")
     assert shown == ["a real problem the user must see", "our own deprecation"], shown
     assert logging.getLogger("lightning.pytorch.utilities.rank_zero").level == logging.WARNING
+
+
+def test_notices_captured_into_logging_are_dropped_too() -> None:
+    # Prefect routes warnings through logging.captureWarnings ("py.warnings"), replacing showwarning after the CLI
+    # configured it: the notices must be dropped there as well, and a real warning must still arrive
+    records: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    logger = logging.getLogger("py.warnings")
+    handler = Collect()
+    logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings():
+            warnings.resetwarnings()
+            quiet.configure()
+            logging.captureWarnings(True)
+            warnings.warn("You defined a `validation_step` but have no `val_dataloader`. Skipping.", stacklevel=1)
+            warnings.warn("a real problem the user must see", UserWarning, stacklevel=1)
+    finally:
+        logging.captureWarnings(False)
+        logger.removeHandler(handler)
+    assert len(records) == 1 and "a real problem the user must see" in records[0], records
