@@ -435,6 +435,8 @@ def _contract_record(
     out = {"prompt": prompt, "source": src}
     if "lang" in _contract_columns(set_name):
         out["lang"] = prepare.detect_lang(prompt) or "en"
+    if "task" in _contract_columns(set_name):  # an imported prompt is an open request, which the judges measure
+        out["task"] = "answer"  # (labeled questions belong in the classification set, scored by F1)
     return out, prompt
 
 
