@@ -271,18 +271,20 @@ def test_a_planted_clearly_better_model_is_promoted_on_evidence(built: PipelineC
     train = datasets.split_files(planted_data)["sft/train"]
     rows = [json.loads(line) | {"response": PLANTED} for line in train.read_text(encoding="utf-8").splitlines()]
     train.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    section = built.sft.model_copy(update={"max_steps": 200, "lr": 0.01, "base_model": base})
+    section = built.sft.model_copy(update={"max_steps": 400, "lr": 0.01, "base_model": base})
     planted = sft.run(
         built.model_copy(update={"sft": section, "data": built.data.model_copy(update={"data_dir": planted_data})})
     ).model_uri
-    # every eval prompt of the fixture data: 44 of its 91 are judged (the rest ask for a sentiment label)
+    # every eval prompt of the fixture data: about half are judged (the rest ask for a sentiment label)
     cfg = with_gate(built).model_copy(
         update={"evaluate": built.evaluate.model_copy(update={"max_eval_prompts": 300, "max_lm_tokens": 2000})}
     )
     evaluation = evaluate.run(cfg, model_uri=planted)
     metrics = evaluation.metrics
     said = [json.loads(line)["completion"] for line in evaluation.samples_path.read_text().splitlines()[:6]]
-    assert metrics["eval/judged_prompts"] == 44 and metrics["eval/prompts"] == 91
+    eval_set = datasets.load_split(built.data.data_dir, "eval_prompts", "test")
+    assert metrics["eval/prompts"] == len(eval_set)  # every one, judged where its task is one the judges measure
+    assert metrics["eval/judged_prompts"] == sum(r["task"] in datasets.JUDGED_TASKS for r in eval_set) >= 30
     result = promote.run(cfg, planted)
     judge = by_name(result.checks)["judge_win_rate"]
     assert result.passed and judge.status == PASSED, (result.reasons, said)
