@@ -56,7 +56,9 @@ bench-venvs: .venv-bench/$(BENCH_STAMP) .venv-bench-ppo/$(BENCH_STAMP)
 	test -d .venv-bench-ppo || $(PYTHON) -m venv .venv-bench-ppo
 	.venv-bench-ppo/bin/python -m pip install --quiet --upgrade pip
 	.venv-bench-ppo/bin/python -m pip install --quiet torch==2.13.0
-	.venv-bench-ppo/bin/python -m pip install --quiet -c requirements/constraints.txt -e . "trl==1.12.0" "transformers==5.23.0"
+	# trl 1.12 needs transformers 5.23: the tested constraints without their transformers pin
+	grep -v '^transformers==' requirements/constraints.txt > .venv-bench-ppo/constraints.txt
+	.venv-bench-ppo/bin/python -m pip install --quiet -c .venv-bench-ppo/constraints.txt -e . "trl==1.12.0" "transformers==5.23.0"
 	rm -f .venv-bench-ppo/.installed-* && touch $@
 
 bench-trl: bench-venvs
