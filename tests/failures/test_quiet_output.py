@@ -36,16 +36,20 @@ def test_notices_captured_into_logging_are_dropped_too() -> None:
             records.append(record.getMessage())
 
     logger = logging.getLogger("py.warnings")
-    handler = Collect()
+    handler, was_disabled = Collect(), logger.disabled
     logger.addHandler(handler)
+    logger.disabled = False  # a logging dictConfig earlier in the session may have disabled it
+    logging.captureWarnings(False)  # whoever captured before: start from the plain showwarning
     try:
         with warnings.catch_warnings():
             warnings.resetwarnings()
+            warnings.simplefilter("always")  # shown every time, whatever this process warned before
             quiet.configure()
-            logging.captureWarnings(True)
+            logging.captureWarnings(True)  # as Prefect does, after the CLI configured the filters
             warnings.warn("You defined a `validation_step` but have no `val_dataloader`. Skipping.", stacklevel=1)
             warnings.warn("a real problem the user must see", UserWarning, stacklevel=1)
     finally:
         logging.captureWarnings(False)
         logger.removeHandler(handler)
+        logger.disabled = was_disabled
     assert len(records) == 1 and "a real problem the user must see" in records[0], records
