@@ -67,7 +67,7 @@ def expand_rankings(
     return pairs
 
 
-def _window(prompt: list[int], response: list[int], max_len: int) -> tuple[list[int], list[int], bool]:
+def pair_window(prompt: list[int], response: list[int], max_len: int) -> tuple[list[int], list[int], bool]:
     """prompt + response in at most max_len tokens, its labels (-100 on the prompt: DPO scores the response only),
     and whether it was cut: loaders.SFTDataset's rule, the prompt keeps its end (at most what the response leaves,
     never less than half the window), the response its start."""
@@ -94,8 +94,8 @@ class PairDataset(Dataset):
         self.examples: list[Example] = []
         self.truncated = 0
         for pair, prompt, c, r in zip(pairs, prompts, chosen, rejected, strict=True):
-            chosen_ids, chosen_labels, cut_c = _window(prompt.ids, c.ids, max_len)
-            rejected_ids, rejected_labels, cut_r = _window(prompt.ids, r.ids, max_len)
+            chosen_ids, chosen_labels, cut_c = pair_window(prompt.ids, c.ids, max_len)
+            rejected_ids, rejected_labels, cut_r = pair_window(prompt.ids, r.ids, max_len)
             self.truncated += cut_c or cut_r
             self.examples.append(
                 dict(

@@ -93,7 +93,7 @@ def _write_jsonl(rows: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-class _Models:
+class ModelCache:
     """Models by URI, each loaded once, in eval mode, on the GPU when there is one (int8 models on the CPU)."""
 
     def __init__(self) -> None:
@@ -261,7 +261,7 @@ def judged_win_rates(mine: _Answers, theirs: _Answers, judged: list[bool], langs
 
 
 def alignment(
-    cfg: PipelineConfig, model, uri: str, models: _Models, baseline_uri: str | None, reference_uri: str | None,
+    cfg: PipelineConfig, model, uri: str, models: ModelCache, baseline_uri: str | None, reference_uri: str | None,
     reward_uri: str | None, out_dir: Path,
 ) -> tuple[dict[str, float], list[dict[str, Any]], dict[str, Path]]:  # fmt: skip
     """Metrics, samples.jsonl rows and figures on the fixed eval prompts."""
@@ -440,7 +440,7 @@ def run(cfg: PipelineConfig, model_uri: str | None = None, parent_run_id: str | 
     if ner_eval.is_tagger(folder):  # a ner model: entity scores on the ner set (alignops.evaluation.ner)
         run_id, metrics = ner_eval.evaluate_registered(cfg, uri, folder, parent_run_id)
         return EvaluateResult(run_id, uri, None, metrics, None)
-    models = _Models()
+    models = ModelCache()
     model = models.get(uri)
     kind = model.meta.kind
     parent = model.meta.parent  # alignops.json; else the registered version's lineage tag

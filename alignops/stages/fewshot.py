@@ -20,7 +20,7 @@ from alignops.evaluation.fewshot import ShotScore
 from alignops.stages import training
 from alignops.stages.classify import LABELS
 from alignops.stages.data import require_valid
-from alignops.stages.evaluate import CAUSAL_LM, EvaluationError, _Models
+from alignops.stages.evaluate import CAUSAL_LM, EvaluationError, ModelCache
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ def run(cfg: PipelineConfig, model_uri: str | None = None, parent_run_id: str | 
 
     fc, ec = cfg.fewshot, cfg.evaluate
     uri = tracking.version_uri(model_uri or fc.model or f"models:/{cfg.tracking.model_prefix}-base/latest")
-    model = _Models().get(uri)
+    model = ModelCache().get(uri)
     if model.meta.kind != CAUSAL_LM:
         raise EvaluationError(f"{uri} is a {model.meta.kind} model: few-shot prompting needs a causal_lm "
                               "(a base, SFT or policy version).")  # fmt: skip

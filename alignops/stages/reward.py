@@ -46,7 +46,7 @@ def _text_scorer(model, tokenizer, max_len: int):
     import torch
 
     from alignops.data.loaders import EOS, collate_right_pad, pad_id
-    from alignops.data.preferences import _window
+    from alignops.data.preferences import pair_window
     from alignops.data.tokenizer import chat_template
 
     collate = collate_right_pad(pad_id(tokenizer))
@@ -55,7 +55,8 @@ def _text_scorer(model, tokenizer, max_len: int):
         heads = tokenizer.encode_batch([chat_template(p) for p in prompts])
         tails = tokenizer.encode_batch([r + EOS for r in responses])
         rows = [
-            {"input_ids": torch.tensor(_window(h.ids, t.ids, max_len)[0])} for h, t in zip(heads, tails, strict=True)
+            {"input_ids": torch.tensor(pair_window(h.ids, t.ids, max_len)[0])}
+            for h, t in zip(heads, tails, strict=True)
         ]
         out = []
         with torch.no_grad():
