@@ -2,7 +2,7 @@
 
 Everything a run writes outside the repo (MLflow's SQLite store and artifacts, Prefect's home, the DVC
 remote, downloaded source packages, the tokenizer) lives under one folder: `ALIGNOPS_HOME`, default
-`./.alignops`. Server mode only changes URLs, read from the environment when used (see tracking.py and
+`./.alignops`. Server mode only changes URLs, read from the environment when used (see alignops/tracking/ and
 data/versioning.py), never here at import time.
 """
 
