@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from alignops.errors import ModelError
 from alignops.tracking.backend import connect, experiment_id, filter_value
 from alignops.tracking.refs import ModelRef
 from alignops.tracking.serving import SERVING_PARAMS
@@ -84,6 +85,13 @@ def resolve_model(uri: str, dst: Path | None = None) -> Path:
     runs:/...), downloaded from the tracking server's artifact store; or a local folder as it is."""
     if Path(uri).is_dir():
         return Path(uri)
+    if ":/" not in uri:  # no scheme (models:/, runs:/, s3://...): meant as a folder, and there is none
+        raise FileNotFoundError(
+            f"{uri}: no such model folder. Pass a model folder (one holding alignops.json) or a registry URI "
+            "(models:/<name>/<version>, /latest or @<alias>)."
+        )
+    if ModelRef.is_registry_uri(uri):
+        ModelRef.parse(uri)  # a malformed models:/ URI is named as such, not as an artifact MLflow lacks
     mlflow = connect()
     uri = pin_uri(uri)
     try:
@@ -207,7 +215,7 @@ def register_base(model_dir: Path, registered_name: str, lineage: dict[str, str]
     except FileNotFoundError:
         held = None
     if held is not None and held != model_type:
-        raise ValueError(
+        raise ModelError(
             f"the registered model {registered_name!r} holds {held!r} models, this one is {model_type!r}: a "
             f"preset reading models:/{registered_name}/latest would silently switch architecture"
         )
