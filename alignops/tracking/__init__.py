@@ -9,11 +9,10 @@
     reads     what the dashboard reads: runs, metrics, logged configs and artifacts, registered models
     evaluations  the evaluation record: what evaluate writes on its run and the version, what the gate reads
 
-Importing it imports no MLflow: each function imports it when called.
+Importing it imports no MLflow: each function imports it when called. Nothing else in alignops imports MLflow.
 
-    with tracking.pipeline_run(cfg):
-        with tracking.stage_run("data-build", cfg, cfg.data) as run:
-            run.log_metrics({"data/corpus_train": 1234})
+    from alignops import tracking
+    tracking.model_version_tags(tracking.version_uri("models:/alignops-sft@champion"))[tracking.PARENT_MODEL_TAG]
 """
 
 from __future__ import annotations

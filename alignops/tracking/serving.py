@@ -36,7 +36,7 @@ def pyfunc_model():
             self.generator = Generator.from_dir(folder)
 
         def predict(self, context, model_input, params: dict[str, Any] | None = None) -> list[str]:
-            from alignops import served_input  # checks the request before anything is tokenized
+            from alignops.tracking import served_input  # checks the request before anything is tokenized
 
             prompts = served_input.prompts(model_input)
             if self.tagger is not None:
