@@ -32,7 +32,15 @@ OFFLINE_ENV = {
 def home() -> Path:
     """The folder that holds all local state (`ALIGNOPS_HOME`, default `./.alignops`), made if missing."""
     path = Path(os.environ.get("ALIGNOPS_HOME", ".alignops")).expanduser().resolve()
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from alignops.errors import ConfigError
+
+        raise ConfigError(
+            f"ALIGNOPS_HOME={path} cannot hold alignops' local state: {exc.strerror or exc}. Set ALIGNOPS_HOME to a "
+            "folder you can write to (default ./.alignops)."
+        ) from None
     return path
 
 

@@ -40,14 +40,19 @@ def test_a_bad_path_or_uri_is_one_paragraph_exit_2(
         assert _filled(word, fill).lower() in message.lower(), message
 
 
-def test_alignops_home_that_is_a_file_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "args",
+    [["labels", "stats"], ["serve", "--model", "models:/x/1"], ["dashboard", "--port", "1"],
+     ["generate", "--model", "models:/x/1", "--prompt", "hi"], ["model", "import", "/no/such/folder"]],
+)  # fmt: skip
+def test_a_home_that_is_a_file_is_named(args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     home = tmp_path / "home"
     home.write_text("", encoding="utf-8")
     monkeypatch.setenv("ALIGNOPS_HOME", str(home))
     monkeypatch.delenv("ALIGNOPS_DATABASE_URL", raising=False)
-    result = CliRunner().invoke(app, ["labels", "stats"])
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
-    assert f"cannot use {home}" in result.output and "ALIGNOPS_HOME" in result.output
+    assert f"ALIGNOPS_HOME={home} cannot hold" in result.output and "folder you can write to" in result.output
 
 
 def test_library_errors_are_recognised_by_class() -> None:
