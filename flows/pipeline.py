@@ -47,11 +47,13 @@ def pipeline(
                 out["cached" if result.get("cached") else "ran"].append(current)
         except BaseException as exc:
             # The parent run says where it stopped; the exception keeps its type (the CLI maps it to a message).
-            tracking.set_run_tags(parent, {"alignops.failed_stage": current})
+            tracking.set_run_tags(parent, {tracking.FAILED_STAGE_TAG: current})
             exc.add_note(f"The pipeline stopped at stage '{current}'; aliases were not changed.")
             get_run_logger().error("stage %s failed: %s", current, exc)
             raise
-        tracking.set_run_tags(parent, {f"alignops.{k}": ",".join(out[k]) for k in ("ran", "cached")})
+        tracking.set_run_tags(
+            parent, {tracking.RAN_TAG: ",".join(out["ran"]), tracking.CACHED_TAG: ",".join(out["cached"])}
+        )
     return out
 
 
