@@ -135,3 +135,19 @@ def judgment_metrics(judgments: Sequence[Any]) -> dict[str, float]:
 def summarize(ratings: Sequence[Any], judgments: Sequence[Any]) -> dict[str, float]:
     """Every human/... metric of one model version: counts always, figures only where there is data."""
     return rating_metrics(ratings) | judgment_metrics(judgments)
+
+
+def summarize_version(model_uri: str) -> dict[str, float]:
+    """human/... metrics of a model version from the preference store; counts of 0 when it holds none."""
+    from pathlib import Path
+
+    from alignops.feedback.store import Store, database_url
+
+    url = database_url()
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
+        return summarize([], [])  # no store yet: nobody has rated anything (and evaluation creates none)
+    store = Store(url)
+    try:
+        return summarize(store.ratings(model_uri), store.judgments(model_uri))
+    finally:
+        store.close()

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import math
 import os
 import random
@@ -49,6 +48,7 @@ from alignops.config import FeedbackConfig
 from alignops.errors import StoreError, store_error
 from alignops.feedback import auth, db
 from alignops.feedback.db import CRITERIA, ROLES
+from alignops.jsonl import write_jsonl  # re-exported: callers import it from here
 
 __all__ = [
     "Annotator",
@@ -240,17 +240,6 @@ def _engine(url: str) -> Engine:
         f"the database URL {parsed.render_as_string(hide_password=True)} is neither SQLite nor Postgres; "
         "use sqlite:///<file> or postgresql+psycopg://user@host/db (ALIGNOPS_DATABASE_URL)"
     )
-
-
-def write_jsonl(records: list[dict], path: Path | str) -> Path:
-    """Write records as UTF-8 JSONL, all or nothing (a temp file renamed over `path`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    tmp.replace(path)
-    return path
 
 
 def _transient(exc: DBAPIError) -> bool:
