@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from alignops import tracking
+from alignops.chat import chat_tokenizer
 from alignops.config import PipelineConfig
 from alignops.data import datasets
 from alignops.evaluation.samples import sample_rows
@@ -37,7 +38,7 @@ class Answers:
 def answer_prompts(cfg: PipelineConfig, model, prompts: list[str], langs: list[str], reward_model) -> Answers:
     """The model's sampled responses to prompts, scored by the judges and (when given) the reward model."""
     from alignops.evaluation.judges import afinn, judge_all
-    from alignops.evaluation.scoring import generate_responses, reward_scores
+    from alignops.evaluation.scoring import generate_responses, reward_scores, text_reward_scores
 
     ec = cfg.evaluate
     # sampled (temperature 1, seeded): the policy's own distribution, which the KL and PPO's rewards are about
@@ -45,8 +46,10 @@ def answer_prompts(cfg: PipelineConfig, model, prompts: list[str], langs: list[s
         model.gpt, model.tokenizer, prompts, ec.max_new_tokens, ec.batch_size, sample=True, seed=cfg.seed
     )
     reward = None
-    if reward_model is not None:
-        reward = reward_scores(reward_model, prompts, responses.texts, ec.batch_size)
+    if reward_model is not None and reward_model.meta.tokenizer_sha256 == model.meta.tokenizer_sha256:
+        reward = reward_scores(reward_model, responses, ec.batch_size)  # the sampled ids, as PPO scores them
+    elif reward_model is not None:  # another tokenizer cannot read these ids: the texts, EOS where one came
+        reward = text_reward_scores(reward_model, prompts, responses.texts, ec.batch_size, ended=responses.eos)
     second = [afinn(t) if lang == "en" else None for t, lang in zip(responses.texts, langs, strict=True)]
     return Answers(responses, judge_all(responses.texts, langs), second, reward)
 
@@ -80,7 +83,6 @@ def compare_on_prompts(
     reward_uri: str | None, out_dir: Path,
 ) -> tuple[dict[str, float], list[dict[str, Any]], dict[str, Path]]:  # fmt: skip
     """Metrics, samples.jsonl rows and figures on the fixed eval prompts (models: an evaluation.models.ModelCache)."""
-    from alignops.data.loaders import pad_id
     from alignops.evaluation import figures
     from alignops.evaluation.scoring import sequence_kl
 
@@ -106,7 +108,8 @@ def compare_on_prompts(
     kls = None
     if reference_uri is not None:
         reference = models.get(reference_uri)
-        kls = sequence_kl(model.gpt, reference.gpt, mine.responses, pad_id(model.tokenizer), cfg.evaluate.batch_size)
+        kls = sequence_kl(model.gpt, reference.gpt, mine.responses, chat_tokenizer(model.tokenizer).pad_id,
+                          cfg.evaluate.batch_size)  # fmt: skip
         metrics["eval/kl"] = _mean(kls)
 
     theirs = None

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from alignops.artifacts import WEIGHT_FILES
+from alignops.chat import chat_tokenizer
 from alignops.config import PipelineConfig
 from alignops.data import datasets
 from alignops.errors import ModelError
@@ -81,24 +82,21 @@ class Bench:
         """The bench of a LoadedModel original; a CompressionError when its context or the data leave nothing."""
         import torch
 
-        from alignops.data.loaders import encode_corpus, pad_id, special_id
-        from alignops.data.tokenizer import chat_template
+        from alignops.evaluation.scoring import corpus_ids
 
-        cc, tok = cfg.compress, original.tokenizer
+        cc, tok = cfg.compress, chat_tokenizer(original.tokenizer)
         room = original.gpt.max_positions - cc.max_new_tokens
         if room < 1:
             raise CompressionError(
                 f"compress.max_new_tokens={cc.max_new_tokens} leaves no room for a prompt in the model's "
                 f"{original.gpt.max_positions}-token context; lower it."
             )
-        tokens = encode_corpus([r["text"] for r in datasets.load_split(cfg.data.data_dir, "corpus", "test")], tok)
+        tokens = corpus_ids(tok, [r["text"] for r in datasets.load_split(cfg.data.data_dir, "corpus", "test")])
         records = spread(datasets.load_split(cfg.data.data_dir, "eval_prompts", "test"), cc.eval_prompts)
-        prompts = [
-            torch.tensor([e.ids[-room:]]) for e in tok.encode_batch([chat_template(r["prompt"]) for r in records])
-        ]
+        prompts = [torch.tensor([ids[-room:]]) for ids in tok.encode_batch([tok.chat(r["prompt"]) for r in records])]
         if not prompts or len(tokens) < 2:
             raise CompressionError(f"The eval prompts or the corpus test split under {cfg.data.data_dir} are empty.")
-        return cls(cfg, tokens, prompts, special_id(tok, "<|endoftext|>"), pad_id(tok))
+        return cls(cfg, tokens, prompts, tok.eos_id, tok.pad_id)
 
     def measure(self, gpt, folder: Path) -> Figures:
         """The figures of one model (the docstring of this module says what each is)."""

@@ -3,6 +3,7 @@ ties apart) with Wilson and bootstrap intervals, inter-annotator agreement (Krip
 behind each figure.
 
     metrics = summarize(store.ratings(uri), store.judgments(uri))
+    metrics = summarize_version(uri)      # the same, read from the preference store (counts 0 when there is none)
     # {"human/ratings": 12, "human/raters": 3, "human/mean_rating": 3.9, "human/mean_helpful": 4.1, ...,
     #  "human/judgments": 30, "human/win_rate_wins": 15, "_losses": 10, "_ties": 5, "human/win_rate": 0.6,
     #  "human/win_rate_low": 0.41, "human/win_rate_high": 0.77, "human/win_rate_boot_low": ..., "_boot_high": ...,

@@ -7,6 +7,7 @@ responses over every task.
 
 from __future__ import annotations
 
+from alignops.chat import chat_tokenizer
 from alignops.config import PipelineConfig
 from alignops.data import datasets
 from alignops.evaluation.classification import LABELS
@@ -17,7 +18,6 @@ SENTIMENT_TASK = datasets.SENTIMENT_SOURCE  # sft sources whose answer is a labe
 
 def score_instructions(cfg: PipelineConfig, model) -> dict[str, float]:
     """eval/instruct_... figures of a LoadedModel causal LM (absent where the set has no such task)."""
-    from alignops.data.loaders import SFTDataset, pad_id
     from alignops.evaluation.metrics import classification_metrics, parse_label, perplexity
     from alignops.evaluation.scoring import generate_responses, response_loss
 
@@ -35,9 +35,35 @@ def score_instructions(cfg: PipelineConfig, model) -> dict[str, float]:
             [parse_label(r["response"]) for r in tasks], [parse_label(a) for a in answers], LABELS
         )
         metrics |= scored.as_metrics("eval/instruct_")
-    examples = SFTDataset(spread(records, ec.max_instruction_examples), model.tokenizer, model.gpt.max_positions)
-    if len(examples):
-        loss, n = response_loss(model.gpt, [examples[i] for i in range(len(examples))], pad_id(model.tokenizer),
-                                ec.batch_size)  # fmt: skip
+    examples = reference_examples(spread(records, ec.max_instruction_examples), model)
+    if examples:
+        loss, n = response_loss(model.gpt, examples, chat_tokenizer(model.tokenizer).pad_id, ec.batch_size)
         metrics |= {"eval/instruct_loss": loss, "eval/instruct_ppl": perplexity(loss), "eval/instruct_tokens": float(n)}
     return metrics
+
+
+def reference_examples(records: list[dict], model) -> list[dict]:
+    """The SFT pairs as input_ids and labels (IGNORE_INDEX on the prompt) in at most the model's context, as SFT
+    trains on them: alignops.data.loaders.SFTDataset for the project's tokenizer; for a Hugging Face one the
+    base's own chat template (alignops.chat.response_labels), cut by SFTDataset's rule (the prompt keeps its end,
+    the response its start)."""
+    import torch
+
+    from alignops.chat import ProjectTokenizer, response_labels
+    from alignops.data.loaders import SFTDataset
+
+    tok, max_len = chat_tokenizer(model.tokenizer), model.gpt.max_positions
+    if isinstance(tok, ProjectTokenizer):
+        examples = SFTDataset(records, model.tokenizer, max_len)
+        return [examples[i] for i in range(len(examples))]
+    out = []
+    for r in records:  # an imported chat's response is its final assistant turn
+        labeled = response_labels(tok, r["messages"][:-1] if r.get("messages") else r["prompt"], r["response"])
+        cut = labeled.prompt_length
+        prompt, response = labeled.input_ids[:cut], labeled.input_ids[cut:]
+        keep = len(prompt) if len(prompt) + len(response) <= max_len else max(max_len - len(response), max_len // 2)
+        start, end = cut - keep, cut - keep + max_len
+        out.append(
+            {"input_ids": torch.tensor(labeled.input_ids[start:end]), "labels": torch.tensor(labeled.labels[start:end])}
+        )
+    return out

@@ -11,11 +11,10 @@ from alignops.data import datasets
 
 def score_corpus(cfg: PipelineConfig, model) -> dict[str, float]:
     """eval/loss, eval/ppl (token-weighted, at most evaluate.max_lm_tokens) and eval/lm_tokens of a LoadedModel."""
-    from alignops.data.loaders import encode_corpus
     from alignops.evaluation.metrics import perplexity
-    from alignops.evaluation.scoring import lm_loss
+    from alignops.evaluation.scoring import corpus_ids, lm_loss
 
     texts = [r["text"] for r in datasets.load_split(cfg.data.data_dir, "corpus", "test")]
-    ids = encode_corpus(texts, model.tokenizer)
+    ids = corpus_ids(model.tokenizer, texts)
     loss, n = lm_loss(model.gpt, ids, cfg.evaluate.batch_size, cfg.evaluate.max_lm_tokens)
     return {"eval/loss": loss, "eval/ppl": perplexity(loss), "eval/lm_tokens": float(n)}

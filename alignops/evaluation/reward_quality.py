@@ -24,14 +24,14 @@ def assess_reward_model(cfg: PipelineConfig, model, out_dir: Path) -> tuple[dict
     from alignops.data.prepare import detect_lang
     from alignops.evaluation import figures
     from alignops.evaluation.judges import judge
-    from alignops.evaluation.scoring import reward_scores
+    from alignops.evaluation.scoring import text_reward_scores
 
     rankings = spread(datasets.load_split(cfg.data.data_dir, "rankings", "test"), cfg.evaluate.max_rankings)
     pairs = expand_rankings(rankings, weight_by=None)
     if not pairs:
         return {}, {}
     texts = sorted({(p.prompt, r) for p in pairs for r in (p.chosen, p.rejected)})
-    rewards = reward_scores(model, [p for p, _ in texts], [r for _, r in texts], cfg.evaluate.batch_size)
+    rewards = text_reward_scores(model, [p for p, _ in texts], [r for _, r in texts], cfg.evaluate.batch_size)
     scores = dict(zip(texts, rewards, strict=True))
     judged = {t: judge(t[1], detect_lang(t[0]) or "en") for t in texts}
 

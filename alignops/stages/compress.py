@@ -7,7 +7,8 @@ it can compete for `champion`, and each measured against the original the same w
     print(result.table())
 
 Methods (models/compression.py; distillation is its own stage, alignops/stages/distill.py):
-  int8     dynamic int8 quantization of every Linear (blocks and lm_head); CPU inference; model.int8.safetensors
+  int8     dynamic int8 quantization of every Linear (blocks and lm_head); CPU inference; model.int8.safetensors;
+           also of a Hugging Face base (format "transformers"), the one method that accepts one
   prune    magnitude pruning of every block weight matrix to exactly compress.sparsity zeros (per matrix);
            stored dense, so only a compressed archive gets smaller
   distill  a smaller student trained on the original's soft targets (alignops distill runs it alone)
@@ -31,6 +32,7 @@ from alignops.stages.compression import (
     compress_by,
     load_source,
     register_version,
+    require_gpt,
     source_uri,
     version_meta,
 )
@@ -53,8 +55,11 @@ def run(
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise CompressionError(f"Unknown compression method(s) {unknown}: choose from {list(METHODS)}.")
+    src = load_source(cfg, model)
+    for method in set(methods) - {"int8"}:
+        require_gpt(src, method)
     by_name: dict[str, Method] = {"int8": _int8, "prune": _prune, "distill": distill.train_student}
-    return compress_by(cfg, load_source(cfg, model), {m: by_name[m] for m in methods}, "compress", parent_run_id)
+    return compress_by(cfg, src, {m: by_name[m] for m in methods}, "compress", parent_run_id)
 
 
 def _int8(cfg: PipelineConfig, src: Source, bench: Bench, parent_run_id: str) -> Compressed:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from alignops import tracking
-from alignops.artifacts import TOKENIZER_FILE, ModelMeta, load_model, save_model
+from alignops.artifacts import HF_FORMAT, TOKENIZER_FILE, ModelMeta, load_model, save_model
 from alignops.config import PipelineConfig
 from alignops.evaluation.compression import Bench, CompressionError, Figures, deltas
 from alignops.stages.finite import require_finite
@@ -148,7 +148,17 @@ def version_meta(src: Source, tag: str, data_version: str | None, quantization: 
         parent=src.uri,
         quantization=quantization,
         extra={"compression": tag, "source_stage": src.model.meta.stage},
+        format=src.model.meta.format,
     )
+
+
+def require_gpt(src: Source, method: str) -> None:
+    """Refuse a method that rebuilds the project's GPT (pruning its blocks, a narrower student) on another base."""
+    if src.model.meta.format == HF_FORMAT:
+        raise CompressionError(
+            f"{src.uri} is a Hugging Face model ({HF_FORMAT}); {method} works on alignops GPT models only. "
+            "Compress it with --method int8."
+        )
 
 
 def version_tags(src: Source, tag: str) -> dict[str, str]:
@@ -164,7 +174,8 @@ def register_version(cfg: PipelineConfig, stage, method: str, gpt, src: Source, 
     tag = meta.extra["compression"]
     require_finite(f"compress {method}", {"model": gpt}, metrics)  # before anything is written or registered
     folder = settings.home() / "stages" / f"compress-{stage.run_id}" / "model"
-    model_dir = save_model(folder, gpt, src.folder / TOKENIZER_FILE, meta)
+    tokenizer = src.model.tokenizer if meta.format == HF_FORMAT else src.folder / TOKENIZER_FILE
+    model_dir = save_model(folder, gpt, tokenizer, meta)
     figures = bench.measure(gpt, model_dir)
     stage.log_metrics(metrics | figures.metrics("compress/") | deltas(figures, bench.original))
     stage.set_tags({tracking.COMPRESSION_TAG: tag, "alignops.parent_model": src.uri})

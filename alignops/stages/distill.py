@@ -28,6 +28,7 @@ from alignops.stages.compression import (
     Source,
     compress_by,
     load_source,
+    require_gpt,
     version_meta,
     version_tags,
 )
@@ -50,6 +51,7 @@ def train_student(cfg: PipelineConfig, src: Source, bench: Bench, parent_run_id:
     from alignops.data import loaders
     from models.distill import DistillModel
 
+    require_gpt(src, "distill")
     dc, original = cfg.compress.distill, src.model
     prefix = f"{cfg.tracking.model_prefix}-"
     if not src.registered.startswith(prefix):  # training.publish registers under <prefix>-<name>
