@@ -38,6 +38,7 @@ class Answers:
 def answer_prompts(cfg: PipelineConfig, model, prompts: list[str], langs: list[str], reward_model) -> Answers:
     """The model's sampled responses to prompts, scored by the judges and (when given) the reward model."""
     from alignops.evaluation.judges import afinn, judge_all
+    from alignops.evaluation.models import same_tokenizer
     from alignops.evaluation.scoring import generate_responses, reward_scores, text_reward_scores
 
     ec = cfg.evaluate
@@ -46,7 +47,7 @@ def answer_prompts(cfg: PipelineConfig, model, prompts: list[str], langs: list[s
         model.gpt, model.tokenizer, prompts, ec.max_new_tokens, ec.batch_size, sample=True, seed=cfg.seed
     )
     reward = None
-    if reward_model is not None and reward_model.meta.tokenizer_sha256 == model.meta.tokenizer_sha256:
+    if reward_model is not None and same_tokenizer(reward_model, model):
         reward = reward_scores(reward_model, responses, ec.batch_size)  # the sampled ids, as PPO scores them
     elif reward_model is not None:  # another tokenizer cannot read these ids: the texts, EOS where one came
         reward = text_reward_scores(reward_model, prompts, responses.texts, ec.batch_size, ended=responses.eos)

@@ -2,10 +2,13 @@
 
 models = ModelCache()
 model = models.get("models:/alignops-sft/2")     # an alignops.artifacts.LoadedModel, in eval mode
+same_tokenizer(model, models.get("models:/alignops-reward/1"))   # can one read the other's token ids?
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from alignops import tracking
@@ -33,3 +36,17 @@ class ModelCache:
                 model.head.to(device).eval()
             self._loaded[uri] = model
         return self._loaded[uri]
+
+
+def tokenizer_digest(model) -> str:
+    """sha256 of a LoadedModel's tokenizer as it tokenizes (vocabulary, merges, special tokens), whatever its
+    folder's format: alignops.json's tokenizer_sha256 is the file's hash and a Hugging Face base has none."""
+    tok = model.tokenizer
+    backend = getattr(tok, "backend_tokenizer", tok)  # a transformers fast tokenizer wraps a tokenizers.Tokenizer
+    text = backend.to_str() if hasattr(backend, "to_str") else json.dumps(tok.get_vocab(), sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def same_tokenizer(a, b) -> bool:
+    """Do two LoadedModels' token ids mean the same (a token-level KL, or scoring one's sampled ids with the other)?"""
+    return tokenizer_digest(a) == tokenizer_digest(b)

@@ -57,7 +57,7 @@ from alignops.config import PipelineConfig
 from alignops.data import datasets
 from alignops.errors import ModelError
 from alignops.evaluation import ner as ner_eval
-from alignops.evaluation.models import CAUSAL_LM, ModelCache
+from alignops.evaluation.models import CAUSAL_LM, ModelCache, same_tokenizer
 from alignops.jsonl import write_jsonl
 from alignops.stages.data import require_valid
 
@@ -141,7 +141,7 @@ def run(cfg: PipelineConfig, model_uri: str | None = None, parent_run_id: str | 
             baseline_uri = None
         if parent is not None:
             reference = models.get(parent)
-            if reference.meta.kind == CAUSAL_LM and reference.meta.tokenizer_sha256 == model.meta.tokenizer_sha256:
+            if reference.meta.kind == CAUSAL_LM and same_tokenizer(reference, model):
                 reference_uri = parent  # a token-level KL needs the same tokenizer
         reward_uri = _reward_model_uri(cfg)
 
