@@ -173,8 +173,17 @@ def _under(key: str, modules: Iterable[str]) -> bool:
     return any(key.startswith(f"{name}.") for name in modules)
 
 
-def prunable(gpt: GPT) -> dict[str, nn.Parameter]:
-    """The matrices magnitude pruning thins: the Linear weights of the transformer blocks."""
+def prunable(gpt: GPT | HFCausalLM) -> dict[str, nn.Parameter]:
+    """The matrices magnitude pruning thins: the Linear weights of the transformer blocks (of a Hugging Face
+    model: every Linear or GPT-2 Conv1D weight of its backbone; embeddings and lm_head are left whole)."""
+    if isinstance(gpt, HFCausalLM):
+        from transformers.pytorch_utils import Conv1D
+
+        return {
+            f"{name}.weight": module.weight
+            for name, module in gpt.backbone.named_modules()
+            if isinstance(module, nn.Linear | Conv1D)
+        }
     return {
         f"transformer.h.{i}.{name}.weight": module.weight
         for i, block in enumerate(gpt.transformer.h)
@@ -184,7 +193,7 @@ def prunable(gpt: GPT) -> dict[str, nn.Parameter]:
 
 
 @torch.no_grad()
-def prune_magnitude(gpt: GPT, sparsity: float) -> tuple[GPT, dict[str, float]]:
+def prune_magnitude(gpt: GPT | HFCausalLM, sparsity: float) -> tuple[GPT | HFCausalLM, dict[str, float]]:
     """A copy of gpt whose every block matrix has exactly round(sparsity * numel) zeros, the entries of smallest
     |w| (ties broken by position). Returns the copy and each matrix's resulting share of zeros."""
     if not 0 <= sparsity < 1:

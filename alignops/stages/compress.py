@@ -7,10 +7,11 @@ it can compete for `champion`, and each measured against the original the same w
     print(result.table())
 
 Methods (models/compression.py; distillation is its own stage, alignops/stages/distill.py):
-  int8     dynamic int8 quantization of every Linear (blocks and lm_head); CPU inference; model.int8.safetensors;
-           also of a Hugging Face base (format "transformers"), the one method that accepts one
+  int8     dynamic int8 quantization of every Linear (blocks and lm_head); CPU inference; model.int8.safetensors
   prune    magnitude pruning of every block weight matrix to exactly compress.sparsity zeros (per matrix);
            stored dense, so only a compressed archive gets smaller
+int8 and prune also take a Hugging Face base (format "transformers"): every nn.Linear of the transformers model
+is int8 (GPT-2's Conv1D projections stay fp32), and every Linear or Conv1D of its backbone is pruned.
   distill  a smaller student trained on the original's soft targets (alignops distill runs it alone)
 
 The figures, the same for the original and every version (alignops.evaluation.compression: size, gzip size,
@@ -56,8 +57,8 @@ def run(
     if unknown:
         raise CompressionError(f"Unknown compression method(s) {unknown}: choose from {list(METHODS)}.")
     src = load_source(cfg, model)
-    for method in set(methods) - {"int8"}:
-        require_gpt(src, method)
+    if "distill" in methods:
+        require_gpt(src, "distill")
     by_name: dict[str, Method] = {"int8": _int8, "prune": _prune, "distill": distill.train_student}
     return compress_by(cfg, src, {m: by_name[m] for m in methods}, "compress", parent_run_id)
 

@@ -153,11 +153,11 @@ def version_meta(src: Source, tag: str, data_version: str | None, quantization: 
 
 
 def require_gpt(src: Source, method: str) -> None:
-    """Refuse a method that rebuilds the project's GPT (pruning its blocks, a narrower student) on another base."""
+    """Refuse a method that builds a new project GPT (distillation's narrower student) from another base."""
     if src.model.meta.format == HF_FORMAT:
         raise CompressionError(
             f"{src.uri} is a Hugging Face model ({HF_FORMAT}); {method} works on alignops GPT models only. "
-            "Compress it with --method int8."
+            "Compress it with --method int8 or --method prune."
         )
 
 

@@ -107,9 +107,9 @@ def test_compress_the_sft_model(built: PipelineConfig, tiny_overrides: list[str]
 
 def test_a_hugging_face_base_is_evaluated_and_compressed(built: PipelineConfig, tmp_path) -> None:
     """A tiny random Llama imported as a base (alignops model import) runs through evaluate, against another
-    imported Llama, and int8 compress: perplexity equal to transformers' own, judged win rates with their counts,
+    imported Llama, and compress: perplexity equal to transformers' own, judged win rates with their counts,
     samples; an int8 version registered beside it that loads back from the registry, is served by MLflow and is
-    evaluated against its fp32 parent (KL)."""
+    evaluated against its fp32 parent (KL); a pruned version that transformers loads."""
     _evaluate_and_compress(built, tmp_path, "llama")
 
 
@@ -160,10 +160,10 @@ def _evaluate_and_compress(built: PipelineConfig, tmp_path, shape: str) -> None:
     assert all(isinstance(s["completion"], str) and 0 < s["length"] <= cfg.evaluate.max_new_tokens for s in samples)
     assert tracking.evaluation_of(base) is not None
 
-    with pytest.raises(CompressionError, match="Hugging Face model.*--method int8"):
-        compress.run(cfg, model=base, methods=["prune"])
-    result = compress.run(cfg, model=base, methods=["int8"])
-    (version,) = result.versions
+    with pytest.raises(CompressionError, match="Hugging Face model.*--method int8 or --method prune"):
+        compress.run(cfg, model=base, methods=["int8", "distill"])
+    result = compress.run(cfg, model=base, methods=["int8", "prune"])
+    version, pruned = result.versions
     assert version.model_uri == f"models:/tiny-{shape}-base/2" and version.tag == "int8"
     int8_dir = tracking.resolve_model(version.model_uri)
     assert (int8_dir / INT8_FILE).is_file() and not (int8_dir / "model.safetensors").exists()
@@ -180,6 +180,14 @@ def _evaluate_and_compress(built: PipelineConfig, tmp_path, shape: str) -> None:
         assert q.size_mb < 0.6 * o.size_mb
     served = mlflow.pyfunc.load_model(version.model_uri)
     assert len(served.predict(["What is the capital of France?"], params={"max_new_tokens": 4})) == 1
+
+    # pruned: half of every backbone matrix zero, stored as a plain Hugging Face folder that transformers loads
+    assert pruned.model_uri == f"models:/tiny-{shape}-base/3" and pruned.tag == "pruned-0.5"
+    pruned_dir = tracking.resolve_model(pruned.model_uri)
+    matrices = prunable(load_model(pruned_dir).gpt)
+    assert matrices and all(int((w == 0).sum()) == round(0.5 * w.numel()) for w in matrices.values())
+    plain = AutoModelForCausalLM.from_pretrained(str(pruned_dir), local_files_only=True)
+    assert pruned.figures.nonzero_share < o.nonzero_share - 0.2 and plain.config.model_type == hf.config.model_type
 
     # the int8 version evaluated like any: its KL to the fp32 parent it was made from is small, not absent
     e = evaluate.run(cfg, model_uri=version.model_uri).metrics
