@@ -5,6 +5,7 @@ folder/
   model.int8.safetensors           instead of those two for an int8 model (alignops.json: quantization
                                    "int8-dynamic"): int8 weights and per-channel scales as plain tensors
                                    (models.compression.int8_state), the GPT config in the file's metadata
+                                   (a "transformers" int8 folder: beside its config.json and tokenizer files)
   tokenizer.json                   the tokenizer it was trained with
   head.safetensors                 the class head (classifiers only)
   alignops.json                    kind, labels, lineage (data version, tokenizer hash, parent model), quantization,
@@ -59,16 +60,24 @@ class LoadedModel:
     head: Any = None  # models.heads.ClassificationHead for classifiers, ScalarHead for reward models
 
 
-def save_model(folder: Path, gpt, tokenizer_path: Path, meta: ModelMeta, head=None) -> Path:
-    """Write a model folder; written into a temp sibling and renamed, so a crash leaves no half model."""
+def save_model(folder: Path, gpt, tokenizer, meta: ModelMeta, head=None) -> Path:
+    """Write a model folder; written into a temp sibling and renamed, so a crash leaves no half model.
+
+    tokenizer: the tokenizer.json path of a GPT folder, copied; with meta.format HF_FORMAT the model's
+    transformers tokenizer (save_pretrained), gpt then a models.base.HFCausalLM (or its int8 version)."""
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     if meta.quantization is not None:
         _save_int8(tmp, gpt, meta.quantization)
+    elif meta.format == HF_FORMAT:
+        gpt.save(tmp)
     else:
         gpt.save_hf(tmp)
-    shutil.copyfile(tokenizer_path, tmp / TOKENIZER_FILE)
+    if meta.format == HF_FORMAT:
+        tokenizer.save_pretrained(str(tmp))
+    else:
+        shutil.copyfile(tokenizer, tmp / TOKENIZER_FILE)
     if head is not None:
         from safetensors.torch import save_file
 
@@ -146,12 +155,15 @@ def _load_hf(folder: Path, meta: ModelMeta) -> LoadedModel:
     if meta.kind != "causal_lm":
         raise ValueError(f"{folder / META_FILE}: a {meta.kind!r} on a Hugging Face base is not supported yet")
     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    if meta.quantization is not None:
+        return LoadedModel(_load_int8(folder, meta.quantization), tokenizer, meta)
     return LoadedModel(HFCausalLM.from_folder(folder), tokenizer, meta)
 
 
 def _save_int8(folder: Path, gpt, scheme: str) -> None:
     from safetensors.torch import save_file
 
+    from models.base import HFCausalLM
     from models.compression import INT8, int8_state, is_quantized
 
     if scheme != INT8 or not is_quantized(gpt):
@@ -159,6 +171,10 @@ def _save_int8(folder: Path, gpt, scheme: str) -> None:
             f"ModelMeta(quantization={scheme!r}) needs a models.compression.quantize_int8 model ({INT8!r}); "
             "for an fp32 model leave quantization None."
         )
+    if isinstance(gpt, HFCausalLM):  # its transformers config.json beside the tensors says how to rebuild it
+        gpt.config.save_pretrained(str(folder))
+        save_file(int8_state(gpt), str(folder / INT8_FILE), metadata={"format": "pt"})
+        return
     config = json.dumps(asdict(gpt.config))
     save_file(int8_state(gpt), str(folder / INT8_FILE), metadata={"format": "pt", "gpt_config": config})
 
@@ -176,8 +192,15 @@ def _load_int8(folder: Path, scheme: str):
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: {folder / META_FILE} says the weights are int8.")
     with safe_open(str(path), framework="pt") as f:
-        config = GPTConfig(**json.loads(f.metadata()["gpt_config"]))
-    return from_int8_state(config, load_file(str(path)))
+        gpt_config = f.metadata().get("gpt_config")
+    if gpt_config is None:  # a Hugging Face model: its config.json
+        from transformers import AutoConfig
+
+        from models.compression import hf_from_int8_state
+
+        config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
+        return hf_from_int8_state(config, load_file(str(path)))
+    return from_int8_state(GPTConfig(**json.loads(gpt_config)), load_file(str(path)))
 
 
 def context_length(folder: Path) -> int:

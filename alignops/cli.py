@@ -646,6 +646,24 @@ def compress(
             _echo(f"evaluated {version.model_uri}: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(shown.items())))
 
 
+@app.command("distill")
+def distill(
+    preset: Preset = "small",
+    overrides: Overrides = None,
+    model: Annotated[
+        str | None, typer.Option(help="Registered version to distil; default the latest policy, else SFT.")
+    ] = None,
+) -> None:
+    """A smaller student trained on a model's soft targets, registered beside it (tag alignops.compression =
+    distilled) and measured against it like alignops compress's versions."""
+    from alignops.stages import distill as stage
+
+    with _errors():
+        result = stage.run(_load(preset, overrides), model)
+    _echo(result.table())
+    _echo(f"MLflow run {result.run_id}")
+
+
 @app.command("evaluate")
 def evaluate(
     model: Annotated[

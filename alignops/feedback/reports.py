@@ -4,9 +4,6 @@ rankings exported as records of the rankings data contract (the feedback loop's 
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
@@ -16,17 +13,6 @@ from alignops.feedback.engine import StoreEngine
 from alignops.feedback.rows import Judgment, RatingRow, checked_id, pairs
 
 SOURCE = "dashboard"  # the `source` of exported rankings
-
-
-def write_jsonl(records: list[dict], path: Path | str) -> Path:
-    """Write records as UTF-8 JSONL, all or nothing (a temp file renamed over `path`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    tmp.replace(path)
-    return path
 
 
 class Reports(StoreEngine):

@@ -32,7 +32,8 @@ from alignops.errors import StoreError
 from alignops.feedback.engine import database_url
 from alignops.feedback.labels import Labels, StaleTask
 from alignops.feedback.queue import OVERLAP, TaskQueue, uncertainty
-from alignops.feedback.reports import SOURCE, Reports, write_jsonl
+from alignops.feedback.reports import SOURCE, Reports
+from alignops.jsonl import write_jsonl  # re-exported: callers import it from the store
 from alignops.feedback.rows import (
     Annotator,
     Judgment,
