@@ -33,7 +33,6 @@ from alignops.feedback.engine import database_url
 from alignops.feedback.labels import Labels, StaleTask
 from alignops.feedback.queue import OVERLAP, TaskQueue, uncertainty
 from alignops.feedback.reports import SOURCE, Reports
-from alignops.jsonl import write_jsonl  # re-exported: callers import it from the store
 from alignops.feedback.rows import (
     Annotator,
     Judgment,
@@ -44,6 +43,7 @@ from alignops.feedback.rows import (
     Response,
     Task,
 )
+from alignops.jsonl import write_jsonl  # re-exported: callers import it from the store
 
 __all__ = [
     "OVERLAP",
