@@ -30,10 +30,8 @@ from typing import Any
 
 from alignops.config import DataConfig
 from alignops.data import ner, prepare, sources
+from alignops.data.contracts import EVAL_TASKS, JUDGED_TASKS, SET_SPLITS, SETS, SPLITS  # noqa: F401 - read from here too
 
-SETS = ("corpus", "sft", "rankings", "classification", "eval_prompts", "ner")
-SPLITS = ("train", "val", "test")
-SET_SPLITS = {name: (("test",) if name == "eval_prompts" else SPLITS) for name in SETS}
 Record = dict[str, Any]
 
 # What each VADER subset's ranking asks for; the ranking itself is the humans' (more positive first).
@@ -54,12 +52,6 @@ SENTIMENT_ANSWER = {
 }
 CONTINUE_PROMPT_ZH = "续写下面这段文字：\n\n{text}"
 SENTIMENT_SOURCE, CONTINUE_SOURCE = "derived:sentiment/", "derived:continue/"  # sft sources of the derived tasks
-
-# An eval prompt's task: "classify" asks for a sentiment label (scored by F1 against the label, never by a judge:
-# the label word has a sentiment of its own); "write" (the ranking tasks), "continue" (a passage) and "answer"
-# (an open question) ask for text whose sentiment the independent judges measure.
-EVAL_TASKS = ("classify", "write", "continue", "answer")
-JUDGED_TASKS = frozenset({"write", "continue", "answer"})
 
 
 @dataclass
