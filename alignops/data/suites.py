@@ -185,7 +185,7 @@ def gx_context() -> Any:
 
 
 def run_suite(
-    context: Any, loaded: LoadedSplit, bounds: ValidationBounds, references: Mapping[str, frozenset[str]]
+    context: Any, loaded: LoadedSplit, bounds: ValidationBounds, references: Mapping[tuple[str, str], frozenset[str]]
 ) -> SuiteResult:
     import great_expectations as gx
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from alignops.data.contracts import CONTRACTS, Leak, SetContract, ValidationBounds, leaks_of
+from alignops.data.contracts import CONTRACTS, Leak, SetContract, ValidationBounds, held_out_values, leaks_of
 from alignops.data.suites import LoadedSplit, build_docs, gx_context, read_split, run_suite
 from alignops.data.validation_report import (
     EXPECT_FOLDER,
@@ -73,10 +73,10 @@ def validate_dataset(
             loaded = read_split(data_dir, set_name, split, CONTRACTS[set_name])
             splits[loaded.dataset] = loaded
 
-    # Leakage references may live in a set that was not requested (eval_prompts vs sft).
-    references: dict[str, frozenset[str]] = {}
+    # Leakage references may live in a set that was not requested (eval_prompts vs sft); one per (column, split).
+    references: dict[tuple[str, str], frozenset[str]] = {}
     for leak in (leak for s in names for leak in leaks_of(s)):
-        if leak.reference in references:
+        if (leak.column, leak.reference) in references:
             continue
         ref_set, ref_split = leak.reference.split("/")
         ref = splits.get(leak.reference)
@@ -84,11 +84,14 @@ def validate_dataset(
             ref = read_split(data_dir, ref_set, ref_split, CONTRACTS[ref_set])
         if ref is not None and ref.frame is not None and leak.column in ref.frame:
             frame = ref.frame
-            if "source" in frame:  # dashboard rankings are human labels collected on the eval prompts by design
+            # Still needed: the dashboard's rankings are human labels collected on the eval prompts by design
+            # (evaluation samples queued for ranking), and the feedback stage files some of them under train.
+            if "source" in frame:
                 from alignops.feedback.store import SOURCE as DASHBOARD
 
                 frame = frame[frame["source"] != DASHBOARD]
-            references[leak.reference] = frozenset(v for v in frame[leak.column] if isinstance(v, str))
+            values = (v for cell in frame[leak.column] for v in held_out_values(cell))
+            references[(leak.column, leak.reference)] = frozenset(values)
 
     context = None
     if any(s.frame is not None for s in splits.values()):
