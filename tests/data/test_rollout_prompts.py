@@ -7,13 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import TINY, write_source_cache
 
 from alignops.config import load_config
 from alignops.data import prepare
 from alignops.data.contracts import CONTRACTS, leaks_of
-from alignops.data.datasets import ROLLOUT_PROMPT, _rollout_prompts, _Text, build_datasets, load_split, rollout_prefix
+from alignops.data.datasets import build_datasets, load_split
+from alignops.data.rollout import PROMPT, rollout_prefix, rollout_prompts
 from alignops.data.validation import DataValidationError, require_valid, validate_dataset
+from tests.conftest import TINY, write_source_cache
 
 HELD_OUT = ("val", "test")
 
@@ -42,7 +43,7 @@ def test_the_fixture_build_has_a_rollout_set_in_three_splits(data_dir: Path) -> 
     assert all(len(records) >= 20 for records in rollout.values()), {s: len(r) for s, r in rollout.items()}
     records = [r for split in rollout.values() for r in split]
     assert {r["lang"] for r in records} == {"en", "zh"}
-    assert all(r["prompt"] == ROLLOUT_PROMPT[r["lang"]].format(text=r["prefix"]) for r in records)
+    assert all(r["prompt"] == PROMPT[r["lang"]].format(text=r["prefix"]) for r in records)
     sheet = json.loads((data_dir / "datasheet.json").read_text(encoding="utf-8"))
     assert sheet["counts"]["rollout_prompts"] == {s: len(r) for s, r in rollout.items()}
 
@@ -61,14 +62,14 @@ def test_a_held_out_rollout_prompt_is_in_no_train_split(data_dir: Path) -> None:
 
 def test_a_prefix_shared_across_splits_is_dropped() -> None:
     texts = [
-        _Text("I loved the film and its music so much", "vadersentiment/movieReviewSnippets", "en", "key-a"),
-        _Text("I loved the film and hated the long ending", "vadersentiment/movieReviewSnippets", "en", "key-b"),
-        _Text("I loved the film and its music a lot", "vadersentiment/movieReviewSnippets", "en", "key-c"),
-        _Text("The soup was cold and bland and salty", "vadersentiment/tweets", "en", "key-d"),
-        _Text("too short", "vadersentiment/tweets", "en", "key-e"),  # nothing left to continue: no prompt
+        ("I loved the film and its music so much", "vadersentiment/movieReviewSnippets", "en", "key-a"),
+        ("I loved the film and hated the long ending", "vadersentiment/movieReviewSnippets", "en", "key-b"),
+        ("I loved the film and its music a lot", "vadersentiment/movieReviewSnippets", "en", "key-c"),
+        ("The soup was cold and bland and salty", "vadersentiment/tweets", "en", "key-d"),
+        ("too short", "vadersentiment/tweets", "en", "key-e"),  # nothing left to continue: no prompt
     ]
     split = {"key-a": "train", "key-b": "test", "key-c": "train", "key-d": "test", "key-e": "val"}.get
-    out, dropped = _rollout_prompts(texts, split)
+    out, dropped = rollout_prompts(texts, split)
     assert dropped == 1  # "I loved the film and" is the start of a train text and of a test text
     assert {s: [r["prefix"] for r in records] for s, records in out.items()} == {"test": ["The soup was cold and"]}
 
