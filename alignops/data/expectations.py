@@ -129,7 +129,31 @@ def _ranking_helpers(
                 ),
             )
         )
+    if responses is not None and "ratings" in frame:  # optional: label-derived and dashboard rankings have none
+        helpers.append(
+            (
+                "ratings_per_response",
+                ("ratings", "responses"),
+                [
+                    _ratings_fit(rt, rs) if isinstance(rs, list) and isinstance(rt, list) else None
+                    for rt, rs in zip(frame["ratings"], responses, strict=True)
+                ],
+                gxe.ExpectColumnValuesToBeInSet(
+                    column="ratings_per_response",
+                    value_set=[True],
+                    description="ratings hold one non-empty list of numbers per response, in the responses' order",
+                ),
+            )
+        )
     return helpers
+
+
+def _ratings_fit(ratings: list[Any], responses: list[Any]) -> bool:
+    """One non-empty list of numbers (never bools) per response."""
+    return len(ratings) == len(responses) and all(
+        isinstance(r, list) and r and all(isinstance(x, int | float) and not isinstance(x, bool) for x in r)
+        for r in ratings
+    )
 
 
 def _bio_helpers(frame: pd.DataFrame) -> list[tuple[str, tuple[str, ...], list[Any], Any]]:

@@ -144,9 +144,12 @@ def broken_records() -> dict[str, list[Any]]:
     )
     base = data["rankings/train"][0]
     data["rankings/train"].append({**base, "prompt": "p", "ranking": [0, 0, 2]})  # line 3: not a permutation
-    data["rankings/val"].append({**base, "prompt": "p", "responses": ["only one"], "ranking": [0]})  # line 3: K=1
+    one = {**base, "prompt": "p", "responses": ["only one"], "ranking": [0], "ratings": None}
+    data["rankings/val"].append(one)  # line 3: K=1
     data["rankings/val"].append({**base, "prompt": "p2"})  # line 4: the responses of a train ranking
     data["rankings/test"].append({**base, "prompt": "p", "responses": ["same", "same", "x"]})  # line 3: duplicate
+    unrated = {**base, "prompt": "p3", "responses": ["r1", "r2", "r3"], "ratings": [[1, 2], [3]]}
+    data["rankings/test"].append(unrated)  # line 4: ratings for 2 of 3 responses
     data["classification/train"].append(
         {"text": "meh", "label": "neutral", "source": "imdb", "lang": "en"}  # line 3: label not in set
     )
@@ -211,6 +214,7 @@ BROKEN_CASES = [
     ("rankings/train", "expect_column_values_to_be_in_set", "ranking_is_permutation", 3, "ranking=[0, 0, 2]"),
     ("rankings/val", "expect_column_values_to_be_between", "num_responses", 3, "['only one']"),
     ("rankings/test", "expect_column_values_to_be_in_set", "responses_distinct", 3, "'same', 'same'"),
+    ("rankings/test", "expect_column_values_to_be_in_set", "ratings_per_response", 4, "ratings=[[1, 2], [3]]"),
     ("classification/train", "expect_column_values_to_be_in_set", "label", 3, "'neutral'"),
     ("classification/val", "expect_column_proportion_of_unique_values_to_be_between", "text", 3, "I loved this film"),
     ("sft/test", "expect_lines_to_be_json_objects", None, 2, "JSONDecodeError"),
