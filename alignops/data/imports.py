@@ -30,6 +30,7 @@ from typing import Any
 
 from alignops.config import DataConfig
 from alignops.data import prepare, sources
+from alignops.data.contracts import LABELS
 from alignops.errors import DataError
 
 FORMATS = ("jsonl", "json", "parquet", "csv", "hf")
@@ -508,7 +509,7 @@ def plan_import(
     source: str | None = None,
     mapping: dict[str, str] | None = None,
     split: str | None = None,
-    labels: tuple[str, ...] = ("negative", "positive"),
+    labels: tuple[str, ...] = LABELS,
 ) -> ImportPlan:
     """Read, check, clean, deduplicate (against itself and every split already in the set) and split a file.
     Raises ImportRefused, naming file, line and field, when any record is bad: all or nothing. set_name None:

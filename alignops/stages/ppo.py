@@ -112,7 +112,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
     eos, pad = special_id(tokenizer, "<|endoftext|>"), pad_id(tokenizer)
     module = PPOModule(sft.gpt, copy.deepcopy(sft.gpt), scorer, ppo_config, eos, pad, health)
 
-    train_prompts = sorted({r["prompt"] for r in datasets.load_split(cfg.data.data_dir, "rankings", "train")})
+    train_prompts = sorted({r["prompt"] for r in datasets.load_split(cfg.data.data_dir, "rollout_prompts", "train")})
     room = sft.gpt.config.block_size - pc.max_new_tokens
     loader = resumable_loader(
         PromptDataset(train_prompts * max(1, pc.rollout_batch_size // len(train_prompts) + 1), tokenizer, room),
@@ -150,7 +150,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
                 module.model.load_state_dict(load_model(start.folder).gpt.state_dict())
 
         policy = module.policy_gpt().cpu().eval()
-        test_prompts = sorted({r["prompt"] for r in datasets.load_split(cfg.data.data_dir, "rankings", "test")})
+        test_prompts = sorted({r["prompt"] for r in datasets.load_split(cfg.data.data_dir, "rollout_prompts", "test")})
         eval_prompts = (test_prompts * (pc.eval_samples // max(len(test_prompts), 1) + 1))[: pc.eval_samples]
         reference = load_model(start.folder).gpt
         after = _sampled_scores(scorer, policy, tokenizer, eval_prompts, cfg)

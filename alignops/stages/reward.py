@@ -4,7 +4,8 @@ pairwise Bradley-Terry loss; registers <prefix>-reward with a quality verdict PP
     result = run(load_config("tiny"))      # or: alignops reward --preset tiny
 
 Reported on the held-out test rankings: pairwise accuracy, the accuracy of "the longer response wins" (the
-length bias a reward model must beat), and the human-agreement ceiling computed from VADER's raw ratings. The gate
+length bias a reward model must beat), and two ceilings from VADER's raw ratings: single-rater and split-half panel
+agreement, overall and per source (alignops.stages.reward_report). The gate
 also refuses a model that reads length or prefers silence (alignops.stages.reward_bias): |corr(score, length)| over
 a bound, length-matched pair accuracy at chance, an empty reply scoring above the SFT model's typical reply.
 """
@@ -80,9 +81,9 @@ def _sft_replies(base, prompts: list[str], seed: int) -> dict[str, str]:
 
 def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.TrainResult:
     require_valid(cfg)
-    from alignops.data.preferences import human_ceiling, length_baseline_accuracy
+    from alignops.data.preferences import length_baseline_accuracy
     from alignops.stages.reward_bias import BiasBounds, bias_reasons, measure
-    from alignops.stages.reward_report import accuracy_by_source, lexicon_baseline_accuracy
+    from alignops.stages.reward_report import accuracy_by_source, ceiling_metrics, lexicon_baseline_accuracy
     from models.reward import RewardModel
 
     rc = cfg.reward
@@ -113,9 +114,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
         best_score = next((c.best_model_score for c in trainer.checkpoint_callbacks if c.monitor), None)
         if best_score is not None:
             metrics["reward/best_val_loss"] = float(best_score)
-        ceiling = human_ceiling(rankings["test"])
-        if ceiling is not None:
-            metrics["reward/human_ceiling"] = ceiling
+        metrics.update(ceiling_metrics(rankings["test"]))  # single-rater and split-half panel agreement
         reasons = quality_gate(
             metrics["reward/accuracy"], metrics["reward/length_baseline_accuracy"], rc.min_accuracy, rc.bias_checks
         )
