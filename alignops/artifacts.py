@@ -59,16 +59,31 @@ class LoadedModel:
     head: Any = None  # models.heads.ClassificationHead for classifiers, ScalarHead for reward models
 
 
-def save_model(folder: Path, gpt, tokenizer_path: Path, meta: ModelMeta, head=None) -> Path:
-    """Write a model folder; written into a temp sibling and renamed, so a crash leaves no half model."""
+def model_format(model) -> str:
+    """ModelMeta.format of an in-memory model: HF_FORMAT for a models.base.HFCausalLM, GPT_FORMAT otherwise."""
+    from models.base import HFCausalLM
+
+    return HF_FORMAT if isinstance(model, HFCausalLM) else GPT_FORMAT
+
+
+def save_model(folder: Path, gpt, tokenizer, meta: ModelMeta, head=None) -> Path:
+    """Write a model folder; written into a temp sibling and renamed, so a crash leaves no half model.
+
+    gpt: the project's GPT (or int8 GPT, or encoder) with `tokenizer` the path of its tokenizer.json, copied byte
+    for byte; or, with meta.format HF_FORMAT, a models.base.HFCausalLM with its transformers tokenizer: a plain
+    Hugging Face folder (model.save + tokenizer.save_pretrained) that loads without alignops."""
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    if meta.quantization is not None:
-        _save_int8(tmp, gpt, meta.quantization)
+    if meta.format == HF_FORMAT:
+        gpt.save(tmp)
+        tokenizer.save_pretrained(str(tmp))
     else:
-        gpt.save_hf(tmp)
-    shutil.copyfile(tokenizer_path, tmp / TOKENIZER_FILE)
+        if meta.quantization is not None:
+            _save_int8(tmp, gpt, meta.quantization)
+        else:
+            gpt.save_hf(tmp)
+        shutil.copyfile(tokenizer, tmp / TOKENIZER_FILE)
     if head is not None:
         from safetensors.torch import save_file
 
@@ -109,18 +124,7 @@ def load_model(folder: Path, dropout: float = 0.0) -> LoadedModel:
         gpt = _load_int8(folder, meta.quantization)  # inference only: dropout does not apply
     else:
         gpt = GPT.from_hf(folder, dropout=dropout)
-    head = None
-    if meta.kind in ("classifier", "reward"):
-        from safetensors.torch import load_file
-
-        from models.heads import ClassificationHead, ScalarHead
-
-        if meta.kind == "classifier":
-            head = ClassificationHead(gpt.config.n_embd, len(meta.labels or []))
-        else:
-            head = ScalarHead(gpt.config.n_embd)
-        head.load_state_dict(load_file(str(folder / HEAD_FILE)))
-    return LoadedModel(gpt, load_tokenizer(folder / TOKENIZER_FILE), meta, head)
+    return LoadedModel(gpt, load_tokenizer(folder / TOKENIZER_FILE), meta, _load_head(folder, meta, gpt.hidden_size))
 
 
 def save_hf_model(folder: Path, source: Path, meta: ModelMeta) -> Path:
@@ -138,15 +142,32 @@ def save_hf_model(folder: Path, source: Path, meta: ModelMeta) -> Path:
     return folder
 
 
+def _load_head(folder: Path, meta: ModelMeta, hidden_size: int):
+    """The class head (classifiers) or scalar head (reward models) of a folder, sized from its backbone; None for
+    a causal LM."""
+    if meta.kind not in ("classifier", "reward"):
+        return None
+    from safetensors.torch import load_file
+
+    from models.heads import ClassificationHead, ScalarHead
+
+    head = (
+        ClassificationHead(hidden_size, len(meta.labels or []))
+        if meta.kind == "classifier"
+        else ScalarHead(hidden_size)
+    )
+    head.load_state_dict(load_file(str(folder / HEAD_FILE)))
+    return head
+
+
 def _load_hf(folder: Path, meta: ModelMeta) -> LoadedModel:
     from transformers import AutoTokenizer
 
     from models.base import HFCausalLM
 
-    if meta.kind != "causal_lm":
-        raise ValueError(f"{folder / META_FILE}: a {meta.kind!r} on a Hugging Face base is not supported yet")
     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    return LoadedModel(HFCausalLM.from_folder(folder), tokenizer, meta)
+    model = HFCausalLM.from_folder(folder)
+    return LoadedModel(model, tokenizer, meta, _load_head(folder, meta, model.hidden_size))
 
 
 def _save_int8(folder: Path, gpt, scheme: str) -> None:

@@ -13,7 +13,6 @@ import dataclasses
 from pathlib import Path
 
 from alignops import tracking
-from alignops.artifacts import TOKENIZER_FILE, ModelMeta
 from alignops.config import PipelineConfig
 from alignops.data import datasets
 from alignops.stages import training
@@ -70,8 +69,8 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
     from models.lm import SequenceClassifier
 
     start = training.start_from_base(cfg, "classify", cfg.classify)
-    base, base_uri, base_dir, stage_dir = start.model, start.uri, start.folder, start.stage_dir
-    data_version, resume_run_id, ckpt = start.data_version, start.resume_run_id, start.checkpoint
+    base, base_uri, stage_dir = start.model, start.uri, start.stage_dir
+    resume_run_id, ckpt = start.resume_run_id, start.checkpoint
     train_records = training.spread(_records(cfg, "train"), cfg.classify.max_train_examples)
     test_records = _records(cfg, "test")
     max_len = min(cfg.classify.max_len, base.gpt.config.block_size)
@@ -91,7 +90,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
     )
 
     with tracking.stage_run("classify", cfg, cfg.classify, parent_run_id, resume_run_id) as stage:
-        stage_dir.started(stage.run_id)
+        start.started(stage.run_id)
         if resume_run_id is None:
             stage.set_tags({"alignops.parent_model": base_uri})
             stage.log_metrics({f"data/{name}_examples": len(ds) for name, ds in sets.items()})
@@ -110,26 +109,8 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
         )
         stage.log_artifact(figure, "figures")
 
-        meta = ModelMeta(
-            extra=training.saved_hparams(cfg, "classify"),
-            kind="classifier",
-            stage="classify",
-            labels=LABELS,
-            data_version=data_version,
-            tokenizer_sha256=base.meta.tokenizer_sha256,
-            parent=base_uri,
-        )
         whole = training.trained(trainer, module)  # whole weights under FSDP too
         uri, version, model_dir = training.publish(
-            cfg,
-            "classify",
-            cfg.classify,
-            stage_dir,
-            stage.run_id,
-            "classifier",
-            whole.model,
-            base_dir / TOKENIZER_FILE,
-            meta,
-            head=whole.head,
+            start, whole.model, registered="classifier", kind="classifier", head=whole.head, labels=LABELS
         )
         return training.TrainResult(stage.run_id, uri, version, metrics, model_dir)

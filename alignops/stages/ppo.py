@@ -20,7 +20,7 @@ import copy
 from dataclasses import dataclass
 
 from alignops import tracking
-from alignops.artifacts import TOKENIZER_FILE, ModelMeta, load_model
+from alignops.artifacts import load_model
 from alignops.config import ConfigError, PipelineConfig, TrainConfig
 from alignops.data import datasets
 from alignops.errors import ModelError
@@ -127,7 +127,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
     )  # fmt: skip
 
     with tracking.stage_run("ppo", cfg, pc, parent_run_id, start.resume_run_id) as stage:
-        start.stage_dir.started(stage.run_id)
+        start.started(stage.run_id)
         if start.resume_run_id is None:
             stage.set_tags({"alignops.parent_model": start.uri, "alignops.reward_model": reward_uri})
             stage.log_metrics({"data/rollout_prompts": len(train_prompts)})
@@ -161,29 +161,17 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
             metrics[f"ppo/eval_{name}"], metrics[f"ppo/eval_{name}_sft"] = after[name], before[name]
         stage.log_metrics(metrics)
 
-        meta = ModelMeta(
-            kind="causal_lm",
-            stage="ppo",
-            data_version=start.data_version,
-            tokenizer_sha256=sft.meta.tokenizer_sha256,
-            parent=start.uri,
-            extra=training.saved_hparams(cfg, "ppo") | {"reward_model": reward_uri, "stopped": stopped},
-        )
         tags = {
             "alignops.method": pc.method,
             "alignops.reward_model": reward_uri,
             "alignops.health": "stopped: " + "; ".join(stopped) if stopped else "healthy",
         }
         uri, version, model_dir = training.publish(
-            cfg,
-            "ppo",
-            pc,
-            start.stage_dir,
-            stage.run_id,
-            "policy",
+            start,
             policy,
-            start.folder / TOKENIZER_FILE,
-            meta,
+            registered="policy",
+            kind="causal_lm",
+            extra={"reward_model": reward_uri, "stopped": stopped},
             tags=tags,
         )
         return PPOResult(stage.run_id, uri, version, metrics, model_dir, stopped)  # model_dir None off rank 0

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 
 from alignops import tracking
-from alignops.artifacts import TOKENIZER_FILE, ModelMeta
 from alignops.config import PipelineConfig
 from alignops.stages import training
 from alignops.stages.data import require_valid
@@ -95,7 +94,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
     module = RewardModel.from_gpt(base.gpt, gpt_config, compile=cfg.trainer.compile, **hparams)
 
     with tracking.stage_run("reward", cfg, rc, parent_run_id, start.resume_run_id) as stage:
-        start.stage_dir.started(stage.run_id)
+        start.started(stage.run_id)
         if start.resume_run_id is None:
             stage.set_tags({"alignops.parent_model": start.uri})
             stage.log_metrics({f"data/{s}_pairs": len(p) for s, p in pairs.items()})
@@ -140,25 +139,13 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
         stage.log_metrics(metrics)
         stage.set_tags({GATE_TAG: "passed" if not reasons else "failed: " + "; ".join(reasons)})
 
-        meta = ModelMeta(
-            kind="reward",
-            stage="reward",
-            data_version=start.data_version,
-            tokenizer_sha256=base.meta.tokenizer_sha256,
-            parent=start.uri,
-            extra=training.saved_hparams(cfg, "reward") | {"metrics": metrics, "gate": reasons},
-        )
         uri, version, model_dir = training.publish(
-            cfg,
-            "reward",
-            rc,
-            start.stage_dir,
-            stage.run_id,
-            "reward",
+            start,
             whole.model,
-            start.folder / TOKENIZER_FILE,
-            meta,
-            head=whole.head,
+            registered="reward",
+            kind="reward",
+            extra={"metrics": metrics, "gate": reasons},
             tags={GATE_TAG: "passed" if not reasons else "failed"},
+            head=whole.head,
         )
         return training.TrainResult(stage.run_id, uri, version, metrics, model_dir)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 
 from alignops import tracking
-from alignops.artifacts import TOKENIZER_FILE, ModelMeta
 from alignops.config import PipelineConfig
 from alignops.data import datasets
 from alignops.stages import training
@@ -23,8 +22,8 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
     from models.lm import CausalLM
 
     start = training.start_from_base(cfg, "sft", cfg.sft)
-    base, base_uri, base_dir, stage_dir = start.model, start.uri, start.folder, start.stage_dir
-    data_version, resume_run_id, ckpt = start.data_version, start.resume_run_id, start.checkpoint
+    base, base_uri, stage_dir = start.model, start.uri, start.stage_dir
+    resume_run_id, ckpt = start.resume_run_id, start.checkpoint
     max_len = cfg.sft.max_len or base.gpt.config.block_size
     train_records = training.spread(datasets.load_split(cfg.data.data_dir, "sft", "train"), cfg.sft.max_train_examples)
     train_set = SFTDataset(train_records, base.tokenizer, max_len)
@@ -37,7 +36,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
     module = CausalLM.from_gpt(base.gpt, gpt_config, compile=cfg.trainer.compile, **training.optim_hparams(cfg.sft))
 
     with tracking.stage_run("sft", cfg, cfg.sft, parent_run_id, resume_run_id) as stage:
-        stage_dir.started(stage.run_id)
+        start.started(stage.run_id)
         if resume_run_id is None:
             stage.set_tags(
                 {"alignops.parent_model": base_uri, "alignops.tokenizer_hash": (base.meta.tokenizer_sha256 or "")[:12]}
@@ -57,15 +56,5 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
             samples = [{"prompt": p, "completion": c} for p, c in zip(prompts, completions, strict=True)]
             stage.log_dict({"samples": samples}, "samples/sft_samples.json")
 
-        meta = ModelMeta(
-            extra=training.saved_hparams(cfg, "sft"),
-            kind="causal_lm",
-            stage="sft",
-            data_version=data_version,
-            tokenizer_sha256=base.meta.tokenizer_sha256,
-            parent=base_uri,
-        )
-        uri, version, model_dir = training.publish(
-            cfg, "sft", cfg.sft, stage_dir, stage.run_id, "sft", gpt, base_dir / TOKENIZER_FILE, meta
-        )
+        uri, version, model_dir = training.publish(start, gpt, registered="sft", kind="causal_lm")
         return training.TrainResult(stage.run_id, uri, version, final, model_dir)
