@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from alignops.data.loaders import EOS, IGNORE_INDEX, PackedBlocks, collate_left_pad, collate_right_pad, pad_id
-from alignops.data.tokenizer import chat_template, decode_batch
+from alignops.chat import chat_tokenizer
+from alignops.data.loaders import IGNORE_INDEX, PackedBlocks, collate_left_pad, collate_right_pad, pad_id
+from alignops.data.tokenizer import chat_template
 from models.generation import GenerationConfig, generate
 from models.gpt import GPT
 from models.heads import last_token
@@ -141,15 +142,16 @@ def generate_responses(
 ) -> Responses:
     """Complete each prompt: greedy, or sampled at temperature 1 with a seed per batch (batch b uses seed + b), so
     two models given the same prompts in the same order draw from the same random streams."""
-    eos, pad = tokenizer.token_to_id(EOS), pad_id(tokenizer)
-    room = gpt.config.block_size - max_new_tokens
+    text = chat_tokenizer(tokenizer)  # the base's own template, EOS and pad
+    eos, pad = text.eos_id, text.pad_id
+    room = gpt.max_positions - max_new_tokens
     if room < 1:
         raise ValueError(
             f"evaluate.max_new_tokens={max_new_tokens} leaves no room for a prompt in the model's "
-            f"{gpt.config.block_size}-token context: lower it."
+            f"{gpt.max_positions}-token context: lower it."
         )
-    texts = [chat_template(p) if chat else p for p in prompts]
-    prompt_ids = [e.ids[-room:] for e in tokenizer.encode_batch(texts)]
+    texts = [text.chat(p) if chat else p for p in prompts]
+    prompt_ids = [ids[-room:] for ids in text.encode_batch(texts)]
     collate = collate_left_pad(pad)
     response_ids: list[list[int]] = []
     for b, start in enumerate(range(0, len(prompt_ids), batch_size)):
@@ -162,7 +164,7 @@ def generate_responses(
         width = ids.size(1)
         response_ids += [sequences[row, width : width + n].tolist() for row, n in enumerate(lengths.tolist())]
     ended = [bool(r) and r[-1] == eos for r in response_ids]
-    decoded = decode_batch(tokenizer, [[t for t in r if t not in (eos, pad)] for r in response_ids])
+    decoded = [text.decode(r) for r in response_ids]  # EOS and pad left out
     return Responses(decoded, prompt_ids, response_ids, ended)
 
 

@@ -65,7 +65,7 @@ def confusion_figure(matrix, labels: list[str], path: Path) -> Path:
 
 def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.TrainResult:
     require_valid(cfg)
-    from alignops.data.loaders import ClassificationDataset, collate_right_pad, pad_id, resumable_loader
+    from alignops.data.loaders import ClassificationDataset, collate_right_pad, resumable_loader
     from models.lm import SequenceClassifier
 
     start = training.start_from_base(cfg, "classify", cfg.classify)
@@ -73,12 +73,12 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
     resume_run_id, ckpt = start.resume_run_id, start.checkpoint
     train_records = training.spread(_records(cfg, "train"), cfg.classify.max_train_examples)
     test_records = _records(cfg, "test")
-    max_len = min(cfg.classify.max_len, base.gpt.config.block_size)
+    max_len = min(cfg.classify.max_len, base.gpt.max_positions)
     sets = {
-        name: ClassificationDataset(records, base.tokenizer, max_len, LABELS)
+        name: ClassificationDataset(records, start.chat, max_len, LABELS)
         for name, records in (("train", train_records), ("val", _records(cfg, "val")), ("test", test_records))
     }
-    collate = collate_right_pad(pad_id(base.tokenizer))
+    collate = collate_right_pad(start.chat.pad_id)
     batch = cfg.classify.batch_size
     loaders = {
         name: resumable_loader(ds, batch, seed=cfg.seed, shuffle=name == "train", collate_fn=collate)

@@ -19,7 +19,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
     dc = cfg.dpo
     start = training.start_from_base(cfg, "dpo", dc, default="sft")
     base = start.model
-    loaders = training.preference_data(cfg, dc, base).loaders
+    loaders = training.preference_data(cfg, dc, start).loaders
     hparams = training.optim_hparams(dc) | {"beta": dc.beta, "label_smoothing": dc.label_smoothing}
     module = DPOModel.from_sft(base.gpt, compile=cfg.trainer.compile, **hparams)
 

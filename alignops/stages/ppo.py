@@ -59,7 +59,7 @@ def _sampled_scores(scorer, gpt, tokenizer, prompts: list[str], cfg: PipelineCon
     from alignops.evaluation.scoring import generate_responses
 
     out = generate_responses(gpt, tokenizer, prompts, cfg.ppo.max_new_tokens, batch_size=16, sample=True, seed=cfg.seed)
-    block = gpt.config.block_size
+    block = gpt.max_positions
     rows = [
         {"input_ids": torch.tensor((p + r)[-block:])} for p, r in zip(out.prompt_ids, out.response_ids, strict=True)
     ]
@@ -79,7 +79,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
     require_valid(cfg)
     import torch
 
-    from alignops.data.loaders import PromptDataset, collate_left_pad, pad_id, resumable_loader, special_id
+    from alignops.data.loaders import PromptDataset, collate_left_pad, resumable_loader
     from alignops.stages.reward_function import TextScorer, load_reward_function
     from models.ppo.health import HealthBounds
     from models.ppo.module import PPOModule, UnhealthyRun
@@ -109,13 +109,13 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
         max_kl=pc.max_kl, max_approx_kl=pc.max_approx_kl, min_response_length=pc.min_response_length,
         min_length_fraction=pc.min_length_fraction,
     )  # fmt: skip
-    eos, pad = special_id(tokenizer, "<|endoftext|>"), pad_id(tokenizer)
+    eos, pad = start.chat.eos_id, start.chat.pad_id  # the base's own
     module = PPOModule(sft.gpt, copy.deepcopy(sft.gpt), scorer, ppo_config, eos, pad, health)
 
     train_prompts = sorted({r["prompt"] for r in datasets.load_split(cfg.data.data_dir, "rankings", "train")})
-    room = sft.gpt.config.block_size - pc.max_new_tokens
+    room = sft.gpt.max_positions - pc.max_new_tokens
     loader = resumable_loader(
-        PromptDataset(train_prompts * max(1, pc.rollout_batch_size // len(train_prompts) + 1), tokenizer, room),
+        PromptDataset(train_prompts * max(1, pc.rollout_batch_size // len(train_prompts) + 1), start.chat, room),
         pc.rollout_batch_size, seed=cfg.seed, collate_fn=collate_left_pad(pad), drop_last=True,
     )  # fmt: skip
     steps = ppo_config.steps_per_iteration

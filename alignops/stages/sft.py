@@ -17,18 +17,18 @@ from alignops.stages.data import require_valid
 
 def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.TrainResult:
     require_valid(cfg)
-    from alignops.data.loaders import SFTDataset, collate_right_pad, pad_id, resumable_loader
+    from alignops.data.loaders import SFTDataset, collate_right_pad, resumable_loader
     from alignops.inference import Generator, decoding
     from models.lm import CausalLM
 
     start = training.start_from_base(cfg, "sft", cfg.sft)
     base, base_uri, stage_dir = start.model, start.uri, start.stage_dir
     resume_run_id, ckpt = start.resume_run_id, start.checkpoint
-    max_len = cfg.sft.max_len or base.gpt.config.block_size
+    max_len = cfg.sft.max_len or base.gpt.max_positions
     train_records = training.spread(datasets.load_split(cfg.data.data_dir, "sft", "train"), cfg.sft.max_train_examples)
-    train_set = SFTDataset(train_records, base.tokenizer, max_len)
-    val_set = SFTDataset(datasets.load_split(cfg.data.data_dir, "sft", "val"), base.tokenizer, max_len)
-    collate = collate_right_pad(pad_id(base.tokenizer))
+    train_set = SFTDataset(train_records, start.chat, max_len)
+    val_set = SFTDataset(datasets.load_split(cfg.data.data_dir, "sft", "val"), start.chat, max_len)
+    collate = collate_right_pad(start.chat.pad_id)
     batch = cfg.sft.batch_size
     train_loader = resumable_loader(train_set, batch, seed=cfg.seed, collate_fn=collate)
     val_loader = resumable_loader(val_set, batch, seed=cfg.seed, shuffle=False, collate_fn=collate)

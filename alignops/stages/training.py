@@ -309,24 +309,24 @@ class PreferenceData:
     loaders: dict[str, Any]
 
 
-def preference_data(cfg: PipelineConfig, section: Any, base: Any, by_ranking: bool = False) -> PreferenceData:
+def preference_data(cfg: PipelineConfig, section: Any, start: BaseStart, by_ranking: bool = False) -> PreferenceData:
     """Rankings -> pairs (weighted by human agreement if section.weight_by_agreement) -> loaders; the train split
     limited to section.max_train_rankings. by_ranking: a batch holds section.batch_size whole rankings, each with
     all its pairs (preferences.RankingBatches)."""
     from alignops.data import datasets
-    from alignops.data.loaders import pad_id, resumable_loader
+    from alignops.data.loaders import resumable_loader
     from alignops.data.preferences import PairDataset, RankingBatches, collate_pairs, collate_rankings, expand_rankings
 
     weight_by = "agreement" if section.weight_by_agreement else None
     rankings = {s: datasets.load_split(cfg.data.data_dir, "rankings", s) for s in datasets.SPLITS}
     rankings["train"] = spread(rankings["train"], section.max_train_rankings)
     pairs = {s: expand_rankings(records, weight_by=weight_by) for s, records in rankings.items()}
-    max_len = section.max_len or base.gpt.config.block_size
-    collate = (collate_rankings if by_ranking else collate_pairs)(pad_id(base.tokenizer))
+    max_len = section.max_len or start.model.gpt.max_positions
+    collate = (collate_rankings if by_ranking else collate_pairs)(start.chat.pad_id)
     group = (lambda p, d: RankingBatches(p, d)) if by_ranking else (lambda p, d: d)
     loaders = {
         s: resumable_loader(
-            group(p, PairDataset(p, base.tokenizer, max_len)), section.batch_size, seed=cfg.seed,
+            group(p, PairDataset(p, start.chat, max_len)), section.batch_size, seed=cfg.seed,
             shuffle=s == "train", collate_fn=collate,
         )
         for s, p in pairs.items()
