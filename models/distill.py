@@ -4,7 +4,7 @@ distributions, softened by a temperature, together with the usual LM loss on the
     student = GPTConfig(**{**asdict(teacher.config), "n_layer": 3})
     kd = DistillModel.from_teacher(teacher, student, temperature=2.0, alpha=0.5, optim=OptimConfig(lr=1e-3),
                                    max_steps=300)
-    Trainer(max_steps=300).fit(kd, train_loader, val_loader)   # batches as for models.lm.CausalLM
+    Trainer(max_steps=300).fit(kd, train_loader, val_loader)   # batches as for models.lm.LMModule
     kd.model                                                    # the student GPT
 
 loss = alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(student, labels). The T^2 keeps the soft
@@ -30,8 +30,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import MeanMetric
 
+from models.base import as_spec, build_backbone
 from models.gpt import GPT, GPTConfig
-from models.lm import IGNORE_INDEX, _gpt_dict, _GPTModule, _optim_dict
+from models.lm import IGNORE_INDEX, BackboneModule, resolve_optim
 
 
 def distill_loss(
@@ -82,13 +83,13 @@ def init_from_teacher(student: GPT, teacher: GPT) -> list[int]:
     return picked
 
 
-class DistillModel(_GPTModule):
+class DistillModel(BackboneModule):
     """The student GPT (self.model), trained on a frozen teacher GPT's soft targets (self.teacher) and the labels."""
 
     def __init__(
         self,
-        gpt: GPTConfig | Mapping[str, Any],  # the student's shape
-        teacher: GPTConfig | Mapping[str, Any],
+        backbone: Mapping[str, Any] | Any,  # the student's shape: a backbone spec, a GPTConfig or its dict
+        teacher: Mapping[str, Any] | Any,  # the teacher's, the same way
         temperature: float = 2.0,  # softens both distributions in the KL term (> 1: more of the teacher's ranking)
         alpha: float = 0.5,  # weight of the KL term; 1 - alpha weighs the LM loss on the true tokens
         optim: Any = None,  # alignops.config.OptimConfig or its dict; None: its defaults
@@ -96,14 +97,16 @@ class DistillModel(_GPTModule):
         compile: bool = False,  # torch.compile both GPTs (pays off on GPU)
     ) -> None:
         super().__init__()
-        gpt, teacher, optim = _gpt_dict(gpt), _gpt_dict(teacher), _optim_dict(optim, max_steps)
+        backbone, teacher, optim = as_spec(backbone), as_spec(teacher), resolve_optim(optim, max_steps)
         if temperature <= 0 or not 0 <= alpha <= 1:
             raise ValueError(f"need temperature > 0 and 0 <= alpha <= 1, got {temperature}, {alpha}")
-        if gpt["vocab_size"] != teacher["vocab_size"]:
-            raise ValueError(f"student and teacher need one vocabulary: {gpt['vocab_size']} != {teacher['vocab_size']}")
         self.save_hyperparameters()
-        self.model = GPT(GPTConfig(**gpt))
-        self.teacher = GPT(GPTConfig(**{**teacher, "dropout": 0.0})).requires_grad_(False).eval()
+        self.model = build_backbone(backbone)
+        self.teacher = build_backbone(teacher).requires_grad_(False).eval()  # eval: its dropout never runs
+        if self.model.vocab_size != self.teacher.vocab_size:
+            raise ValueError(
+                f"student and teacher need one vocabulary: {self.model.vocab_size} != {self.teacher.vocab_size}"
+            )
         self.eval_metrics = nn.ModuleDict(
             {stage: nn.ModuleDict(dict(loss=MeanMetric(), kl=MeanMetric())) for stage in ("val", "test")}
         )
@@ -163,7 +166,7 @@ class DistillModel(_GPTModule):
         # at temperature 1: the distance between the distributions the two models actually sample from
         _, stats = self.loss(batch, temperature=1.0)
         m = self.eval_metrics[stage]
-        m["loss"].update(stats["lm"], stats["n_lm"])  # token-weighted, as CausalLM's val/loss
+        m["loss"].update(stats["lm"], stats["n_lm"])  # token-weighted, as LMModule's val/loss
         m["kl"].update(stats["kl"], stats["n_kl"])
 
     def _log_eval(self, stage: str) -> None:
