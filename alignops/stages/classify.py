@@ -88,14 +88,16 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
         dropout=cfg.model.dropout,
         labels=LABELS,
         compile=cfg.trainer.compile,
-        **training.optim_hparams(cfg.classify),
+        **training.finetune_hparams(cfg.classify),
     )
 
     with tracking.stage_run("classify", cfg, cfg.classify, parent_run_id, resume_run_id) as stage:
         start.started(stage.run_id)
         if resume_run_id is None:
             stage.set_tags({"alignops.parent_model": base_uri})
-            stage.log_metrics({f"data/{name}_examples": len(ds) for name, ds in sets.items()})
+            stage.log_metrics(
+                {f"data/{name}_examples": len(ds) for name, ds in sets.items()} | training.parameter_counts(module)
+            )
         trainer = training.trainer(cfg, cfg.classify, stage_dir, tracking.lightning_logger(stage.run_id))
         trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=ckpt)
         best = training.best_checkpoint(trainer)  # early stopping: test the weights that get published
@@ -113,6 +115,6 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
 
         whole = training.trained(trainer, module)  # whole weights under FSDP too
         uri, version, model_dir = training.publish(
-            start, whole.model, registered="classifier", kind="classifier", head=whole.head, labels=LABELS
+            start, whole.export(), registered="classifier", kind="classifier", head=whole.head, labels=LABELS
         )
         return training.TrainResult(stage.run_id, uri, version, metrics, model_dir)

@@ -20,13 +20,14 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
     start = training.start_from_base(cfg, "dpo", dc, default="sft")
     base = start.model
     loaders = training.preference_data(cfg, dc, start).loaders
-    hparams = training.optim_hparams(dc) | {"beta": dc.beta, "label_smoothing": dc.label_smoothing}
+    hparams = training.finetune_hparams(dc) | {"beta": dc.beta, "label_smoothing": dc.label_smoothing}
     module = DPOModel.from_base(base.gpt, compile=cfg.trainer.compile, **hparams)
 
     with tracking.stage_run("dpo", cfg, dc, parent_run_id, start.resume_run_id) as stage:
         start.started(stage.run_id)
         if start.resume_run_id is None:
             stage.set_tags({"alignops.parent_model": start.uri, "alignops.method": "dpo"})
+            stage.log_metrics(training.parameter_counts(module.model))
         trainer = training.trainer(cfg, dc, start.stage_dir, tracking.lightning_logger(stage.run_id))
         trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=start.checkpoint)
         best = training.best_checkpoint(trainer)  # early stopping: the figures of the weights that get published
@@ -37,7 +38,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
 
         uri, version, model_dir = training.publish(
             start,
-            training.trained(trainer, module).model,  # whole weights under FSDP too
+            training.trained(trainer, module).export(),  # whole weights under FSDP too, LoRA merged
             registered="policy",
             kind="causal_lm",
             tags={"alignops.method": "dpo"},

@@ -16,7 +16,6 @@ beyond bounds, collapsed responses) stops the run; the policy is then rolled bac
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 from alignops import tracking
@@ -110,7 +109,10 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
         min_length_fraction=pc.min_length_fraction,
     )  # fmt: skip
     eos, pad = start.chat.eos_id, start.chat.pad_id  # the base's own
-    module = PPOModule(sft.gpt, copy.deepcopy(sft.gpt), scorer, ppo_config, eos, pad, health)
+    lora = None if pc.lora is None else pc.lora.model_dump()
+    module = PPOModule.from_base(
+        sft.gpt, reward=scorer, config=ppo_config, eos_id=eos, pad_id=pad, health=health, lora=lora
+    )  # its reference: a frozen copy of the SFT policy
 
     train_prompts = sorted({r["prompt"] for r in datasets.load_split(cfg.data.data_dir, "rankings", "train")})
     room = sft.gpt.max_positions - pc.max_new_tokens
@@ -130,10 +132,10 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
         start.started(stage.run_id)
         if start.resume_run_id is None:
             stage.set_tags({"alignops.parent_model": start.uri, "alignops.reward_model": reward_uri})
-            stage.log_metrics({"data/rollout_prompts": len(train_prompts)})
+            stage.log_metrics({"data/rollout_prompts": len(train_prompts)} | training.parameter_counts(module.model))
         # one logged row per iteration (an iteration is one training batch of prompts)
         trainer = training.trainer(cfg, train_cfg, start.stage_dir, tracking.lightning_logger(stage.run_id), 1)
-        stopped = None
+        stopped, policy = None, None
         try:
             trainer.fit(module, loader, ckpt_path=start.checkpoint)
         except UnhealthyRun as exc:
@@ -147,9 +149,9 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
                     {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
                 )
             else:
-                module.model.load_state_dict(load_model(start.folder).gpt.state_dict())
+                policy = load_model(start.folder).gpt
 
-        policy = module.policy_model().cpu().eval()
+        policy = (module.policy_model() if policy is None else policy).cpu().eval()
         test_prompts = sorted({r["prompt"] for r in datasets.load_split(cfg.data.data_dir, "rankings", "test")})
         eval_prompts = (test_prompts * (pc.eval_samples // max(len(test_prompts), 1) + 1))[: pc.eval_samples]
         reference = load_model(start.folder).gpt

@@ -84,14 +84,14 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
     base = start.model
     data = training.preference_data(cfg, rc, start, by_ranking=rc.batch_by_ranking)
     rankings, pairs, loaders = data.rankings, data.pairs, data.loaders
-    hparams = training.optim_hparams(rc) | {"margin": rc.margin, "center_coef": rc.center_coef}
+    hparams = training.finetune_hparams(rc) | {"margin": rc.margin, "center_coef": rc.center_coef}
     module = RewardModel.from_base(base.gpt, dropout=cfg.model.dropout, compile=cfg.trainer.compile, **hparams)
 
     with tracking.stage_run("reward", cfg, rc, parent_run_id, start.resume_run_id) as stage:
         start.started(stage.run_id)
         if start.resume_run_id is None:
             stage.set_tags({"alignops.parent_model": start.uri})
-            stage.log_metrics({f"data/{s}_pairs": len(p) for s, p in pairs.items()})
+            stage.log_metrics({f"data/{s}_pairs": len(p) for s, p in pairs.items()} | training.parameter_counts(module))
         trainer = training.trainer(cfg, rc, start.stage_dir, tracking.lightning_logger(stage.run_id))
         trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=start.checkpoint)
         best = training.best_checkpoint(trainer)  # early stopping on val/loss: the weights tested and published
@@ -135,7 +135,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
 
         uri, version, model_dir = training.publish(
             start,
-            whole.model,
+            whole.export(),
             registered="reward",
             kind="reward",
             extra={"metrics": metrics, "gate": reasons},

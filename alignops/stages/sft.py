@@ -31,7 +31,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
     train_loader = resumable_loader(train_set, batch, seed=cfg.seed, collate_fn=collate)
     val_loader = resumable_loader(val_set, batch, seed=cfg.seed, shuffle=False, collate_fn=collate)
     module = LMModule.from_base(
-        base.gpt, dropout=cfg.model.dropout, compile=cfg.trainer.compile, **training.optim_hparams(cfg.sft)
+        base.gpt, dropout=cfg.model.dropout, compile=cfg.trainer.compile, **training.finetune_hparams(cfg.sft)
     )
 
     with tracking.stage_run("sft", cfg, cfg.sft, parent_run_id, resume_run_id) as stage:
@@ -40,14 +40,17 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
             stage.set_tags(
                 {"alignops.parent_model": base_uri, "alignops.tokenizer_hash": (base.meta.tokenizer_sha256 or "")[:12]}
             )
-            stage.log_metrics({"data/train_examples": len(train_set), "data/truncated": train_set.truncated})
+            stage.log_metrics(
+                {"data/train_examples": len(train_set), "data/truncated": train_set.truncated}
+                | training.parameter_counts(module.model)
+            )
         trainer = training.trainer(cfg, cfg.sft, stage_dir, tracking.lightning_logger(stage.run_id))
         trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt)
         best = training.best_checkpoint(trainer)  # early stopping: the figures of the weights that get published
         final = {k: float(v) for k, v in trainer.validate(module, val_loader, ckpt_path=best, verbose=False)[0].items()}
         stage.log_metrics({"final/val_loss": final["val/loss"], "final/val_ppl": final["val/ppl"]})
 
-        gpt = training.trained(trainer, module).model.eval()  # whole weights under FSDP too
+        gpt = training.trained(trainer, module).export().eval()  # whole weights under FSDP too, LoRA merged
         prompts = [r["prompt"] for r in datasets.load_split(cfg.data.data_dir, "eval_prompts", "test")]
         prompts = prompts[: cfg.sft.sample_prompts]
         if prompts and tracking.is_rank_zero():  # the samples are logged by rank 0 alone

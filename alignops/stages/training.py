@@ -214,6 +214,21 @@ def optim_hparams(train: TrainConfig) -> dict[str, Any]:
     return {"optim": optim.model_dump(), "max_steps": train.max_steps}
 
 
+def finetune_hparams(section: Any) -> dict[str, Any]:
+    """The module arguments of a fine-tuning section: optim_hparams plus its LoRA settings (None: full fine-tuning),
+    as the modules take them (models.lm.BackboneModule)."""
+    lora = None if section.lora is None else section.lora.model_dump()
+    return optim_hparams(section) | {"lora": lora}
+
+
+def parameter_counts(model: Any) -> dict[str, float]:
+    """The metrics of what a stage trains: model/trainable_params and model/params (tied tensors once)."""
+    from models.lora import count_parameters
+
+    trainable, total = count_parameters(model)
+    return {"model/trainable_params": trainable, "model/params": total}
+
+
 @dataclass(kw_only=True)
 class Start:
     """Where a training stage starts and what its published model records about it: the stage and its config
