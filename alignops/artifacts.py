@@ -6,16 +6,18 @@ folder/
                                    "int8-dynamic"): int8 weights and per-channel scales as plain tensors
                                    (models.compression.int8_state), the GPT config in the file's metadata
   tokenizer.json                   the tokenizer it was trained with
-  head.safetensors                 the class head (classifiers only)
+  head.safetensors                 the class head (classifiers) or scalar head (reward models), either format
   alignops.json                    kind, labels, lineage (data version, tokenizer hash, parent model), quantization,
                                    format: "alignops-gpt" (the above) or "transformers"
 
 A "transformers" folder is a plain Hugging Face causal-LM folder of any architecture (config.json, weights,
-tokenizer files with the chat template) plus alignops.json: a base fetched or imported by alignops/base_models.py.
+tokenizer files with the chat template) plus alignops.json (and head.safetensors for a reward model or classifier):
+a base fetched or imported by alignops/base_models.py, or a stage's model trained on such a base (LoRA merged).
 
 save_model(folder, gpt, tokenizer_path, ModelMeta(kind="causal_lm", stage="pretrain"))
 save_model(folder, quantize_int8(gpt), tokenizer_path, ModelMeta(..., quantization="int8-dynamic"))
 save_hf_model(folder, hf_folder, ModelMeta(kind="causal_lm", stage="base", format=HF_FORMAT))
+save_model(folder, hf_causal_lm, hf_tokenizer, ModelMeta(kind="reward", ..., format=HF_FORMAT), head)
 loaded = load_model(folder)     # any kind of folder; loaded.gpt is a models.base.CausalLM; int8 runs on the CPU
 """
 
@@ -75,6 +77,17 @@ def save_model(folder: Path, gpt, tokenizer, meta: ModelMeta, head=None) -> Path
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    try:
+        _write_model(tmp, gpt, tokenizer, meta, head)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # nothing half-written stays behind
+        raise
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return folder
+
+
+def _write_model(tmp: Path, gpt, tokenizer, meta: ModelMeta, head) -> None:
     if meta.format == HF_FORMAT:
         gpt.save(tmp)
         tokenizer.save_pretrained(str(tmp))
@@ -89,9 +102,6 @@ def save_model(folder: Path, gpt, tokenizer, meta: ModelMeta, head=None) -> Path
 
         save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}, str(tmp / HEAD_FILE))
     (tmp / META_FILE).write_text(json.dumps(asdict(meta), indent=1) + "\n", encoding="utf-8")
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
-    return folder
 
 
 def read_meta(path: Path) -> ModelMeta:
