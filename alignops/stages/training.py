@@ -39,6 +39,11 @@ class TrainResult:
     model_dir: Path | None
 
 
+def file_sha256(path: Path) -> str | None:
+    """The sha256 of a file's bytes; None when there is no such file."""
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
 def tokenizer_path(cfg: PipelineConfig) -> tuple[Path, str]:
     """The trained tokenizer and its sha256; a clear error when it has not been trained yet."""
     folder = cfg.tokenizer.output_dir or settings.home() / "tokenizer"
@@ -305,9 +310,11 @@ def start_from_base(cfg: PipelineConfig, stage: str, section: Any, default: str 
     meta = read_meta(folder / MODEL_META_FILE)
     # the published folder carries the base's tokenizer: its tokenizer.json (own GPT) or its transformers tokenizer
     hf = meta.format == HF_FORMAT
+    # a Hugging Face base's tokenizer is named by its tokenizer.json's hash, so models of two bases never mix (PPO)
+    tokenizer_sha256 = meta.tokenizer_sha256 or file_sha256(folder / TOKENIZER_FILE)
     start = begin(
         cfg, stage, section, key, data_version=data_version, tokenizer=None if hf else folder / TOKENIZER_FILE,
-        tokenizer_sha256=meta.tokenizer_sha256, parent=uri,
+        tokenizer_sha256=tokenizer_sha256, parent=uri,
     )  # fmt: skip
     model = load_model(folder)
     if hf:

@@ -71,6 +71,7 @@ def test_every_stage_on_an_imported_llama(llama_cfg: PipelineConfig) -> None:
     moved = [k for k in base if k.endswith("proj.weight") and not torch.equal(merged[k], base[k])]
     assert moved, "LoRA training did not reach the merged projection weights"
     _generates(tuned.model_dir)
+    assert load_model(tuned.model_dir).meta.tokenizer_sha256  # the base's tokenizer, named: PPO checks it
 
     rm = reward.run(llama_cfg)  # full fine-tuning of the SFT model plus a scalar head
     assert rm.model_uri == f"models:/{PREFIX}-reward/1" and "reward/accuracy" in rm.metrics
