@@ -72,6 +72,16 @@ def with_lora(model: CausalLM, lora: Mapping[str, Any] | None) -> CausalLM:
     return model if lora is None else apply_lora(model, LoraConfig.model_validate(dict(lora)))
 
 
+def freeze_unread_lm_head(model: CausalLM) -> None:
+    """Freeze the LM head of a backbone whose outputs a head module reads instead (classifier, reward, tagger):
+    the loss never reaches it, so it would only sit in the optimizer. A head tied to the input embeddings (the
+    project's GPT, GPT-2) is left trainable: it is the embedding matrix, which the loss does reach."""
+    weight = getattr(getattr(model, "lm_head", None), "weight", None)
+    tied = any(m.weight is weight for m in model.modules() if isinstance(m, nn.Embedding))
+    if weight is not None and not tied:
+        model.lm_head.requires_grad_(False)
+
+
 class BackboneModule(L.LightningModule):
     """What every module shares: the base model (a CausalLM) in self.model, optional compile, the configured
     optimizer + schedule (hparams optim and max_steps), L1/L2 penalties, RNG in checkpoints, export()."""
@@ -264,6 +274,7 @@ class ClassifierModule(BackboneModule):
             raise ValueError(f"labels must name at least two distinct classes, got {labels}")
         self.save_hyperparameters()
         self.model = with_lora(build_backbone(backbone), lora)
+        freeze_unread_lm_head(self.model)
         self.head = ClassificationHead(self.model.hidden_size, len(labels), head_dropout)
         k = len(labels)
         metrics = MetricCollection(

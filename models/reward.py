@@ -31,7 +31,7 @@ from torchmetrics import CatMetric, MeanMetric
 
 from models.base import as_spec, build_backbone
 from models.heads import ScalarHead, last_token
-from models.lm import BackboneModule, resolve_optim, with_lora
+from models.lm import BackboneModule, freeze_unread_lm_head, resolve_optim, with_lora
 
 
 def pairwise_loss(
@@ -86,6 +86,7 @@ class RewardModel(BackboneModule):
             raise ValueError(f"margin and center_coef must be >= 0, got margin={margin}, center_coef={center_coef}")
         self.save_hyperparameters()
         self.model = with_lora(build_backbone(backbone), lora)
+        freeze_unread_lm_head(self.model)
         self.head = ScalarHead(self.model.hidden_size)
 
         def metrics() -> nn.ModuleDict:
