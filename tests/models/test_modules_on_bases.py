@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 
 from alignops.config import LoraConfig, OptimConfig
 from models.base import HFCausalLM, backbone_spec, build_backbone
+from models.distill import DistillModel
 from models.dpo import DPOModel
 from models.gpt import GPT, GPTConfig
 from models.lm import ClassifierModule, LMModule
@@ -245,6 +246,24 @@ def test_bf16_mixed_trains_with_float32_weights_and_losses(kind: str, shape: str
     assert moved(m, before) == {n for n, p in m.named_parameters() if p.requires_grad}
 
 
+@pytest.mark.parametrize(("teacher", "student"), [("llama", "llama"), ("gpt", "qwen2")])
+def test_distillation_between_any_bases(teacher: str, student: str, cpu_trainer) -> None:
+    spec = backbone_spec(base(student))
+    if student != "gpt":  # a shallower student of the same family
+        config = spec["config"]
+        config["num_hidden_layers"] = 1
+        if config.get("layer_types"):  # Qwen2 lists each layer's attention kind
+            config["layer_types"] = config["layer_types"][:1]
+    m = DistillModel.from_teacher(base(teacher), spec, optim=OPTIM, max_steps=STEPS)
+    assert m.model.vocab_size == m.teacher.vocab_size
+    before = snapshot(m)
+    fit(m, "lm", cpu_trainer)
+    assert moved(m, before) == {n for n in before if n.startswith("model.")}  # the teacher stays as it was
+    with torch.no_grad():
+        ids = batch("lm", seed=9)["input_ids"]
+        torch.testing.assert_close(m.teacher(ids), base(teacher).eval()(ids), atol=0, rtol=0)
+
+
 # ---- PPO and GRPO on a Hugging Face policy ----------------------------------------------------------------------
 def prompts(n: int) -> list[dict[str, torch.Tensor]]:
     """Left-padded prompt batches of 2-5 tokens, never PAD or EOS (the layout PPOModule reads)."""
@@ -269,14 +288,15 @@ def ppo(shape: str, method: str, lora: bool) -> PPOModule:
 
 
 @pytest.mark.parametrize(
-    ("shape", "method", "lora"), [("llama", "ppo", False), ("gpt2", "ppo", False), ("qwen2", "grpo", False),
-                                  ("llama", "ppo", True)],
+    ("shape", "method", "lora", "precision"),
+    [("llama", "ppo", False, "32-true"), ("gpt2", "ppo", False, "32-true"), ("qwen2", "grpo", False, "32-true"),
+     ("llama", "ppo", True, "32-true"), ("qwen2", "ppo", False, "bf16-mixed")],
 )  # fmt: skip
-def test_ppo_iteration_on_a_hugging_face_policy(shape: str, method: str, lora: bool, cpu_trainer) -> None:
+def test_ppo_iteration_on_a_hugging_face_policy(shape: str, method: str, lora: bool, precision: str, cpu_trainer):
     m = ppo(shape, method, lora)
     assert m.value_head.linear.in_features == m.model.hidden_size
     before = snapshot(m)
-    trainer = cpu_trainer(max_steps=m.config.steps_per_iteration, log_every_n_steps=1)
+    trainer = cpu_trainer(max_steps=m.config.steps_per_iteration, log_every_n_steps=1, precision=precision)
     trainer.fit(m, DataLoader(prompts(1), batch_size=None))
     assert trainer.global_step == m.config.steps_per_iteration
     policy = {n for n in before if n.startswith("model.") and (ADAPTER_PREFIX in n or not lora)}
