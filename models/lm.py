@@ -65,11 +65,19 @@ def resolve_optim(optim: Any, max_steps: int) -> dict[str, Any]:
     return settings
 
 
-def with_lora(model: CausalLM, lora: Mapping[str, Any] | None) -> CausalLM:
-    """model with LoRA adapters (in place) when `lora`, alignops.config.LoraConfig's dict, is set; else unchanged."""
+def resolve_lora(lora: Any) -> dict[str, Any] | None:
+    """The LoRA settings as a checked plain dict (an alignops.config.LoraConfig or its dict), or None (no LoRA):
+    what save_hyperparameters stores."""
     from alignops.config import LoraConfig
 
-    return model if lora is None else apply_lora(model, LoraConfig.model_validate(dict(lora)))
+    return None if lora is None else LoraConfig.model_validate(dict(lora)).model_dump()
+
+
+def with_lora(model: CausalLM, lora: Mapping[str, Any] | None) -> CausalLM:
+    """model with LoRA adapters (in place) when `lora` (resolve_lora's dict) is set; else model unchanged."""
+    from alignops.config import LoraConfig
+
+    return model if lora is None else apply_lora(model, LoraConfig(**lora))
 
 
 def freeze_unread_lm_head(model: CausalLM) -> None:
@@ -192,10 +200,10 @@ class LMModule(BackboneModule):
         optim: Any = None,  # alignops.config.OptimConfig or its dict; None: its defaults
         max_steps: int = 5000,  # the schedule reaches lr * min_lr_ratio here; give Trainer the same max_steps
         compile: bool = False,  # torch.compile the backbone (pays off on GPU)
-        lora: Mapping[str, Any] | None = None,  # alignops.config.LoraConfig's dict: train adapters only; None: all
+        lora: Any = None,  # alignops.config.LoraConfig or its dict (None: no LoRA): train adapters only
     ) -> None:
         super().__init__()
-        backbone, optim = as_spec(backbone), resolve_optim(optim, max_steps)
+        backbone, optim, lora = as_spec(backbone), resolve_optim(optim, max_steps), resolve_lora(lora)
         self.save_hyperparameters()
         self.model = with_lora(build_backbone(backbone), lora)
         self.eval_loss = nn.ModuleDict({"val": MeanMetric(), "test": MeanMetric()})
@@ -265,10 +273,10 @@ class ClassifierModule(BackboneModule):
         optim: Any = None,  # alignops.config.OptimConfig or its dict (backbone and head); None: its defaults
         max_steps: int = 1000,  # the schedule reaches lr * min_lr_ratio here; give Trainer the same max_steps
         compile: bool = False,
-        lora: Mapping[str, Any] | None = None,  # alignops.config.LoraConfig's dict: adapters and head train
+        lora: Any = None,  # alignops.config.LoraConfig or its dict (None: no LoRA): adapters and head train
     ) -> None:
         super().__init__()
-        backbone, optim = as_spec(backbone), resolve_optim(optim, max_steps)
+        backbone, optim, lora = as_spec(backbone), resolve_optim(optim, max_steps), resolve_lora(lora)
         labels = list(labels)
         if len(labels) < 2 or len(set(labels)) != len(labels):
             raise ValueError(f"labels must name at least two distinct classes, got {labels}")

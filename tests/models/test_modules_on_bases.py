@@ -168,6 +168,15 @@ def test_lora_moves_adapters_and_heads_only_and_export_merges(kind: str, shape: 
     m.model = adapters
 
 
+def test_lora_settings_are_checked_and_saved_as_a_dict() -> None:
+    m = LMModule.from_base(base("llama"), lora=LoraConfig(r=2, target_modules=["q_proj"]))
+    assert m.hparams.lora == LoraConfig(r=2, target_modules=["q_proj"]).model_dump()  # plain, JSON-able
+    with pytest.raises(ValueError, match="r"):
+        LMModule.from_base(base("llama"), lora={"r": 0})
+    with pytest.raises(ValueError, match="Layer names in this LlamaForCausalLM"):
+        RewardModel.from_base(base("llama"), lora={"target_modules": ["c_attn"]})
+
+
 # A fresh interpreter where `import peft` fails loads the exported folder and prints its logits.
 _LOAD_WITHOUT_PEFT = """
 import json, sys
