@@ -3,7 +3,7 @@ LMModule (pretraining and SFT) and ClassifierModule, on the shared BackboneModul
 
     lm = LMModule(GPTConfig(...), optim=OptimConfig(lr=6e-4, warmup_steps=100), max_steps=5000)   # from scratch
     sft = LMModule.from_base(base, dropout=0.1, optim=OptimConfig(lr=1e-4), max_steps=500)       # GPT or HFCausalLM
-    sft = LMModule.from_base(base, lora=LoraConfig(r=8).model_dump(), max_steps=500)             # adapters only
+    sft = LMModule.from_base(base, lora=LoraConfig(r=8), max_steps=500)                          # adapters only
     clf = ClassifierModule.from_base(base, labels=["negative", "positive"], max_steps=300)
     Trainer(max_steps=5000, precision="bf16-mixed").fit(lm, train_loader, val_loader)
     sft.export().save("out/folder")                   # the trained backbone, LoRA merged: a plain model folder
