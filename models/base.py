@@ -198,7 +198,9 @@ def backbone_spec(model: CausalLM, dropout: float | None = None) -> dict:
     if isinstance(model, GPT):
         spec = {"family": GPT_FAMILY, "config": asdict(model.config)}
     elif isinstance(model, HFCausalLM):
-        spec = {"family": TRANSFORMERS_FAMILY, "config": model.config.to_dict()}
+        # the architecture, not the precision: build_backbone makes float32 weights (mixed precision trains them)
+        config = {k: v for k, v in model.config.to_dict().items() if k not in ("dtype", "torch_dtype")}
+        spec = {"family": TRANSFORMERS_FAMILY, "config": config}
     else:
         raise TypeError(f"a backbone must be a models.gpt.GPT or a models.base.HFCausalLM, got {type(model).__name__}")
     return spec if dropout is None else with_dropout(spec, dropout)

@@ -1,11 +1,13 @@
-"""Knowledge distillation (Hinton et al. 2015): a smaller student GPT learns a frozen teacher's next-token
+"""Knowledge distillation (Hinton et al. 2015): a smaller student learns a frozen teacher's next-token
 distributions, softened by a temperature, together with the usual LM loss on the true tokens.
 
     student = GPTConfig(**{**asdict(teacher.config), "n_layer": 3})
     kd = DistillModel.from_teacher(teacher, student, temperature=2.0, alpha=0.5, optim=OptimConfig(lr=1e-3),
                                    max_steps=300)
     Trainer(max_steps=300).fit(kd, train_loader, val_loader)   # batches as for models.lm.LMModule
-    kd.model                                                    # the student GPT
+    kd.export()                                                 # the student
+
+Teacher and student are any base (models.base.CausalLM); they must share one vocabulary.
 
 loss = alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(student, labels). The T^2 keeps the soft
 term's gradients on the scale of the hard one whatever T (the paper's section 2). The KL covers every position
@@ -30,8 +32,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import MeanMetric
 
-from models.base import as_spec, build_backbone
-from models.gpt import GPT, GPTConfig
+from models.base import CausalLM, as_spec, backbone_spec, build_backbone
+from models.gpt import GPT
 from models.lm import IGNORE_INDEX, BackboneModule, resolve_optim
 
 
@@ -84,7 +86,7 @@ def init_from_teacher(student: GPT, teacher: GPT) -> list[int]:
 
 
 class DistillModel(BackboneModule):
-    """The student GPT (self.model), trained on a frozen teacher GPT's soft targets (self.teacher) and the labels."""
+    """The student (self.model), trained on a frozen teacher's soft targets (self.teacher) and the labels."""
 
     def __init__(
         self,
@@ -112,16 +114,16 @@ class DistillModel(BackboneModule):
         )
 
     @classmethod
-    def from_teacher(cls, teacher: GPT, student: GPTConfig, **hparams: Any) -> DistillModel:
-        """A module around a copy of `teacher`'s weights and a `student`-shaped GPT, which starts from the teacher
-        (init_from_teacher) when it is as wide, else from random weights."""
-        from dataclasses import asdict
-
-        module = cls(student, asdict(teacher.config), **hparams)
+    def from_teacher(cls, teacher: CausalLM, student: Mapping[str, Any] | Any, **hparams: Any) -> DistillModel:
+        """A module around a copy of `teacher`'s weights (any base: the GPT or an HFCausalLM) and a student of shape
+        `student` (a GPTConfig, or a backbone spec), which starts from the teacher (init_from_teacher) when both
+        are GPTs of one width, else from random weights."""
+        module = cls(student, backbone_spec(teacher), **hparams)
         module.teacher.load_state_dict(teacher.state_dict())
-        s, t = student, teacher.config
-        if (s.n_embd, s.n_head, s.block_size) == (t.n_embd, t.n_head, t.block_size) and s.n_layer <= t.n_layer:
-            init_from_teacher(module.model, module.teacher)
+        if isinstance(module.model, GPT) and isinstance(module.teacher, GPT):
+            s, t = module.model.config, module.teacher.config
+            if (s.n_embd, s.n_head, s.block_size) == (t.n_embd, t.n_head, t.block_size) and s.n_layer <= t.n_layer:
+                init_from_teacher(module.model, module.teacher)
         return module
 
     def configure_model(self) -> None:

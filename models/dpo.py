@@ -40,7 +40,7 @@ from torch import Tensor
 from torchmetrics import MeanMetric
 
 from models.base import CausalLM, as_spec, build_backbone
-from models.lm import IGNORE_INDEX, BackboneModule, resolve_optim, with_lora
+from models.lm import IGNORE_INDEX, BackboneModule, resolve_lora, resolve_optim, with_lora
 from models.ppo.rollout import logprobs_of
 
 
@@ -99,10 +99,10 @@ class DPOModel(BackboneModule):
         optim: Any = None,  # alignops.config.OptimConfig or its dict; None: its defaults
         max_steps: int = 1000,  # the schedule reaches lr * min_lr_ratio here; give Trainer the same max_steps
         compile: bool = False,  # torch.compile both models (pays off on GPU)
-        lora: Mapping[str, Any] | None = None,  # alignops.config.LoraConfig's dict: the policy's adapters train
+        lora: Any = None,  # alignops.config.LoraConfig or its dict (None: no LoRA): the policy's adapters train
     ) -> None:
         super().__init__()
-        backbone, optim = as_spec(backbone), resolve_optim(optim, max_steps)
+        backbone, optim, lora = as_spec(backbone), resolve_optim(optim, max_steps), resolve_lora(lora)
         if beta <= 0:
             raise ValueError(f"beta must be > 0, got {beta}")
         if not 0 <= label_smoothing < 0.5:

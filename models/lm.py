@@ -3,7 +3,7 @@ LMModule (pretraining and SFT) and ClassifierModule, on the shared BackboneModul
 
     lm = LMModule(GPTConfig(...), optim=OptimConfig(lr=6e-4, warmup_steps=100), max_steps=5000)   # from scratch
     sft = LMModule.from_base(base, dropout=0.1, optim=OptimConfig(lr=1e-4), max_steps=500)       # GPT or HFCausalLM
-    sft = LMModule.from_base(base, lora=LoraConfig(r=8).model_dump(), max_steps=500)             # adapters only
+    sft = LMModule.from_base(base, lora=LoraConfig(r=8), max_steps=500)                          # adapters only
     clf = ClassifierModule.from_base(base, labels=["negative", "positive"], max_steps=300)
     Trainer(max_steps=5000, precision="bf16-mixed").fit(lm, train_loader, val_loader)
     sft.export().save("out/folder")                   # the trained backbone, LoRA merged: a plain model folder
@@ -65,11 +65,29 @@ def resolve_optim(optim: Any, max_steps: int) -> dict[str, Any]:
     return settings
 
 
-def with_lora(model: CausalLM, lora: Mapping[str, Any] | None) -> CausalLM:
-    """model with LoRA adapters (in place) when `lora`, alignops.config.LoraConfig's dict, is set; else unchanged."""
+def resolve_lora(lora: Any) -> dict[str, Any] | None:
+    """The LoRA settings as a checked plain dict (an alignops.config.LoraConfig or its dict), or None (no LoRA):
+    what save_hyperparameters stores."""
     from alignops.config import LoraConfig
 
-    return model if lora is None else apply_lora(model, LoraConfig.model_validate(dict(lora)))
+    return None if lora is None else LoraConfig.model_validate(dict(lora)).model_dump()
+
+
+def with_lora(model: CausalLM, lora: Mapping[str, Any] | None) -> CausalLM:
+    """model with LoRA adapters (in place) when `lora` (resolve_lora's dict) is set; else model unchanged."""
+    from alignops.config import LoraConfig
+
+    return model if lora is None else apply_lora(model, LoraConfig(**lora))
+
+
+def freeze_unread_lm_head(model: CausalLM) -> None:
+    """Freeze the LM head of a backbone whose outputs a head module reads instead (classifier, reward, tagger):
+    the loss never reaches it, so it would only sit in the optimizer. A head tied to the input embeddings (the
+    project's GPT, GPT-2) is left trainable: it is the embedding matrix, which the loss does reach."""
+    weight = getattr(getattr(model, "lm_head", None), "weight", None)
+    tied = any(m.weight is weight for m in model.modules() if isinstance(m, nn.Embedding))
+    if weight is not None and not tied:
+        model.lm_head.requires_grad_(False)
 
 
 class BackboneModule(L.LightningModule):
@@ -182,10 +200,10 @@ class LMModule(BackboneModule):
         optim: Any = None,  # alignops.config.OptimConfig or its dict; None: its defaults
         max_steps: int = 5000,  # the schedule reaches lr * min_lr_ratio here; give Trainer the same max_steps
         compile: bool = False,  # torch.compile the backbone (pays off on GPU)
-        lora: Mapping[str, Any] | None = None,  # alignops.config.LoraConfig's dict: train adapters only; None: all
+        lora: Any = None,  # alignops.config.LoraConfig or its dict (None: no LoRA): train adapters only
     ) -> None:
         super().__init__()
-        backbone, optim = as_spec(backbone), resolve_optim(optim, max_steps)
+        backbone, optim, lora = as_spec(backbone), resolve_optim(optim, max_steps), resolve_lora(lora)
         self.save_hyperparameters()
         self.model = with_lora(build_backbone(backbone), lora)
         self.eval_loss = nn.ModuleDict({"val": MeanMetric(), "test": MeanMetric()})
@@ -255,15 +273,16 @@ class ClassifierModule(BackboneModule):
         optim: Any = None,  # alignops.config.OptimConfig or its dict (backbone and head); None: its defaults
         max_steps: int = 1000,  # the schedule reaches lr * min_lr_ratio here; give Trainer the same max_steps
         compile: bool = False,
-        lora: Mapping[str, Any] | None = None,  # alignops.config.LoraConfig's dict: adapters and head train
+        lora: Any = None,  # alignops.config.LoraConfig or its dict (None: no LoRA): adapters and head train
     ) -> None:
         super().__init__()
-        backbone, optim = as_spec(backbone), resolve_optim(optim, max_steps)
+        backbone, optim, lora = as_spec(backbone), resolve_optim(optim, max_steps), resolve_lora(lora)
         labels = list(labels)
         if len(labels) < 2 or len(set(labels)) != len(labels):
             raise ValueError(f"labels must name at least two distinct classes, got {labels}")
         self.save_hyperparameters()
         self.model = with_lora(build_backbone(backbone), lora)
+        freeze_unread_lm_head(self.model)
         self.head = ClassificationHead(self.model.hidden_size, len(labels), head_dropout)
         k = len(labels)
         metrics = MetricCollection(

@@ -31,7 +31,7 @@ from torchmetrics import CatMetric, MeanMetric
 
 from models.base import as_spec, build_backbone
 from models.heads import ScalarHead, last_token
-from models.lm import BackboneModule, resolve_optim, with_lora
+from models.lm import BackboneModule, freeze_unread_lm_head, resolve_lora, resolve_optim, with_lora
 
 
 def pairwise_loss(
@@ -78,14 +78,15 @@ class RewardModel(BackboneModule):
         center_coef: float = 0.01,  # weight of mean((r_c + r_r)^2): keeps rewards centred on 0 (0: off)
         soft_targets: bool = True,  # a batch's "weight" (the pair's agreement) is its soft target, not a weight
         compile: bool = False,  # torch.compile the backbone (pays off on GPU)
-        lora: Mapping[str, Any] | None = None,  # alignops.config.LoraConfig's dict: adapters and head train
+        lora: Any = None,  # alignops.config.LoraConfig or its dict (None: no LoRA): adapters and head train
     ) -> None:
         super().__init__()
-        backbone, optim = as_spec(backbone), resolve_optim(optim, max_steps)
+        backbone, optim, lora = as_spec(backbone), resolve_optim(optim, max_steps), resolve_lora(lora)
         if margin < 0 or center_coef < 0:
             raise ValueError(f"margin and center_coef must be >= 0, got margin={margin}, center_coef={center_coef}")
         self.save_hyperparameters()
         self.model = with_lora(build_backbone(backbone), lora)
+        freeze_unread_lm_head(self.model)
         self.head = ScalarHead(self.model.hidden_size)
 
         def metrics() -> nn.ModuleDict:

@@ -25,7 +25,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from models.heads import ClassificationHead
-from models.lm import IGNORE_INDEX, BackboneModule, resolve_optim
+from models.lm import IGNORE_INDEX, BackboneModule, freeze_unread_lm_head, resolve_optim
 
 
 class TokenTagger(BackboneModule):
@@ -43,6 +43,7 @@ class TokenTagger(BackboneModule):
         optim = resolve_optim(optim, max_steps)
         self.save_hyperparameters(ignore=["backbone"])
         self.model = backbone
+        freeze_unread_lm_head(backbone)
         self.head = ClassificationHead(hidden_size, len(labels), head_dropout)
         k = len(labels)
         self.accuracy = nn.ModuleDict(
@@ -56,7 +57,7 @@ class TokenTagger(BackboneModule):
         hidden_size. dropout is not applied here: the tagger reads the backbone as it comes."""
         if dropout is not None:
             raise ValueError("TokenTagger.from_base takes the backbone as it is: set its dropout before")
-        return cls(model, hidden_size=model.hidden_size, **hparams)
+        return cls(model.train(), hidden_size=model.hidden_size, **hparams)  # as a freshly built module is
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         """Tag logits (B, T, num_labels)."""

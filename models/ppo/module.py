@@ -74,7 +74,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -87,7 +87,7 @@ from models import optim as optimizers
 from models.base import CausalLM
 from models.generation import GenerationConfig, generate
 from models.heads import ScalarHead
-from models.lm import BackboneModule, with_lora
+from models.lm import BackboneModule, resolve_lora, with_lora
 from models.ppo.advantages import gae, masked_whiten
 from models.ppo.config import PPOConfig
 from models.ppo.group import grpo_advantages, rloo_advantages
@@ -173,7 +173,7 @@ class PPOModule(BackboneModule):
         eos_id: int,
         pad_id: int,
         health: HealthBounds | None = None,
-        lora: Mapping[str, Any] | None = None,  # alignops.config.LoraConfig's dict: adapters on the policy only
+        lora: Any = None,  # alignops.config.LoraConfig or its dict (None: no LoRA): adapters on the policy only
     ) -> None:
         super().__init__()
         self.automatic_optimization = False  # one iteration makes several optimizer steps: update() runs them
@@ -185,7 +185,7 @@ class PPOModule(BackboneModule):
                 "the reference must be the policy's starting point (the SFT model)"
             )
         health = health or HealthBounds()
-        lora = None if lora is None else dict(lora)
+        lora = resolve_lora(lora)
         hparams = dict(config=config.model_dump(), eos_id=eos_id, pad_id=pad_id, health=asdict(health), lora=lora)
         self.save_hyperparameters(hparams)
         self.config, self.eos_id, self.pad_id, self.health = config, eos_id, pad_id, health
