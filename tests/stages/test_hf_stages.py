@@ -1,7 +1,9 @@
 """Every fine-tuning stage on a Hugging Face base: a tiny random Llama (tests/support/hf_models.py) imported as
 <prefix>-base, then SFT (LoRA) -> reward -> PPO (LoRA), DPO (LoRA) and classify, through the real stages with real
 Lightning and a real MLflow store. Each registers a version whose folder is a plain Hugging Face folder (LoRA
-merged) that transformers loads without alignops and that generates."""
+merged) that transformers loads without alignops and that generates. The Qwen2 shape and the GPT-2 shape (Conv1D
+layers; its tokenizer without a chat template, so the project's template with the tokenizer's EOS) run the same
+chain in the slow tier."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from alignops.base_models import import_base
 from alignops.config import PipelineConfig, load_config
 from alignops.inference import Generator, decoding
 from alignops.stages import classify, dpo, ppo, reward, sft
-from tests.support.hf_models import save_folder, tiny_model
+from tests.support.hf_models import CHAT_TEMPLATE, save_folder, tiny_model, tiny_tokenizer
 
 PREFIX = "tinyllama"
 LORA = "{r: 4, alpha: 8}"
@@ -31,10 +33,17 @@ FEW_STEPS = [
 FEW_STEPS += ["ppo.iterations=2", "ppo.eval_samples=2"]
 
 
-@pytest.fixture
-def llama_cfg(built: PipelineConfig, tiny_overrides: list[str], tmp_path: Path) -> PipelineConfig:
-    """The built fixture data, with a tiny random Llama registered as <PREFIX>-base and LoRA on SFT, DPO and PPO."""
-    import_base(save_folder(tiny_model("llama"), tmp_path / "tiny-llama"), name=PREFIX)
+SHAPES = ["llama", pytest.param("qwen2", marks=pytest.mark.slow), pytest.param("gpt2", marks=pytest.mark.slow)]
+
+
+@pytest.fixture(params=SHAPES)
+def llama_cfg(
+    request: pytest.FixtureRequest, built: PipelineConfig, tiny_overrides: list[str], tmp_path: Path
+) -> PipelineConfig:
+    """The built fixture data, with a tiny random model of the shape registered as <PREFIX>-base and LoRA on SFT,
+    DPO and PPO."""
+    tokenizer = tiny_tokenizer(chat_template=None if request.param == "gpt2" else CHAT_TEMPLATE)
+    import_base(save_folder(tiny_model(request.param), tmp_path / "tiny", tokenizer), name=PREFIX)
     overrides = [f"data.cache_dir={built.data.cache_dir}", *tiny_overrides, f"tracking.model_prefix={PREFIX}",
                  f"sft.lora={LORA}", f"dpo.lora={LORA}", f"ppo.lora={LORA}", "ppo.lr=1e-3", *FEW_STEPS]  # fmt: skip
     return load_config("tiny", overrides)
@@ -56,7 +65,7 @@ def _generates(folder: Path) -> None:
     assert len(out) == 1 and isinstance(out[0], str)
 
 
-def test_every_stage_on_an_imported_llama(llama_cfg: PipelineConfig) -> None:
+def test_every_stage_on_an_imported_base(llama_cfg: PipelineConfig) -> None:
     client = mlflow.MlflowClient(tracking.tracking_uri())
     base_dir = tracking.resolve_model(f"models:/{PREFIX}-base/1")
     base = _plain_hf(base_dir).state_dict()
@@ -67,8 +76,9 @@ def test_every_stage_on_an_imported_llama(llama_cfg: PipelineConfig) -> None:
     run = client.get_run(tuned.run_id).data.metrics
     assert 0 < run["model/trainable_params"] < 0.5 * run["model/params"]  # LoRA: the adapters alone train
     merged = _plain_hf(tuned.model_dir).state_dict()
-    assert torch.equal(merged["model.embed_tokens.weight"], base["model.embed_tokens.weight"])  # not adapted
-    moved = [k for k in base if k.endswith("proj.weight") and not torch.equal(merged[k], base[k])]
+    embedding = next(k for k in base if k.endswith(("embed_tokens.weight", "wte.weight")))
+    assert torch.equal(merged[embedding], base[embedding])  # not adapted
+    moved = [k for k in base if k.endswith(("proj.weight", "attn.weight")) and not torch.equal(merged[k], base[k])]
     assert moved, "LoRA training did not reach the merged projection weights"
     _generates(tuned.model_dir)
     assert load_model(tuned.model_dir).meta.tokenizer_sha256  # the base's tokenizer, named: PPO checks it
