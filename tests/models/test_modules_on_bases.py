@@ -147,6 +147,20 @@ def test_every_trainable_parameter_moves(kind: str, shape: str, cpu_trainer) -> 
 
 
 @pytest.mark.parametrize("shape", SHAPES)
+def test_reward_is_read_at_the_last_real_token_whatever_the_padding(shape: str) -> None:
+    rm = RewardModel.from_base(base(shape)).eval()
+    texts = [torch.randint(2, VOCAB, (n,), generator=torch.Generator().manual_seed(n)) for n in (5, 2, 7)]
+    alone = torch.cat([rm.score(t[None], torch.ones(1, len(t), dtype=torch.long)) for t in texts])
+    for side in ("left", "right"):
+        ids = torch.full((3, 7), PAD)
+        mask = torch.zeros(3, 7, dtype=torch.long)
+        for i, t in enumerate(texts):
+            cols = slice(7 - len(t), 7) if side == "left" else slice(0, len(t))
+            ids[i, cols], mask[i, cols] = t, 1
+        torch.testing.assert_close(rm.score(ids, mask), alone, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("kind", ("lm", "classifier", "reward", "dpo"))
 def test_lora_moves_adapters_and_heads_only_and_export_merges(kind: str, shape: str, cpu_trainer) -> None:
     m = module(kind, shape, lora=LoraConfig(r=2, alpha=4).model_dump())
