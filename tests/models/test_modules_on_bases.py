@@ -5,7 +5,8 @@ They prove: every trainable parameter moves and nothing frozen does (reference, 
 module never reads); heads are sized from the base's hidden_size; with LoRA only the adapters and the heads
 move, and export() gives the adapter model's logits from plain layers that load without peft; PPO and GRPO run an
 iteration on an HF policy; load_from_checkpoint and type(module)(**module.hparams) rebuild the same module;
-bf16-mixed trains with float32 weights and finite float32 losses.
+bf16-mixed trains with float32 weights and finite float32 losses; the reward is read at the last real token on
+either padding side; distillation runs between any two bases of one vocabulary.
 
     .venv/bin/python -m pytest tests/models/test_modules_on_bases.py -q
 """
