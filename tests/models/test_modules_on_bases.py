@@ -5,7 +5,8 @@ They prove: every trainable parameter moves and nothing frozen does (reference, 
 module never reads); heads are sized from the base's hidden_size; with LoRA only the adapters and the heads
 move, and export() gives the adapter model's logits from plain layers that load without peft; PPO and GRPO run an
 iteration on an HF policy; load_from_checkpoint and type(module)(**module.hparams) rebuild the same module;
-bf16-mixed trains with float32 weights and finite float32 losses.
+bf16-mixed trains with float32 weights and finite float32 losses; the reward is read at the last real token on
+either padding side; distillation runs between any two bases of one vocabulary.
 
     .venv/bin/python -m pytest tests/models/test_modules_on_bases.py -q
 """
@@ -144,6 +145,20 @@ def test_every_trainable_parameter_moves(kind: str, shape: str, cpu_trainer) -> 
     if kind in ("classifier", "reward", "tagger") and shape in ("llama", "qwen2"):
         # their LM head is its own matrix (untied) that no loss reads: frozen, not left idle in the optimizer
         assert not m.model.lm_head.weight.requires_grad
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_reward_is_read_at_the_last_real_token_whatever_the_padding(shape: str) -> None:
+    rm = RewardModel.from_base(base(shape)).eval()
+    texts = [torch.randint(2, VOCAB, (n,), generator=torch.Generator().manual_seed(n)) for n in (5, 2, 7)]
+    alone = torch.cat([rm.score(t[None], torch.ones(1, len(t), dtype=torch.long)) for t in texts])
+    for side in ("left", "right"):
+        ids = torch.full((3, 7), PAD)
+        mask = torch.zeros(3, 7, dtype=torch.long)
+        for i, t in enumerate(texts):
+            cols = slice(7 - len(t), 7) if side == "left" else slice(0, len(t))
+            ids[i, cols], mask[i, cols] = t, 1
+        torch.testing.assert_close(rm.score(ids, mask), alone, atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
