@@ -7,16 +7,18 @@ folder/
                                    (models.compression.int8_state), the GPT config in the file's metadata
                                    (a "transformers" int8 folder: beside its config.json and tokenizer files)
   tokenizer.json                   the tokenizer it was trained with
-  head.safetensors                 the class head (classifiers only)
+  head.safetensors                 the class head (classifiers) or scalar head (reward models), either format
   alignops.json                    kind, labels, lineage (data version, tokenizer hash, parent model), quantization,
                                    format: "alignops-gpt" (the above) or "transformers"
 
 A "transformers" folder is a plain Hugging Face causal-LM folder of any architecture (config.json, weights,
-tokenizer files with the chat template) plus alignops.json: a base fetched or imported by alignops/base_models.py.
+tokenizer files with the chat template) plus alignops.json (and head.safetensors for a reward model or classifier):
+a base fetched or imported by alignops/base_models.py, or a stage's model trained on such a base (LoRA merged).
 
 save_model(folder, gpt, tokenizer_path, ModelMeta(kind="causal_lm", stage="pretrain"))
 save_model(folder, quantize_int8(gpt), tokenizer_path, ModelMeta(..., quantization="int8-dynamic"))
 save_hf_model(folder, hf_folder, ModelMeta(kind="causal_lm", stage="base", format=HF_FORMAT))
+save_model(folder, hf_causal_lm, hf_tokenizer, ModelMeta(kind="reward", ..., format=HF_FORMAT), head)
 loaded = load_model(folder)     # any kind of folder; loaded.gpt is a models.base.CausalLM; int8 runs on the CPU
 """
 
@@ -60,14 +62,33 @@ class LoadedModel:
     head: Any = None  # models.heads.ClassificationHead for classifiers, ScalarHead for reward models
 
 
+def model_format(model) -> str:
+    """ModelMeta.format of an in-memory model: HF_FORMAT for a models.base.HFCausalLM, GPT_FORMAT otherwise."""
+    from models.base import HFCausalLM
+
+    return HF_FORMAT if isinstance(model, HFCausalLM) else GPT_FORMAT
+
+
 def save_model(folder: Path, gpt, tokenizer, meta: ModelMeta, head=None) -> Path:
     """Write a model folder; written into a temp sibling and renamed, so a crash leaves no half model.
 
-    tokenizer: the tokenizer.json path of a GPT folder, copied; with meta.format HF_FORMAT the model's
-    transformers tokenizer (save_pretrained), gpt then a models.base.HFCausalLM (or its int8 version)."""
+    gpt: the project's GPT (or int8 GPT, or encoder) with `tokenizer` the path of its tokenizer.json, copied byte
+    for byte; or, with meta.format HF_FORMAT, a models.base.HFCausalLM with its transformers tokenizer: a plain
+    Hugging Face folder (model.save + tokenizer.save_pretrained) that loads without alignops."""
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    try:
+        _write_model(tmp, gpt, tokenizer, meta, head)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # nothing half-written stays behind
+        raise
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return folder
+
+
+def _write_model(tmp: Path, gpt, tokenizer, meta: ModelMeta, head) -> None:
     if meta.quantization is not None:
         _save_int8(tmp, gpt, meta.quantization)
     elif meta.format == HF_FORMAT:
@@ -83,9 +104,6 @@ def save_model(folder: Path, gpt, tokenizer, meta: ModelMeta, head=None) -> Path
 
         save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}, str(tmp / HEAD_FILE))
     (tmp / META_FILE).write_text(json.dumps(asdict(meta), indent=1) + "\n", encoding="utf-8")
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
-    return folder
 
 
 def read_meta(path: Path) -> ModelMeta:
@@ -118,18 +136,7 @@ def load_model(folder: Path, dropout: float = 0.0) -> LoadedModel:
         gpt = _load_int8(folder, meta.quantization)  # inference only: dropout does not apply
     else:
         gpt = GPT.from_hf(folder, dropout=dropout)
-    head = None
-    if meta.kind in ("classifier", "reward"):
-        from safetensors.torch import load_file
-
-        from models.heads import ClassificationHead, ScalarHead
-
-        if meta.kind == "classifier":
-            head = ClassificationHead(gpt.config.n_embd, len(meta.labels or []))
-        else:
-            head = ScalarHead(gpt.config.n_embd)
-        head.load_state_dict(load_file(str(folder / HEAD_FILE)))
-    return LoadedModel(gpt, load_tokenizer(folder / TOKENIZER_FILE), meta, head)
+    return LoadedModel(gpt, load_tokenizer(folder / TOKENIZER_FILE), meta, _load_head(folder, meta, gpt.hidden_size))
 
 
 def save_hf_model(folder: Path, source: Path, meta: ModelMeta) -> Path:
@@ -147,17 +154,34 @@ def save_hf_model(folder: Path, source: Path, meta: ModelMeta) -> Path:
     return folder
 
 
+def _load_head(folder: Path, meta: ModelMeta, hidden_size: int):
+    """The class head (classifiers) or scalar head (reward models) of a folder, sized from its backbone; None for
+    a causal LM."""
+    if meta.kind not in ("classifier", "reward"):
+        return None
+    from safetensors.torch import load_file
+
+    from models.heads import ClassificationHead, ScalarHead
+
+    head = (
+        ClassificationHead(hidden_size, len(meta.labels or []))
+        if meta.kind == "classifier"
+        else ScalarHead(hidden_size)
+    )
+    head.load_state_dict(load_file(str(folder / HEAD_FILE)))
+    return head
+
+
 def _load_hf(folder: Path, meta: ModelMeta) -> LoadedModel:
     from transformers import AutoTokenizer
 
     from models.base import HFCausalLM
 
-    if meta.kind != "causal_lm":
-        raise ValueError(f"{folder / META_FILE}: a {meta.kind!r} on a Hugging Face base is not supported yet")
     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     if meta.quantization is not None:
         return LoadedModel(_load_int8(folder, meta.quantization), tokenizer, meta)
-    return LoadedModel(HFCausalLM.from_folder(folder), tokenizer, meta)
+    model = HFCausalLM.from_folder(folder)
+    return LoadedModel(model, tokenizer, meta, _load_head(folder, meta, model.hidden_size))
 
 
 def _save_int8(folder: Path, gpt, scheme: str) -> None:

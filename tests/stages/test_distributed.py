@@ -180,11 +180,11 @@ def test_every_training_module_rebuilds_from_its_hparams() -> None:
 
     from models.dpo import DPOModel
     from models.gpt import GPTConfig
-    from models.lm import CausalLM, SequenceClassifier
+    from models.lm import ClassifierModule, LMModule
     from models.reward import RewardModel
 
     gpt = asdict(GPTConfig(vocab_size=64, block_size=8, n_layer=1, n_head=2, n_embd=16))
-    for module in (CausalLM(gpt), SequenceClassifier(gpt, labels=["a", "b"]), RewardModel(gpt), DPOModel(gpt)):
+    for module in (LMModule(gpt), ClassifierModule(gpt, labels=["a", "b"]), RewardModel(gpt), DPOModel(gpt)):
         copy = type(module)(**module.hparams)
         copy.load_state_dict(module.state_dict())  # strict: the same parameters, of the same shapes
         assert type(copy) is type(module) and copy.hparams == module.hparams
@@ -195,14 +195,17 @@ def test_a_non_zero_rank_tracks_and_writes_nothing(home: Path, monkeypatch: pyte
     cfg = load_config("tiny")
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert not tracking.is_rank_zero()
-    stage_dir = training.StageDir("pretrain", {"rank": 1})
+    start = training.begin(
+        cfg, "pretrain", cfg.pretrain, {"rank": 1}, data_version=None, tokenizer=home, tokenizer_sha256=None
+    )
+    stage_dir = start.stage_dir
     with tracking.stage_run("pretrain", cfg, cfg.pretrain) as run:
         run.log_metrics({"train/loss": 1.0})
         run.log_params({"a": 1})
         run.set_tags({"b": "c"})
-        stage_dir.started(run.run_id)
+        start.started(run.run_id)
         assert run.run_id is None and tracking.lightning_logger(run.run_id) is False
-        published = training.publish(cfg, "pretrain", cfg.pretrain, stage_dir, run.run_id, "base", None, home, None)
+        published = training.publish(start, None, registered="base", kind="causal_lm")
     assert published == (None, None, None)
     assert not stage_dir.path.exists()
     monkeypatch.delenv("LOCAL_RANK")
