@@ -10,9 +10,10 @@ resume and registry. ppo.reward_function (module:function) replaces the reward m
 
 Refuses a reward model that failed its quality gate. Rollouts sample the rollout_prompts set's train split
 (continuations of the first words of real texts, split by content hash from every other set's train split);
-ppo/reward_gain is measured on its test split, against the SFT policy with the same seed. A health check after every rollout and update (NaN/inf, KL or approx-KL
-beyond bounds, collapsed responses) stops the run; the policy is then rolled back to the last healthy checkpoint
-(or the SFT model), registered as such, and the reasons are logged. A killed run resumes like every stage.
+ppo/reward_gain is measured on its test split, against the SFT policy with the same seed. A health check after
+every rollout and update (NaN/inf, KL or approx-KL beyond bounds, collapsed responses) stops the run; the policy
+is then rolled back to the last healthy checkpoint (or the SFT model), registered as such, and the reasons are
+logged. A killed run resumes like every stage.
 """
 
 from __future__ import annotations
