@@ -29,7 +29,6 @@ from alignops.stages.compression import (
     compress_by,
     load_source,
     require_gpt,
-    version_meta,
     version_tags,
 )
 from alignops.stages.data import require_valid
@@ -74,6 +73,10 @@ def train_student(cfg: PipelineConfig, src: Source, bench: Bench, parent_run_id:
         {"cfg": dc, "source": src.uri, "trainer": cfg.trainer, "data": data_version, "seed": cfg.seed},
     )
     resume_run_id, ckpt = stage_dir.resume_point()
+    start = training.Start(
+        cfg, "compress", cfg.compress, stage_dir, data_version, resume_run_id, ckpt,
+        tokenizer=src.folder / TOKENIZER_FILE, tokenizer_sha256=original.meta.tokenizer_sha256, parent=src.uri,
+    )  # fmt: skip
     L.seed_everything(cfg.seed, verbose=False)
 
     tok, block = original.tokenizer, original.gpt.max_positions
@@ -99,7 +102,7 @@ def train_student(cfg: PipelineConfig, src: Source, bench: Bench, parent_run_id:
     )  # fmt: skip
 
     with tracking.stage_run("compress-distill", cfg, cfg.compress, parent_run_id, resume_run_id) as stage:
-        stage_dir.started(stage.run_id)
+        start.started(stage.run_id)
         # one process, one device: the other methods and the measures are not rank-aware, and Lightning's DDP
         # launcher would run this whole stage again on every other rank
         one = cfg.trainer.model_copy(update={"devices": 1, "num_nodes": 1, "strategy": "auto"})
@@ -122,13 +125,12 @@ def train_student(cfg: PipelineConfig, src: Source, bench: Bench, parent_run_id:
         after = trainer.validate(module, val_loader, ckpt_path=best, verbose=False)[0]
         metrics |= {"distill/val_loss": float(after["val/loss"]), "distill/val_kl": float(after["val/kl"])}
         stage.log_metrics(metrics)
-        meta = version_meta(src, TAG, data_version=data_version)
-        meta = dataclasses.replace(meta, extra={**meta.extra, "student": dataclasses.asdict(student)})
-        student_gpt = training.trained(trainer, module).model.eval()
-        stage.set_tags({tracking.COMPRESSION_TAG: TAG, "alignops.parent_model": src.uri})
+        student_gpt = training.trained(trainer, module).export().eval()
+        stage.set_tags({tracking.COMPRESSION_TAG: TAG, tracking.PARENT_MODEL_TAG: src.uri})
+        extra = {"compression": TAG, "source_stage": original.meta.stage, "student": dataclasses.asdict(student)}
         uri, version, model_dir = training.publish(
-            cfg, "compress", cfg.compress, stage_dir, stage.run_id, src.registered.removeprefix(prefix),
-            student_gpt, src.folder / TOKENIZER_FILE, meta, tags=version_tags(src, TAG),
+            start, student_gpt, registered=src.registered.removeprefix(prefix), kind="causal_lm", extra=extra,
+            tags=version_tags(src, TAG),
         )  # fmt: skip
         figures = bench.measure(student_gpt, model_dir)
         stage.log_metrics(figures.metrics("compress/") | deltas(figures, bench.original))
