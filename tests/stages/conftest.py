@@ -1,5 +1,5 @@
 """Stage tests share a built, validated dataset and a tokenizer made from the fixture sources: built once per test
-module (about 15 s on 2 cores), while each test keeps a fresh ALIGNOPS_HOME and so its own MLflow store."""
+module, not once per test, while each test keeps a fresh ALIGNOPS_HOME and so its own MLflow store and registry."""
 
 from __future__ import annotations
 
