@@ -246,6 +246,16 @@ def test_a_validation_failure_stops_the_flow_and_keeps_the_champion(changed_sft,
     assert tracking.alias_uri("alignops-policy", "champion") == champion
 
 
+def test_the_rl_method_is_a_choice_of_the_ppo_step(changed_sft, project) -> None:
+    grpo = [*project, "ppo.method=grpo", "ppo.group_size=2"]
+    newest_reward = tracking.pin_uri("models:/alignops-reward/latest")  # the feedback loop's, by now
+    result = pipeline("tiny", grpo, start="ppo", to="ppo")  # started after sft and reward: their newest versions
+    assert result["ran"] == ["ppo"] and (result["sft"], result["reward"]) == (changed_sft["sft"], newest_reward)
+    tags = tracking.model_version_tags(result["policy"])
+    assert tags["alignops.method"] == "grpo"
+    assert (tags["alignops.parent_model"], tags["alignops.reward_model"]) == (changed_sft["sft"], newest_reward)
+
+
 def test_transient_errors_are_retried_and_bad_input_is_not() -> None:
     from alignops.config import ConfigError
     from alignops.data.sources import SourceError
