@@ -108,8 +108,8 @@ def align(cfg: PipelineConfig, made: Made) -> tuple[Made, Outputs]:
 
 
 def evaluate(cfg: PipelineConfig, made: Made) -> tuple[Made, Outputs]:
-    out = tasks.evaluate_model(with_section(cfg, "evaluate", model=made.policy, reward_model=made.reward),
-                               made.parent_run_id)  # fmt: skip
+    eval_cfg = with_section(cfg, "evaluate", model=made.policy, reward_model=made.reward)
+    out = tasks.evaluate_model(eval_cfg, made.parent_run_id)
     return replace(made, evaluation_run_id=out["run_id"]), out
 
 
@@ -128,6 +128,8 @@ def always(cfg: PipelineConfig) -> bool:
 
 @dataclass(frozen=True)
 class Step:
+    """One line of the table of contents."""
+
     name: str  # what --from / --to take
     run: Callable[[PipelineConfig, Made], tuple[Made, Outputs]]
     needs: tuple[str, ...] = ()  # fields of Made it reads; when made before --from, the newest registered versions
