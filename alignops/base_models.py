@@ -412,13 +412,18 @@ def fetch_and_register(model_name: str, cache_dir: Path) -> BaseResult:
     return _registered(name, lineage) or _register(folder, name, lineage, "fetch")  # offline and fast when cached
 
 
+def imported_name(path: Path) -> str:
+    """The model name an import takes by default: the folder's name, or the .gguf file's stem."""
+    return path.stem if path.suffix == ".gguf" else path.resolve().name
+
+
 def import_base(path: Path, name: str | None = None) -> BaseResult:
     """`alignops model import PATH`: a Hugging Face causal-LM folder, or a .gguf file (converted first),
     registered as <name>-base (default: the folder's or file's name); lineage its content hash."""
     from alignops import settings, tracking
 
     path = Path(path)
-    name = registered_name(name or (path.stem if path.suffix == ".gguf" else path.resolve().name))
+    name = registered_name(name or imported_name(path))
     if path.suffix == ".gguf":
         digest = _sha256(path) if path.is_file() else ""
         work = Path(tempfile.mkdtemp(prefix=".gguf-", dir=settings.home()))

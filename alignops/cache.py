@@ -29,9 +29,11 @@ from typing import Any
 
 from alignops.config import PipelineConfig, config_hash
 
+DATA_BUILD = "data-build"  # the one stage whose key has no data version: it makes it
+
 # What each cached stage reads from the config, besides the data version and the code.
 SECTIONS: dict[str, tuple[str, ...]] = {
-    "data-build": ("data",),
+    DATA_BUILD: ("data",),
     "data-validate": ("data", "validation"),
     "tokenizer": ("data", "tokenizer"),
     "pretrain": ("pretrain", "model", "trainer", "tokenizer", "seed"),
@@ -39,6 +41,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "reward": ("reward", "model", "trainer", "seed"),
     "ppo": ("ppo", "trainer", "seed"),
     "evaluate": ("evaluate", "seed"),
+    "fewshot": ("fewshot", "evaluate", "seed"),  # the answer length and batch size come from evaluate
+    "ner": ("ner", "model", "trainer", "seed"),
 }
 
 
@@ -70,7 +74,7 @@ def key_parts(stage: str, cfg: PipelineConfig) -> dict[str, Any]:
     return {
         "stage": stage,
         "code": code_version(),
-        "data": None if stage == "data-build" else versioning.data_version(),
+        "data": None if stage == DATA_BUILD else versioning.data_version(),
         "sections": sections,
     }
 

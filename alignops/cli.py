@@ -399,8 +399,9 @@ def run(
     start: Annotated[str, typer.Option("--from", help="First stage; earlier ones come from the registry.")] = "data",
     to: Annotated[str, typer.Option(help="Last stage to run.")] = "promote",
 ) -> None:
-    """Run the pipeline as a Prefect flow: data -> tokenizer -> pretrain -> SFT -> reward -> PPO -> evaluate ->
-    promote. Stages whose inputs did not change are reused from earlier runs."""
+    """Run the pipeline as a Prefect flow: data -> tokenizer -> pretrain -> fewshot -> ner -> SFT -> reward -> PPO
+    -> evaluate -> promote (the steps section picks a fetched or imported base, and the side steps). Stages whose
+    inputs did not change are reused from earlier runs."""
     with _errors():
         cfg = _load(preset, overrides)  # a bad preset fails here, before Prefect starts; the flow's log shows progress
         from flows.pipeline import pipeline, stage_range
@@ -417,7 +418,7 @@ def run(
 def _print_where_to_look(cfg, result: dict) -> None:
     from alignops import tracking
 
-    for key in ("data_version", "tokenizer", "base", "sft", "reward", "policy"):
+    for key in ("data_version", "tokenizer", "base", "ner", "sft", "reward", "policy"):
         if result.get(key):
             _echo(f"  {key:<13} {result[key]}")
     if "promoted" in result:

@@ -456,6 +456,27 @@ class TrackingConfig(_Config):
     model_prefix: str = Field("alignops", description="Registered models are named <prefix>-base, -sft, ...")
 
 
+class StepsConfig(_Config):
+    """Which steps the pipeline (flows/pipeline.py) runs: where its base model comes from, and the optional
+    side steps on that base."""
+
+    base: Literal["pretrain", "fetch", "import"] = Field(
+        "pretrain",
+        description="pretrain: train the tokenizer and pretrain the own GPT; fetch: a pinned pretrained model "
+        "(base_source names it, as `alignops model fetch`); import: a local Hugging Face folder or .gguf "
+        "(base_source is its path, as `alignops model import`).",
+    )
+    base_source: str | None = Field(None, description="The model name (fetch) or path (import); unused by pretrain.")
+    fewshot: bool = Field(True, description="Score the base with k-shot prompts (the fewshot section) after it.")
+    ner: bool = Field(True, description="Fine-tune named-entity recognition on the base (the ner section).")
+
+    @model_validator(mode="after")
+    def _source_named(self) -> StepsConfig:
+        if self.base != "pretrain" and not self.base_source:
+            raise ValueError(f"steps.base={self.base} needs steps.base_source: the model name (fetch) or path (import)")
+        return self
+
+
 class PipelineConfig(_Config):
     """Everything one pipeline run needs; a preset under configs/ is one of these in YAML."""
 
@@ -481,6 +502,7 @@ class PipelineConfig(_Config):
     promotion: PromotionConfig = PromotionConfig()
     compress: CompressConfig = CompressConfig()
     tracking: TrackingConfig = TrackingConfig()
+    steps: StepsConfig = StepsConfig()
 
 
 def presets_dir() -> Path:

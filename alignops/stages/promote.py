@@ -277,6 +277,12 @@ def rollback(cfg: PipelineConfig, name: str, parent_run_id: str | None = None) -
     return RollbackResult(current, previous, stage.run_id)
 
 
+def is_champion(uri: str) -> bool:
+    """Whether this exact version already holds the champion alias (then there is nothing to promote it over)."""
+    version = tracking.version_uri(uri)
+    return tracking.alias_uri(registered_name(version), CHAMPION) == version
+
+
 def registered_name(uri: str) -> str:
     """models:/<name>/<version> -> <name>."""
     return uri[len("models:/") :].rsplit("/", 1)[0]

@@ -219,7 +219,10 @@ def register_base(model_dir: Path, registered_name: str, lineage: dict[str, str]
             f"the registered model {registered_name!r} holds {held!r} models, this one is {model_type!r}: a "
             f"preset reading models:/{registered_name}/latest would silently switch architecture"
         )
-    with mlflow.start_run(experiment_id=experiment_id(BASES_EXPERIMENT), run_name=f"base-{registered_name}"):
+    # nested: under the pipeline run in its `base` step; top-level alone (`alignops model import`)
+    with mlflow.start_run(
+        experiment_id=experiment_id(BASES_EXPERIMENT), run_name=f"base-{registered_name}", nested=True
+    ):
         mlflow.set_tags({STAGE_TAG: "base", **lineage})
         uri, version = register_model(model_dir, registered_name, lineage)
     set_registered_model_tags(registered_name, {BASE_MODEL_TYPE_TAG: model_type})
