@@ -23,8 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from alignops.chat import chat_tokenizer
-from alignops.data.loaders import IGNORE_INDEX, PackedBlocks, collate_left_pad, collate_right_pad
-from alignops.data.preferences import pair_window
+from alignops.data.loaders import IGNORE_INDEX, PackedBlocks, collate_left_pad, collate_right_pad, pair_window
 from models.base import CausalLM
 from models.generation import GenerationConfig, generate
 from models.heads import last_token
