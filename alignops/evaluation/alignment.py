@@ -142,11 +142,11 @@ def draw_ppo_history(uri: str, out_dir: Path) -> Path | None:
     """The reward and KL curves of the PPO run that made this version; None for anything else."""
     from alignops.evaluation import figures
 
-    if not uri.startswith("models:/"):
+    if not tracking.ModelRef.is_registry_uri(uri):
         return None
     tags = tracking.model_version_tags(uri)
-    run_id = tags.get("alignops.run_id")
-    if tags.get("alignops.method") != "ppo" or not run_id:
+    run_id = tags.get(tracking.RUN_ID_TAG)
+    if tags.get(tracking.METHOD_TAG) != "ppo" or not run_id:
         return None
     reward = tracking.metric_history(run_id, "ppo/reward")
     kl = tracking.metric_history(run_id, "ppo/kl")

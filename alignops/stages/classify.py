@@ -94,7 +94,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
     with tracking.stage_run("classify", cfg, cfg.classify, parent_run_id, resume_run_id) as stage:
         start.started(stage.run_id)
         if resume_run_id is None:
-            stage.set_tags({"alignops.parent_model": base_uri})
+            stage.set_tags({tracking.PARENT_MODEL_TAG: base_uri})
             stage.log_metrics(
                 {f"data/{name}_examples": len(ds) for name, ds in sets.items()} | training.parameter_counts(module)
             )

@@ -88,7 +88,7 @@ def source_uri(cfg: PipelineConfig, model: str | None = None) -> str:
     <prefix>-policy, else <prefix>-sft (aliases and latest pinned to a version)."""
     uri = model or cfg.compress.source_model
     if uri:
-        if not uri.startswith("models:/"):
+        if not tracking.ModelRef.is_registry_uri(uri):
             raise CompressionError(
                 f"{uri!r}: compress registers its versions beside the original, so it needs a registered version "
                 "(models:/<name>/<version>, /latest or @<alias>), not a folder or run URI."
@@ -114,7 +114,7 @@ def load_source(cfg: PipelineConfig, model: str | None = None) -> Source:
         raise CompressionError(f"{uri} is a {original.meta.kind} model; compress works on causal LMs.")
     if original.meta.quantization is not None:
         raise CompressionError(f"{uri} is already int8; compress its fp32 original ({original.meta.parent}).")
-    return Source(uri, uri[len("models:/") :].rsplit("/", 1)[0], folder, original)
+    return Source(uri, tracking.ModelRef.parse(uri).name, folder, original)
 
 
 def compress_by(
@@ -124,7 +124,7 @@ def compress_by(
     (each in its nested run); the trade-off table logged as compression.json and compression.md."""
     bench = Bench.build(cfg, src.model)
     with tracking.stage_run(stage, cfg, cfg.compress, parent_run_id) as parent:
-        parent.set_tags({"alignops.parent_model": src.uri})
+        parent.set_tags({tracking.PARENT_MODEL_TAG: src.uri})
         base = bench.measure_original(src.model.gpt, src.folder)
         parent.log_metrics(base.metrics("compress/original/"))
         versions = []
@@ -163,7 +163,7 @@ def require_gpt(src: Source, method: str) -> None:
 
 def version_tags(src: Source, tag: str) -> dict[str, str]:
     """The registry tags a compressed version carries beside the stage's lineage."""
-    return {tracking.COMPRESSION_TAG: tag, "alignops.tokenizer_hash": (src.model.meta.tokenizer_sha256 or "")[:12]}
+    return {tracking.COMPRESSION_TAG: tag, tracking.TOKENIZER_HASH_TAG: (src.model.meta.tokenizer_sha256 or "")[:12]}
 
 
 def register_version(cfg: PipelineConfig, stage, method: str, gpt, src: Source, meta: ModelMeta, bench: Bench,
@@ -178,7 +178,7 @@ def register_version(cfg: PipelineConfig, stage, method: str, gpt, src: Source, 
     model_dir = save_model(folder, gpt, tokenizer, meta)
     figures = bench.measure(gpt, model_dir)
     stage.log_metrics(metrics | figures.metrics("compress/") | deltas(figures, bench.original))
-    stage.set_tags({tracking.COMPRESSION_TAG: tag, "alignops.parent_model": src.uri})
+    stage.set_tags({tracking.COMPRESSION_TAG: tag, tracking.PARENT_MODEL_TAG: src.uri})
     lineage = tracking.lineage_tags("compress", cfg, cfg.compress) | version_tags(src, tag)
     uri, version = tracking.register_model(model_dir, src.registered, lineage, src.uri)
     return Compressed(method, tag, uri, version, stage.run_id, model_dir, figures, metrics)

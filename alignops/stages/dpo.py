@@ -26,7 +26,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
     with tracking.stage_run("dpo", cfg, dc, parent_run_id, start.resume_run_id) as stage:
         start.started(stage.run_id)
         if start.resume_run_id is None:
-            stage.set_tags({"alignops.parent_model": start.uri, "alignops.method": "dpo"})
+            stage.set_tags({tracking.PARENT_MODEL_TAG: start.uri, tracking.METHOD_TAG: "dpo"})
             stage.log_metrics(training.parameter_counts(module.model))
         trainer = training.trainer(cfg, dc, start.stage_dir, tracking.lightning_logger(stage.run_id))
         trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=start.checkpoint)
@@ -41,6 +41,6 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
             training.trained(trainer, module).export(),  # whole weights under FSDP too, LoRA merged
             registered="policy",
             kind="causal_lm",
-            tags={"alignops.method": "dpo"},
+            tags={tracking.METHOD_TAG: "dpo"},
         )
         return training.TrainResult(stage.run_id, uri, version, metrics, model_dir)

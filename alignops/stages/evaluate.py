@@ -79,8 +79,8 @@ class EvaluateResult:
 
 def default_baseline(uri: str, parent: str | None) -> str | None:
     """The registered model's champion unless that is `uri` itself, else the parent (pinned), else None."""
-    if uri.startswith("models:/"):
-        name = uri[len("models:/") :].split("/")[0].split("@")[0]
+    if tracking.ModelRef.is_registry_uri(uri):
+        name = tracking.ModelRef.parse(uri).name
         champion = tracking.alias_uri(name, "champion")
         if champion is not None and champion != uri:
             return champion
@@ -118,8 +118,8 @@ def run(cfg: PipelineConfig, model_uri: str | None = None, parent_run_id: str | 
     model = models.get(uri)
     kind = model.meta.kind
     parent = model.meta.parent  # alignops.json; else the registered version's lineage tag
-    if parent is None and uri.startswith("models:/"):
-        parent = tracking.model_version_tags(uri).get("alignops.parent_model")
+    if parent is None and tracking.ModelRef.is_registry_uri(uri):
+        parent = tracking.model_version_tags(uri).get(tracking.PARENT_MODEL_TAG)
     parent = tracking.version_uri(parent) if parent not in (None, "", "none") else None
     generative = kind == CAUSAL_LM
     longest = max(ec.max_new_tokens, ec.answer_tokens)
@@ -148,11 +148,11 @@ def run(cfg: PipelineConfig, model_uri: str | None = None, parent_run_id: str | 
     with tracking.stage_run("evaluate", cfg, ec, parent_run_id) as stage:
         out_dir = settings.home() / "evaluations" / stage.run_id
         stage.set_tags({
-            "alignops.model": uri,
-            "alignops.model_kind": kind,
-            "alignops.eval_baseline": baseline_uri or "none",
-            "alignops.reward_model": reward_uri or "none",
-            "alignops.reference_model": reference_uri or "none",
+            tracking.MODEL_TAG: uri,
+            tracking.MODEL_KIND_TAG: kind,
+            tracking.EVAL_BASELINE_TAG: baseline_uri or "none",
+            tracking.REWARD_MODEL_TAG: reward_uri or "none",
+            tracking.REFERENCE_MODEL_TAG: reference_uri or "none",
         })  # fmt: skip
         used = ["classification/test"]
         metrics: dict[str, float] = {}
@@ -195,7 +195,7 @@ def run(cfg: PipelineConfig, model_uri: str | None = None, parent_run_id: str | 
         stage.log_metrics(metrics)
         for plot in plots.values():
             stage.log_artifact(plot, "figures")
-        if uri.startswith("models:/"):
+        if tracking.ModelRef.is_registry_uri(uri):
             tracking.set_model_version_tags(
                 uri, {tracking.EVAL_RUN_TAG: stage.run_id, tracking.EVAL_BASELINE_TAG: baseline_uri or "none"}
             )

@@ -64,7 +64,7 @@ def collect(cfg: PipelineConfig, parent_run_id: str | None = None, database_url:
     with tracking.stage_run("feedback-collect", cfg, cfg.feedback, parent_run_id) as run:
         by_split = _rewrite(cfg, current, {"last_id": last_id, "count": len(current)})
         version = versioning.track(data_dir)
-        run.set_tags({"alignops.data_version": version})
+        run.set_tags({tracking.DATA_VERSION_TAG: version})
         # the data for this build config is now the built data plus these labels: a later pipeline run reuses it
         cache.record(run.run_id, cache.stage_key(cache.DATA_BUILD, cfg), {"data_version": version})
         run.log_metrics(
@@ -84,7 +84,7 @@ def deployed_sft(cfg: PipelineConfig) -> str:
     no champion."""
     champion = tracking.alias_uri(f"{cfg.tracking.model_prefix}-policy", "champion")
     if champion is not None:
-        parent = tracking.model_version_tags(champion).get("alignops.parent_model")
+        parent = tracking.model_version_tags(champion).get(tracking.PARENT_MODEL_TAG)
         if parent and parent != "none":
             return parent
     return tracking.pin_uri(f"models:/{cfg.tracking.model_prefix}-sft/latest")

@@ -121,7 +121,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
     with tracking.stage_run("ner", cfg, section, parent_run_id, start.resume_run_id) as stage:
         start.started(stage.run_id)
         if start.resume_run_id is None:
-            stage.set_tags({"alignops.parent_model": start.parent, "alignops.backbone": section.backbone})
+            stage.set_tags({tracking.PARENT_MODEL_TAG: start.parent, tracking.BACKBONE_TAG: section.backbone})
             stage.log_metrics({f"data/{name}_examples": len(rows) for name, rows in records.items()})
         trainer = training.trainer(cfg, section, stage_dir, tracking.lightning_logger(stage.run_id))
         started = time.perf_counter()

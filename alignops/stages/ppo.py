@@ -27,7 +27,6 @@ from alignops.data import datasets
 from alignops.errors import ModelError
 from alignops.stages import training
 from alignops.stages.data import require_valid
-from alignops.stages.reward import GATE_TAG
 
 
 class RewardModelRejected(ModelError):
@@ -43,7 +42,7 @@ def _gate(reward_uri: str, reward_meta) -> None:
     reasons = reward_meta.extra.get("gate") or []
     if reasons:
         raise RewardModelRejected(
-            f"{reward_uri} failed its quality gate ({GATE_TAG}): "
+            f"{reward_uri} failed its quality gate ({tracking.REWARD_GATE_TAG}): "
             + "; ".join(reasons)
             + ". Train a better reward model (more steps or data), or lower reward.min_accuracy / turn off "
             "reward.bias_checks knowingly."
@@ -133,7 +132,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
     with tracking.stage_run("ppo", cfg, pc, parent_run_id, start.resume_run_id) as stage:
         start.started(stage.run_id)
         if start.resume_run_id is None:
-            stage.set_tags({"alignops.parent_model": start.uri, "alignops.reward_model": reward_uri})
+            stage.set_tags({tracking.PARENT_MODEL_TAG: start.uri, tracking.REWARD_MODEL_TAG: reward_uri})
             stage.log_metrics({"data/rollout_prompts": len(train_prompts)} | training.parameter_counts(module.model))
         # one logged row per iteration (an iteration is one training batch of prompts)
         trainer = training.trainer(cfg, train_cfg, start.stage_dir, tracking.lightning_logger(stage.run_id), 1)
@@ -142,7 +141,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
             trainer.fit(module, loader, ckpt_path=start.checkpoint)
         except UnhealthyRun as exc:
             stopped = exc.reasons
-            stage.set_tags({"alignops.ppo_stopped": f"iteration {exc.iteration}: " + "; ".join(exc.reasons)})
+            stage.set_tags({tracking.PPO_STOPPED_TAG: f"iteration {exc.iteration}: " + "; ".join(exc.reasons)})
             stage.log_text(str(exc), "health/stopped.txt")
             last = start.stage_dir.checkpoints / "last.ckpt"
             if last.is_file():  # roll back to the last healthy weights; else to the SFT policy itself
@@ -168,9 +167,9 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
         stage.log_metrics(metrics)
 
         tags = {
-            "alignops.method": pc.method,
-            "alignops.reward_model": reward_uri,
-            "alignops.health": "stopped: " + "; ".join(stopped) if stopped else "healthy",
+            tracking.METHOD_TAG: pc.method,
+            tracking.REWARD_MODEL_TAG: reward_uri,
+            tracking.HEALTH_TAG: "stopped: " + "; ".join(stopped) if stopped else "healthy",
         }
         uri, version, model_dir = training.publish(
             start,

@@ -58,7 +58,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
         baseline = unigram_baseline_loss(train_ids, val_ids, gpt_config.vocab_size)
         if start.resume_run_id is None:
             stage.log_params({"model": asdict(gpt_config), "trainer": cfg.trainer.model_dump(mode="json")})
-            stage.set_tags({"alignops.tokenizer_hash": tok_sha[:12]})
+            stage.set_tags({tracking.TOKENIZER_HASH_TAG: tok_sha[:12]})
             stage.log_metrics(
                 {
                     "data/train_tokens": train_ids.numel(),
@@ -79,7 +79,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
             training.trained(trainer, module).model,  # every rank calls it: under FSDP it gathers the shards
             registered="base",
             kind="causal_lm",
-            tags={"alignops.tokenizer_hash": tok_sha[:12]},
+            tags={tracking.TOKENIZER_HASH_TAG: tok_sha[:12]},
         )
         metrics = final | {"val/unigram_loss": baseline}
         return training.TrainResult(stage.run_id, uri, version, metrics, model_dir)

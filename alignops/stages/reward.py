@@ -17,8 +17,6 @@ from alignops.config import PipelineConfig
 from alignops.stages import training
 from alignops.stages.data import require_valid
 
-GATE_TAG = "alignops.reward_gate"
-
 
 def quality_gate(accuracy: float, length_baseline: float, floor: float, bias_checks: bool = True) -> list[str]:
     """Why a reward model is not good enough to optimise against ([] when it is). Not beating "the longer response
@@ -91,7 +89,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
     with tracking.stage_run("reward", cfg, rc, parent_run_id, start.resume_run_id) as stage:
         start.started(stage.run_id)
         if start.resume_run_id is None:
-            stage.set_tags({"alignops.parent_model": start.uri})
+            stage.set_tags({tracking.PARENT_MODEL_TAG: start.uri})
             stage.log_metrics({f"data/{s}_pairs": len(p) for s, p in pairs.items()} | training.parameter_counts(module))
         trainer = training.trainer(cfg, rc, start.stage_dir, tracking.lightning_logger(stage.run_id))
         trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=start.checkpoint)
@@ -130,7 +128,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
         if rc.bias_checks:  # measured and logged either way
             reasons += bias_reasons(evidence, BiasBounds(max_abs_length_corr=rc.max_abs_length_corr))
         stage.log_metrics(metrics)
-        stage.set_tags({GATE_TAG: "passed" if not reasons else "failed: " + "; ".join(reasons)})
+        stage.set_tags({tracking.REWARD_GATE_TAG: "passed" if not reasons else "failed: " + "; ".join(reasons)})
 
         uri, version, model_dir = training.publish(
             start,
@@ -138,7 +136,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
             registered="reward",
             kind="reward",
             extra={"metrics": metrics, "gate": reasons},
-            tags={GATE_TAG: "passed" if not reasons else "failed"},
+            tags={tracking.REWARD_GATE_TAG: "passed" if not reasons else "failed"},
             head=whole.head,
         )
         return training.TrainResult(stage.run_id, uri, version, metrics, model_dir)

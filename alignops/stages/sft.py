@@ -38,7 +38,10 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
         start.started(stage.run_id)
         if resume_run_id is None:
             stage.set_tags(
-                {"alignops.parent_model": base_uri, "alignops.tokenizer_hash": (base.meta.tokenizer_sha256 or "")[:12]}
+                {
+                    tracking.PARENT_MODEL_TAG: base_uri,
+                    tracking.TOKENIZER_HASH_TAG: (base.meta.tokenizer_sha256 or "")[:12],
+                }
             )
             stage.log_metrics(
                 {"data/train_examples": len(train_set), "data/truncated": train_set.truncated}
