@@ -74,8 +74,9 @@ def train_student(cfg: PipelineConfig, src: Source, bench: Bench, parent_run_id:
     )
     resume_run_id, ckpt = stage_dir.resume_point()
     start = training.Start(
-        cfg, "compress", cfg.compress, stage_dir, data_version, resume_run_id, ckpt,
-        tokenizer=src.folder / TOKENIZER_FILE, tokenizer_sha256=original.meta.tokenizer_sha256, parent=src.uri,
+        cfg=cfg, stage="compress", section=cfg.compress, stage_dir=stage_dir, data_version=data_version,
+        resume_run_id=resume_run_id, checkpoint=ckpt, tokenizer=src.folder / TOKENIZER_FILE,
+        tokenizer_sha256=original.meta.tokenizer_sha256, parent=src.uri,
     )  # fmt: skip
     L.seed_everything(cfg.seed, verbose=False)
 
