@@ -184,7 +184,17 @@ STAGE_METRICS = {
     "reward": ["reward/accuracy", "reward/length_baseline_accuracy", "val/loss"],
     "ppo": ["ppo/reward", "ppo/kl", "ppo/reward_gain", "ppo/clipfrac"],
     "dpo": ["train/loss", "val/loss", "val/kl"],
-    "evaluate": ["eval/win_rate_judge", "eval/reward", "eval/f1", "eval/ppl"],
+    "evaluate": [
+        "eval/win_rate_judge",
+        "eval/reward",
+        "eval/f1",
+        "eval/ppl",
+        "eval/f1_margin",
+        "eval/ppl_margin",
+        "eval/entity_f1_micro",
+        "eval/entity_f1_margin_over_baseline",
+    ],  # fmt: skip
+    "ner": ["test/entity_f1_micro", "baseline/entity_f1_micro", "test/entity_f1_margin_over_baseline"],
     "data-validate": ["validation/success", "validation/failed_expectations"],
 }
 REWARD, KL = "ppo/reward", "ppo/kl"  # the RL trade-off: reward gained against distance from the reference
@@ -313,6 +323,52 @@ def metric_deltas(left: Mapping[str, float], right: Mapping[str, float]) -> list
         rows.append(
             {"metric": key, "left": a, "right": b, "change": b - a if a is not None and b is not None else None}
         )
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------------
+# Models and Runs pages: each neural figure beside the classic baseline it must beat
+
+
+@dataclass(frozen=True)
+class BaselinePair:
+    """A model's figure, its baseline's figure on the same examples, and the logged margin (> 0: the model wins)."""
+
+    figure: str
+    baseline: str
+    margin: str
+    higher_is_better: bool  # how the margin is computed when it was not logged
+
+
+# What the evaluate stage (alignops.evaluation.baselines) and the ner stage / evaluate on a tagger
+# (alignops.evaluation.ner.report, prefix "test" or "eval") log beside each model figure.
+BASELINE_PAIRS = (
+    BaselinePair("eval/ppl", "eval/ppl_trigram", "eval/ppl_margin", higher_is_better=False),
+    BaselinePair("eval/f1", "eval/f1_bow", "eval/f1_margin", higher_is_better=True),
+    *(
+        BaselinePair(
+            f"{prefix}/entity_f1_micro",
+            "baseline/entity_f1_micro",
+            f"{prefix}/entity_f1_margin_over_baseline",
+            higher_is_better=True,
+        )  # fmt: skip
+        for prefix in ("eval", "test")
+    ),
+)
+
+
+def baseline_margins(metrics: Mapping[str, float]) -> list[dict[str, Any]]:
+    """One row per figure that has its baseline in metrics: {"figure", "model", "baseline", "baseline value",
+    "margin", "beats baseline"}. The margin is the logged one, else computed so that > 0 means the model wins
+    (perplexity: the baseline's minus the model's; F1: the model's minus the baseline's)."""
+    rows = []
+    for pair in BASELINE_PAIRS:
+        if pair.figure not in metrics or pair.baseline not in metrics:
+            continue
+        model, baseline = metrics[pair.figure], metrics[pair.baseline]
+        margin = metrics.get(pair.margin, model - baseline if pair.higher_is_better else baseline - model)
+        rows.append({"figure": pair.figure, "model": model, "baseline": pair.baseline, "baseline value": baseline,
+                     "margin": margin, "beats baseline": margin > 0})  # fmt: skip
     return rows
 
 

@@ -8,8 +8,11 @@ input_ids, attention_mask: (B, T) prompts, left-padded, mask 1 = real token.
 sequences: (B, T + N), each prompt followed by its new tokens and pad after its EOS; N <= max_new_tokens
 (the loop stops once every row has finished). lengths: (B,) new tokens per row, its EOS included.
 
-The prompt runs once to fill a KVCache; after that every step feeds one token per row. The logits processors
-are small pure functions (apply_repetition_penalty, top_k_filter, top_p_filter), usable on their own.
+The prompt runs once to fill a KVCache; after that every step feeds one token per row. Greedy and sampled
+decoding never wait for the device within a step (no .item()/.tolist() per token): the early exit looks at the
+rows every EXIT_CHECK_EVERY steps (see there); beam search reads its candidates on the host every step.
+The logits processors are small pure functions (apply_repetition_penalty, top_k_filter, top_p_filter), usable on
+their own.
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from models.base import Cache, CausalLM
+
+# Decoding steps between two reads of "has every row ended?". Each read makes the host wait for the device, so it
+# is not done per token; once every row has ended, at most EXIT_CHECK_EVERY - 1 further steps run (pad only).
+EXIT_CHECK_EVERY = 8
 
 
 @dataclass
@@ -126,20 +133,27 @@ def _last_logits(model: CausalLM, idx: Tensor, attention_mask: Tensor, cache: Ca
 def _greedy_or_sample(
     model: CausalLM, input_ids: Tensor, attention_mask: Tensor, config: GenerationConfig
 ) -> tuple[Tensor, Tensor]:
+    """Rollout decoding. Nothing in a step waits for the device: the tokens are written into preallocated
+    (B, T + N) buffers, finished rows go on feeding pad (masked out), and whether every row has ended is read only
+    every EXIT_CHECK_EVERY steps; the sequences are cut to the longest row once, at the end."""
     B, T = input_ids.shape
+    N, pad, eos = config.max_new_tokens, config.pad_token_id, config.eos_token_id
     device = input_ids.device
     generator = None
     if config.seed is not None:
         generator = torch.Generator(device=device).manual_seed(config.seed)
 
-    cache = model.new_cache(B, T + config.max_new_tokens)
+    seqs = torch.full((B, T + N), pad, dtype=input_ids.dtype, device=device)
+    mask = torch.zeros((B, T + N), dtype=attention_mask.dtype, device=device)
+    seqs[:, :T], mask[:, :T] = input_ids, attention_mask
+    cache = model.new_cache(B, T + N)
     logits = _last_logits(model, input_ids, attention_mask, cache)  # prefill
-    seqs, mask = input_ids, attention_mask
     finished = torch.zeros(B, dtype=torch.bool, device=device)
     lengths = torch.zeros(B, dtype=torch.long, device=device)
-    for step in range(config.max_new_tokens):
+    for step in range(N):
+        width = T + step  # columns written so far
         if config.repetition_penalty != 1.0:
-            logits = apply_repetition_penalty(logits, seqs, config.repetition_penalty, mask)
+            logits = apply_repetition_penalty(logits, seqs[:, :width], config.repetition_penalty, mask[:, :width])
         if config.do_sample:
             logits = logits / config.temperature
             if config.top_k is not None:
@@ -149,16 +163,20 @@ def _greedy_or_sample(
             next_ids = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(1)  # (B,)
         else:
             next_ids = logits.argmax(dim=-1)  # (B,)
-        next_ids = next_ids.masked_fill(finished, config.pad_token_id)
+        next_ids = next_ids.masked_fill(finished, pad)
         lengths += (~finished).long()
-        seqs = torch.cat([seqs, next_ids[:, None]], dim=1)
-        mask = torch.cat([mask, (~finished)[:, None].to(mask.dtype)], dim=1)  # pad after EOS is not a real token
-        if config.eos_token_id is not None:
-            finished |= next_ids == config.eos_token_id
-        if finished.all() or step == config.max_new_tokens - 1:
+        seqs[:, width] = next_ids
+        mask[:, width] = (~finished).to(mask.dtype)  # pad after EOS is not a real token
+        if eos is not None:
+            finished |= next_ids == eos
+        if step == N - 1:
             break
-        logits = _last_logits(model, next_ids[:, None], mask, cache)
-    return seqs, lengths
+        if eos is not None and (step + 1) % EXIT_CHECK_EVERY == 0 and bool(finished.all()):  # the one device wait
+            break
+        logits = _last_logits(model, next_ids[:, None], mask[:, : width + 1], cache)
+    # the longest row's new tokens: every other row is pad after its EOS up to there
+    new = int(lengths.max()) if B else 0  # no rows: no new columns
+    return seqs[:, : T + new], lengths
 
 
 def _beam_search(

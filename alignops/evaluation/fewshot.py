@@ -5,6 +5,9 @@ no fine-tuning (the GPT-2 / GPT-3 recipe). The stage around it is alignops.stage
     prompt = fewshot_prompt(query, demos[i][:k])                         # k solved examples, then the question
     table = [score_shot(k, gold, answers) for k ...]                      # accuracy and F1 with 95% intervals
 
+On a base with its own chat template (a Hugging Face base), the same turns are a conversation in that template
+(fewshot_messages, rendered by the base's ChatTokenizer): the template the model was tuned on, its EOS between turns.
+
 A demonstration is the question the SFT data asks (datasets.SENTIMENT_PROMPT) as a chat turn, followed by its
 answer (datasets.SENTIMENT_ANSWER) and a blank line; the query is the same turn left open for the model to
 answer. The answer is parsed like the generative evaluation parses it (metrics.parse_label); unparseable is
@@ -18,6 +21,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from alignops.chat import ChatTokenizer, ProjectTokenizer
 from alignops.data.datasets import SENTIMENT_ANSWER, SENTIMENT_PROMPT
 from alignops.data.tokenizer import chat_template
 
@@ -34,6 +38,23 @@ def fewshot_prompt(query: dict, demonstrations: Sequence[dict]) -> str:
         chat_template(question(d)) + SENTIMENT_ANSWER[d["lang"]][d["label"]] + "\n\n" for d in demonstrations
     )
     return solved + chat_template(question(query))
+
+
+def fewshot_messages(query: dict, demonstrations: Sequence[dict]) -> list[dict[str, str]]:
+    """The same turns as a conversation: each demonstration a user question and its assistant answer, then the query."""
+    turns = []
+    for d in demonstrations:
+        turns += [{"role": "user", "content": question(d)},
+                  {"role": "assistant", "content": SENTIMENT_ANSWER[d["lang"]][d["label"]]}]  # fmt: skip
+    return [*turns, {"role": "user", "content": question(query)}]
+
+
+def fewshot_text(tok: ChatTokenizer, query: dict, demonstrations: Sequence[dict]) -> str:
+    """The prompt for the model behind tok: fewshot_prompt on the project's tokenizer, the conversation in the
+    tokenizer's own chat template otherwise (open for the assistant's answer)."""
+    if isinstance(tok, ProjectTokenizer):
+        return fewshot_prompt(query, demonstrations)
+    return tok.render(fewshot_messages(query, demonstrations), add_generation_prompt=True)
 
 
 def draw_demonstrations(queries: Sequence[dict], train: Sequence[dict], k: int, seed: int) -> list[list[dict]]:

@@ -33,9 +33,9 @@ class FewShotResult:
 def run(cfg: PipelineConfig, model_uri: str | None = None, parent_run_id: str | None = None) -> FewShotResult:
     require_valid(cfg)
     from alignops.evaluation import figures
-    from alignops.evaluation.fewshot import draw_demonstrations, fewshot_prompt, score_shot
+    from alignops.evaluation.fewshot import draw_demonstrations, fewshot_text, score_shot
     from alignops.evaluation.metrics import parse_label
-    from alignops.evaluation.scoring import generate_responses
+    from alignops.inference import Generator, decoding
 
     fc, ec = cfg.fewshot, cfg.evaluate
     uri = tracking.version_uri(model_uri or fc.model or f"models:/{cfg.tracking.model_prefix}-base/latest")
@@ -46,14 +46,22 @@ def run(cfg: PipelineConfig, model_uri: str | None = None, parent_run_id: str | 
     queries = training.spread(datasets.load_split(cfg.data.data_dir, "classification", "test"), fc.max_examples)
     train = datasets.load_split(cfg.data.data_dir, "classification", "train")
     demos = draw_demonstrations(queries, train, max(fc.shots), cfg.seed)
-    room = model.gpt.config.block_size - ec.answer_tokens  # what generate_responses keeps of a prompt
+    generator = Generator(model.gpt, model.tokenizer, next(model.gpt.parameters()).device)  # own GPT or HF base
+    room = model.gpt.max_positions - ec.answer_tokens  # what Generator.complete keeps of a prompt
     gold = [q["label"] for q in queries]
     table = []
     for k in fc.shots:
-        prompts = [fewshot_prompt(q, d[:k]) for q, d in zip(queries, demos, strict=True)]
-        truncated = sum(len(e.ids) > room for e in model.tokenizer.encode_batch(prompts))
-        answers = generate_responses(model.gpt, model.tokenizer, prompts, ec.answer_tokens, ec.batch_size,
-                                     sample=False, chat=False).texts  # fmt: skip
+        prompts = [fewshot_text(generator.text, q, d[:k]) for q, d in zip(queries, demos, strict=True)]
+        lengths = [len(ids) for ids in generator.text.encode_batch(prompts)]
+        truncated = sum(n > room for n in lengths)
+        answers: list[str] = [""] * len(prompts)
+        by_length = sorted(range(len(prompts)), key=lengths.__getitem__)  # batches of like lengths: little padding
+        for start in range(0, len(prompts), ec.batch_size):  # greedy: the answer the model finds most likely
+            rows = by_length[start : start + ec.batch_size]
+            greedy = decoding("greedy", max_new_tokens=ec.answer_tokens)
+            done = generator.complete([prompts[r] for r in rows], greedy, chat=False)
+            for row, answer in zip(rows, done, strict=True):
+                answers[row] = answer
         table.append(score_shot(k, gold, [parse_label(a) for a in answers], LABELS, truncated, cfg.seed))
 
     with tracking.stage_run("fewshot", cfg, fc, parent_run_id) as stage:

@@ -1,6 +1,6 @@
 """Models (admins): registered models and their versions, aliases, lineage (data version, parent versions),
-evaluation metrics and figures; two versions side by side (champion vs challenger by default); and the
-promotion gate, run from here by an admin."""
+evaluation metrics and figures; two versions side by side (champion vs challenger by default), each figure against
+its classic baseline with the margin; and the promotion gate, run from here by an admin."""
 
 from __future__ import annotations
 
@@ -109,6 +109,10 @@ for column, uri, found in zip(columns, picked, evaluations, strict=True):
             st.text(f"Not evaluated yet: alignops evaluate --model {uri}")
             continue
         st.text(f"evaluation run {found.run_id}, against {found.baseline_uri or 'no baseline'}")
+        margins = logic.baseline_margins(found.metrics)
+        if margins:  # the classic baselines on the same examples: margin > 0, the model beats them
+            st.markdown("**Against the baselines** (margin > 0: the model wins)")
+            st.dataframe(pd.DataFrame(margins), hide_index=True)
         for path in found.figures:  # inline, not under /media, which Streamlit serves without a session
             st.html(logic.inline_image(services.artifact(found.run_id, path), path.rsplit("/", 1)[-1]))
 deltas = logic.metric_deltas(*[found.metrics if found else {} for found in evaluations])

@@ -1,7 +1,7 @@
 """Runs (admins): pipeline and stage runs in a sortable table (a short set of metric columns chosen per stage,
 every one behind a toggle), metric curves of several runs overlaid (a metric logged once is a number, not a
-one-dot chart), reward against KL for PPO/GRPO runs, and a side-by-side comparison of two or more runs with the
-differences of their configs."""
+one-dot chart), reward against KL for PPO/GRPO runs, each model figure against its baseline with the margin, and a
+side-by-side comparison of two or more runs with the differences of their configs."""
 
 from __future__ import annotations
 
@@ -126,6 +126,12 @@ if rl_runs:
             ),
             width="stretch",
         )
+
+# ---- each model figure beside its baseline's on the same examples (evaluate and ner runs log both)
+margins = [{"run": label(by_id[r]), **row} for r in selected for row in logic.baseline_margins(by_id[r].metrics)]
+if margins:
+    st.markdown("**Against the baselines** (margin > 0: the model wins)")
+    st.dataframe(pd.DataFrame(margins), hide_index=True)
 
 # ---- side by side
 if len(selected) < 2:

@@ -114,6 +114,9 @@ def _evaluate(cfg, uri: str, baseline: str | None, quality: float, style: str) -
         judged = win_rate_of([1] * wins + [0] * (40 - wins)).as_metrics(JUDGE_WIN_RATE)
         run.log_metrics({"eval/ppl": 40.0 - 10 * quality, "eval/f1": 0.4 + quality / 4, "eval/reward": quality,
                          "human/judgments": 0.0} | judged)  # fmt: skip
+        # the classic baselines on the same examples, as alignops.evaluation.baselines logs them (margin > 0: wins)
+        run.log_metrics({"eval/ppl_trigram": 35.0, "eval/ppl_margin": 35.0 - (40.0 - 10 * quality),
+                         "eval/f1_bow": 0.55, "eval/f1_margin": 0.4 + quality / 4 - 0.55})  # fmt: skip
         # the texts name no model: the Rank page must not give the writer away before the submit
         samples = [
             {"sample_id": f"s{i}", "prompt": prompt, "completion": f"{style} answer {i}: " + "sunny " * (i + 1),
@@ -156,6 +159,10 @@ def build_project(root: Path) -> Project:
             run.log_metrics({"validation/success": 1.0, "validation/failed_expectations": 0})
             run.log_text("all 5 datasets passed their suites (42 expectations)\n", "validation/report.txt")
             runs["data-validate"] = run.run_id
+        with tracking.stage_run("ner", cfg, cfg.ner) as run:  # entity F1 beside the bag-of-words baseline's
+            run.log_metrics({"test/entity_f1_micro": 0.42, "baseline/entity_f1_micro": 0.53,
+                             "test/entity_f1_margin_over_baseline": 0.42 - 0.53})  # fmt: skip
+            runs["ner"] = run.run_id
         versions["sft"], runs["sft"] = _register(cfg, "sft", "sft", folder, None, lr=0.001)
         versions["champion"], runs["policy-1"] = _register(cfg, "ppo", "policy", folder, versions["sft"], lr=0.0003)
         versions["challenger"], runs["policy-2"] = _register(cfg, "ppo", "policy", folder, versions["sft"], lr=0.003)

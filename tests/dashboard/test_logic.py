@@ -183,3 +183,17 @@ def test_one_evaluations_samples_give_the_model_against_its_baseline() -> None:
     assert [r["sample_id"] for r in logic.filter_rows(rows, langs=["zh"])] == ["s1"]
     assert [r["sample_id"] for r in logic.filter_rows(rows, sources=["chat"], words="HI")] == ["s0"]
     assert logic.against_baseline("models:/m/2", [{"sample_id": "s", "prompt": "p", "completion": "c"}]) == (None, [])
+
+
+def test_each_figure_beside_its_baseline_with_the_margin() -> None:
+    metrics = {"eval/ppl": 30.0, "eval/ppl_trigram": 40.0, "eval/f1": 0.6, "eval/f1_bow": 0.8, "eval/f1_margin": -0.2,
+               "test/entity_f1_micro": 0.5, "baseline/entity_f1_micro": 0.4, "eval/reward": 1.0}  # fmt: skip
+    rows = {row["figure"]: row for row in logic.baseline_margins(metrics)}
+    assert list(rows) == ["eval/ppl", "eval/f1", "test/entity_f1_micro"]
+    # perplexity: lower wins, so the margin is the baseline's minus the model's (computed: none was logged)
+    assert rows["eval/ppl"]["margin"] == 10.0 and rows["eval/ppl"]["beats baseline"]
+    assert rows["eval/f1"]["margin"] == -0.2 and not rows["eval/f1"]["beats baseline"]  # the logged margin
+    assert rows["test/entity_f1_micro"]["margin"] == pytest.approx(0.1)
+    assert rows["test/entity_f1_micro"]["baseline value"] == 0.4
+    # a figure without its baseline (or a baseline without its figure) gives no row
+    assert logic.baseline_margins({"eval/f1": 0.6, "eval/ppl_trigram": 40.0}) == []
