@@ -169,7 +169,7 @@ def bench_dpo(shape: dict, device: torch.device, dtype: torch.dtype, args: argpa
     out: dict = {}
     with peak_memory(device, out):
         dpo = DPOModel(_gpt_config(shape))
-        dpo.reference.load_state_dict(dpo.model.state_dict())  # as DPOModel.from_sft: both start from one GPT
+        dpo.reference.load_state_dict(dpo.model.state_dict())  # as DPOModel.from_base: both start from one GPT
         dpo = dpo.to(device)
         dpo.train()  # the reference stays in eval mode
         opt = dpo.configure_optimizers()

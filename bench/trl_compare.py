@@ -546,7 +546,7 @@ def alignops_sft(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
     from alignops.data.loaders import collate_right_pad, resumable_loader
     from bench._memory import cpu_peak_rss
     from models.gpt import GPT
-    from models.lm import IGNORE_INDEX, CausalLM
+    from models.lm import IGNORE_INDEX, LMModule
 
     s, W, N = spec["sft"], spec["warmup"], spec["steps"]
     B, clock = s["batch_size"], StepClock()
@@ -558,7 +558,7 @@ def alignops_sft(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
             labels[: spec["prompt_len"]] = IGNORE_INDEX  # as SFTDataset: learn the response only
             rows.append({"input_ids": ids, "labels": labels})
         collate = collate_right_pad(spec["pad_id"])
-        module = CausalLM.from_gpt(
+        module = LMModule.from_base(
             GPT.from_hf(workdir / "gpt"), max_steps=W + N, optim=OptimConfig(lr=s["lr"], warmup_steps=1)
         )
         with torch.no_grad():
@@ -585,7 +585,7 @@ def alignops_reward(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
     with cpu_peak_rss() as rss:
         rows = _pair_rows(spec, data, (W + N) * B)
         collate = collate_pairs(spec["pad_id"])
-        rm = RewardModel.from_gpt(
+        rm = RewardModel.from_base(
             GPT.from_hf(workdir / "gpt"),
             max_steps=W + N,
             center_coef=s["center_coef"],
@@ -617,7 +617,7 @@ def alignops_dpo(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
     with cpu_peak_rss() as rss:
         rows = _pair_rows(spec, data, (W + N) * B)
         collate = collate_pairs(spec["pad_id"])
-        dpo = DPOModel.from_sft(
+        dpo = DPOModel.from_base(
             GPT.from_hf(workdir / "gpt"),
             beta=s["beta"],
             max_steps=W + N,
@@ -662,7 +662,7 @@ def alignops_ppo(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
             max_grad_norm=spec["grad_clip"],
         )
         policy = GPT.from_hf(workdir / "gpt")
-        reward = RewardModel.from_gpt(GPT.from_hf(workdir / "gpt"))
+        reward = RewardModel.from_base(GPT.from_hf(workdir / "gpt"))
         reward.head.load_state_dict(heads["reward"])
         # the checks still run every iteration; no bound stops a benchmark of random weights
         health = HealthBounds(max_kl=math.inf, max_approx_kl=math.inf, max_ratio=math.inf, min_response_length=0)

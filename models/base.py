@@ -10,6 +10,8 @@ projection (`get_output_embeddings`) that every transformers causal LM exposes.
     logits = model(idx, attention_mask=mask)                  # (B, T, vocab_size)
     cache = model.new_cache(batch_size=B, max_len=T + 32)     # then models.generation.generate(model, ...)
     model.save("out/folder")                                  # a plain Hugging Face folder (weights + config)
+    spec = backbone_spec(model)                               # JSON-able family + config (no weights)
+    fresh = build_backbone(spec)                              # same architecture, random weights: load_state_dict
 
 Masks and positions follow models.gpt: attention_mask (B, past + T) with 1 = real token, padding on either
 side; position_ids default to counting real tokens only, so a left-padded row computes what it would unpadded.
@@ -17,8 +19,9 @@ side; position_ids default to counting real tokens only, so a left-padded row co
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn as nn
@@ -176,3 +179,74 @@ class HFCausalLM(nn.Module):
 
     def save(self, folder: str | Path) -> None:
         self.model.save_pretrained(str(folder))
+
+
+# ---- what a LightningModule saves to rebuild its backbone: family + config, never the weights -----------------
+GPT_FAMILY = "gpt"  # models.gpt.GPT; config: the GPTConfig fields
+TRANSFORMERS_FAMILY = "transformers"  # any transformers causal LM; config: its PretrainedConfig.to_dict()
+FAMILIES = (GPT_FAMILY, TRANSFORMERS_FAMILY)
+
+
+def backbone_spec(model: CausalLM, dropout: float | None = None) -> dict:
+    """{"family": ..., "config": {...}}: JSON-able, enough for build_backbone to make the same architecture.
+
+    dropout, when given, replaces the model's dropout probabilities in the spec (see with_dropout)."""
+    from dataclasses import asdict
+
+    from models.gpt import GPT
+
+    if isinstance(model, GPT):
+        spec = {"family": GPT_FAMILY, "config": asdict(model.config)}
+    elif isinstance(model, HFCausalLM):
+        # the architecture, not the precision: build_backbone makes float32 weights (mixed precision trains them)
+        config = {k: v for k, v in model.config.to_dict().items() if k not in ("dtype", "torch_dtype")}
+        spec = {"family": TRANSFORMERS_FAMILY, "config": config}
+    else:
+        raise TypeError(f"a backbone must be a models.gpt.GPT or a models.base.HFCausalLM, got {type(model).__name__}")
+    return spec if dropout is None else with_dropout(spec, dropout)
+
+
+def with_dropout(spec: dict, dropout: float) -> dict:
+    """A copy of spec whose dropout probabilities are all `dropout`: the GPT's one `dropout`; in a transformers
+    config every float field named *dropout* or *pdrop* (Llama/Qwen2 attention_dropout, GPT-2 resid/embd/attn_pdrop),
+    since each family names them its own way."""
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    config = dict(spec["config"])
+    for key, value in config.items():
+        if ("dropout" in key or key.endswith("pdrop")) and isinstance(value, float):
+            config[key] = dropout
+    return {**spec, "config": config}
+
+
+def as_spec(backbone: Mapping[str, Any] | Any) -> dict:
+    """A backbone spec from a spec, a models.gpt.GPTConfig, or a GPTConfig's dict (the project's GPT from scratch)."""
+    from dataclasses import asdict
+
+    from models.gpt import GPTConfig
+
+    if isinstance(backbone, GPTConfig):
+        return {"family": GPT_FAMILY, "config": asdict(backbone)}
+    if isinstance(backbone, Mapping) and "family" in backbone:
+        if backbone["family"] not in FAMILIES or not isinstance(backbone.get("config"), Mapping):
+            raise ValueError(
+                f"a backbone spec is {{'family': one of {FAMILIES}, 'config': {{...}}}}, got family "
+                f"{backbone.get('family')!r}: make it with models.base.backbone_spec(model)"
+            )
+        return {"family": backbone["family"], "config": dict(backbone["config"])}
+    if isinstance(backbone, Mapping):
+        return {"family": GPT_FAMILY, "config": asdict(GPTConfig(**backbone))}  # GPTConfig validates, fills defaults
+    raise TypeError(f"expected a backbone spec, a GPTConfig or its dict, got {type(backbone).__name__}")
+
+
+def build_backbone(spec: Mapping[str, Any]) -> CausalLM:
+    """A fresh model of spec's architecture, random weights in float32 (the caller loads the trained ones)."""
+    spec = as_spec(spec)
+    if spec["family"] == GPT_FAMILY:
+        from models.gpt import GPT, GPTConfig
+
+        return GPT(GPTConfig(**spec["config"]))
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.for_model(**spec["config"])  # model_type picks the family's config class
+    return HFCausalLM(AutoModelForCausalLM.from_config(config, dtype=torch.float32))

@@ -1,11 +1,13 @@
-"""Knowledge distillation (Hinton et al. 2015): a smaller student GPT learns a frozen teacher's next-token
+"""Knowledge distillation (Hinton et al. 2015): a smaller student learns a frozen teacher's next-token
 distributions, softened by a temperature, together with the usual LM loss on the true tokens.
 
     student = GPTConfig(**{**asdict(teacher.config), "n_layer": 3})
     kd = DistillModel.from_teacher(teacher, student, temperature=2.0, alpha=0.5, optim=OptimConfig(lr=1e-3),
                                    max_steps=300)
-    Trainer(max_steps=300).fit(kd, train_loader, val_loader)   # batches as for models.lm.CausalLM
-    kd.model                                                    # the student GPT
+    Trainer(max_steps=300).fit(kd, train_loader, val_loader)   # batches as for models.lm.LMModule
+    kd.export()                                                 # the student
+
+Teacher and student are any base (models.base.CausalLM); they must share one vocabulary.
 
 loss = alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(student, labels). The T^2 keeps the soft
 term's gradients on the scale of the hard one whatever T (the paper's section 2). The KL covers every position
@@ -30,8 +32,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import MeanMetric
 
-from models.gpt import GPT, GPTConfig
-from models.lm import IGNORE_INDEX, _gpt_dict, _GPTModule, _optim_dict
+from models.base import CausalLM, as_spec, backbone_spec, build_backbone
+from models.gpt import GPT
+from models.lm import IGNORE_INDEX, BackboneModule, resolve_optim
 
 
 def distill_loss(
@@ -82,13 +85,13 @@ def init_from_teacher(student: GPT, teacher: GPT) -> list[int]:
     return picked
 
 
-class DistillModel(_GPTModule):
-    """The student GPT (self.model), trained on a frozen teacher GPT's soft targets (self.teacher) and the labels."""
+class DistillModel(BackboneModule):
+    """The student (self.model), trained on a frozen teacher's soft targets (self.teacher) and the labels."""
 
     def __init__(
         self,
-        gpt: GPTConfig | Mapping[str, Any],  # the student's shape
-        teacher: GPTConfig | Mapping[str, Any],
+        backbone: Mapping[str, Any] | Any,  # the student's shape: a backbone spec, a GPTConfig or its dict
+        teacher: Mapping[str, Any] | Any,  # the teacher's, the same way
         temperature: float = 2.0,  # softens both distributions in the KL term (> 1: more of the teacher's ranking)
         alpha: float = 0.5,  # weight of the KL term; 1 - alpha weighs the LM loss on the true tokens
         optim: Any = None,  # alignops.config.OptimConfig or its dict; None: its defaults
@@ -96,29 +99,31 @@ class DistillModel(_GPTModule):
         compile: bool = False,  # torch.compile both GPTs (pays off on GPU)
     ) -> None:
         super().__init__()
-        gpt, teacher, optim = _gpt_dict(gpt), _gpt_dict(teacher), _optim_dict(optim, max_steps)
+        backbone, teacher, optim = as_spec(backbone), as_spec(teacher), resolve_optim(optim, max_steps)
         if temperature <= 0 or not 0 <= alpha <= 1:
             raise ValueError(f"need temperature > 0 and 0 <= alpha <= 1, got {temperature}, {alpha}")
-        if gpt["vocab_size"] != teacher["vocab_size"]:
-            raise ValueError(f"student and teacher need one vocabulary: {gpt['vocab_size']} != {teacher['vocab_size']}")
         self.save_hyperparameters()
-        self.model = GPT(GPTConfig(**gpt))
-        self.teacher = GPT(GPTConfig(**{**teacher, "dropout": 0.0})).requires_grad_(False).eval()
+        self.model = build_backbone(backbone)
+        self.teacher = build_backbone(teacher).requires_grad_(False).eval()  # eval: its dropout never runs
+        if self.model.vocab_size != self.teacher.vocab_size:
+            raise ValueError(
+                f"student and teacher need one vocabulary: {self.model.vocab_size} != {self.teacher.vocab_size}"
+            )
         self.eval_metrics = nn.ModuleDict(
             {stage: nn.ModuleDict(dict(loss=MeanMetric(), kl=MeanMetric())) for stage in ("val", "test")}
         )
 
     @classmethod
-    def from_teacher(cls, teacher: GPT, student: GPTConfig, **hparams: Any) -> DistillModel:
-        """A module around a copy of `teacher`'s weights and a `student`-shaped GPT, which starts from the teacher
-        (init_from_teacher) when it is as wide, else from random weights."""
-        from dataclasses import asdict
-
-        module = cls(student, asdict(teacher.config), **hparams)
+    def from_teacher(cls, teacher: CausalLM, student: Mapping[str, Any] | Any, **hparams: Any) -> DistillModel:
+        """A module around a copy of `teacher`'s weights (any base: the GPT or an HFCausalLM) and a student of shape
+        `student` (a GPTConfig, or a backbone spec), which starts from the teacher (init_from_teacher) when both
+        are GPTs of one width, else from random weights."""
+        module = cls(student, backbone_spec(teacher), **hparams)
         module.teacher.load_state_dict(teacher.state_dict())
-        s, t = student, teacher.config
-        if (s.n_embd, s.n_head, s.block_size) == (t.n_embd, t.n_head, t.block_size) and s.n_layer <= t.n_layer:
-            init_from_teacher(module.model, module.teacher)
+        if isinstance(module.model, GPT) and isinstance(module.teacher, GPT):
+            s, t = module.model.config, module.teacher.config
+            if (s.n_embd, s.n_head, s.block_size) == (t.n_embd, t.n_head, t.block_size) and s.n_layer <= t.n_layer:
+                init_from_teacher(module.model, module.teacher)
         return module
 
     def configure_model(self) -> None:
@@ -163,7 +168,7 @@ class DistillModel(_GPTModule):
         # at temperature 1: the distance between the distributions the two models actually sample from
         _, stats = self.loss(batch, temperature=1.0)
         m = self.eval_metrics[stage]
-        m["loss"].update(stats["lm"], stats["n_lm"])  # token-weighted, as CausalLM's val/loss
+        m["loss"].update(stats["lm"], stats["n_lm"])  # token-weighted, as LMModule's val/loss
         m["kl"].update(stats["kl"], stats["n_kl"])
 
     def _log_eval(self, stage: str) -> None:

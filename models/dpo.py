@@ -1,9 +1,12 @@
 """Direct Preference Optimization (Rafailov et al. 2023): the policy learns preference pairs directly, against a
 frozen copy of the SFT model, with no reward model and no sampling.
 
-    dpo = DPOModel.from_sft(sft.model, beta=0.1, optim=OptimConfig(lr=1e-5, warmup_steps=10), max_steps=1000)
+    dpo = DPOModel.from_base(sft_model, beta=0.1, optim=OptimConfig(lr=1e-5, warmup_steps=10), max_steps=1000)
     Trainer(max_steps=1000, precision="bf16-mixed").fit(dpo, train_loader, val_loader)
-    dpo.model                                   # the aligned GPT; dpo.reference stays the SFT weights
+    dpo.export()                                # the aligned model; dpo.reference stays the SFT weights
+
+sft_model is a models.base.CausalLM (the project's GPT or an HFCausalLM); with hparam `lora` only the policy's
+adapters train, and the reference is a plain frozen copy of the SFT weights.
 
 The loss of a pair: -logsigmoid(beta * ((pc - rc) - (pr - rr))), with pc, pr the policy's and rc, rr the
 reference's log-probabilities of the chosen and rejected responses, each summed over the response tokens only.
@@ -16,7 +19,7 @@ on the prompt and on padding (alignops.data.loaders.SFTDataset's convention: lab
 (B,) optional. Chosen and rejected run as one (2B, T) forward per model.
 
 The reference is a registered submodule with requires_grad False and always in eval mode: it is not in the
-optimizer, but it is in the checkpoint (one more copy of the GPT weights), so a resumed or reloaded run has it.
+optimizer, but it is in the checkpoint (one more copy of the backbone's weights), so a resumed or reloaded run has it.
 
 Metrics: train/loss, train/accuracy, train/lr, dpo/rewards_chosen, dpo/rewards_rejected, dpo/margin (batch
 means); over the whole val (test) set: val/loss (the weighted training objective), val/accuracy (share of pairs
@@ -36,8 +39,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import MeanMetric
 
-from models.gpt import GPT, GPTConfig
-from models.lm import IGNORE_INDEX, _gpt_dict, _GPTModule, _optim_dict
+from models.base import CausalLM, as_spec, build_backbone
+from models.lm import IGNORE_INDEX, BackboneModule, resolve_lora, resolve_optim, with_lora
 from models.ppo.rollout import logprobs_of
 
 
@@ -85,27 +88,28 @@ def dpo_loss(
     return loss, {k: v.detach() for k, v in stats.items()}
 
 
-class DPOModel(_GPTModule):
-    """The policy GPT (self.model), trained by DPO against a frozen reference GPT (self.reference)."""
+class DPOModel(BackboneModule):
+    """The policy (self.model), trained by DPO against a frozen reference model (self.reference)."""
 
     def __init__(
         self,
-        gpt: GPTConfig | Mapping[str, Any],
+        backbone: Mapping[str, Any] | Any,  # models.base.backbone_spec, or a GPTConfig (or its dict)
         beta: float = 0.1,  # strength of the pull towards the reference (the KL coefficient DPO solves for)
         label_smoothing: float = 0.0,  # assumed probability that a pair's preference is flipped (cDPO); < 0.5
         optim: Any = None,  # alignops.config.OptimConfig or its dict; None: its defaults
         max_steps: int = 1000,  # the schedule reaches lr * min_lr_ratio here; give Trainer the same max_steps
-        compile: bool = False,  # torch.compile both GPTs (pays off on GPU)
+        compile: bool = False,  # torch.compile both models (pays off on GPU)
+        lora: Any = None,  # alignops.config.LoraConfig or its dict (None: no LoRA): the policy's adapters train
     ) -> None:
         super().__init__()
-        gpt, optim = _gpt_dict(gpt), _optim_dict(optim, max_steps)
+        backbone, optim, lora = as_spec(backbone), resolve_optim(optim, max_steps), resolve_lora(lora)
         if beta <= 0:
             raise ValueError(f"beta must be > 0, got {beta}")
         if not 0 <= label_smoothing < 0.5:
             raise ValueError(f"label_smoothing must be in [0, 0.5), got {label_smoothing}")
         self.save_hyperparameters()
-        self.model = GPT(GPTConfig(**gpt))
-        self.reference = GPT(GPTConfig(**gpt)).requires_grad_(False).eval()
+        self.model = with_lora(build_backbone(backbone), lora)
+        self.reference = build_backbone(backbone).requires_grad_(False).eval()
         self.eval_metrics = nn.ModuleDict(
             {
                 stage: nn.ModuleDict(dict(loss=MeanMetric(), accuracy=MeanMetric(), margin=MeanMetric()))
@@ -113,17 +117,11 @@ class DPOModel(_GPTModule):
             }
         )
 
-    @classmethod
-    def from_sft(cls, gpt: GPT | Mapping[str, Tensor], config: GPTConfig | None = None, **hparams: Any) -> DPOModel:
-        """Policy and reference both start from the SFT weights: a GPT, or a state dict with its config.
-
-        To change the policy's dropout, pass dataclasses.replace(gpt.config, dropout=...) as config (the reference
-        runs in eval mode, so dropout never touches it)."""
-        module = super().from_gpt(gpt, config, **hparams)
-        module.reference.load_state_dict(module.model.state_dict())
-        return module
-
-    from_gpt = from_sft  # the inherited from_gpt would leave the reference at its random initialisation
+    def load_base(self, model: CausalLM) -> None:
+        """Policy and reference both start from `model` (the SFT weights); the reference runs in eval mode, so
+        from_base's dropout never touches it."""
+        super().load_base(model)
+        self.reference.load_state_dict(model.state_dict())
 
     def configure_model(self) -> None:
         if self.hparams.compile and not self._compiled:

@@ -1,6 +1,7 @@
-"""Heads that read the GPT's final hidden states (models.gpt.GPT.hidden_states) in place of its lm_head.
+"""Heads that read a base model's final hidden states (models.base.CausalLM.hidden_states: the project's GPT or any
+Hugging Face causal LM) in place of its lm_head; C is the model's hidden_size.
 
-hidden = gpt.hidden_states(input_ids, attention_mask=mask)     # (B, T, C)
+hidden = model.hidden_states(input_ids, attention_mask=mask)   # (B, T, C)
 pooled = last_token(hidden, mask)                              # (B, C): the last real token of each row
 logits = ClassificationHead(C, num_classes=2, dropout=0.1)(pooled)   # (B, num_classes)
 reward = ScalarHead(C)(pooled)                                 # (B,): a reward; on (B, T, C) per-token values

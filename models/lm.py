@@ -1,32 +1,38 @@
-"""LightningModules around models.gpt.GPT: CausalLM (pretraining and SFT) and SequenceClassifier.
+"""LightningModules around a base model (models.base.CausalLM: the project's GPT or any Hugging Face causal LM):
+LMModule (pretraining and SFT) and ClassifierModule, on the shared BackboneModule.
 
-    lm = CausalLM(GPTConfig(...), optim=OptimConfig(lr=6e-4, warmup_steps=100), max_steps=5000)  # from scratch
-    sft = CausalLM.from_gpt(lm.model, optim=OptimConfig(lr=1e-4, warmup_steps=20), max_steps=500)  # from the base
-    clf = SequenceClassifier.from_gpt(lm.model, labels=["negative", "positive"], max_steps=300)
+    lm = LMModule(GPTConfig(...), optim=OptimConfig(lr=6e-4, warmup_steps=100), max_steps=5000)   # from scratch
+    sft = LMModule.from_base(base, dropout=0.1, optim=OptimConfig(lr=1e-4), max_steps=500)       # GPT or HFCausalLM
+    sft = LMModule.from_base(base, lora=LoraConfig(r=8), max_steps=500)                          # adapters only
+    clf = ClassifierModule.from_base(base, labels=["negative", "positive"], max_steps=300)
     Trainer(max_steps=5000, precision="bf16-mixed").fit(lm, train_loader, val_loader)
+    sft.export().save("out/folder")                   # the trained backbone, LoRA merged: a plain model folder
 
-Batches come from alignops.data.loaders: input_ids (B, T); for CausalLM labels (B, T) aligned with input_ids
-(-100 = not learned; the module shifts them: position t predicts labels[t + 1]); for SequenceClassifier label
+Batches come from alignops.data.loaders: input_ids (B, T); for LMModule labels (B, T) aligned with input_ids
+(-100 = not learned; the module shifts them: position t predicts labels[t + 1]); for ClassifierModule label
 (B,); attention_mask (B, T), 1 real token, 0 right padding.
 
 Metrics: train/loss, train/lr, train/tokens_per_sec; val/loss and val/ppl over the whole val set (token-weighted);
-SequenceClassifier: {val,test}/{loss,accuracy,precision,recall,f1} (macro), {val,test}/f1_<label>, and the
+ClassifierModule: {val,test}/{loss,accuracy,precision,recall,f1} (macro), {val,test}/f1_<label>, and the
 confusion matrix in `confusion_matrix[stage]`.
 
-Optimizer, schedule and L1/L2 penalties come from one alignops.config.OptimConfig (`optim`, passed whole, saved
-as a dict in the hyperparameters; None: its defaults), built by models.optim for every module.
+The backbone is saved in the hyperparameters as its spec (models.base.backbone_spec: family + config, no
+weights), so load_from_checkpoint and type(module)(**module.hparams) rebuild it, LoRA adapters included (hparam
+`lora`, alignops.config.LoraConfig's dict: only the adapters and the heads train). Optimizer, schedule and L1/L2
+penalties come from one alignops.config.OptimConfig (`optim`, passed whole, saved as a dict in the
+hyperparameters; None: its defaults), built by models.optim for every module.
 
 A checkpoint resumes exactly: Lightning restores weights, optimizer, scheduler and step; these modules add the
 RNG states (dropout), and alignops.data.loaders.ResumableLoader the data position. Nothing here fixes a device
-or dtype: Trainer(accelerator=..., precision=...) decides (bf16-mixed included).
+or dtype: Trainer(accelerator=..., precision=...) decides (bf16-mixed included; losses are computed in float32).
 """
 
 from __future__ import annotations
 
+import copy
 import random
 import time
 from collections.abc import Mapping
-from dataclasses import asdict
 from typing import Any
 
 import lightning as L
@@ -44,30 +50,51 @@ from torchmetrics.classification import (
 )
 
 from models import optim as optimizers
-from models.gpt import GPT, GPTConfig
+from models.base import CausalLM, as_spec, backbone_spec, build_backbone
 from models.heads import ClassificationHead, last_token
+from models.lora import apply_lora, has_lora, load_base_weights, merge_lora
 
 IGNORE_INDEX = -100
 
 
-def _gpt_dict(gpt: GPTConfig | Mapping[str, Any]) -> dict[str, Any]:
-    """The GPT config as a plain dict: what save_hyperparameters stores and load_from_checkpoint passes back."""
-    config = gpt if isinstance(gpt, GPTConfig) else GPTConfig(**gpt)  # GPTConfig validates and fills defaults
-    return asdict(config)
-
-
-def _optim_dict(optim: Any, max_steps: int) -> dict[str, Any]:
-    """The optimizer settings as a checked plain dict: what save_hyperparameters stores."""
+def resolve_optim(optim: Any, max_steps: int) -> dict[str, Any]:
+    """The optimizer settings as a checked plain dict (an OptimConfig, its dict, or None for its defaults): what
+    save_hyperparameters stores."""
     settings = optimizers.settings(optim)
     optimizers.check_schedule(settings, max_steps)
     return settings
 
 
-class _GPTModule(L.LightningModule):
-    """What every module shares: the GPT in self.model, optional compile, the configured optimizer + schedule
-    (hparams optim and max_steps), L1/L2 penalties, RNG in checkpoints."""
+def resolve_lora(lora: Any) -> dict[str, Any] | None:
+    """The LoRA settings as a checked plain dict (an alignops.config.LoraConfig or its dict), or None (no LoRA):
+    what save_hyperparameters stores."""
+    from alignops.config import LoraConfig
 
-    model: GPT
+    return None if lora is None else LoraConfig.model_validate(dict(lora)).model_dump()
+
+
+def with_lora(model: CausalLM, lora: Mapping[str, Any] | None) -> CausalLM:
+    """model with LoRA adapters (in place) when `lora` (resolve_lora's dict) is set; else model unchanged."""
+    from alignops.config import LoraConfig
+
+    return model if lora is None else apply_lora(model, LoraConfig(**lora))
+
+
+def freeze_unread_lm_head(model: CausalLM) -> None:
+    """Freeze the LM head of a backbone whose outputs a head module reads instead (classifier, reward, tagger):
+    the loss never reaches it, so it would only sit in the optimizer. A head tied to the input embeddings (the
+    project's GPT, GPT-2) is left trainable: it is the embedding matrix, which the loss does reach."""
+    weight = getattr(getattr(model, "lm_head", None), "weight", None)
+    tied = any(m.weight is weight for m in model.modules() if isinstance(m, nn.Embedding))
+    if weight is not None and not tied:
+        model.lm_head.requires_grad_(False)
+
+
+class BackboneModule(L.LightningModule):
+    """What every module shares: the base model (a CausalLM) in self.model, optional compile, the configured
+    optimizer + schedule (hparams optim and max_steps), L1/L2 penalties, RNG in checkpoints, export()."""
+
+    model: CausalLM
 
     def __init__(self) -> None:
         super().__init__()
@@ -75,19 +102,22 @@ class _GPTModule(L.LightningModule):
         self._rng_to_restore: dict[str, Any] | None = None
 
     @classmethod
-    def from_gpt(cls, gpt: GPT | Mapping[str, Tensor], config: GPTConfig | None = None, **hparams: Any):
-        """A module whose GPT starts from trained weights: a GPT, or a state dict with its config.
+    def from_base(cls, model: CausalLM, dropout: float | None = None, **hparams: Any) -> BackboneModule:
+        """A module whose backbone starts from `model`'s weights (a copy: `model` itself is left as it is).
 
-        To change dropout for fine-tuning, pass dataclasses.replace(gpt.config, dropout=...) as config."""
-        if isinstance(gpt, GPT):
-            config, state = config or gpt.config, gpt.state_dict()
-        elif config is None:
-            raise ValueError("from_gpt(state_dict) needs the GPTConfig the weights were trained with: config=...")
-        else:
-            state = gpt
-        module = cls(config, **hparams)
-        module.model.load_state_dict(state)
+        dropout None keeps the model's own dropout probabilities; a float replaces them all (fine-tuning)."""
+        module = cls(backbone_spec(model, dropout), **hparams)
+        module.load_base(model)
         return module
+
+    def load_base(self, model: CausalLM) -> None:
+        """Copy `model`'s weights into the backbone (into the base layers when LoRA adapts them)."""
+        load_base_weights(self.model, model.state_dict())
+
+    def export(self) -> CausalLM:
+        """The trained backbone, ready to save: self.model itself, or with LoRA a merged copy (plain layers, no
+        peft; the module keeps its adapters)."""
+        return merge_lora(copy.deepcopy(self.model)) if has_lora(self.model) else self.model
 
     def configure_model(self) -> None:
         # Lightning calls this in every fit/validate/test: compile once, in place (state dict keys unchanged)
@@ -160,21 +190,22 @@ class _GPTModule(L.LightningModule):
             torch.cuda.set_rng_state_all(states["cuda"])
 
 
-class CausalLM(_GPTModule):
+class LMModule(BackboneModule):
     """Next-token prediction on the positions whose label is not -100: pretraining (every position) and SFT
     (the response only). Val/test loss is the token-weighted mean over the whole set, ppl its exp."""
 
     def __init__(
         self,
-        gpt: GPTConfig | Mapping[str, Any],
+        backbone: Mapping[str, Any] | Any,  # models.base.backbone_spec, or a GPTConfig (or its dict) from scratch
         optim: Any = None,  # alignops.config.OptimConfig or its dict; None: its defaults
         max_steps: int = 5000,  # the schedule reaches lr * min_lr_ratio here; give Trainer the same max_steps
-        compile: bool = False,  # torch.compile the GPT (pays off on GPU)
+        compile: bool = False,  # torch.compile the backbone (pays off on GPU)
+        lora: Any = None,  # alignops.config.LoraConfig or its dict (None: no LoRA): train adapters only
     ) -> None:
         super().__init__()
-        gpt, optim = _gpt_dict(gpt), _optim_dict(optim, max_steps)
+        backbone, optim, lora = as_spec(backbone), resolve_optim(optim, max_steps), resolve_lora(lora)
         self.save_hyperparameters()
-        self.model = GPT(GPTConfig(**gpt))
+        self.model = with_lora(build_backbone(backbone), lora)
         self.eval_loss = nn.ModuleDict({"val": MeanMetric(), "test": MeanMetric()})
         self._batch_tokens = 0
         self._last_step_end = 0.0
@@ -185,7 +216,7 @@ class CausalLM(_GPTModule):
 
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """(mean cross-entropy over the supervised next-token targets, their number)."""
-        logits = self(batch["input_ids"], batch.get("attention_mask"))  # (B, T, V)
+        logits = self(batch["input_ids"], batch.get("attention_mask")).float()  # (B, T, V); float32 under bf16
         targets = batch["labels"][:, 1:]  # position t predicts token t + 1
         loss_sum = F.cross_entropy(
             logits[:, :-1].flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
@@ -229,28 +260,30 @@ class CausalLM(_GPTModule):
         self.log(f"{stage}/ppl", loss.exp())
 
 
-class SequenceClassifier(_GPTModule):
-    """A GPT backbone reading the text, a ClassificationHead on the hidden state of its last real token.
+class ClassifierModule(BackboneModule):
+    """A backbone reading the text, a ClassificationHead on the hidden state of its last real token.
 
     labels: class names in index order; metrics per class are logged under them ({stage}/f1_<label>)."""
 
     def __init__(
         self,
-        gpt: GPTConfig | Mapping[str, Any],
+        backbone: Mapping[str, Any] | Any,  # models.base.backbone_spec, or a GPTConfig (or its dict)
         labels: list[str],
         head_dropout: float = 0.1,
         optim: Any = None,  # alignops.config.OptimConfig or its dict (backbone and head); None: its defaults
         max_steps: int = 1000,  # the schedule reaches lr * min_lr_ratio here; give Trainer the same max_steps
         compile: bool = False,
+        lora: Any = None,  # alignops.config.LoraConfig or its dict (None: no LoRA): adapters and head train
     ) -> None:
         super().__init__()
-        gpt, optim = _gpt_dict(gpt), _optim_dict(optim, max_steps)
+        backbone, optim, lora = as_spec(backbone), resolve_optim(optim, max_steps), resolve_lora(lora)
         labels = list(labels)
         if len(labels) < 2 or len(set(labels)) != len(labels):
             raise ValueError(f"labels must name at least two distinct classes, got {labels}")
         self.save_hyperparameters()
-        self.model = GPT(GPTConfig(**gpt))
-        self.head = ClassificationHead(self.model.config.n_embd, len(labels), head_dropout)
+        self.model = with_lora(build_backbone(backbone), lora)
+        freeze_unread_lm_head(self.model)
+        self.head = ClassificationHead(self.model.hidden_size, len(labels), head_dropout)
         k = len(labels)
         metrics = MetricCollection(
             {

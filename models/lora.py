@@ -18,7 +18,10 @@ full fine-tuning's; the adapters' size saving matters for storage only, and the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch.nn as nn
+from torch import Tensor
 
 from alignops.config import LoraConfig
 
@@ -105,3 +108,24 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     """(trainable, total) parameter counts; shared (tied) tensors are counted once."""
     params = list(model.parameters())  # nn.Module.parameters() already yields a tied tensor once
     return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+
+def load_base_weights(model: nn.Module, state: Mapping[str, Tensor]) -> None:
+    """Load a plain model's state dict into `model`, which may carry LoRA adapters: an adapted layer's weight and
+    bias go to its base layer (peft names them <layer>.base_layer.<name>); the adapters keep their initialisation
+    (lora_B is zero, so the adapted model starts as the plain one). Anything else missing or left over raises."""
+    from peft.tuners.lora import LoraLayer
+
+    # remove_duplicate=False: a layer reachable under two names (HFCausalLM's model.* and backbone.*) gets both
+    adapted = {name for name, m in model.named_modules(remove_duplicate=False) if isinstance(m, LoraLayer)}
+    remapped = {}
+    for key, value in state.items():
+        owner, _, leaf = key.rpartition(".")
+        remapped[f"{owner}.base_layer.{leaf}" if owner in adapted else key] = value
+    missing, unexpected = model.load_state_dict(remapped, strict=False)
+    missing = [k for k in missing if ADAPTER_PREFIX not in k]
+    if missing or unexpected:
+        raise ValueError(
+            f"the base's weights do not fit this {type(model).__name__}: missing {missing[:5]}, unexpected "
+            f"{unexpected[:5]}; the module must be built from the base's own backbone_spec"
+        )

@@ -1,7 +1,8 @@
-"""The reward model: a GPT backbone and a ScalarHead reading each text's last real token, trained on preference
-pairs with the Bradley-Terry loss (InstructGPT, Ouyang et al. 2022).
+"""The reward model: a backbone (models.base.CausalLM: the project's GPT or any Hugging Face causal LM) and a
+ScalarHead reading each text's last real token, trained on preference pairs with the Bradley-Terry loss
+(InstructGPT, Ouyang et al. 2022). With hparam `lora` only the backbone's adapters and the head train.
 
-    rm = RewardModel.from_gpt(sft.model, optim=OptimConfig(lr=1e-5, warmup_steps=10), max_steps=1000, center_coef=0.01)
+    rm = RewardModel.from_base(sft_model, optim=OptimConfig(lr=1e-5, warmup_steps=10), max_steps=1000, center_coef=0.01)
     Trainer(max_steps=1000, precision="bf16-mixed").fit(rm, train_loader, val_loader)   # batches: collate_pairs
     rewards = rm.eval().score(input_ids, attention_mask)                                # (B,), for PPO
 
@@ -28,9 +29,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import CatMetric, MeanMetric
 
-from models.gpt import GPT, GPTConfig
+from models.base import as_spec, build_backbone
 from models.heads import ScalarHead, last_token
-from models.lm import _gpt_dict, _GPTModule, _optim_dict
+from models.lm import BackboneModule, freeze_unread_lm_head, resolve_lora, resolve_optim, with_lora
 
 
 def pairwise_loss(
@@ -65,26 +66,28 @@ def pairwise_loss(
     return loss
 
 
-class RewardModel(_GPTModule):
-    """A scalar reward for a whole text: ScalarHead on the GPT's hidden state at the last real token."""
+class RewardModel(BackboneModule):
+    """A scalar reward for a whole text: ScalarHead on the backbone's hidden state at the last real token."""
 
     def __init__(
         self,
-        gpt: GPTConfig | Mapping[str, Any],
+        backbone: Mapping[str, Any] | Any,  # models.base.backbone_spec, or a GPTConfig (or its dict)
         optim: Any = None,  # alignops.config.OptimConfig or its dict (backbone and head); None: its defaults
         max_steps: int = 1000,  # the schedule reaches lr * min_lr_ratio here; give Trainer the same max_steps
         margin: float = 0.0,  # required lead of the chosen reward over the rejected one (0: plain Bradley-Terry)
         center_coef: float = 0.01,  # weight of mean((r_c + r_r)^2): keeps rewards centred on 0 (0: off)
         soft_targets: bool = True,  # a batch's "weight" (the pair's agreement) is its soft target, not a weight
-        compile: bool = False,  # torch.compile the GPT (pays off on GPU)
+        compile: bool = False,  # torch.compile the backbone (pays off on GPU)
+        lora: Any = None,  # alignops.config.LoraConfig or its dict (None: no LoRA): adapters and head train
     ) -> None:
         super().__init__()
-        gpt, optim = _gpt_dict(gpt), _optim_dict(optim, max_steps)
+        backbone, optim, lora = as_spec(backbone), resolve_optim(optim, max_steps), resolve_lora(lora)
         if margin < 0 or center_coef < 0:
             raise ValueError(f"margin and center_coef must be >= 0, got margin={margin}, center_coef={center_coef}")
         self.save_hyperparameters()
-        self.model = GPT(GPTConfig(**gpt))
-        self.head = ScalarHead(self.model.config.n_embd)
+        self.model = with_lora(build_backbone(backbone), lora)
+        freeze_unread_lm_head(self.model)
+        self.head = ScalarHead(self.model.hidden_size)
 
         def metrics() -> nn.ModuleDict:
             # whole-set statistics: loss and its centering term are means over pairs (the loss weighted as in

@@ -1,13 +1,13 @@
 """Token classification (named-entity recognition): any backbone that gives hidden states, a linear head per token.
 
-    tagger = TokenTagger(gpt, hidden_size=gpt.config.n_embd, labels=TAGS, lr=1e-3, max_steps=300)
+    tagger = TokenTagger.from_base(gpt, labels=TAGS, max_steps=300)                # any models.base.CausalLM
     tagger = TokenTagger(Encoder.load(folder), hidden_size=384, labels=TAGS, ...)   # MiniLM, bidirectional
     logits = tagger(input_ids, attention_mask)                                      # (B, T, num_labels)
 
 The backbone (self.model) is anything with hidden_states(input_ids, attention_mask) -> (B, T, C) and
 save_hf(folder): the own GPT (causal: a token sees only its left context) or models.encoder.Encoder (BERT-style:
 both sides). Batches: input_ids, labels (B, T) with -100 where nothing is learned, attention_mask (B, T).
-Optimizer, schedule, compile and exact resume are the GPT modules' (models.lm._GPTModule).
+Optimizer, schedule, compile and exact resume are every module's (models.lm.BackboneModule).
 
 Metrics: train/loss, train/lr; {val,test}/loss and {val,test}/token_accuracy over labeled tokens. Entity-level
 scores need whole sentences and live in alignops.evaluation.ner.
@@ -25,10 +25,10 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from models.heads import ClassificationHead
-from models.lm import IGNORE_INDEX, _GPTModule, _optim_dict
+from models.lm import IGNORE_INDEX, BackboneModule, freeze_unread_lm_head, resolve_optim
 
 
-class TokenTagger(_GPTModule):
+class TokenTagger(BackboneModule):
     def __init__(
         self,
         backbone: nn.Module,
@@ -40,15 +40,24 @@ class TokenTagger(_GPTModule):
         compile: bool = False,
     ) -> None:
         super().__init__()
-        optim = _optim_dict(optim, max_steps)
+        optim = resolve_optim(optim, max_steps)
         self.save_hyperparameters(ignore=["backbone"])
         self.model = backbone
+        freeze_unread_lm_head(backbone)
         self.head = ClassificationHead(hidden_size, len(labels), head_dropout)
         k = len(labels)
         self.accuracy = nn.ModuleDict(
             {s: MulticlassAccuracy(k, average="micro", ignore_index=IGNORE_INDEX) for s in ("val", "test")}
         )
         self.loss_mean = nn.ModuleDict({s: MeanMetric() for s in ("val", "test")})
+
+    @classmethod
+    def from_base(cls, model: nn.Module, dropout: float | None = None, **hparams: Any) -> TokenTagger:
+        """A tagger on `model` itself (trained in place; it is not rebuilt from a spec), head sized from its
+        hidden_size. dropout is not applied here: the tagger reads the backbone as it comes."""
+        if dropout is not None:
+            raise ValueError("TokenTagger.from_base takes the backbone as it is: set its dropout before")
+        return cls(model.train(), hidden_size=model.hidden_size, **hparams)  # as a freshly built module is
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         """Tag logits (B, T, num_labels)."""

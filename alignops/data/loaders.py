@@ -13,7 +13,7 @@ Under DDP or FSDP every rank reads its own share of the same order (ResumableSam
 sets use_distributed_sampler=False: Lightning's DistributedSampler would reorder the data and lose its position.
 
 One convention everywhere: input_ids and labels have the same length T and are aligned (labels[i] is the token
-at position i, -100 where nothing is learned); models.lm.CausalLM shifts them, predicting labels[i + 1] from
+at position i, -100 where nothing is learned); models.lm.LMModule shifts them, predicting labels[i + 1] from
 positions <= i. attention_mask is 1 on real tokens, 0 on padding (right padding).
 """
 

@@ -9,7 +9,6 @@ baseline's F1 beside them, and the confusion matrix as a figure.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from alignops import tracking
@@ -67,7 +66,7 @@ def confusion_figure(matrix, labels: list[str], path: Path) -> Path:
 def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.TrainResult:
     require_valid(cfg)
     from alignops.data.loaders import ClassificationDataset, collate_right_pad, pad_id, resumable_loader
-    from models.lm import SequenceClassifier
+    from models.lm import ClassifierModule
 
     start = training.start_from_base(cfg, "classify", cfg.classify)
     base, base_uri, base_dir, stage_dir = start.model, start.uri, start.folder, start.stage_dir
@@ -85,9 +84,12 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
         name: resumable_loader(ds, batch, seed=cfg.seed, shuffle=name == "train", collate_fn=collate)
         for name, ds in sets.items()
     }
-    gpt_config = dataclasses.replace(base.gpt.config, dropout=cfg.model.dropout)
-    module = SequenceClassifier.from_gpt(
-        base.gpt, gpt_config, labels=LABELS, compile=cfg.trainer.compile, **training.optim_hparams(cfg.classify)
+    module = ClassifierModule.from_base(
+        base.gpt,
+        dropout=cfg.model.dropout,
+        labels=LABELS,
+        compile=cfg.trainer.compile,
+        **training.optim_hparams(cfg.classify),
     )
 
     with tracking.stage_run("classify", cfg, cfg.classify, parent_run_id, resume_run_id) as stage:

@@ -22,7 +22,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
     base = start.model
     loaders = training.preference_data(cfg, dc, base).loaders
     hparams = training.optim_hparams(dc) | {"beta": dc.beta, "label_smoothing": dc.label_smoothing}
-    module = DPOModel.from_sft(base.gpt, compile=cfg.trainer.compile, **hparams)
+    module = DPOModel.from_base(base.gpt, compile=cfg.trainer.compile, **hparams)
 
     with tracking.stage_run("dpo", cfg, dc, parent_run_id, start.resume_run_id) as stage:
         start.stage_dir.started(stage.run_id)

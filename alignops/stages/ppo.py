@@ -100,7 +100,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
         _gate(reward_uri, reward_loaded.meta)
         if reward_loaded.meta.tokenizer_sha256 != sft.meta.tokenizer_sha256:
             raise ValueError(f"{reward_uri} and {start.uri} use different tokenizers: train both from one tokenizer.")
-        scorer = RewardModel.from_gpt(reward_loaded.gpt)
+        scorer = RewardModel.from_base(reward_loaded.gpt)
         scorer.head.load_state_dict(reward_loaded.head.state_dict())
         scorer.eval()
 
@@ -149,7 +149,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
             else:
                 module.model.load_state_dict(load_model(start.folder).gpt.state_dict())
 
-        policy = module.policy_gpt().cpu().eval()
+        policy = module.policy_model().cpu().eval()
         test_prompts = sorted({r["prompt"] for r in datasets.load_split(cfg.data.data_dir, "rankings", "test")})
         eval_prompts = (test_prompts * (pc.eval_samples // max(len(test_prompts), 1) + 1))[: pc.eval_samples]
         reference = load_model(start.folder).gpt

@@ -28,7 +28,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
     from alignops.data.loaders import PackedBlocks, encode_corpus, resumable_loader, unigram_baseline_loss
     from alignops.data.tokenizer import load_tokenizer
     from models.gpt import GPTConfig
-    from models.lm import CausalLM
+    from models.lm import LMModule
 
     tok_path, tok_sha = training.tokenizer_path(cfg)
     tokenizer = load_tokenizer(tok_path)
@@ -54,7 +54,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
         dropout=m.dropout,
         bias=m.bias,
     )
-    module = CausalLM(asdict(gpt_config), compile=cfg.trainer.compile, **training.optim_hparams(cfg.pretrain))
+    module = LMModule(asdict(gpt_config), compile=cfg.trainer.compile, **training.optim_hparams(cfg.pretrain))
     batch = cfg.pretrain.batch_size
     train_loader = resumable_loader(PackedBlocks(train_ids, m.block_size), batch, seed=cfg.seed)
     val_loader = resumable_loader(PackedBlocks(val_ids, m.block_size), batch, seed=cfg.seed, shuffle=False)

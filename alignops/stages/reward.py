@@ -11,8 +11,6 @@ a bound, length-matched pair accuracy at chance, an empty reply scoring above th
 
 from __future__ import annotations
 
-import dataclasses
-
 from alignops import tracking
 from alignops.artifacts import TOKENIZER_FILE, ModelMeta
 from alignops.config import PipelineConfig
@@ -90,9 +88,8 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
     base = start.model
     data = training.preference_data(cfg, rc, base, by_ranking=rc.batch_by_ranking)
     rankings, pairs, loaders = data.rankings, data.pairs, data.loaders
-    gpt_config = dataclasses.replace(base.gpt.config, dropout=cfg.model.dropout)
     hparams = training.optim_hparams(rc) | {"margin": rc.margin, "center_coef": rc.center_coef}
-    module = RewardModel.from_gpt(base.gpt, gpt_config, compile=cfg.trainer.compile, **hparams)
+    module = RewardModel.from_base(base.gpt, dropout=cfg.model.dropout, compile=cfg.trainer.compile, **hparams)
 
     with tracking.stage_run("reward", cfg, rc, parent_run_id, start.resume_run_id) as stage:
         start.stage_dir.started(stage.run_id)

@@ -6,8 +6,6 @@ starting from the registered base model; registers <prefix>-sft and logs example
 
 from __future__ import annotations
 
-import dataclasses
-
 from alignops import tracking
 from alignops.artifacts import TOKENIZER_FILE, ModelMeta
 from alignops.config import PipelineConfig
@@ -20,7 +18,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
     require_valid(cfg)
     from alignops.data.loaders import SFTDataset, collate_right_pad, pad_id, resumable_loader
     from alignops.inference import Generator, decoding
-    from models.lm import CausalLM
+    from models.lm import LMModule
 
     start = training.start_from_base(cfg, "sft", cfg.sft)
     base, base_uri, base_dir, stage_dir = start.model, start.uri, start.folder, start.stage_dir
@@ -33,8 +31,9 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
     batch = cfg.sft.batch_size
     train_loader = resumable_loader(train_set, batch, seed=cfg.seed, collate_fn=collate)
     val_loader = resumable_loader(val_set, batch, seed=cfg.seed, shuffle=False, collate_fn=collate)
-    gpt_config = dataclasses.replace(base.gpt.config, dropout=cfg.model.dropout)
-    module = CausalLM.from_gpt(base.gpt, gpt_config, compile=cfg.trainer.compile, **training.optim_hparams(cfg.sft))
+    module = LMModule.from_base(
+        base.gpt, dropout=cfg.model.dropout, compile=cfg.trainer.compile, **training.optim_hparams(cfg.sft)
+    )
 
     with tracking.stage_run("sft", cfg, cfg.sft, parent_run_id, resume_run_id) as stage:
         stage_dir.started(stage.run_id)

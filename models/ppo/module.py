@@ -1,11 +1,14 @@
 """PPOModule: the InstructGPT PPO loop as a LightningModule (manual optimization) that composes models.ppo's functions.
 
     config = PPOConfig(rollout_batch_size=64, minibatch_size=16, ppo_epochs=4, max_new_tokens=64)
-    ppo = PPOModule(policy=sft_gpt, reference=copy.deepcopy(sft_gpt), reward=reward_model, config=config,
-                    eos_id=eos, pad_id=pad)
+    ppo = PPOModule.from_base(sft_model, reward=reward_model, config=config, eos_id=eos, pad_id=pad)
+    # or PPOModule(policy=sft_model, reference=copy.deepcopy(sft_model), reward=..., config=..., eos_id=..., pad_id=...)
     loader = resumable_loader(prompts, batch_size=config.rollout_batch_size, drop_last=True, collate_fn=left_pad)
     Trainer(max_steps=iterations * config.steps_per_iteration, log_every_n_steps=1).fit(ppo, loader)
-    ppo.policy_gpt().save_hf("out/gpt2-ppo")
+    ppo.policy_model().save("out/ppo")       # LoRA merged, when the hparam `lora` adapted the policy
+
+Policy and reference are models.base.CausalLM: the project's GPT or any Hugging Face causal LM (HFCausalLM); the
+value head is sized from the policy's hidden_size.
 
 Batches: input_ids, attention_mask (B, P) prompts, LEFT-padded (generation appends after the last column),
 B = rollout_batch_size. One batch is one PPO iteration (training_step):
@@ -47,7 +50,7 @@ Design choices:
   rate (value_lr) and can be trained alone for critic_warmup_iterations first (on detached hidden states: the
   policy does not move), so the first policy updates see advantages from a fitted critic.
 - The value head is a ScalarHead on the policy's own final hidden states (shared trunk, as TRL's
-  AutoModelForCausalLMWithValueHead): one forward gives log-probs and values, so a rollout needs two GPT
+  AutoModelForCausalLMWithValueHead): one forward gives log-probs and values, so a rollout needs two
   forwards (policy, reference) rather than three and training one backbone rather than two: half the memory and
   compute of a separate critic on 2 CPU cores or one GPU. The price is that the value loss also moves the policy's
   trunk (vf_coef keeps it small). A critic initialised from the reward model is a possible later option.
@@ -58,7 +61,7 @@ Design choices:
   top_k / top_p filtering is not applied to them (keep both None for exactly on-policy ratios).
 - lm_head runs in float32 with autocast off: bf16 logits round log-probs by ~1e-2, which would make every ratio
   noisy. No device or dtype is fixed here: Trainer(accelerator=..., precision=...) decides.
-- Exact resume: the checkpoint carries the global RNG states (models.lm._GPTModule) and the KL controller's beta;
+- Exact resume: the checkpoint carries the global RNG states (models.lm.BackboneModule) and the KL controller's beta;
   each iteration draws its sampling seed and minibatch order from the global CPU RNG, so a resumed run samples the
   same responses on any device. The data position is alignops.data.loaders.resumable_loader's. The checkpoint's
   state_dict holds the policy (model.*) and value head (value_head.*) only: reference and reward model are frozen
@@ -69,6 +72,7 @@ Tests: .venv/bin/python -m pytest tests/models/test_ppo_module.py -q
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -80,10 +84,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from models import optim as optimizers
+from models.base import CausalLM
 from models.generation import GenerationConfig, generate
-from models.gpt import GPT
 from models.heads import ScalarHead
-from models.lm import _GPTModule
+from models.lm import BackboneModule, resolve_lora, with_lora
 from models.ppo.advantages import gae, masked_whiten
 from models.ppo.config import PPOConfig
 from models.ppo.group import grpo_advantages, rloo_advantages
@@ -152,38 +156,41 @@ class Rollout:
     returns: Tensor  # value targets: GAE advantages (before whitening) + values
 
 
-class PPOModule(_GPTModule):
-    """PPO on a policy GPT with a value head on its trunk, against a frozen reference and reward model.
+class PPOModule(BackboneModule):
+    """PPO on a policy model with a value head on its trunk, against a frozen reference and reward model.
 
-    self.model is the policy (trained in place: the GPT passed in is the trained one), self.value_head its
+    self.model is the policy (trained in place: the model passed in is the trained one), self.value_head its
     ScalarHead, self.reference the frozen reference, self.reward the frozen scorer: a RewardModel (its .score is
     called) or any callable (input_ids, attention_mask) -> (B,) scores; an nn.Module moves with the module, a plain
     callable must take the sequences where they are."""
 
     def __init__(
         self,
-        policy: GPT,
-        reference: GPT,
+        policy: CausalLM,
+        reference: CausalLM,
         reward: RewardModel | Scorer,
         config: PPOConfig,
         eos_id: int,
         pad_id: int,
         health: HealthBounds | None = None,
+        lora: Any = None,  # alignops.config.LoraConfig or its dict (None: no LoRA): adapters on the policy only
     ) -> None:
         super().__init__()
         self.automatic_optimization = False  # one iteration makes several optimizer steps: update() runs them
         if reference is policy:
             raise ValueError("reference is the policy object itself: pass a frozen copy, copy.deepcopy(policy)")
-        if reference.config.vocab_size != policy.config.vocab_size:
+        if reference.vocab_size != policy.vocab_size:
             raise ValueError(
-                f"policy and reference vocabularies differ ({policy.config.vocab_size} vs "
-                f"{reference.config.vocab_size}): the reference must be the policy's starting point (the SFT model)"
+                f"policy and reference vocabularies differ ({policy.vocab_size} vs {reference.vocab_size}): "
+                "the reference must be the policy's starting point (the SFT model)"
             )
         health = health or HealthBounds()
-        self.save_hyperparameters(dict(config=config.model_dump(), eos_id=eos_id, pad_id=pad_id, health=asdict(health)))
+        lora = resolve_lora(lora)
+        hparams = dict(config=config.model_dump(), eos_id=eos_id, pad_id=pad_id, health=asdict(health), lora=lora)
+        self.save_hyperparameters(hparams)
         self.config, self.eos_id, self.pad_id, self.health = config, eos_id, pad_id, health
-        self.model = policy
-        self.value_head = ScalarHead(policy.config.n_embd)
+        self.model = with_lora(policy, lora)
+        self.value_head = ScalarHead(policy.hidden_size)
         nn.init.zeros_(self.value_head.linear.weight)  # V = 0 everywhere at the start (see Design choices)
         self.reward_scale = RewardScale() if config.normalize_rewards else RewardScale(0.0, 1.0)
         self.sft_length: float | None = None  # the first rollout's mean length (the policy is still SFT's)
@@ -196,9 +203,17 @@ class PPOModule(_GPTModule):
             self.kl_controller = AdaptiveKLController(config.init_kl_coef, config.target_kl, config.kl_horizon or 1)
         self.train()
 
-    def policy_gpt(self) -> GPT:
-        """The trained policy GPT, for saving (GPT.save_hf) and serving."""
-        return self.model
+    @classmethod
+    def from_base(cls, model: CausalLM, dropout: float | None = None, **hparams: Any) -> PPOModule:
+        """PPO on `model` itself (trained in place) against a frozen copy of it as the reference. dropout must stay
+        None: PPO runs every submodule in eval mode (see Design choices)."""
+        if dropout is not None:
+            raise ValueError("PPO runs without dropout (every submodule in eval mode): leave dropout None")
+        return cls(policy=model, reference=copy.deepcopy(model), **hparams)
+
+    def policy_model(self) -> CausalLM:
+        """The trained policy, for saving (model.save) and serving: LoRA merged (export())."""
+        return self.export()
 
     def train(self, mode: bool = True) -> PPOModule:
         """Sets the training flag only: every submodule stays in eval mode, so dropout is off in rollout and update
@@ -362,13 +377,17 @@ class PPOModule(_GPTModule):
         return {**dict(zip(names, means, strict=True)), "ppo/ratio_max": steps[:, 5].max().item()}
 
     # ---- pieces ------------------------------------------------------------------------------------------------
-    def _response_logits(self, gpt: GPT, sequences: Tensor, attention_mask: Tensor, P: int) -> tuple[Tensor, Tensor]:
+    def _response_logits(
+        self, model: CausalLM, sequences: Tensor, attention_mask: Tensor, P: int
+    ) -> tuple[Tensor, Tensor]:
         """(logits / temperature (B, N, V) float32, hidden (B, N, C)) at the N positions that predict the response.
 
         Column P - 1 + t predicts response token t (column P + t): the slice [P - 1 : -1] (one-position shift)."""
-        hidden = gpt.hidden_states(sequences, attention_mask=attention_mask)[:, P - 1 : -1]  # (B, N, C)
+        hidden = model.hidden_states(sequences, attention_mask=attention_mask)[:, P - 1 : -1]  # (B, N, C)
+        head = model.lm_head
+        bias = None if getattr(head, "bias", None) is None else head.bias.float()
         with torch.autocast(hidden.device.type, enabled=False):  # float32 logits, also under bf16 autocast
-            logits = F.linear(hidden.float(), gpt.lm_head.weight.float())
+            logits = F.linear(hidden.float(), head.weight.float(), bias)
         return logits / self.config.temperature, hidden
 
     def _score(self, sequences: Tensor, attention_mask: Tensor) -> Tensor:

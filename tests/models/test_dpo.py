@@ -121,11 +121,11 @@ def test_sequence_logprob_hand_computed() -> None:
 def test_at_initialisation_policy_is_reference(cpu_trainer, tmp_path: Path) -> None:
     torch.manual_seed(0)
     sft = GPT(CONFIG)  # stands in for the SFT model
-    model = DPOModel.from_sft(sft, beta=0.5).eval()
+    model = DPOModel.from_base(sft, beta=0.5).eval()
     for gpt in (model.model, model.reference):
         assert torch.equal(gpt.transformer.h[0].attn.c_attn.weight, sft.transformer.h[0].attn.c_attn.weight)
     assert all(not p.requires_grad for p in model.reference.parameters())
-    assert torch.equal(DPOModel.from_gpt(sft).reference.transformer.wte.weight, sft.transformer.wte.weight)
+    assert model.reference.transformer.wte.weight.data_ptr() != sft.transformer.wte.weight.data_ptr()  # a copy
 
     batch = pair_batch(pairs(6, seed=0))
     with torch.no_grad():
@@ -150,10 +150,9 @@ def test_dpo_learns_a_preference(cpu_trainer, tmp_path: Path) -> None:
     torch.manual_seed(0)
     sft = GPT(CONFIG)
     steps = 60
-    config = GPTConfig(**{**CONFIG.__dict__, "dropout": 0.1})  # dropout in the policy, never in the reference
-    model = DPOModel.from_sft(
+    model = DPOModel.from_base(
         sft,
-        config,
+        dropout=0.1,  # dropout in the policy, never in the reference
         beta=0.5,
         max_steps=steps,
         optim=OptimConfig(lr=3e-3, warmup_steps=5, weight_decay=0.0, beta2=0.999),
@@ -187,7 +186,7 @@ def test_dpo_learns_a_preference(cpu_trainer, tmp_path: Path) -> None:
 def test_bf16_mixed_fit_and_checkpoint(cpu_trainer, tmp_path: Path) -> None:
     torch.manual_seed(0)
     sft = GPT(CONFIG)
-    model = DPOModel.from_sft(
+    model = DPOModel.from_base(
         sft,
         beta=0.25,
         label_smoothing=0.1,

@@ -30,7 +30,7 @@ from alignops.data.tokenizer import chat_template, load_tokenizer, train_tokeniz
 from models.generation import GenerationConfig, generate
 from models.gpt import GPT, GPTConfig
 from models.heads import ClassificationHead, ScalarHead
-from models.lm import CausalLM, SequenceClassifier
+from models.lm import ClassifierModule, LMModule
 from models.optim import lr_multiplier
 
 WORDS = "the a cat dog sat ran on under mat log good bad film book red blue sky apple was and".split()  # noqa: SIM905
@@ -78,7 +78,7 @@ def test_warmup_cosine_schedule() -> None:
     assert lam[20:] == pytest.approx([0.1] * 5)  # min_lr at max_steps, and after
     assert lr_multiplier("cosine", 0, warmup_steps=0, max_steps=10, min_lr_ratio=0.0) == 1.0
     with pytest.raises(ValueError, match="warmup_steps < max_steps"):
-        CausalLM(
+        LMModule(
             GPTConfig(n_layer=1, n_head=1, n_embd=8, vocab_size=16, block_size=8),
             max_steps=5,
             optim=OptimConfig(warmup_steps=5),
@@ -101,7 +101,7 @@ def test_causal_lm_learns_and_schedules(cpu_trainer, tok, tmp_path: Path) -> Non
     train, val = PackedBlocks(ids[n_val:], 32), PackedBlocks(ids[:n_val], 32)
     torch.manual_seed(0)
     steps = 80
-    model = CausalLM(gpt_config(tok), max_steps=steps, optim=OptimConfig(lr=3e-3, warmup_steps=8, min_lr_ratio=0.1))
+    model = LMModule(gpt_config(tok), max_steps=steps, optim=OptimConfig(lr=3e-3, warmup_steps=8, min_lr_ratio=0.1))
     initial = copy.deepcopy(model.state_dict())
     recorder = LossRecorder()
     t = cpu_trainer(max_steps=steps, callbacks=[recorder])
@@ -132,7 +132,7 @@ def test_val_loss_is_token_weighted(cpu_trainer, tok, tmp_path: Path) -> None:
     ds = SFTDataset(records, tok, max_len=32)
     collate = collate_right_pad(pad_id(tok))
     torch.manual_seed(0)
-    model = CausalLM(gpt_config(tok), max_steps=10, optim=OptimConfig(warmup_steps=0))
+    model = LMModule(gpt_config(tok), max_steps=10, optim=OptimConfig(warmup_steps=0))
     metrics = cpu_trainer().validate(
         model, resumable_loader(ds, batch_size=1, shuffle=False, collate_fn=collate), verbose=False
     )[0]
@@ -149,9 +149,7 @@ def test_val_loss_is_token_weighted(cpu_trainer, tok, tmp_path: Path) -> None:
 def test_sft_recites_a_trained_response(cpu_trainer, tok, tmp_path: Path) -> None:
     torch.manual_seed(0)
     base = GPT(gpt_config(tok))  # stands in for the pretrained base: SFT starts from its weights
-    model = CausalLM.from_gpt(
-        base.state_dict(), gpt_config(tok), max_steps=120, optim=OptimConfig(lr=3e-3, warmup_steps=5)
-    )
+    model = LMModule.from_base(base, max_steps=120, optim=OptimConfig(lr=3e-3, warmup_steps=5))
     assert torch.equal(model.model.transformer.wte.weight, base.transformer.wte.weight)
     ds = SFTDataset(SFT_PAIRS, tok, max_len=32)
     assert ds.truncated == 0
@@ -189,7 +187,7 @@ def test_sequence_classifier_learns_and_reports(cpu_trainer, tok, tmp_path: Path
     val = ClassificationDataset(sentiment_records(40, seed=2), tok, max_len=24, labels=labels)
     torch.manual_seed(0)
     backbone = GPT(gpt_config(tok))
-    model = SequenceClassifier.from_gpt(
+    model = ClassifierModule.from_base(
         backbone,
         labels=labels,
         max_steps=90,
@@ -221,7 +219,7 @@ def test_exact_resume_from_mid_training_checkpoint(cpu_trainer, tok, tmp_path: P
 
     def run(name: str, ckpt_path: Path | None, seed: int) -> dict[int, float]:
         torch.manual_seed(seed)
-        model = CausalLM(gpt_config(tok, dropout=0.1), max_steps=8, optim=OptimConfig(lr=1e-3, warmup_steps=2))
+        model = LMModule(gpt_config(tok, dropout=0.1), max_steps=8, optim=OptimConfig(lr=1e-3, warmup_steps=2))
         recorder = LossRecorder()
         checkpoints = L.pytorch.callbacks.ModelCheckpoint(
             dirpath=tmp_path / name, filename="{step}", every_n_train_steps=2, save_top_k=-1
@@ -244,14 +242,14 @@ def test_exact_resume_from_mid_training_checkpoint(cpu_trainer, tok, tmp_path: P
     assert set(checkpoint["rng_states"]) >= {"torch", "python"}
     loader_states = checkpoint["loops"]["fit_loop"]["state_dict"]["combined_loader"]
     assert loader_states == [dict(epoch=1, batches_done=1, batch_size=4, num_examples=12, seed=3, world_size=1)]
-    restored = CausalLM.load_from_checkpoint(tmp_path / "full" / "step=4.ckpt")
+    restored = LMModule.load_from_checkpoint(tmp_path / "full" / "step=4.ckpt")
     assert restored.model.config == gpt_config(tok, dropout=0.1)
 
 
 def test_bf16_mixed_fit_on_cpu(cpu_trainer, tok, tmp_path: Path) -> None:
     ids = encode_corpus(corpus(40), tok)
     torch.manual_seed(0)
-    model = CausalLM(gpt_config(tok), max_steps=2, optim=OptimConfig(lr=1e-3, warmup_steps=0))
+    model = LMModule(gpt_config(tok), max_steps=2, optim=OptimConfig(lr=1e-3, warmup_steps=0))
     recorder = LossRecorder()
     t = cpu_trainer(max_steps=2, precision="bf16-mixed", callbacks=[recorder])
     t.fit(model, resumable_loader(PackedBlocks(ids, 32), batch_size=4, seed=0))
@@ -266,7 +264,7 @@ def test_compiled_model_trains_like_eager(cpu_trainer, tok, tmp_path: Path) -> N
     losses = []
     for compile in (False, True):
         torch.manual_seed(0)
-        model = CausalLM(gpt_config(tok), max_steps=2, compile=compile, optim=OptimConfig(lr=1e-3, warmup_steps=0))
+        model = LMModule(gpt_config(tok), max_steps=2, compile=compile, optim=OptimConfig(lr=1e-3, warmup_steps=0))
         recorder = LossRecorder()
         cpu_trainer(max_steps=2, callbacks=[recorder]).fit(
             model, resumable_loader(PackedBlocks(ids, 32), batch_size=4, seed=0)

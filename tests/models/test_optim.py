@@ -14,7 +14,7 @@ from alignops.config import ConfigError, OptimConfig, list_presets, load_config
 from alignops.data.loaders import PackedBlocks, resumable_loader
 from alignops.stages import training
 from models.gpt import GPT, GPTConfig
-from models.lm import CausalLM
+from models.lm import LMModule
 from models.optim import OPTIMIZERS, SCHEDULES, add_penalty_gradients, build, lr_multiplier
 
 GPT_SHAPE = dict(vocab_size=32, block_size=16, n_layer=1, n_head=2, n_embd=16)
@@ -31,7 +31,7 @@ def _stream(n: int = 4000, seed: int = 0) -> torch.Tensor:
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_each_optimizer_builds_and_steps(name):
     torch.manual_seed(0)
-    module = CausalLM(GPTConfig(**GPT_SHAPE), optim=OptimConfig(optimizer=name, lr=1e-2, warmup_steps=0), max_steps=10)
+    module = LMModule(GPTConfig(**GPT_SHAPE), optim=OptimConfig(optimizer=name, lr=1e-2, warmup_steps=0), max_steps=10)
     optimizer, scheduler = build(module, module.hparams.optim, module.hparams.max_steps)
     assert type(optimizer).__name__.lower() == name
     decayed, rest = optimizer.param_groups
@@ -62,7 +62,7 @@ def test_schedules_warm_up_then_follow_their_curve():
     assert curve["cosine"][20:] == pytest.approx([0.1] * 5) and curve["linear"][20:] == pytest.approx([0.1] * 5)
     assert curve["constant"][4:] == [1.0] * 21
     # the built scheduler follows the same curve, times the peak lr
-    module = CausalLM(
+    module = LMModule(
         GPTConfig(**GPT_SHAPE), optim=OptimConfig(lr=0.5, schedule="linear", warmup_steps=4), max_steps=20
     )
     optimizer, scheduler = build(module, module.hparams.optim, 20)
@@ -87,9 +87,9 @@ def test_penalty_gradients_by_hand():
     assert not layer[0].bias.grad.any() and not layer[1].weight.grad.any()  # biases and norms are not penalised
 
 
-def _fit(optim: OptimConfig, steps: int = 30) -> tuple[CausalLM, L.Trainer]:
+def _fit(optim: OptimConfig, steps: int = 30) -> tuple[LMModule, L.Trainer]:
     torch.manual_seed(0)
-    module = CausalLM(GPTConfig(**GPT_SHAPE), optim=optim, max_steps=steps)
+    module = LMModule(GPTConfig(**GPT_SHAPE), optim=optim, max_steps=steps)
     trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps, logger=False, enable_progress_bar=False,
                         enable_model_summary=False, enable_checkpointing=False)  # fmt: skip
     trainer.fit(module, resumable_loader(PackedBlocks(_stream(), 16), batch_size=8, seed=0))
@@ -97,7 +97,7 @@ def _fit(optim: OptimConfig, steps: int = 30) -> tuple[CausalLM, L.Trainer]:
 
 
 def test_l1_and_l2_shrink_the_weights_they_penalise():
-    def size(module: CausalLM, p: int) -> float:
+    def size(module: LMModule, p: int) -> float:
         return float(
             sum(w.detach().abs().pow(p).sum() for w in module.model.transformer.h[0].mlp.parameters() if w.dim() == 2)
         )
@@ -121,8 +121,8 @@ def test_dropout_is_active_in_train_mode_only():
     assert torch.equal(gpt(ids), gpt(ids))
 
 
-class _ScriptedValidation(CausalLM):
-    """A CausalLM whose monitored val/score follows a script: best at the second validation, worse after."""
+class _ScriptedValidation(LMModule):
+    """A LMModule whose monitored val/score follows a script: best at the second validation, worse after."""
 
     SCRIPT = (0.5, 0.9, 0.7, 0.6, 0.4, 0.3)
 
@@ -166,7 +166,7 @@ def test_early_stopping_publishes_the_best_checkpoint_not_the_last(home):
 def test_without_early_stopping_the_last_weights_are_published(home):
     cfg = load_config("tiny", ["trainer.accelerator=cpu", "trainer.devices=1"])
     train = cfg.pretrain.model_copy(update=dict(max_steps=4, warmup_steps=0, val_every_n_steps=2, val_batches=1))
-    module = CausalLM(GPTConfig(**GPT_SHAPE), **training.optim_hparams(train))
+    module = LMModule(GPTConfig(**GPT_SHAPE), **training.optim_hparams(train))
     trainer = L.Trainer(**training.trainer_kwargs(cfg, train, training.StageDir("t", {}), logger=False),
                         enable_progress_bar=False)  # fmt: skip
     blocks = PackedBlocks(_stream(400), 16)

@@ -127,7 +127,7 @@ def test_reward_rises_with_bounded_kl_and_every_trainable_parameter_moves(tmp_pa
     trained = [k for k in after if k.startswith(("model.", "value_head."))]
     assert [k for k in trained if torch.equal(before[k], after[k])] == []  # every trainable parameter moved
     assert all(torch.equal(before[k], after[k]) for k in after if k.startswith("reference."))
-    assert model.policy_gpt() is model.model and not model.reference.transformer.wte.weight.requires_grad
+    assert model.policy_model() is model.model and not model.reference.transformer.wte.weight.requires_grad
 
 
 def exact_kl(model: PPOModule) -> float:

@@ -105,7 +105,7 @@ def test_reward_model_learns_a_preference(cpu_trainer, tok, tmp_path: Path) -> N
     torch.manual_seed(0)
     sft = GPT(gpt_config(tok))  # stands in for the SFT model the reward model starts from
     steps = 80
-    model = RewardModel.from_gpt(
+    model = RewardModel.from_base(
         sft, max_steps=steps, optim=OptimConfig(lr=3e-3, weight_decay=0.0, warmup_steps=5, beta2=0.999)
     )
     assert torch.equal(model.model.transformer.h[0].attn.c_attn.weight, sft.transformer.h[0].attn.c_attn.weight)

@@ -180,11 +180,11 @@ def test_every_training_module_rebuilds_from_its_hparams() -> None:
 
     from models.dpo import DPOModel
     from models.gpt import GPTConfig
-    from models.lm import CausalLM, SequenceClassifier
+    from models.lm import ClassifierModule, LMModule
     from models.reward import RewardModel
 
     gpt = asdict(GPTConfig(vocab_size=64, block_size=8, n_layer=1, n_head=2, n_embd=16))
-    for module in (CausalLM(gpt), SequenceClassifier(gpt, labels=["a", "b"]), RewardModel(gpt), DPOModel(gpt)):
+    for module in (LMModule(gpt), ClassifierModule(gpt, labels=["a", "b"]), RewardModel(gpt), DPOModel(gpt)):
         copy = type(module)(**module.hparams)
         copy.load_state_dict(module.state_dict())  # strict: the same parameters, of the same shapes
         assert type(copy) is type(module) and copy.hparams == module.hparams
