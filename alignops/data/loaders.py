@@ -27,8 +27,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from alignops.chat import ChatTokenizer, chat_tokenizer, response_labels
 from alignops.config import SPECIAL_TOKENS
-from alignops.data.tokenizer import chat_messages, chat_template
 
 EOS, PAD = SPECIAL_TOKENS[0], SPECIAL_TOKENS[1]
 IGNORE_INDEX = -100  # labels value that cross-entropy skips (torch's default ignore_index)
@@ -44,7 +44,10 @@ def special_id(tokenizer, token: str) -> int:
 
 
 def pad_id(tokenizer) -> int:
-    return special_id(tokenizer, PAD)
+    """The pad id of the project's tokenizer (an error if it has none), or of any other (alignops.chat)."""
+    from tokenizers import Tokenizer
+
+    return special_id(tokenizer, PAD) if isinstance(tokenizer, Tokenizer) else chat_tokenizer(tokenizer).pad_id
 
 
 def encode_corpus(texts: Sequence[str], tokenizer) -> Tensor:
@@ -84,40 +87,55 @@ class PackedBlocks(Dataset):
         return dict(input_ids=block, labels=block, attention_mask=torch.ones_like(block))
 
 
-class SFTDataset(Dataset):
-    """Prompt/response pairs in the chat template, learning only the response and its <|endoftext|>.
+def pair_window(prompt: list[int], response: list[int], max_len: int) -> tuple[list[int], list[int], bool]:
+    """prompt + response in at most max_len tokens, its labels (-100 on the prompt: only the response is learned or
+    scored), and whether it was cut. The prompt keeps its end (the part nearest the response), at most what the
+    response leaves and never less than half the window; the response keeps its start, so every pair keeps at
+    least one response token."""
+    cut = len(prompt) + len(response) > max_len
+    if cut:
+        prompt = prompt[-max(max_len - len(response), max_len // 2) :]
+        response = response[: max_len - len(prompt)]
+    return prompt + response, [IGNORE_INDEX] * len(prompt) + response, cut
 
+
+def chat_example(tok: ChatTokenizer, prompt: str | list[dict[str, str]], response: str, max_len: int):
+    """(input_ids, labels, cut) of one exchange in the base's own chat template (alignops.chat.response_labels):
+    the prompt's tokens as the model is given them at generation time, then the response and the EOS that ends
+    it, learned; windowed to max_len by pair_window. What the template writes after that EOS (ChatML's newline) is
+    left out: it is never learned, and a policy's sampled response ends at its EOS too, so the reward model
+    scores the same shape in training and in PPO."""
+    example = response_labels(tok, prompt, response)
+    n = example.prompt_length
+    end = n + next(i for i, label in enumerate(example.labels[n:]) if label == tok.eos_id) + 1
+    return pair_window(example.input_ids[:n], example.input_ids[n:end], max_len)
+
+
+class SFTDataset(Dataset):
+    """Prompt/response pairs in the base's chat template, learning only the response and its EOS (chat_example).
+
+    tokenizer: the base's (the project's BPE or a transformers tokenizer) or its alignops.chat.ChatTokenizer.
     Prompt and response are tokenized apart, so the prompt's tokens are exactly what the model is given at
-    generation time (chat_template(prompt)). Labels are -100 on the prompt, up to and including
-    "<|assistant|>\\n". A pair longer than max_len gets a window: the prompt keeps its end (the part nearest
-    the response), at most what the response leaves and never less than half the window; the response keeps
-    its start. Every pair keeps at least one response token; `truncated` counts the pairs that were cut."""
+    generation time. An imported chat (messages) is the conversation so far, its response the final assistant
+    turn. A pair longer than max_len gets a window (pair_window); `truncated` counts the pairs that were cut."""
 
     def __init__(self, records: Sequence[dict[str, Any]], tokenizer, max_len: int) -> None:
         if max_len < 2:
             raise ValueError(f"max_len must be >= 2, got {max_len}")
-        # an imported chat (messages) is rendered whole; its response is its final assistant turn
-        prompts = tokenizer.encode_batch(
-            [chat_messages(r["messages"]) if r.get("messages") else chat_template(r["prompt"]) for r in records]
-        )
-        responses = tokenizer.encode_batch([r["response"] + EOS for r in records])
-        self.examples: list[tuple[Tensor, int]] = []  # (ids, number of prompt tokens)
+        tok = chat_tokenizer(tokenizer)
+        self.examples: list[tuple[Tensor, Tensor]] = []  # (input_ids, labels)
         self.truncated = 0
-        for prompt, response in zip(prompts, responses, strict=True):
-            p, r = prompt.ids, response.ids
-            if len(p) + len(r) > max_len:
-                self.truncated += 1
-                p = p[-max(max_len - len(r), max_len // 2) :]
-                r = r[: max_len - len(p)]
-            self.examples.append((torch.tensor(p + r, dtype=torch.long), len(p)))
+        for r in records:
+            prompt = r["messages"][:-1] if r.get("messages") else r["prompt"]
+            ids, labels, cut = chat_example(tok, prompt, r["response"], max_len)
+            self.truncated += cut
+            self.examples.append((torch.tensor(ids, dtype=torch.long), torch.tensor(labels, dtype=torch.long)))
 
     def __len__(self) -> int:
         return len(self.examples)
 
     def __getitem__(self, i: int) -> Example:
-        ids, n_prompt = self.examples[i]
-        labels = ids.clone()
-        labels[:n_prompt] = IGNORE_INDEX
+        ids, labels = self.examples[i]
         return dict(input_ids=ids, labels=labels)
 
 
@@ -130,14 +148,13 @@ class ClassificationDataset(Dataset):
     def __init__(self, records: Sequence[dict[str, Any]], tokenizer, max_len: int, labels: Sequence[str]) -> None:
         index = {name: i for i, name in enumerate(labels)}
         self.examples: list[tuple[Tensor, int]] = []
-        for n, (record, encoding) in enumerate(
-            zip(records, tokenizer.encode_batch([r["text"] for r in records]), strict=True)
-        ):
+        encoded = chat_tokenizer(tokenizer).encode_batch([r["text"] for r in records])  # any base's tokenizer
+        for n, (record, ids) in enumerate(zip(records, encoded, strict=True)):
             if record["label"] not in index:
                 raise ValueError(f"record {n}: label {record['label']!r} is not one of {list(labels)}")
-            if not encoding.ids:
+            if not ids:
                 raise ValueError(f"record {n}: text {record['text']!r} has no tokens")
-            self.examples.append((torch.tensor(encoding.ids[:max_len], dtype=torch.long), index[record["label"]]))
+            self.examples.append((torch.tensor(ids[:max_len], dtype=torch.long), index[record["label"]]))
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -299,12 +316,11 @@ def unigram_baseline_loss(train_ids: Tensor, val_ids: Tensor, vocab_size: int) -
 
 
 class PromptDataset(Dataset):
-    """Prompts in the chat template, as a policy continues them (PPO rollouts); a long prompt keeps its end."""
+    """Prompts in the base's chat template, as a policy continues them (PPO rollouts); a long prompt keeps its end."""
 
     def __init__(self, prompts: Sequence[str], tokenizer, max_len: int) -> None:
-        self.examples = [
-            torch.tensor(e.ids[-max_len:]) for e in tokenizer.encode_batch([chat_template(p) for p in prompts])
-        ]
+        tok = chat_tokenizer(tokenizer)
+        self.examples = [torch.tensor(ids[-max_len:]) for ids in tok.encode_batch([tok.chat(p) for p in prompts])]
 
     def __len__(self) -> int:
         return len(self.examples)

@@ -23,9 +23,9 @@ from typing import Any, Literal
 import torch
 from torch.utils.data import Dataset
 
+from alignops.chat import chat_tokenizer
 from alignops.data.datasets import ranking_pairs
-from alignops.data.loaders import EOS, IGNORE_INDEX, Example, collate_right_pad
-from alignops.data.tokenizer import chat_template
+from alignops.data.loaders import Example, chat_example, collate_right_pad
 
 
 @dataclass(frozen=True)
@@ -67,35 +67,23 @@ def expand_rankings(
     return pairs
 
 
-def pair_window(prompt: list[int], response: list[int], max_len: int) -> tuple[list[int], list[int], bool]:
-    """prompt + response in at most max_len tokens, its labels (-100 on the prompt: DPO scores the response only),
-    and whether it was cut: loaders.SFTDataset's rule, the prompt keeps its end (at most what the response leaves,
-    never less than half the window), the response its start."""
-    cut = len(prompt) + len(response) > max_len
-    if cut:
-        prompt = prompt[-max(max_len - len(response), max_len // 2) :]
-        response = response[: max_len - len(prompt)]
-    return prompt + response, [IGNORE_INDEX] * len(prompt) + response, cut
-
-
 class PairDataset(Dataset):
-    """Pairs in the chat template, chat_template(prompt, response), as token ids.
+    """Pairs in the base's chat template as token ids, each side an SFT example (loaders.chat_example).
 
     Prompt and response are tokenized apart, as in loaders.SFTDataset, so the prompt's tokens are exactly what the
     policy is given and the reward model scores the same ids that PPO will hand it. A side longer than max_len is
-    cut as SFTDataset cuts it; `truncated` counts the pairs with a side cut."""
+    cut as SFTDataset cuts it; `truncated` counts the pairs with a side cut. tokenizer: the base's, or its
+    alignops.chat.ChatTokenizer."""
 
     def __init__(self, pairs: Sequence[Pair], tokenizer, max_len: int) -> None:
         if max_len < 2:
             raise ValueError(f"max_len must be >= 2, got {max_len}")
-        prompts = tokenizer.encode_batch([chat_template(p.prompt) for p in pairs])
-        chosen = tokenizer.encode_batch([p.chosen + EOS for p in pairs])
-        rejected = tokenizer.encode_batch([p.rejected + EOS for p in pairs])
+        tok = chat_tokenizer(tokenizer)
         self.examples: list[Example] = []
         self.truncated = 0
-        for pair, prompt, c, r in zip(pairs, prompts, chosen, rejected, strict=True):
-            chosen_ids, chosen_labels, cut_c = pair_window(prompt.ids, c.ids, max_len)
-            rejected_ids, rejected_labels, cut_r = pair_window(prompt.ids, r.ids, max_len)
+        for pair in pairs:
+            chosen_ids, chosen_labels, cut_c = chat_example(tok, pair.prompt, pair.chosen, max_len)
+            rejected_ids, rejected_labels, cut_r = chat_example(tok, pair.prompt, pair.rejected, max_len)
             self.truncated += cut_c or cut_r
             self.examples.append(
                 dict(

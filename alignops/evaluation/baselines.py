@@ -179,24 +179,23 @@ def baseline_metrics(cfg: Any, model: Any, metrics: dict[str, float]) -> dict[st
     perplexities and their margin when the model has an eval/ppl, the bag-of-words figures and the F1 margin when it
     has an eval/f1, each baseline fit on the train split and scored on the model's own held-out examples."""
     from alignops.data import datasets
-    from alignops.data.loaders import encode_corpus
-    from alignops.evaluation.scoring import scored_blocks
-    from alignops.stages import training
-    from alignops.stages.classify import LABELS
+    from alignops.evaluation.classification import LABELS
+    from alignops.evaluation.scoring import corpus_ids, scored_blocks
+    from alignops.stages.training import spread
 
     out: dict[str, float] = {}
     if "eval/ppl" in metrics:
         texts = {s: [r["text"] for r in datasets.load_split(cfg.data.data_dir, "corpus", s)] for s in ("train", "test")}
-        test_ids = encode_corpus(texts["test"], model.tokenizer)
-        blocks = scored_blocks(test_ids, model.gpt.config.block_size, cfg.evaluate.max_lm_tokens)
-        train_ids = encode_corpus(texts["train"], model.tokenizer).numpy()
-        out |= language_model_baselines(train_ids, blocks.numpy(), model.tokenizer.get_vocab_size(),
-                                        metrics["eval/ppl"])  # fmt: skip
+        test_ids = corpus_ids(model.tokenizer, texts["test"])
+        blocks = scored_blocks(test_ids, model.gpt.max_positions, cfg.evaluate.max_lm_tokens)
+        train_ids = corpus_ids(model.tokenizer, texts["train"]).numpy()
+        vocab = len(model.tokenizer) if hasattr(model.tokenizer, "__len__") else model.tokenizer.get_vocab_size()
+        out |= language_model_baselines(train_ids, blocks.numpy(), vocab, metrics["eval/ppl"])
     if "eval/f1" in metrics:
         train = datasets.load_split(cfg.data.data_dir, "classification", "train")
-        # the examples evaluate.classification scored the model on
-        test = training.spread(datasets.load_split(cfg.data.data_dir, "classification", "test"),
-                               cfg.evaluate.max_classification_examples)  # fmt: skip
+        # the examples evaluation.classification scored the model on
+        test = spread(datasets.load_split(cfg.data.data_dir, "classification", "test"),
+                      cfg.evaluate.max_classification_examples)  # fmt: skip
         labels = list(model.meta.labels or LABELS)
         out |= classification_baseline(train, test, labels, metrics["eval/f1"], cfg.seed)
     return out

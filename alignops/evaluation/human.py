@@ -3,6 +3,7 @@ ties apart) with Wilson and bootstrap intervals, inter-annotator agreement (Krip
 behind each figure.
 
     metrics = summarize(store.ratings(uri), store.judgments(uri))
+    metrics = summarize_version(uri)      # the same, read from the preference store (counts 0 when there is none)
     # {"human/ratings": 12, "human/raters": 3, "human/mean_rating": 3.9, "human/mean_helpful": 4.1, ...,
     #  "human/judgments": 30, "human/win_rate_wins": 15, "_losses": 10, "_ties": 5, "human/win_rate": 0.6,
     #  "human/win_rate_low": 0.41, "human/win_rate_high": 0.77, "human/win_rate_boot_low": ..., "_boot_high": ...,
@@ -135,3 +136,19 @@ def judgment_metrics(judgments: Sequence[Any]) -> dict[str, float]:
 def summarize(ratings: Sequence[Any], judgments: Sequence[Any]) -> dict[str, float]:
     """Every human/... metric of one model version: counts always, figures only where there is data."""
     return rating_metrics(ratings) | judgment_metrics(judgments)
+
+
+def summarize_version(model_uri: str) -> dict[str, float]:
+    """human/... metrics of a model version from the preference store; counts of 0 when it holds none."""
+    from pathlib import Path
+
+    from alignops.feedback.store import Store, database_url
+
+    url = database_url()
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
+        return summarize([], [])  # no store yet: nobody has rated anything (and evaluation creates none)
+    store = Store(url)
+    try:
+        return summarize(store.ratings(model_uri), store.judgments(model_uri))
+    finally:
+        store.close()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from alignops import tracking
 from alignops.data.ner import ENTITY_TYPES, TAGS, entities
 
 KIND = "tagger"  # ModelMeta.kind of a ner model
@@ -236,19 +237,19 @@ def evaluate_registered(cfg, uri: str, folder: Path, parent_run_id: str | None =
     the figure; the version is tagged with the run like every evaluated model. Returns (run id, metrics)."""
     import hashlib
 
-    from alignops import settings, tracking
+    from alignops import settings
     from alignops.data import datasets
 
     test = spread_test(cfg)
     with tracking.stage_run("evaluate", cfg, cfg.evaluate, parent_run_id) as stage:
-        stage.set_tags({"alignops.model": uri, "alignops.model_kind": KIND, "alignops.eval_baseline": "none"})
+        stage.set_tags({tracking.MODEL_TAG: uri, tracking.MODEL_KIND_TAG: KIND, tracking.EVAL_BASELINE_TAG: "none"})
         out_dir = settings.home() / "evaluations" / stage.run_id
         found = report(cfg, Tagger.from_dir(folder, cfg.ner.max_len), test, "eval", out_dir)
         path = datasets.split_files(cfg.data.data_dir)["ner/test"]
         stage.log_datasets({"ner/test": (path, hashlib.md5(path.read_bytes()).hexdigest())}, context="evaluation")
         stage.log_metrics(found.metrics)
         stage.log_artifact(found.figure, "figures")
-        if uri.startswith("models:/"):
+        if tracking.ModelRef.is_registry_uri(uri):
             tags = {tracking.EVAL_RUN_TAG: stage.run_id, tracking.EVAL_BASELINE_TAG: "none"}
             tracking.set_model_version_tags(uri, tags)
         return stage.run_id, found.metrics

@@ -5,10 +5,12 @@ classifier predictions, generation with lengths and EOS, KL to a reference, rewa
     out = generate_responses(gpt, tok, prompts, max_new_tokens=48, batch_size=16, sample=True, seed=0)
     out.texts, out.lengths, out.eos                                       # one per prompt
     kls = sequence_kl(policy, reference, out, pad_id=pad, batch_size=16)  # nats per response
-    scores = reward_scores(reward_model, prompts, out.texts, batch_size=16)
+    scores = reward_scores(reward_model, out, batch_size=16)              # the sampled ids, as PPO scores them
+    scores = text_reward_scores(reward_model, prompts, texts, batch_size=16)   # texts, as ranked pairs train it
 
-Models are alignops.artifacts.LoadedModel (gpt, tokenizer, head) or a bare GPT; everything runs on the model's
-device and returns plain Python numbers.
+Models are alignops.artifacts.LoadedModel (gpt, tokenizer, head) or a bare model: any models.base.CausalLM (the
+project's GPT or a Hugging Face causal LM) with its tokenizer (a tokenizers.Tokenizer, a transformers tokenizer,
+or their alignops.chat.ChatTokenizer); everything runs on the model's device and returns plain Python numbers.
 """
 
 from __future__ import annotations
@@ -20,15 +22,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from alignops.data.loaders import EOS, IGNORE_INDEX, PackedBlocks, collate_left_pad, collate_right_pad, pad_id
-from alignops.data.tokenizer import chat_template, decode_batch
+from alignops.chat import chat_tokenizer
+from alignops.data.loaders import IGNORE_INDEX, PackedBlocks, collate_left_pad, collate_right_pad, pair_window
+from models.base import CausalLM
 from models.generation import GenerationConfig, generate
-from models.gpt import GPT
 from models.heads import last_token
 
 
-def _device(gpt: GPT) -> torch.device:
+def _device(gpt: CausalLM) -> torch.device:
     return next(gpt.parameters()).device
+
+
+def corpus_ids(tokenizer, texts: Sequence[str]) -> Tensor:
+    """All texts as one 1-D LongTensor, each text's ids followed by the tokenizer's EOS (the document separator):
+    alignops.data.loaders.encode_corpus for any tokenizer (a tokenizers.Tokenizer, a transformers one)."""
+    tok = chat_tokenizer(tokenizer)
+    return torch.tensor([t for ids in tok.encode_batch(list(texts)) for t in [*ids, tok.eos_id]], dtype=torch.long)
 
 
 def scored_blocks(token_ids: Tensor, block_size: int, max_tokens: int | None = None) -> Tensor:
@@ -47,11 +56,11 @@ def scored_blocks(token_ids: Tensor, block_size: int, max_tokens: int | None = N
 
 
 @torch.inference_mode()
-def lm_loss(gpt: GPT, token_ids: Tensor, batch_size: int, max_tokens: int | None = None) -> tuple[float, int]:
+def lm_loss(gpt: CausalLM, token_ids: Tensor, batch_size: int, max_tokens: int | None = None) -> tuple[float, int]:
     """(mean next-token cross-entropy, number of predicted tokens) over a 1-D token stream cut into blocks of the
     model's context, every next-token pair counted once as in pretraining's validation. max_tokens: score only
     about that many, in blocks spread evenly over the stream (the corpus is ordered by source)."""
-    rows = scored_blocks(token_ids, gpt.config.block_size, max_tokens)
+    rows = scored_blocks(token_ids, gpt.max_positions, max_tokens)
     total, n = 0.0, 0
     for start in range(0, len(rows), batch_size):
         ids = rows[start : start + batch_size].to(_device(gpt))
@@ -62,7 +71,7 @@ def lm_loss(gpt: GPT, token_ids: Tensor, batch_size: int, max_tokens: int | None
 
 
 @torch.inference_mode()
-def response_loss(gpt: GPT, examples: Sequence[dict[str, Tensor]], pad: int, batch_size: int) -> tuple[float, int]:
+def response_loss(gpt: CausalLM, examples: Sequence[dict[str, Tensor]], pad: int, batch_size: int) -> tuple[float, int]:
     """(mean cross-entropy of the labelled tokens, their number) over SFT examples (alignops.data.loaders.SFTDataset
     items: input_ids, labels with -100 on the prompt)."""
     collate = collate_right_pad(pad)
@@ -87,7 +96,7 @@ def _right_padded(rows: list[list[int]], pad: int, device: torch.device) -> tupl
 
 
 @torch.inference_mode()
-def head_outputs(gpt: GPT, head: torch.nn.Module, rows: list[list[int]], pad: int, batch_size: int) -> Tensor:
+def head_outputs(gpt: CausalLM, head: torch.nn.Module, rows: list[list[int]], pad: int, batch_size: int) -> Tensor:
     """The head (class logits or a scalar reward) on each token row's last real token: (N, ...) on the CPU."""
     head.eval()
     out = []
@@ -100,18 +109,35 @@ def head_outputs(gpt: GPT, head: torch.nn.Module, rows: list[list[int]], pad: in
 
 def classify(model, texts: Sequence[str], labels: Sequence[str], max_len: int, batch_size: int) -> list[str]:
     """A classifier model's label for each text, reading its first max_len tokens (as it was trained)."""
-    rows = [e.ids[:max_len] or [pad_id(model.tokenizer)] for e in model.tokenizer.encode_batch(list(texts))]
-    logits = head_outputs(model.gpt, model.head, rows, pad_id(model.tokenizer), batch_size)
+    tok = chat_tokenizer(model.tokenizer)
+    rows = [ids[:max_len] or [tok.pad_id] for ids in tok.encode_batch(list(texts))]
+    logits = head_outputs(model.gpt, model.head, rows, tok.pad_id, batch_size)
     return [labels[i] for i in logits.argmax(dim=-1).tolist()]
 
 
-def reward_scores(model, prompts: Sequence[str], responses: Sequence[str], batch_size: int) -> list[float]:
-    """A reward model's score of each (prompt, response) in the chat template, keeping the end of a long one
-    (as PPO scores: the response and its end are what is judged)."""
-    block = model.gpt.config.block_size
-    texts = [chat_template(p, r) for p, r in zip(prompts, responses, strict=True)]
-    rows = [e.ids[-block:] for e in model.tokenizer.encode_batch(texts)]
-    return head_outputs(model.gpt, model.head, rows, pad_id(model.tokenizer), batch_size).tolist()
+def reward_scores(model, responses: Responses, batch_size: int) -> list[float]:
+    """A reward model's score of each sampled response exactly as PPO scores it in training
+    (models.ppo.module.PPOModule._score): the sampled token ids themselves, prompt then response, EOS only where
+    the policy produced it, a token sampled mid-response (a pad id too) kept; a long one keeps its end. Decoding
+    and re-encoding would change both: the text loses the EOS and pad ids and may tokenize differently. The
+    reward model must read the policy's tokenizer (PPO refuses any other; text_reward_scores does not need it)."""
+    block = model.gpt.max_positions
+    rows = [(p + r)[-block:] for p, r in zip(responses.prompt_ids, responses.response_ids, strict=True)]
+    return head_outputs(model.gpt, model.head, rows, chat_tokenizer(model.tokenizer).pad_id, batch_size).tolist()
+
+
+def text_reward_scores(
+    model, prompts: Sequence[str], responses: Sequence[str], batch_size: int, ended: Sequence[bool] | None = None
+) -> list[float]:
+    """A reward model's score of (prompt, response) texts, tokenized as its ranked pairs were in training
+    (alignops.data.preferences.PairDataset): the prompt in the chat template and the response apart, EOS after
+    each response that ended (ended[i]; default all, as a ranked response has), cut by pair_window."""
+    tok = chat_tokenizer(model.tokenizer)
+    ended = [True] * len(responses) if ended is None else list(ended)
+    prompt_ids = tok.encode_batch([tok.chat(p) for p in prompts])
+    response_ids = [ids + [tok.eos_id] * e for ids, e in zip(tok.encode_batch(list(responses)), ended, strict=True)]
+    rows = [pair_window(p, r, model.gpt.max_positions)[0] for p, r in zip(prompt_ids, response_ids, strict=True)]
+    return head_outputs(model.gpt, model.head, rows, tok.pad_id, batch_size).tolist()
 
 
 @dataclass(frozen=True)
@@ -130,7 +156,7 @@ class Responses:
 
 @torch.inference_mode()
 def generate_responses(
-    gpt: GPT,
+    gpt: CausalLM,
     tokenizer,
     prompts: Sequence[str],
     max_new_tokens: int,
@@ -141,15 +167,16 @@ def generate_responses(
 ) -> Responses:
     """Complete each prompt: greedy, or sampled at temperature 1 with a seed per batch (batch b uses seed + b), so
     two models given the same prompts in the same order draw from the same random streams."""
-    eos, pad = tokenizer.token_to_id(EOS), pad_id(tokenizer)
-    room = gpt.config.block_size - max_new_tokens
+    tok = chat_tokenizer(tokenizer)
+    eos, pad = tok.eos_id, tok.pad_id
+    room = gpt.max_positions - max_new_tokens
     if room < 1:
         raise ValueError(
             f"evaluate.max_new_tokens={max_new_tokens} leaves no room for a prompt in the model's "
-            f"{gpt.config.block_size}-token context: lower it."
+            f"{gpt.max_positions}-token context: lower it."
         )
-    texts = [chat_template(p) if chat else p for p in prompts]
-    prompt_ids = [e.ids[-room:] for e in tokenizer.encode_batch(texts)]
+    texts = [tok.chat(p) if chat else p for p in prompts]
+    prompt_ids = [ids[-room:] for ids in tok.encode_batch(texts)]
     collate = collate_left_pad(pad)
     response_ids: list[list[int]] = []
     for b, start in enumerate(range(0, len(prompt_ids), batch_size)):
@@ -162,12 +189,12 @@ def generate_responses(
         width = ids.size(1)
         response_ids += [sequences[row, width : width + n].tolist() for row, n in enumerate(lengths.tolist())]
     ended = [bool(r) and r[-1] == eos for r in response_ids]
-    decoded = decode_batch(tokenizer, [[t for t in r if t not in (eos, pad)] for r in response_ids])
+    decoded = [tok.decode(r) for r in response_ids]  # EOS and padding (special tokens) left out
     return Responses(decoded, prompt_ids, response_ids, ended)
 
 
 @torch.inference_mode()
-def sequence_kl(policy: GPT, reference: GPT, responses: Responses, pad: int, batch_size: int) -> list[float]:
+def sequence_kl(policy: CausalLM, reference: CausalLM, responses: Responses, pad: int, batch_size: int) -> list[float]:
     """KL(policy || reference) of each response in nats: the exact KL between the two next-token distributions,
     summed over the response's positions. With sampled responses its mean estimates the sequence-level KL, with
     less variance than log-ratios of the sampled tokens (what PPO's ppo/kl logs)."""

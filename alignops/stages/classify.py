@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from alignops import tracking
-from alignops.artifacts import TOKENIZER_FILE, ModelMeta
 from alignops.config import PipelineConfig
 from alignops.data import datasets
 from alignops.stages import training
@@ -65,20 +64,20 @@ def confusion_figure(matrix, labels: list[str], path: Path) -> Path:
 
 def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.TrainResult:
     require_valid(cfg)
-    from alignops.data.loaders import ClassificationDataset, collate_right_pad, pad_id, resumable_loader
+    from alignops.data.loaders import ClassificationDataset, collate_right_pad, resumable_loader
     from models.lm import ClassifierModule
 
     start = training.start_from_base(cfg, "classify", cfg.classify)
-    base, base_uri, base_dir, stage_dir = start.model, start.uri, start.folder, start.stage_dir
-    data_version, resume_run_id, ckpt = start.data_version, start.resume_run_id, start.checkpoint
+    base, base_uri, stage_dir = start.model, start.uri, start.stage_dir
+    resume_run_id, ckpt = start.resume_run_id, start.checkpoint
     train_records = training.spread(_records(cfg, "train"), cfg.classify.max_train_examples)
     test_records = _records(cfg, "test")
-    max_len = min(cfg.classify.max_len, base.gpt.config.block_size)
+    max_len = min(cfg.classify.max_len, base.gpt.max_positions)
     sets = {
-        name: ClassificationDataset(records, base.tokenizer, max_len, LABELS)
+        name: ClassificationDataset(records, start.chat, max_len, LABELS)
         for name, records in (("train", train_records), ("val", _records(cfg, "val")), ("test", test_records))
     }
-    collate = collate_right_pad(pad_id(base.tokenizer))
+    collate = collate_right_pad(start.chat.pad_id)
     batch = cfg.classify.batch_size
     loaders = {
         name: resumable_loader(ds, batch, seed=cfg.seed, shuffle=name == "train", collate_fn=collate)
@@ -89,14 +88,16 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
         dropout=cfg.model.dropout,
         labels=LABELS,
         compile=cfg.trainer.compile,
-        **training.optim_hparams(cfg.classify),
+        **training.finetune_hparams(cfg.classify),
     )
 
     with tracking.stage_run("classify", cfg, cfg.classify, parent_run_id, resume_run_id) as stage:
-        stage_dir.started(stage.run_id)
+        start.started(stage.run_id)
         if resume_run_id is None:
-            stage.set_tags({"alignops.parent_model": base_uri})
-            stage.log_metrics({f"data/{name}_examples": len(ds) for name, ds in sets.items()})
+            stage.set_tags({tracking.PARENT_MODEL_TAG: base_uri})
+            stage.log_metrics(
+                {f"data/{name}_examples": len(ds) for name, ds in sets.items()} | training.parameter_counts(module)
+            )
         trainer = training.trainer(cfg, cfg.classify, stage_dir, tracking.lightning_logger(stage.run_id))
         trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=ckpt)
         best = training.best_checkpoint(trainer)  # early stopping: test the weights that get published
@@ -112,26 +113,8 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
         )
         stage.log_artifact(figure, "figures")
 
-        meta = ModelMeta(
-            extra=training.saved_hparams(cfg, "classify"),
-            kind="classifier",
-            stage="classify",
-            labels=LABELS,
-            data_version=data_version,
-            tokenizer_sha256=base.meta.tokenizer_sha256,
-            parent=base_uri,
-        )
         whole = training.trained(trainer, module)  # whole weights under FSDP too
         uri, version, model_dir = training.publish(
-            cfg,
-            "classify",
-            cfg.classify,
-            stage_dir,
-            stage.run_id,
-            "classifier",
-            whole.model,
-            base_dir / TOKENIZER_FILE,
-            meta,
-            head=whole.head,
+            start, whole.export(), registered="classifier", kind="classifier", head=whole.head, labels=LABELS
         )
         return training.TrainResult(stage.run_id, uri, version, metrics, model_dir)

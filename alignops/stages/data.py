@@ -56,7 +56,7 @@ def build(
             run.log_metrics({"data/imports": len(replayed)})
         progress("recording the version with DVC")
         version = versioning.track(cfg.data.data_dir)
-        run.set_tags({"alignops.data_version": version})
+        run.set_tags({tracking.DATA_VERSION_TAG: version})
         run.log_metrics(
             {f"data/{name}_{split}": n for name, splits in result.counts.items() for split, n in splits.items()}
             | {"data/build_seconds": result.seconds}

@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from alignops import tracking
+from alignops import cache, tracking
 from alignops.config import PipelineConfig
 from alignops.data import datasets, staging, versioning
 from alignops.data.prepare import mixed_out, split_of
@@ -64,7 +64,9 @@ def collect(cfg: PipelineConfig, parent_run_id: str | None = None, database_url:
     with tracking.stage_run("feedback-collect", cfg, cfg.feedback, parent_run_id) as run:
         by_split = _rewrite(cfg, current, {"last_id": last_id, "count": len(current)})
         version = versioning.track(data_dir)
-        run.set_tags({"alignops.data_version": version})
+        run.set_tags({tracking.DATA_VERSION_TAG: version})
+        # the data for this build config is now the built data plus these labels: a later pipeline run reuses it
+        cache.record(run.run_id, cache.stage_key(cache.DATA_BUILD, cfg), {"data_version": version})
         run.log_metrics(
             {"feedback/new_labels": len(new), "feedback/total_labels": len(current)}
             | {f"feedback/{split}_labels": n for split, n in by_split.items()}
@@ -75,6 +77,17 @@ def collect(cfg: PipelineConfig, parent_run_id: str | None = None, database_url:
             f"{len(current)} from the dashboard; data version {version}"
         )
         return FeedbackResult(len(new), len(current), version, run.run_id, message)
+
+
+def deployed_sft(cfg: PipelineConfig) -> str:
+    """Where the loop starts: the SFT model the champion policy was trained from; the newest SFT model if there is
+    no champion."""
+    champion = tracking.alias_uri(f"{cfg.tracking.model_prefix}-policy", "champion")
+    if champion is not None:
+        parent = tracking.model_version_tags(champion).get(tracking.PARENT_MODEL_TAG)
+        if parent and parent != "none":
+            return parent
+    return tracking.pin_uri(f"models:/{cfg.tracking.model_prefix}-sft/latest")
 
 
 def _rewrite(cfg: PipelineConfig, records: list[dict], state: dict) -> dict[str, int]:

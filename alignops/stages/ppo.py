@@ -8,25 +8,25 @@
 ppo.method picks PPO (critic, GAE) or GRPO / RLOO (group-relative advantages, no critic): the same health checks,
 resume and registry. ppo.reward_function (module:function) replaces the reward model by a rule or verifier.
 
-Refuses a reward model that failed its quality gate. Rollout prompts are the ranking tasks' prompts (what the
-reward model was trained to judge). A health check after every rollout and update (NaN/inf, KL or approx-KL
-beyond bounds, collapsed responses) stops the run; the policy is then rolled back to the last healthy checkpoint
-(or the SFT model), registered as such, and the reasons are logged. A killed run resumes like every stage.
+Refuses a reward model that failed its quality gate. Rollouts sample the rollout_prompts set's train split
+(continuations of the first words of real texts, split by content hash from every other set's train split);
+ppo/reward_gain is measured on its test split, against the SFT policy with the same seed. A health check after
+every rollout and update (NaN/inf, KL or approx-KL beyond bounds, collapsed responses) stops the run; the policy
+is then rolled back to the last healthy checkpoint (or the SFT model), registered as such, and the reasons are
+logged. A killed run resumes like every stage.
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 from alignops import tracking
-from alignops.artifacts import TOKENIZER_FILE, ModelMeta, load_model
+from alignops.artifacts import load_model
 from alignops.config import ConfigError, PipelineConfig, TrainConfig
 from alignops.data import datasets
 from alignops.errors import ModelError
 from alignops.stages import training
 from alignops.stages.data import require_valid
-from alignops.stages.reward import GATE_TAG
 
 
 class RewardModelRejected(ModelError):
@@ -42,7 +42,7 @@ def _gate(reward_uri: str, reward_meta) -> None:
     reasons = reward_meta.extra.get("gate") or []
     if reasons:
         raise RewardModelRejected(
-            f"{reward_uri} failed its quality gate ({GATE_TAG}): "
+            f"{reward_uri} failed its quality gate ({tracking.REWARD_GATE_TAG}): "
             + "; ".join(reasons)
             + ". Train a better reward model (more steps or data), or lower reward.min_accuracy / turn off "
             "reward.bias_checks knowingly."
@@ -59,7 +59,7 @@ def _sampled_scores(scorer, gpt, tokenizer, prompts: list[str], cfg: PipelineCon
     from alignops.evaluation.scoring import generate_responses
 
     out = generate_responses(gpt, tokenizer, prompts, cfg.ppo.max_new_tokens, batch_size=16, sample=True, seed=cfg.seed)
-    block = gpt.config.block_size
+    block = gpt.max_positions
     rows = [
         {"input_ids": torch.tensor((p + r)[-block:])} for p, r in zip(out.prompt_ids, out.response_ids, strict=True)
     ]
@@ -79,7 +79,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
     require_valid(cfg)
     import torch
 
-    from alignops.data.loaders import PromptDataset, collate_left_pad, pad_id, resumable_loader, special_id
+    from alignops.data.loaders import PromptDataset, collate_left_pad, resumable_loader
     from alignops.stages.reward_function import TextScorer, load_reward_function
     from models.ppo.health import HealthBounds
     from models.ppo.module import PPOModule, UnhealthyRun
@@ -109,13 +109,16 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
         max_kl=pc.max_kl, max_approx_kl=pc.max_approx_kl, min_response_length=pc.min_response_length,
         min_length_fraction=pc.min_length_fraction,
     )  # fmt: skip
-    eos, pad = special_id(tokenizer, "<|endoftext|>"), pad_id(tokenizer)
-    module = PPOModule(sft.gpt, copy.deepcopy(sft.gpt), scorer, ppo_config, eos, pad, health)
+    eos, pad = start.chat.eos_id, start.chat.pad_id  # the base's own
+    lora = None if pc.lora is None else pc.lora.model_dump()
+    module = PPOModule.from_base(
+        sft.gpt, reward=scorer, config=ppo_config, eos_id=eos, pad_id=pad, health=health, lora=lora
+    )  # its reference: a frozen copy of the SFT policy
 
-    train_prompts = sorted({r["prompt"] for r in datasets.load_split(cfg.data.data_dir, "rankings", "train")})
-    room = sft.gpt.config.block_size - pc.max_new_tokens
+    train_prompts = sorted({r["prompt"] for r in datasets.load_split(cfg.data.data_dir, "rollout_prompts", "train")})
+    room = sft.gpt.max_positions - pc.max_new_tokens
     loader = resumable_loader(
-        PromptDataset(train_prompts * max(1, pc.rollout_batch_size // len(train_prompts) + 1), tokenizer, room),
+        PromptDataset(train_prompts * max(1, pc.rollout_batch_size // len(train_prompts) + 1), start.chat, room),
         pc.rollout_batch_size, seed=cfg.seed, collate_fn=collate_left_pad(pad), drop_last=True,
     )  # fmt: skip
     steps = ppo_config.steps_per_iteration
@@ -127,18 +130,18 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
     )  # fmt: skip
 
     with tracking.stage_run("ppo", cfg, pc, parent_run_id, start.resume_run_id) as stage:
-        start.stage_dir.started(stage.run_id)
+        start.started(stage.run_id)
         if start.resume_run_id is None:
-            stage.set_tags({"alignops.parent_model": start.uri, "alignops.reward_model": reward_uri})
-            stage.log_metrics({"data/rollout_prompts": len(train_prompts)})
+            stage.set_tags({tracking.PARENT_MODEL_TAG: start.uri, tracking.REWARD_MODEL_TAG: reward_uri})
+            stage.log_metrics({"data/rollout_prompts": len(train_prompts)} | training.parameter_counts(module.model))
         # one logged row per iteration (an iteration is one training batch of prompts)
         trainer = training.trainer(cfg, train_cfg, start.stage_dir, tracking.lightning_logger(stage.run_id), 1)
-        stopped = None
+        stopped, policy = None, None
         try:
             trainer.fit(module, loader, ckpt_path=start.checkpoint)
         except UnhealthyRun as exc:
             stopped = exc.reasons
-            stage.set_tags({"alignops.ppo_stopped": f"iteration {exc.iteration}: " + "; ".join(exc.reasons)})
+            stage.set_tags({tracking.PPO_STOPPED_TAG: f"iteration {exc.iteration}: " + "; ".join(exc.reasons)})
             stage.log_text(str(exc), "health/stopped.txt")
             last = start.stage_dir.checkpoints / "last.ckpt"
             if last.is_file():  # roll back to the last healthy weights; else to the SFT policy itself
@@ -147,10 +150,12 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
                     {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
                 )
             else:
-                module.model.load_state_dict(load_model(start.folder).gpt.state_dict())
+                policy = load_model(start.folder).gpt
 
-        policy = module.policy_model().cpu().eval()
-        test_prompts = sorted({r["prompt"] for r in datasets.load_split(cfg.data.data_dir, "rankings", "test")})
+        policy = (module.policy_model() if policy is None else policy).cpu().eval()
+        # held out: the rollout set's test split, taken evenly across the file (English and Chinese mixed)
+        test_records = datasets.load_split(cfg.data.data_dir, "rollout_prompts", "test")
+        test_prompts = list(dict.fromkeys(r["prompt"] for r in training.spread(test_records, pc.eval_samples)))
         eval_prompts = (test_prompts * (pc.eval_samples // max(len(test_prompts), 1) + 1))[: pc.eval_samples]
         reference = load_model(start.folder).gpt
         after = _sampled_scores(scorer, policy, tokenizer, eval_prompts, cfg)
@@ -161,29 +166,17 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
             metrics[f"ppo/eval_{name}"], metrics[f"ppo/eval_{name}_sft"] = after[name], before[name]
         stage.log_metrics(metrics)
 
-        meta = ModelMeta(
-            kind="causal_lm",
-            stage="ppo",
-            data_version=start.data_version,
-            tokenizer_sha256=sft.meta.tokenizer_sha256,
-            parent=start.uri,
-            extra=training.saved_hparams(cfg, "ppo") | {"reward_model": reward_uri, "stopped": stopped},
-        )
         tags = {
-            "alignops.method": pc.method,
-            "alignops.reward_model": reward_uri,
-            "alignops.health": "stopped: " + "; ".join(stopped) if stopped else "healthy",
+            tracking.METHOD_TAG: pc.method,
+            tracking.REWARD_MODEL_TAG: reward_uri,
+            tracking.HEALTH_TAG: "stopped: " + "; ".join(stopped) if stopped else "healthy",
         }
         uri, version, model_dir = training.publish(
-            cfg,
-            "ppo",
-            pc,
-            start.stage_dir,
-            stage.run_id,
-            "policy",
+            start,
             policy,
-            start.folder / TOKENIZER_FILE,
-            meta,
+            registered="policy",
+            kind="causal_lm",
+            extra={"reward_model": reward_uri, "stopped": stopped},
             tags=tags,
         )
         return PPOResult(stage.run_id, uri, version, metrics, model_dir, stopped)  # model_dir None off rank 0

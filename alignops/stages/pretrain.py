@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from alignops import tracking
-from alignops.artifacts import ModelMeta
 from alignops.config import PipelineConfig
 from alignops.data import datasets, versioning
 from alignops.stages import training
@@ -23,8 +22,6 @@ from alignops.stages.data import require_valid
 
 def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.TrainResult:
     require_valid(cfg)
-    import lightning as L
-
     from alignops.data.loaders import PackedBlocks, encode_corpus, resumable_loader, unigram_baseline_loss
     from alignops.data.tokenizer import load_tokenizer
     from models.gpt import GPTConfig
@@ -33,14 +30,11 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
     tok_path, tok_sha = training.tokenizer_path(cfg)
     tokenizer = load_tokenizer(tok_path)
     data_version = versioning.read_version(cfg.data.data_dir)  # what this run reads, not what data.dvc says
-    stage_dir = training.StageDir(
-        "pretrain",
-        {"cfg": cfg.pretrain, "model": cfg.model, "trainer": cfg.trainer, "data": data_version, "tok": tok_sha,
-         "seed": cfg.seed},
-    )  # fmt: skip
-    resume_run_id, ckpt = stage_dir.resume_point()
-
-    L.seed_everything(cfg.seed, verbose=False)
+    key = {"cfg": cfg.pretrain, "model": cfg.model, "trainer": cfg.trainer, "data": data_version, "tok": tok_sha,
+           "seed": cfg.seed}  # fmt: skip
+    start = training.begin(
+        cfg, "pretrain", cfg.pretrain, key, data_version=data_version, tokenizer=tok_path, tokenizer_sha256=tok_sha
+    )
     corpus = datasets.load_split(cfg.data.data_dir, "corpus", "train")
     train_ids = encode_corpus([r["text"] for r in training.spread(corpus, cfg.pretrain.max_train_docs)], tokenizer)
     val_ids = encode_corpus([r["text"] for r in datasets.load_split(cfg.data.data_dir, "corpus", "val")], tokenizer)
@@ -59,12 +53,12 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
     train_loader = resumable_loader(PackedBlocks(train_ids, m.block_size), batch, seed=cfg.seed)
     val_loader = resumable_loader(PackedBlocks(val_ids, m.block_size), batch, seed=cfg.seed, shuffle=False)
 
-    with tracking.stage_run("pretrain", cfg, cfg.pretrain, parent_run_id, resume_run_id) as stage:
-        stage_dir.started(stage.run_id)
+    with tracking.stage_run("pretrain", cfg, cfg.pretrain, parent_run_id, start.resume_run_id) as stage:
+        start.started(stage.run_id)
         baseline = unigram_baseline_loss(train_ids, val_ids, gpt_config.vocab_size)
-        if resume_run_id is None:
+        if start.resume_run_id is None:
             stage.log_params({"model": asdict(gpt_config), "trainer": cfg.trainer.model_dump(mode="json")})
-            stage.set_tags({"alignops.tokenizer_hash": tok_sha[:12]})
+            stage.set_tags({tracking.TOKENIZER_HASH_TAG: tok_sha[:12]})
             stage.log_metrics(
                 {
                     "data/train_tokens": train_ids.numel(),
@@ -74,30 +68,18 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
                     "val/unigram_loss": baseline,
                 }
             )
-        trainer = training.trainer(cfg, cfg.pretrain, stage_dir, tracking.lightning_logger(stage.run_id))
-        trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt)
+        trainer = training.trainer(cfg, cfg.pretrain, start.stage_dir, tracking.lightning_logger(stage.run_id))
+        trainer.fit(module, train_loader, val_loader, ckpt_path=start.checkpoint)
         best = training.best_checkpoint(trainer)  # early stopping: the figures of the weights that get published
         final = {k: float(v) for k, v in trainer.validate(module, val_loader, ckpt_path=best, verbose=False)[0].items()}
         stage.log_metrics({"final/val_loss": final["val/loss"], "final/val_ppl": final["val/ppl"]})
 
-        meta = ModelMeta(
-            extra=training.saved_hparams(cfg, "pretrain"),
-            kind="causal_lm",
-            stage="pretrain",
-            data_version=data_version,
-            tokenizer_sha256=tok_sha,
-        )
         uri, version, model_dir = training.publish(
-            cfg,
-            "pretrain",
-            cfg.pretrain,
-            stage_dir,
-            stage.run_id,
-            "base",
+            start,
             training.trained(trainer, module).model,  # every rank calls it: under FSDP it gathers the shards
-            tok_path,
-            meta,
-            tags={"alignops.tokenizer_hash": tok_sha[:12]},
+            registered="base",
+            kind="causal_lm",
+            tags={tracking.TOKENIZER_HASH_TAG: tok_sha[:12]},
         )
         metrics = final | {"val/unigram_loss": baseline}
         return training.TrainResult(stage.run_id, uri, version, metrics, model_dir)

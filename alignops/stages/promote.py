@@ -36,9 +36,6 @@ from alignops.evaluation.human import HUMAN_WIN_RATE
 from alignops.evaluation.metrics import JUDGE_WIN_RATE
 
 CHAMPION, CHALLENGER = "champion", "challenger"
-HISTORY_TAG = "alignops.champion_history"  # on the registered model: earlier champion versions, newest last
-PROMOTION_TAG = "alignops.promotion"  # on a version: the latest decision about it
-PROMOTION_RUN_TAG = "alignops.promotion_run_id"
 
 # The evaluation's metrics the gate reads (alignops/stages/evaluate.py logs them)
 PPL, F1 = "eval/ppl", "eval/f1"
@@ -205,7 +202,7 @@ def run(cfg: PipelineConfig, challenger_uri: str, parent_run_id: str | None = No
     """Give the version `challenger_uri` names the `challenger` alias, gate it against the current champion, and
     move `champion` to it if it passes. The decision is logged either way."""
     uri = tracking.version_uri(challenger_uri)
-    if not uri.startswith("models:/"):
+    if not tracking.ModelRef.is_registry_uri(uri):
         raise PromotionError(f"{challenger_uri} is not a registered version: promote models:/<name>/<version>.")
     tracking.model_version_tags(uri)  # FileNotFoundError naming the URI when no such version is registered
     name = registered_name(uri)
@@ -227,7 +224,7 @@ def run(cfg: PipelineConfig, challenger_uri: str, parent_run_id: str | None = No
     after = uri if passed else champion_uri
     with tracking.stage_run("promote", cfg, cfg.promotion, parent_run_id) as stage:
         stage.log_params({"challenger": uri, "champion_before": champion_uri or "none"})
-        stage.set_tags({"alignops.challenger": uri, "alignops.decision": PASSED if passed else FAILED})
+        stage.set_tags({tracking.CHALLENGER_TAG: uri, tracking.DECISION_TAG: PASSED if passed else FAILED})
         metrics = {"promote/passed": float(passed)}
         for c in checks:
             if c.value is not None and math.isfinite(c.value):
@@ -252,7 +249,9 @@ def run(cfg: PipelineConfig, challenger_uri: str, parent_run_id: str | None = No
             tracking.delete_alias(name, CHALLENGER)
         reasons = [c.detail for c in checks if c.status == FAILED]
         decision = PASSED if passed else f"{FAILED}: " + "; ".join(reasons)
-        tracking.set_model_version_tags(uri, {PROMOTION_TAG: decision[:4000], PROMOTION_RUN_TAG: stage.run_id})
+        tracking.set_model_version_tags(
+            uri, {tracking.PROMOTION_TAG: decision[:4000], tracking.PROMOTION_RUN_TAG: stage.run_id}
+        )
     return PromotionResult(passed, checks, champion_uri, after, stage.run_id)
 
 
@@ -264,29 +263,39 @@ def rollback(cfg: PipelineConfig, name: str, parent_run_id: str | None = None) -
         raise PromotionError(f"{name} has no champion: nothing to roll back. Promote one: alignops promote --model ...")
     if not history:
         raise PromotionError(f"{name} has no earlier champion to roll back to: {current} is its first.")
-    previous = f"models:/{name}/{history[-1]}"
+    previous = tracking.ModelRef.of(name, history[-1]).uri
     with tracking.stage_run("rollback", cfg, None, parent_run_id) as stage:
         stage.log_params({"name": name, "champion_before": current, "champion_after": previous})
         tracking.set_alias(previous, CHAMPION)
         if tracking.alias_uri(name, CHALLENGER) == previous:  # a version is never champion and challenger at once
             tracking.delete_alias(name, CHALLENGER)
-        tracking.set_registered_model_tags(name, {HISTORY_TAG: json.dumps(history[:-1])})
+        tracking.set_registered_model_tags(name, {tracking.CHAMPION_HISTORY_TAG: json.dumps(history[:-1])})
         tracking.set_model_version_tags(
-            current, {PROMOTION_TAG: f"rolled back: {previous} is champion again", PROMOTION_RUN_TAG: stage.run_id}
+            current,
+            {
+                tracking.PROMOTION_TAG: f"rolled back: {previous} is champion again",
+                tracking.PROMOTION_RUN_TAG: stage.run_id,
+            },
         )
     return RollbackResult(current, previous, stage.run_id)
 
 
+def is_champion(uri: str) -> bool:
+    """Whether this exact version already holds the champion alias (then there is nothing to promote it over)."""
+    version = tracking.version_uri(uri)
+    return tracking.alias_uri(registered_name(version), CHAMPION) == version
+
+
 def registered_name(uri: str) -> str:
     """models:/<name>/<version> -> <name>."""
-    return uri[len("models:/") :].rsplit("/", 1)[0]
+    return tracking.ModelRef.parse(uri).name
 
 
 def _history(name: str) -> list[str]:
-    return json.loads(tracking.registered_model_tags(name).get(HISTORY_TAG, "[]"))
+    return json.loads(tracking.registered_model_tags(name).get(tracking.CHAMPION_HISTORY_TAG, "[]"))
 
 
 def _push_history(name: str, champion_uri: str) -> None:
     # the last 100 champions: enough to step back through, and well inside MLflow's limit on a tag's length
     history = [*_history(name), champion_uri.rsplit("/", 1)[1]][-100:]
-    tracking.set_registered_model_tags(name, {HISTORY_TAG: json.dumps(history)})
+    tracking.set_registered_model_tags(name, {tracking.CHAMPION_HISTORY_TAG: json.dumps(history)})

@@ -4,7 +4,8 @@ pairwise Bradley-Terry loss; registers <prefix>-reward with a quality verdict PP
     result = run(load_config("tiny"))      # or: alignops reward --preset tiny
 
 Reported on the held-out test rankings: pairwise accuracy, the accuracy of "the longer response wins" (the
-length bias a reward model must beat), and the human-agreement ceiling computed from VADER's raw ratings. The gate
+length bias a reward model must beat), and two ceilings from VADER's raw ratings: single-rater and split-half panel
+agreement, overall and per source (alignops.stages.reward_report). The gate
 also refuses a model that reads length or prefers silence (alignops.stages.reward_bias): |corr(score, length)| over
 a bound, length-matched pair accuracy at chance, an empty reply scoring above the SFT model's typical reply.
 """
@@ -12,12 +13,9 @@ a bound, length-matched pair accuracy at chance, an empty reply scoring above th
 from __future__ import annotations
 
 from alignops import tracking
-from alignops.artifacts import TOKENIZER_FILE, ModelMeta
 from alignops.config import PipelineConfig
 from alignops.stages import training
 from alignops.stages.data import require_valid
-
-GATE_TAG = "alignops.reward_gate"
 
 
 def quality_gate(accuracy: float, length_baseline: float, floor: float, bias_checks: bool = True) -> list[str]:
@@ -39,22 +37,19 @@ def quality_gate(accuracy: float, length_baseline: float, floor: float, bias_che
 BIAS_PAIRS, BIAS_PROMPTS = 512, 32  # held-out pairs and SFT replies the bias checks read: bounded cost
 
 
-def _text_scorer(model, tokenizer, max_len: int):
-    """(prompts, responses) -> scores by the reward model, tokenized exactly as PairDataset tokenizes pairs."""
+def _text_scorer(model, tok, max_len: int):
+    """(prompts, responses) -> scores by the reward model, tokenized exactly as PairDataset tokenizes pairs.
+    tok: the base's alignops.chat.ChatTokenizer."""
     import torch
 
-    from alignops.data.loaders import EOS, collate_right_pad, pad_id
-    from alignops.data.preferences import pair_window
-    from alignops.data.tokenizer import chat_template
+    from alignops.data.loaders import chat_example, collate_right_pad
 
-    collate = collate_right_pad(pad_id(tokenizer))
+    collate = collate_right_pad(tok.pad_id)
 
     def score(prompts, responses) -> list[float]:
-        heads = tokenizer.encode_batch([chat_template(p) for p in prompts])
-        tails = tokenizer.encode_batch([r + EOS for r in responses])
         rows = [
-            {"input_ids": torch.tensor(pair_window(h.ids, t.ids, max_len)[0])}
-            for h, t in zip(heads, tails, strict=True)
+            {"input_ids": torch.tensor(chat_example(tok, p, r, max_len)[0])}
+            for p, r in zip(prompts, responses, strict=True)
         ]
         out = []
         with torch.no_grad():
@@ -78,24 +73,24 @@ def _sft_replies(base, prompts: list[str], seed: int) -> dict[str, str]:
 
 def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.TrainResult:
     require_valid(cfg)
-    from alignops.data.preferences import human_ceiling, length_baseline_accuracy
+    from alignops.data.preferences import length_baseline_accuracy
     from alignops.stages.reward_bias import BiasBounds, bias_reasons, measure
-    from alignops.stages.reward_report import accuracy_by_source, lexicon_baseline_accuracy
+    from alignops.stages.reward_report import accuracy_by_source, ceiling_metrics, lexicon_baseline_accuracy
     from models.reward import RewardModel
 
     rc = cfg.reward
     start = training.start_from_base(cfg, "reward", rc, default="sft")
     base = start.model
-    data = training.preference_data(cfg, rc, base, by_ranking=rc.batch_by_ranking)
+    data = training.preference_data(cfg, rc, start, by_ranking=rc.batch_by_ranking)
     rankings, pairs, loaders = data.rankings, data.pairs, data.loaders
-    hparams = training.optim_hparams(rc) | {"margin": rc.margin, "center_coef": rc.center_coef}
+    hparams = training.finetune_hparams(rc) | {"margin": rc.margin, "center_coef": rc.center_coef}
     module = RewardModel.from_base(base.gpt, dropout=cfg.model.dropout, compile=cfg.trainer.compile, **hparams)
 
     with tracking.stage_run("reward", cfg, rc, parent_run_id, start.resume_run_id) as stage:
-        start.stage_dir.started(stage.run_id)
+        start.started(stage.run_id)
         if start.resume_run_id is None:
-            stage.set_tags({"alignops.parent_model": start.uri})
-            stage.log_metrics({f"data/{s}_pairs": len(p) for s, p in pairs.items()})
+            stage.set_tags({tracking.PARENT_MODEL_TAG: start.uri})
+            stage.log_metrics({f"data/{s}_pairs": len(p) for s, p in pairs.items()} | training.parameter_counts(module))
         trainer = training.trainer(cfg, rc, start.stage_dir, tracking.lightning_logger(stage.run_id))
         trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=start.checkpoint)
         best = training.best_checkpoint(trainer)  # early stopping on val/loss: the weights tested and published
@@ -110,17 +105,15 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
         best_score = next((c.best_model_score for c in trainer.checkpoint_callbacks if c.monitor), None)
         if best_score is not None:
             metrics["reward/best_val_loss"] = float(best_score)
-        ceiling = human_ceiling(rankings["test"])
-        if ceiling is not None:
-            metrics["reward/human_ceiling"] = ceiling
+        metrics.update(ceiling_metrics(rankings["test"]))  # single-rater and split-half panel agreement
         reasons = quality_gate(
             metrics["reward/accuracy"], metrics["reward/length_baseline_accuracy"], rc.min_accuracy, rc.bias_checks
         )
         whole = training.trained(trainer, module)  # whole weights under FSDP too
-        scorer = _text_scorer(whole.eval(), base.tokenizer, rc.max_len or base.gpt.config.block_size)
+        scorer = _text_scorer(whole.eval(), start.chat, rc.max_len or base.gpt.max_positions)
         test_pairs = pairs["test"][:: max(1, len(pairs["test"]) // BIAS_PAIRS)]  # spread: every source in it
         replies = _sft_replies(base, sorted({p.prompt for p in test_pairs})[:BIAS_PROMPTS], cfg.seed)
-        evidence = measure(scorer, test_pairs, replies, lambda text: len(base.tokenizer.encode(text).ids))
+        evidence = measure(scorer, test_pairs, replies, lambda text: len(start.chat.encode_batch([text])[0]))
         metrics.update(evidence.metrics())
         prompts = [p.prompt for p in test_pairs]
         chosen, rejected = (
@@ -135,27 +128,15 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
         if rc.bias_checks:  # measured and logged either way
             reasons += bias_reasons(evidence, BiasBounds(max_abs_length_corr=rc.max_abs_length_corr))
         stage.log_metrics(metrics)
-        stage.set_tags({GATE_TAG: "passed" if not reasons else "failed: " + "; ".join(reasons)})
+        stage.set_tags({tracking.REWARD_GATE_TAG: "passed" if not reasons else "failed: " + "; ".join(reasons)})
 
-        meta = ModelMeta(
-            kind="reward",
-            stage="reward",
-            data_version=start.data_version,
-            tokenizer_sha256=base.meta.tokenizer_sha256,
-            parent=start.uri,
-            extra=training.saved_hparams(cfg, "reward") | {"metrics": metrics, "gate": reasons},
-        )
         uri, version, model_dir = training.publish(
-            cfg,
-            "reward",
-            rc,
-            start.stage_dir,
-            stage.run_id,
-            "reward",
-            whole.model,
-            start.folder / TOKENIZER_FILE,
-            meta,
+            start,
+            whole.export(),
+            registered="reward",
+            kind="reward",
+            extra={"metrics": metrics, "gate": reasons},
+            tags={tracking.REWARD_GATE_TAG: "passed" if not reasons else "failed"},
             head=whole.head,
-            tags={GATE_TAG: "passed" if not reasons else "failed"},
         )
         return training.TrainResult(stage.run_id, uri, version, metrics, model_dir)

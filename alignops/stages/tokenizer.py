@@ -39,7 +39,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> TokenizerResul
             texts = [r["text"] for r in datasets.load_split(cfg.data.data_dir, "corpus", "val") if r["lang"] == lang]
             n_tokens = sum(len(e.ids) for e in tok.encode_batch(texts))
             chars_per_token[lang] = sum(map(len, texts)) / max(n_tokens, 1)
-        stage.set_tags({"alignops.tokenizer_hash": info.sha256[:12]})
+        stage.set_tags({tracking.TOKENIZER_HASH_TAG: info.sha256[:12]})
         stage.log_metrics(
             {"tokenizer/vocab_size": info.vocab_size}
             | {f"tokenizer/chars_per_token_{lang}": v for lang, v in chars_per_token.items()}

@@ -26,6 +26,7 @@ from typing import Any
 from alignops import settings, tracking
 from alignops.config import OptimConfig, PipelineConfig, TrainConfig
 from alignops.data.tokenizer import META_FILE, TOKENIZER_FILE
+from alignops.precision import resolve_precision
 from alignops.stages.finite import require_finite
 
 
@@ -38,6 +39,11 @@ class TrainResult:
     model_dir: Path | None
 
 
+def file_sha256(path: Path) -> str | None:
+    """The sha256 of a file's bytes; None when there is no such file."""
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
 def tokenizer_path(cfg: PipelineConfig) -> tuple[Path, str]:
     """The trained tokenizer and its sha256; a clear error when it has not been trained yet."""
     folder = cfg.tokenizer.output_dir or settings.home() / "tokenizer"
@@ -45,16 +51,6 @@ def tokenizer_path(cfg: PipelineConfig) -> tuple[Path, str]:
     if not path.is_file() or not meta.is_file():
         raise FileNotFoundError(f"No tokenizer in {folder}. Train it first: alignops tokenizer train")
     return path, json.loads(meta.read_text(encoding="utf-8"))["sha256"]
-
-
-def precision(cfg: PipelineConfig) -> str:
-    """bf16-mixed where the GPU supports it, full fp32 on CPU, unless the config says otherwise."""
-    import torch
-
-    if cfg.trainer.precision is not None:
-        return cfg.trainer.precision
-    on_gpu = cfg.trainer.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-    return "bf16-mixed" if on_gpu and torch.cuda.is_bf16_supported() else "32-true"
 
 
 class StageDir:
@@ -152,7 +148,7 @@ def trainer_kwargs(
         num_nodes=t.num_nodes,
         strategy=strategy(cfg),
         use_distributed_sampler=False,  # the loaders shard themselves, resumably (alignops.data.loaders)
-        precision=precision(cfg),
+        precision=resolve_precision(t.precision, t.accelerator),  # None/auto: bf16 where the hardware has it
         max_steps=train.max_steps,
         accumulate_grad_batches=train.grad_accum,
         gradient_clip_val=train.grad_clip or None,  # under FSDP the modules clip (models.lm)
@@ -223,34 +219,107 @@ def optim_hparams(train: TrainConfig) -> dict[str, Any]:
     return {"optim": optim.model_dump(), "max_steps": train.max_steps}
 
 
-@dataclass
-class BaseStart:
-    """Where a fine-tuning stage starts: the base model (pinned URI, folder, loaded) and its stage folder."""
+def finetune_hparams(section: Any) -> dict[str, Any]:
+    """The module arguments of a fine-tuning section: optim_hparams plus its LoRA settings (None: full fine-tuning),
+    as the modules take them (models.lm.BackboneModule)."""
+    lora = None if section.lora is None else section.lora.model_dump()
+    return optim_hparams(section) | {"lora": lora}
 
-    uri: str
-    folder: Path
-    model: Any  # alignops.artifacts.LoadedModel
-    data_version: str | None
+
+def parameter_counts(model: Any) -> dict[str, float]:
+    """The metrics of what a stage trains: model/trainable_params and model/params (tied tensors once)."""
+    from models.lora import count_parameters
+
+    trainable, total = count_parameters(model)
+    return {"model/trainable_params": trainable, "model/params": total}
+
+
+@dataclass(kw_only=True)
+class Start:
+    """Where a training stage starts and what its published model records about it: the stage and its config
+    section, the stage folder (and an unfinished earlier attempt to resume), the data version, the tokenizer the
+    published folder carries (a tokenizer.json path, or a Hugging Face tokenizer), and the parent model."""
+
+    cfg: PipelineConfig
+    stage: str
+    section: Any
     stage_dir: StageDir
+    data_version: str | None
     resume_run_id: str | None
     checkpoint: Path | None
+    tokenizer: Any  # saved into the published folder by artifacts.save_model
+    tokenizer_sha256: str | None
+    parent: str | None = None  # the model URI (or package) it starts from; None: trained from scratch
+    run_id: str | None = None  # the stage's MLflow run, once started()
+
+    def started(self, run_id: str | None) -> None:
+        """The stage's run has begun: remember it (publish completes it) and mark the stage folder unfinished."""
+        self.run_id = run_id
+        self.stage_dir.started(run_id)
+
+
+@dataclass(kw_only=True)
+class BaseStart(Start):
+    """A fine-tuning stage's start: the base model too (pinned URI = parent, folder, loaded, its ChatTokenizer)."""
+
+    folder: Path
+    model: Any  # alignops.artifacts.LoadedModel
+    chat: Any  # alignops.chat.ChatTokenizer of the base's tokenizer: template, EOS and pad
+
+    @property
+    def uri(self) -> str:
+        return self.parent or ""
+
+
+def begin(
+    cfg: PipelineConfig,
+    stage: str,
+    section: Any,
+    key: dict[str, Any],
+    *,
+    data_version: str | None,
+    tokenizer: Any,
+    tokenizer_sha256: str | None,
+    parent: str | None = None,
+) -> Start:
+    """A stage's Start: its folder keyed by `key` (everything that decides the result), the run and checkpoint an
+    unfinished earlier attempt left there (None, None: start anew), with every RNG seeded."""
+    import lightning as L
+
+    stage_dir = StageDir(stage, key)
+    resume_run_id, checkpoint = stage_dir.resume_point()
+    L.seed_everything(cfg.seed, verbose=False)
+    return Start(
+        cfg=cfg, stage=stage, section=section, stage_dir=stage_dir, data_version=data_version,
+        resume_run_id=resume_run_id, checkpoint=checkpoint, tokenizer=tokenizer, tokenizer_sha256=tokenizer_sha256,
+        parent=parent,
+    )  # fmt: skip
 
 
 def start_from_base(cfg: PipelineConfig, stage: str, section: Any, default: str = "base") -> BaseStart:
     """Resolve section.base_model (default: the newest <prefix>-<default>), load it, find a run to resume, seed."""
-    import lightning as L
-
-    from alignops.artifacts import load_model
+    from alignops.artifacts import HF_FORMAT, load_model, read_meta
+    from alignops.artifacts import META_FILE as MODEL_META_FILE
+    from alignops.chat import chat_tokenizer
     from alignops.data import versioning
 
     uri = tracking.pin_uri(section.base_model or f"models:/{cfg.tracking.model_prefix}-{default}/latest")
     folder = tracking.resolve_model(uri)
     data_version = versioning.read_version(cfg.data.data_dir)  # what this run reads, not what data.dvc says
     key = {"cfg": section, "base": uri, "trainer": cfg.trainer, "data": data_version, "seed": cfg.seed}
-    stage_dir = StageDir(stage, key)
-    resume_run_id, checkpoint = stage_dir.resume_point()
-    L.seed_everything(cfg.seed, verbose=False)
-    return BaseStart(uri, folder, load_model(folder), data_version, stage_dir, resume_run_id, checkpoint)
+    meta = read_meta(folder / MODEL_META_FILE)
+    # the published folder carries the base's tokenizer: its tokenizer.json (own GPT) or its transformers tokenizer
+    hf = meta.format == HF_FORMAT
+    # a Hugging Face base's tokenizer is named by its tokenizer.json's hash, so models of two bases never mix (PPO)
+    tokenizer_sha256 = meta.tokenizer_sha256 or file_sha256(folder / TOKENIZER_FILE)
+    start = begin(
+        cfg, stage, section, key, data_version=data_version, tokenizer=None if hf else folder / TOKENIZER_FILE,
+        tokenizer_sha256=tokenizer_sha256, parent=uri,
+    )  # fmt: skip
+    model = load_model(folder)
+    if hf:
+        start.tokenizer = model.tokenizer
+    return BaseStart(**vars(start), folder=folder, model=model, chat=chat_tokenizer(model.tokenizer))
 
 
 @dataclass
@@ -262,24 +331,24 @@ class PreferenceData:
     loaders: dict[str, Any]
 
 
-def preference_data(cfg: PipelineConfig, section: Any, base: Any, by_ranking: bool = False) -> PreferenceData:
+def preference_data(cfg: PipelineConfig, section: Any, start: BaseStart, by_ranking: bool = False) -> PreferenceData:
     """Rankings -> pairs (weighted by human agreement if section.weight_by_agreement) -> loaders; the train split
     limited to section.max_train_rankings. by_ranking: a batch holds section.batch_size whole rankings, each with
     all its pairs (preferences.RankingBatches)."""
     from alignops.data import datasets
-    from alignops.data.loaders import pad_id, resumable_loader
+    from alignops.data.loaders import resumable_loader
     from alignops.data.preferences import PairDataset, RankingBatches, collate_pairs, collate_rankings, expand_rankings
 
     weight_by = "agreement" if section.weight_by_agreement else None
     rankings = {s: datasets.load_split(cfg.data.data_dir, "rankings", s) for s in datasets.SPLITS}
     rankings["train"] = spread(rankings["train"], section.max_train_rankings)
     pairs = {s: expand_rankings(records, weight_by=weight_by) for s, records in rankings.items()}
-    max_len = section.max_len or base.gpt.config.block_size
-    collate = (collate_rankings if by_ranking else collate_pairs)(pad_id(base.tokenizer))
+    max_len = section.max_len or start.model.gpt.max_positions
+    collate = (collate_rankings if by_ranking else collate_pairs)(start.chat.pad_id)
     group = (lambda p, d: RankingBatches(p, d)) if by_ranking else (lambda p, d: d)
     loaders = {
         s: resumable_loader(
-            group(p, PairDataset(p, base.tokenizer, max_len)), section.batch_size, seed=cfg.seed,
+            group(p, PairDataset(p, start.chat, max_len)), section.batch_size, seed=cfg.seed,
             shuffle=s == "train", collate_fn=collate,
         )
         for s, p in pairs.items()
@@ -288,32 +357,42 @@ def preference_data(cfg: PipelineConfig, section: Any, base: Any, by_ranking: bo
 
 
 def publish(
-    cfg: PipelineConfig,
-    stage: str,
-    section: Any,
-    stage_dir: StageDir,
-    run_id: str,
+    start: Start,
+    model: Any,
+    *,
     registered: str,
-    gpt: Any,
-    tokenizer_file: Path,
-    meta: Any,
-    head: Any = None,
+    kind: str,
+    extra: dict[str, Any] | None = None,
     tags: dict[str, str] | None = None,
+    head: Any = None,
+    labels: list[str] | None = None,
 ) -> tuple[str, str, Path] | tuple[None, None, None]:
-    """The end of every training stage: write the model folder, register it as <prefix>-<registered> with its
+    """The end of every training stage: write the model folder (its metadata built here from `start`: stage, data
+    version, tokenizer, parent, the stage's settings plus `extra`), register it as <prefix>-<registered> with its
     lineage (plus `tags`), and mark the stage folder complete. Returns (model URI, version, folder); (None, None,
     None) on the non-zero ranks of a distributed run, which publish nothing."""
-    from alignops.artifacts import save_model
+    from alignops.artifacts import ModelMeta, model_format, save_model
 
     if not tracking.is_rank_zero():
         return None, None, None
 
-    require_finite(stage, {"model": gpt, "head": head}, tracking.run_metrics(run_id))  # before anything is written
-    model_dir = save_model(stage_dir.path / "model", gpt, tokenizer_file, meta, head)
-    lineage = tracking.lineage_tags(stage, cfg, section) | (tags or {})
-    name = f"{cfg.tracking.model_prefix}-{registered}"
+    # checked before anything is written
+    require_finite(start.stage, {"model": model, "head": head}, tracking.run_metrics(start.run_id))
+    meta = ModelMeta(
+        kind=kind,
+        stage=start.stage,
+        labels=labels,
+        data_version=start.data_version,
+        tokenizer_sha256=start.tokenizer_sha256,
+        parent=start.parent,
+        extra=saved_hparams(start.cfg, start.stage) | (extra or {}),
+        format=model_format(model),
+    )
+    model_dir = save_model(start.stage_dir.path / "model", model, start.tokenizer, meta, head)
+    lineage = tracking.lineage_tags(start.stage, start.cfg, start.section) | (tags or {})
+    name = f"{start.cfg.tracking.model_prefix}-{registered}"
     uri, version = tracking.register_model(model_dir, name, lineage, meta.parent)
-    stage_dir.completed(run_id)
+    start.stage_dir.completed(start.run_id)
     return uri, version, model_dir
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from alignops import tracking
 from alignops.config import ConfigError
 from alignops.stages.promote import PromotionError
 from dashboard import logic, services, session
@@ -29,15 +30,15 @@ every_version = {v.uri: v for v in services.versions()}
 st.text("Aliases: " + (", ".join(f"{a} -> version {v}" for a, v in sorted(model.aliases.items())) or "none"))
 
 LINEAGE = {
-    "alignops.stage": "stage",
-    "alignops.preset": "preset",
-    "alignops.data_version": "data version",
-    "alignops.parent_model": "parent",
-    "alignops.reward_model": "reward model",
-    "alignops.config_hash": "config hash",
-    "alignops.git_commit": "git commit",
-    "alignops.health": "health",
-    "alignops.promotion": "promotion",
+    tracking.STAGE_TAG: "stage",
+    tracking.PRESET_TAG: "preset",
+    tracking.DATA_VERSION_TAG: "data version",
+    tracking.PARENT_MODEL_TAG: "parent",
+    tracking.REWARD_MODEL_TAG: "reward model",
+    tracking.CONFIG_HASH_TAG: "config hash",
+    tracking.GIT_COMMIT_TAG: "git commit",
+    tracking.HEALTH_TAG: "health",
+    tracking.PROMOTION_TAG: "promotion",
 }
 
 
@@ -63,7 +64,7 @@ st.dataframe(table, hide_index=True)
 # ---- lineage of one version: the chain of versions it was trained from
 st.subheader("Lineage")
 chosen = st.selectbox("Version", list(versions), key="lineage_version")
-parents = {uri: v.tags.get("alignops.parent_model", "none") for uri, v in every_version.items()}
+parents = {uri: v.tags.get(tracking.PARENT_MODEL_TAG, "none") for uri, v in every_version.items()}
 chain = logic.lineage(chosen, parents)
 rows = []
 for uri in chain:
@@ -72,8 +73,8 @@ for uri in chain:
     rows.append(
         {
             "model version": uri,
-            "stage": tags.get("alignops.stage", ""),
-            "data version": tags.get("alignops.data_version", ""),
+            "stage": tags.get(tracking.STAGE_TAG, ""),
+            "data version": tags.get(tracking.DATA_VERSION_TAG, ""),
             "trained by run": known.run_id if known else "",
         }
     )
@@ -133,7 +134,7 @@ with st.form("promote"):
 if go:
     session.require_admin()
     try:
-        result = services.promote(target, preset.strip() or versions[target].tags.get("alignops.preset", "small"))
+        result = services.promote(target, preset.strip() or versions[target].tags.get(tracking.PRESET_TAG, "small"))
     except (PromotionError, ConfigError, FileNotFoundError) as exc:  # each message says what to do
         st.error(logic.md_escape(str(exc)))
     else:

@@ -11,6 +11,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from alignops import tracking
 from dashboard import logic, services, session
 
 session.require_admin()
@@ -52,9 +53,9 @@ table = pd.DataFrame(
             "status": run.status,
             "started": pd.Timestamp(run.start_ms, unit="ms", tz="UTC"),
             "seconds": (run.end_ms - run.start_ms) / 1000 if run.end_ms else None,
-            "preset": run.tags.get("alignops.preset", ""),
-            "data version": run.tags.get("alignops.data_version", "")[:12],
-            "git commit": run.tags.get("alignops.git_commit", "")[:12],
+            "preset": run.tags.get(tracking.PRESET_TAG, ""),
+            "data version": run.tags.get(tracking.DATA_VERSION_TAG, "")[:12],
+            "git commit": run.tags.get(tracking.GIT_COMMIT_TAG, "")[:12],
             "parent": by_id[run.parent_run_id].name if run.parent_run_id in by_id else "",
             "run id": run.run_id,
         }
@@ -137,10 +138,10 @@ summary = pd.DataFrame(
         name: {
             "stage": run.stage,
             "status": run.status,
-            "preset": run.tags.get("alignops.preset", ""),
-            "data version": run.tags.get("alignops.data_version", ""),
-            "config hash": run.tags.get("alignops.config_hash", ""),
-            "git commit": run.tags.get("alignops.git_commit", ""),
+            "preset": run.tags.get(tracking.PRESET_TAG, ""),
+            "data version": run.tags.get(tracking.DATA_VERSION_TAG, ""),
+            "config hash": run.tags.get(tracking.CONFIG_HASH_TAG, ""),
+            "git commit": run.tags.get(tracking.GIT_COMMIT_TAG, ""),
         }
         for name, run in columns.items()
     }

@@ -106,8 +106,10 @@ def _register(cfg, stage: str, registered: str, folder: Path, parent: str | None
 
 
 def _evaluate(cfg, uri: str, baseline: str | None, quality: float, style: str) -> str:
-    """An evaluate run in the evaluate stage's format, and the version's tags pointing at it."""
+    """An evaluate run in the evaluate stage's format, and the version's tags pointing at it: both written by
+    the tracking package's evaluation record, as the evaluate stage writes them."""
     with tracking.stage_run("evaluate", cfg) as run:
+        run.set_tags(tracking.evaluation_run_tags(uri, "causal_lm", baseline))
         wins = round(40 * (0.5 + quality / 5))  # of 40 judged prompts, no ties: the judge's counts and intervals
         judged = win_rate_of([1] * wins + [0] * (40 - wins)).as_metrics(JUDGE_WIN_RATE)
         run.log_metrics({"eval/ppl": 40.0 - 10 * quality, "eval/f1": 0.4 + quality / 4, "eval/reward": quality,
@@ -129,9 +131,7 @@ def _evaluate(cfg, uri: str, baseline: str | None, quality: float, style: str) -
             figure = Path(tmp) / "response_lengths.png"
             figure.write_bytes(_png())
             run.log_artifact(figure, "figures")
-    tracking.set_model_version_tags(
-        uri, {tracking.EVAL_RUN_TAG: run.run_id, tracking.EVAL_BASELINE_TAG: baseline or "none"}
-    )
+    tracking.mark_evaluated(uri, run.run_id, baseline)
     return run.run_id
 
 
@@ -149,7 +149,7 @@ def build_project(root: Path) -> Project:
         runs["pipeline"] = parent
         for md5, sheet in zip(MD5, ("version 1 of the data, as logged", "version 2 as logged"), strict=True):
             with tracking.stage_run("data-build", cfg, cfg.data) as run:
-                run.set_tags({"alignops.data_version": md5})
+                run.set_tags({tracking.DATA_VERSION_TAG: md5})
                 run.log_text(f"# Datasheet\n\n{sheet}\n", "datasheet/datasheet.md")
                 runs["data-build"] = run.run_id
         with tracking.stage_run("data-validate", cfg, cfg.validation) as run:

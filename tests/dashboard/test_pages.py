@@ -497,9 +497,9 @@ def test_models_page_shows_versions_lineage_evaluations_and_promotes(project: Pr
     at.run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     decided = tracking.model_version_tags(project.versions["challenger"])
-    assert decided["alignops.promotion"].startswith(("passed", "failed"))
+    assert decided[tracking.PROMOTION_TAG].startswith(("passed", "failed"))
     shown = [m.value for m in [*at.success, *at.warning]]
-    assert shown == ["Promoted to champion." if decided["alignops.promotion"] == "passed" else "Not promoted."]
+    assert shown == ["Promoted to champion." if decided[tracking.PROMOTION_TAG] == "passed" else "Not promoted."]
 
 
 def test_generations_page_shows_versions_side_by_side_as_text(project: Project) -> None:

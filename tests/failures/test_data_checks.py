@@ -23,8 +23,8 @@ def records() -> dict[str, list[dict[str, Any]]]:
             {"prompt": f"{split}: What is RLHF?", "response": "Feedback.", "source": "hh", "derived": False}
         ]
         data[f"rankings/{split}"] = [
-            {"prompt": f"{split}: Say hi", "responses": ["Hi!", "Hello.", "Go away."], "ranking": [1, 0, 2],
-             "annotator": "human-1", "source": "hh", "derived": False, "agreement": 0.75},
+            {"prompt": f"{split}: Say hi", "responses": [f"{split}: {r}" for r in ("Hi!", "Hello.", "Go away.")],
+             "ranking": [1, 0, 2], "annotator": "human-1", "source": "hh", "derived": False, "agreement": 0.75},
         ]  # fmt: skip
     data["eval_prompts/test"] = [{"prompt": EVAL_PROMPT, "source": "eval", "lang": "en", "task": "answer"}]
     return data

@@ -11,7 +11,7 @@ from alignops.errors import ModelError
 
 @pytest.mark.parametrize("name", ["it's-mine", 'say-"hi"', "plain' OR name LIKE '%"])
 def test_quoted_names_find_exactly_their_versions(home, name: str) -> None:
-    client = tracking._mlflow().MlflowClient()
+    client = tracking.connect().MlflowClient()
     for registered in (name, "other"):
         client.create_registered_model(registered)
         client.create_model_version(registered, source="file:///nowhere")

@@ -17,7 +17,7 @@ def test_notices_are_filtered_and_real_warnings_stay() -> None:
         quiet.configure()
         from alignops import tracking
 
-        tracking._pyfunc_model()  # MLflow warns "Add type hints to the `predict` method" when this class is made
+        tracking.pyfunc_model()  # MLflow warns "Add type hints to the `predict` method" when this class is made
         warnings.warn("Checkpoint directory /x exists and is not empty.", UserWarning, stacklevel=1)
         warnings.warn_explicit("old API", DeprecationWarning, "lib.py", 1, module="somelib")
         warnings.warn("a real problem the user must see", UserWarning, stacklevel=1)

@@ -63,7 +63,7 @@ def test_a_long_prompt_is_cut_before_tokenizing(champion: Path) -> None:  # noqa
 def test_prompts_must_be_strings(inputs: list) -> None:
     from mlflow.exceptions import MlflowException
 
-    from alignops import served_input
+    from alignops.tracking import served_input
 
     with pytest.raises(MlflowException) as caught:
         served_input.prompts(inputs)

@@ -15,8 +15,8 @@ import pytest
 
 from alignops import cache, tracking
 from alignops.config import load_config
-from flows.pipeline import STAGES, pipeline
-from flows.stages import is_transient
+from flows.pipeline import STAGES, pipeline, steps_between
+from flows.tasks import is_transient
 from tests.conftest import project_checkout
 
 
@@ -26,6 +26,10 @@ def project(tmp_path_factory: pytest.TempPathFactory, prefect_harness):
     # the promotion gate as configured: tiny models' responses are noise to the judges, far from evidence
     with project_checkout(tmp_path_factory.mktemp("pipeline")) as overrides:
         yield overrides
+
+
+# The tiny preset's recipe: the own GPT as the base (no fetched or imported one), with its few-shot and NER steps.
+RECIPE = [s for s in STAGES if s != "base"]
 
 
 @pytest.fixture(scope="module")
@@ -52,17 +56,36 @@ def _children(parent_run_id: str) -> list:
 
 
 def test_first_run_trains_evaluates_and_promotes_with_nested_runs(first) -> None:
-    assert first["ran"] == list(STAGES) and first["cached"] == []
+    assert first["ran"] == RECIPE and first["cached"] == []
     assert first["data_version"].endswith(".dir")
     assert (first["base"], first["sft"], first["reward"], first["policy"]) == (
         "models:/alignops-base/1", "models:/alignops-sft/1", "models:/alignops-reward/1", "models:/alignops-policy/1"
     )  # fmt: skip
     children = _children(first["parent_run_id"])
     assert sorted(r.info.run_name for r in children) == sorted(
-        ["data-build", "data-validate", "tokenizer", "pretrain", "sft", "reward", "ppo", "evaluate", "promote"]
+        [
+            "data-build",
+            "data-validate",
+            "tokenizer",
+            "pretrain",
+            "fewshot",
+            "ner",
+            "sft",
+            "reward",
+            "ppo",
+            "evaluate",
+            "promote",
+        ]
     )
     assert all(r.info.status == "FINISHED" for r in children)
     # each stage was handed the exact version made upstream in this run
+    assert first["ner"] == "models:/alignops-ner/1"
+    assert tracking.model_version_tags(first["ner"])["alignops.parent_model"] == first["base"]
+    fewshot_run = next(r for r in children if r.info.run_name == "fewshot")
+    assert (
+        fewshot_run.info.run_id == first["fewshot_run_id"] and fewshot_run.data.tags["alignops.model"] == first["base"]
+    )
+    assert "fewshot/accuracy_k0" in fewshot_run.data.metrics
     policy = tracking.model_version_tags(first["policy"])
     assert policy["alignops.parent_model"] == first["sft"]
     assert policy["alignops.reward_model"] == first["reward"]
@@ -92,7 +115,7 @@ def test_first_run_trains_evaluates_and_promotes_with_nested_runs(first) -> None
 
 def test_an_unchanged_rerun_reuses_every_stage(first, second) -> None:
     # everything is reused but the gate (never cached): the policy is still a challenger, and is refused again
-    assert second["cached"] == list(STAGES[:-1]) and second["ran"] == ["promote"]
+    assert second["cached"] == RECIPE[:-1] and second["ran"] == ["promote"]
     for key in ("base", "sft", "reward", "policy"):
         assert second[key] == first[key]
     assert [r.info.run_name for r in _children(second["parent_run_id"])] == ["promote"]
@@ -100,7 +123,7 @@ def test_an_unchanged_rerun_reuses_every_stage(first, second) -> None:
 
 
 def test_a_changed_sft_config_reruns_sft_and_downstream_only(first, changed_sft) -> None:
-    assert changed_sft["cached"] == ["data", "tokenizer", "pretrain"]
+    assert changed_sft["cached"] == ["data", "tokenizer", "pretrain", "fewshot", "ner"]
     assert changed_sft["ran"] == ["sft", "reward", "ppo", "evaluate", "promote"]
     assert changed_sft["base"] == first["base"]
     assert (changed_sft["sft"], changed_sft["reward"], changed_sft["policy"]) == (
@@ -182,6 +205,20 @@ def test_feedback_with_enough_labels_trains_a_new_reward_model(changed_sft, proj
     assert again["retrained"] is False and again["new_labels"] == 0
 
 
+def test_an_imported_base_takes_the_place_of_tokenizer_and_pretrain(changed_sft, project, tmp_path) -> None:
+    from tests.support.hf_models import save_folder, tiny_model
+
+    folder = save_folder(tiny_model("llama"), tmp_path / "tiny-llama")
+    imported = [*project, "steps.base=import", f"steps.base_source={folder}"]
+    result = pipeline("tiny", imported, to="base")
+    assert result["cached"] == ["data"] and result["ran"] == ["base"]
+    assert result["base"] == "models:/tiny-llama-base/1"
+    again = pipeline("tiny", imported, to="base")  # the same folder is the same version: nothing registered
+    assert again["cached"] == ["data", "base"] and again["base"] == result["base"]
+    with pytest.raises(ValueError, match="not in this config's recipe"):
+        pipeline.fn("tiny", imported, start="pretrain")
+
+
 def test_a_transient_failure_is_retried_and_the_flow_completes(changed_sft, project, monkeypatch) -> None:
     from alignops.stages import tokenizer
 
@@ -209,6 +246,16 @@ def test_a_validation_failure_stops_the_flow_and_keeps_the_champion(changed_sft,
     assert tracking.alias_uri("alignops-policy", "champion") == champion
 
 
+def test_the_rl_method_is_a_choice_of_the_ppo_step(changed_sft, project) -> None:
+    grpo = [*project, "ppo.method=grpo", "ppo.group_size=2"]
+    newest_reward = tracking.pin_uri("models:/alignops-reward/latest")  # the feedback loop's, by now
+    result = pipeline("tiny", grpo, start="ppo", to="ppo")  # started after sft and reward: their newest versions
+    assert result["ran"] == ["ppo"] and (result["sft"], result["reward"]) == (changed_sft["sft"], newest_reward)
+    tags = tracking.model_version_tags(result["policy"])
+    assert tags["alignops.method"] == "grpo"
+    assert (tags["alignops.parent_model"], tags["alignops.reward_model"]) == (changed_sft["sft"], newest_reward)
+
+
 def test_transient_errors_are_retried_and_bad_input_is_not() -> None:
     from alignops.config import ConfigError
     from alignops.data.sources import SourceError
@@ -226,6 +273,20 @@ def test_bad_stage_names_are_refused() -> None:
         pipeline.fn("tiny", [], to="nope")
     with pytest.raises(ValueError, match="comes after"):
         pipeline.fn("tiny", [], start="ppo", to="sft")
+    with pytest.raises(ValueError, match="steps.base=pretrain"):  # the own base has no fetched or imported step
+        pipeline.fn("tiny", [], start="base")
+
+
+def test_the_recipe_follows_the_steps_section() -> None:
+    def names(overrides: list[str]) -> list[str]:
+        return [step.name for step in steps_between(load_config("tiny", overrides), "data", "promote")]
+
+    assert names([]) == RECIPE
+    assert names(["steps.base=fetch", "steps.base_source=smollm2-135m-instruct", "steps.ner=false"]) == [
+        "data", "base", "fewshot", "sft", "reward", "ppo", "evaluate", "promote"
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="steps.base_source"):
+        load_config("tiny", ["steps.base=import"])
 
 
 def test_flows_do_not_import_torch() -> None:

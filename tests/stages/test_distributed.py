@@ -195,14 +195,17 @@ def test_a_non_zero_rank_tracks_and_writes_nothing(home: Path, monkeypatch: pyte
     cfg = load_config("tiny")
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert not tracking.is_rank_zero()
-    stage_dir = training.StageDir("pretrain", {"rank": 1})
+    start = training.begin(
+        cfg, "pretrain", cfg.pretrain, {"rank": 1}, data_version=None, tokenizer=home, tokenizer_sha256=None
+    )
+    stage_dir = start.stage_dir
     with tracking.stage_run("pretrain", cfg, cfg.pretrain) as run:
         run.log_metrics({"train/loss": 1.0})
         run.log_params({"a": 1})
         run.set_tags({"b": "c"})
-        stage_dir.started(run.run_id)
+        start.started(run.run_id)
         assert run.run_id is None and tracking.lightning_logger(run.run_id) is False
-        published = training.publish(cfg, "pretrain", cfg.pretrain, stage_dir, run.run_id, "base", None, home, None)
+        published = training.publish(start, None, registered="base", kind="causal_lm")
     assert published == (None, None, None)
     assert not stage_dir.path.exists()
     monkeypatch.delenv("LOCAL_RANK")

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from alignops import tracking
 from alignops.cli import app
 from alignops.config import load_config
+from alignops.evaluation.human import summarize_version
 from alignops.stages import classify, data, evaluate, fewshot, ppo, pretrain, reward, sft, tokenizer
 from tests.conftest import project_checkout
 
@@ -193,7 +194,7 @@ def test_human_ratings_of_the_version_come_from_the_store(chain, policy_eval) ->
         for i, response_id in enumerate(sorted(set(rated))[:2]):
             store.submit_rating(ann.id, response_id, {"helpful": 4, "correct": 2, "harmless": 5}, f"ann-r{i}")
             store.submit_rating(bob.id, response_id, {"helpful": 4, "correct": 3, "harmless": 5}, f"bob-r{i}")
-    m = evaluate.human(mine_uri)
+    m = summarize_version(mine_uri)
     assert m["human/ratings"] == 4 and m["human/raters"] == 2
     assert math.isclose(m["human/mean_rating"], (11 / 3 + 12 / 3) / 2) and m["human/mean_correct"] == 2.5
     assert m["human/judgments"] == 6 and m["human/judges"] == 2
@@ -202,7 +203,7 @@ def test_human_ratings_of_the_version_come_from_the_store(chain, policy_eval) ->
     assert m["human/win_rate_low"] < m["human/win_rate"] < m["human/win_rate_high"]
     assert -1 <= m["human/judgment_alpha"] < 0  # they disagree more than chance would
     assert 0 < m["human/rating_alpha"] < 1
-    assert evaluate.human(theirs_uri)["human/win_rate"] == pytest.approx(1 - m["human/win_rate"])
+    assert summarize_version(theirs_uri)["human/win_rate"] == pytest.approx(1 - m["human/win_rate"])
 
 
 def test_cli_prints_the_metrics_table(chain) -> None:

@@ -213,10 +213,10 @@ def test_promote_refuse_and_roll_back(built: PipelineConfig) -> None:
     assert checks["perplexity"].status == PASSED and checks["perplexity"].value < checks["perplexity"].threshold
     assert tracking.alias_uri("alignops-base", "champion") == better
     assert tracking.alias_uri("alignops-base", "challenger") is None
-    assert json.loads(tracking.registered_model_tags("alignops-base")[promote.HISTORY_TAG]) == ["1"]
+    assert json.loads(tracking.registered_model_tags("alignops-base")[tracking.CHAMPION_HISTORY_TAG]) == ["1"]
     version = client.get_model_version("alignops-base", "2")
-    assert version.tags[promote.PROMOTION_TAG] == "passed"
-    run = client.get_run(version.tags[promote.PROMOTION_RUN_TAG])
+    assert version.tags[tracking.PROMOTION_TAG] == "passed"
+    run = client.get_run(version.tags[tracking.PROMOTION_RUN_TAG])
     assert run.info.run_name == "promote" and run.data.metrics["promote/passed"] == 1.0
     assert run.data.params["challenger"] == better and run.data.params["max_ppl_increase"] == "0.0"
     evidence = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/promotion.json")
@@ -233,7 +233,7 @@ def test_promote_refuse_and_roll_back(built: PipelineConfig) -> None:
     assert "failed  perplexity" in outcome.output and "not promoted" in outcome.output
     assert tracking.alias_uri("alignops-base", "champion") == better
     assert tracking.alias_uri("alignops-base", "challenger") == worse
-    tag = client.get_model_version("alignops-base", "3").tags[promote.PROMOTION_TAG]
+    tag = client.get_model_version("alignops-base", "3").tags[tracking.PROMOTION_TAG]
     assert tag.startswith("failed: eval/ppl") and "is above" in tag
 
     # rollback: the previous champion is back, and the challenger's evidence (against version 2) is now stale
@@ -242,7 +242,7 @@ def test_promote_refuse_and_roll_back(built: PipelineConfig) -> None:
     assert tracking.alias_uri("alignops-base", "champion") == first
     rollbacks = client.search_runs([run.info.experiment_id], "attributes.run_name = 'rollback'")
     assert [(r.data.params["champion_before"], r.data.params["champion_after"]) for r in rollbacks] == [(better, first)]
-    assert client.get_model_version("alignops-base", "2").tags[promote.PROMOTION_TAG].startswith("rolled back")
+    assert client.get_model_version("alignops-base", "2").tags[tracking.PROMOTION_TAG].startswith("rolled back")
     stale = promote.run(cfg, worse)
     assert not stale.passed and by_name(stale.checks)["baseline"].status == FAILED
     assert "re-run `alignops evaluate --model models:/alignops-base/3`" in stale.reasons[0]

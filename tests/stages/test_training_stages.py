@@ -60,7 +60,8 @@ def test_pretrain_sft_classify_chain(built: PipelineConfig) -> None:
     rm_version = client.get_model_version("alignops-reward", "1")
     assert rm_version.tags["alignops.parent_model"] == "models:/alignops-sft/1"
     assert rm_version.tags["alignops.reward_gate"] in ("passed", "failed")
-    assert {"reward/accuracy", "reward/length_baseline_accuracy", "reward/human_ceiling"} <= set(rm.metrics)
+    assert {"reward/accuracy", "reward/length_baseline_accuracy", "reward/single_rater_agreement",
+            "reward/split_half_agreement"} <= set(rm.metrics)  # fmt: skip
     scorer = load_model(rm.model_dir)
     assert scorer.meta.kind == "reward" and scorer.head is not None
 

@@ -1,8 +1,5 @@
-"""One Prefect flow per stage, each around one task that calls `alignops.stages.<stage>`; the pipeline and the
-feedback loop chain these flows (flows/pipeline.py, flows/feedback.py).
-
-    python -c "from flows.stages import sft_flow; from alignops.config import load_config; \
-               print(sft_flow(load_config('tiny')))"
+"""One Prefect task per stage, each around `alignops.stages.<stage>.run` (or the data build, or the base import);
+the pipeline and the feedback loop call them in order (flows/pipeline.py, flows/feedback.py).
 
 What a task adds to the stage it wraps, and nothing else:
 - caching (alignops/cache.py): a stage whose inputs are unchanged returns the outputs recorded in MLflow;
@@ -15,9 +12,10 @@ Tasks pass configs, paths, run ids and model URIs, never tensors; nothing here i
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from alignops import cache
@@ -73,7 +71,7 @@ def _summary(stage: str, outputs: Outputs, metrics: dict[str, float], cached: bo
 # ------------------------------------------------------------------------------------------- tasks
 
 
-@task(name="data-build", **RETRIES)
+@task(name=cache.DATA_BUILD, **RETRIES)
 def build_data(cfg: PipelineConfig, parent_run_id: str | None = None) -> Outputs:
     from alignops.stages import data
 
@@ -82,7 +80,7 @@ def build_data(cfg: PipelineConfig, parent_run_id: str | None = None) -> Outputs
         counts = {f"{name}_{split}": n for name, splits in r.counts.items() for split, n in splits.items()}
         return r.run_id, {"data_version": r.data_version}, counts
 
-    return cached("data-build", cfg, body)
+    return cached(cache.DATA_BUILD, cfg, body)
 
 
 @task(name="data-validate", **RETRIES)
@@ -118,6 +116,38 @@ def pretrain_model(cfg: PipelineConfig, parent_run_id: str | None = None) -> Out
     from alignops.stages import pretrain
 
     return cached("pretrain", cfg, lambda: _trained(pretrain.run(cfg, parent_run_id=parent_run_id)))
+
+
+@task(name="base", **RETRIES)
+def bring_base(cfg: PipelineConfig) -> Outputs:
+    """A base from outside in place of tokenizer + pretrain (steps.base = fetch or import): registered once; a
+    second call finds the same version registered and counts as reused."""
+    from alignops import base_models, settings
+
+    if cfg.steps.base == "fetch":
+        r = base_models.fetch_and_register(cfg.steps.base_source, cfg.data.cache_dir or settings.home() / "cache")
+    else:
+        r = base_models.import_base(Path(cfg.steps.base_source))
+    return {"model_uri": r.uri, "cached": not r.created}
+
+
+@task(name="fewshot", **RETRIES)
+def evaluate_fewshot(cfg: PipelineConfig, parent_run_id: str | None = None) -> Outputs:
+    from alignops.stages import fewshot
+
+    def body():
+        r = fewshot.run(cfg, parent_run_id=parent_run_id)
+        metrics = {name: value for row in r.table for name, value in row.as_metrics().items()}
+        return r.run_id, {"model_uri": r.model_uri}, metrics
+
+    return cached("fewshot", cfg, body)
+
+
+@task(name="ner", **RETRIES)
+def train_ner(cfg: PipelineConfig, parent_run_id: str | None = None) -> Outputs:
+    from alignops.stages import ner
+
+    return cached("ner", cfg, lambda: _trained(ner.run(cfg, parent_run_id=parent_run_id)))
 
 
 @task(name="sft", **RETRIES)
@@ -158,11 +188,9 @@ def evaluate_model(cfg: PipelineConfig, parent_run_id: str | None = None) -> Out
 def promote_model(cfg: PipelineConfig, challenger_uri: str, parent_run_id: str | None = None) -> Outputs:
     """Not cached by key: the decision depends on the registry's aliases now. A challenger that already is the
     champion has nothing to be promoted over, and counts as reused."""
-    from alignops import tracking
     from alignops.stages import promote
 
-    uri = tracking.version_uri(challenger_uri)
-    if tracking.alias_uri(promote.registered_name(uri), promote.CHAMPION) == uri:
+    if promote.is_champion(challenger_uri):
         get_run_logger().info("promote: %s already is the champion", challenger_uri)
         return {"passed": True, "champion": challenger_uri, "cached": True}
     r = promote.run(cfg, challenger_uri, parent_run_id=parent_run_id)
@@ -171,49 +199,3 @@ def promote_model(cfg: PipelineConfig, challenger_uri: str, parent_run_id: str |
     verdict = "promoted to champion" if r.passed else "kept as challenger"
     create_table_artifact(rows, key="promote-summary", description=f"promote: {challenger_uri} {verdict}")
     return {"passed": r.passed, "champion": r.champion_after, "run_id": r.run_id, "cached": False}
-
-
-# ------------------------------------------------------------------------------------------- flows
-# One flow per stage, for running or deploying a stage on its own; the pipeline runs them as subflows.
-
-
-@flow(name="alignops-data")
-def data_flow(cfg: PipelineConfig, parent_run_id: str | None = None) -> Outputs:
-    """Build the datasets, version them with DVC, and validate every set with Great Expectations."""
-    built = build_data(cfg, parent_run_id)
-    return built | {"validate_run_id": validate_data(cfg, parent_run_id)["run_id"]}
-
-
-@flow(name="alignops-tokenizer")
-def tokenizer_flow(cfg: PipelineConfig, parent_run_id: str | None = None) -> Outputs:
-    return train_tokenizer(cfg, parent_run_id)
-
-
-@flow(name="alignops-pretrain")
-def pretrain_flow(cfg: PipelineConfig, parent_run_id: str | None = None) -> Outputs:
-    return pretrain_model(cfg, parent_run_id)
-
-
-@flow(name="alignops-sft")
-def sft_flow(cfg: PipelineConfig, parent_run_id: str | None = None) -> Outputs:
-    return finetune(cfg, parent_run_id)
-
-
-@flow(name="alignops-reward")
-def reward_flow(cfg: PipelineConfig, parent_run_id: str | None = None) -> Outputs:
-    return train_reward(cfg, parent_run_id)
-
-
-@flow(name="alignops-ppo")
-def ppo_flow(cfg: PipelineConfig, parent_run_id: str | None = None) -> Outputs:
-    return align(cfg, parent_run_id)
-
-
-@flow(name="alignops-evaluate")
-def evaluate_flow(cfg: PipelineConfig, parent_run_id: str | None = None) -> Outputs:
-    return evaluate_model(cfg, parent_run_id)
-
-
-@flow(name="alignops-promote")
-def promote_flow(cfg: PipelineConfig, challenger_uri: str, parent_run_id: str | None = None) -> Outputs:
-    return promote_model(cfg, challenger_uri, parent_run_id)
