@@ -91,3 +91,21 @@ def test_results_table_has_a_row_per_arm():
     table = results_table(_all_met()).splitlines()
     assert len(table) == 2 + 4
     assert table[2].startswith("| ppo seed 0 | 0.75 | [0.70, 0.80] | 0.66 | 0.80 | 5.00 |")
+
+
+def test_response_nll_scores_only_the_response_tokens_whatever_the_padding():
+    import torch
+    import torch.nn.functional as F
+
+    from alignops.evaluation.scoring import Responses, response_nll
+    from models.gpt import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=50, block_size=32, n_layer=1, n_head=2, n_embd=16)).eval()
+    prompts, answers = [[1, 2, 3], [4, 5]], [[6, 7], [8, 9, 10, 11]]
+    out = response_nll(model, Responses(["", ""], prompts, answers, [False, False]), pad=0, batch_size=2)
+    for got, p, r in zip(out, prompts, answers, strict=True):
+        ids = torch.tensor([p + r])
+        logp = F.log_softmax(model(ids).float(), dim=-1)[0]
+        expected = -sum(float(logp[len(p) - 1 + i, tok]) for i, tok in enumerate(r))
+        assert got == pytest.approx(expected, rel=1e-5)
