@@ -5,6 +5,7 @@ registered models are left alone."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -64,5 +65,5 @@ def test_quick_experiment_flow(built: PipelineConfig, built_project, prefect_har
     report = client.get_run(result["report_run_id"])
     assert report.data.tags[tracking.EXPERIMENT_TARGETS_TAG].startswith("missed: ")
     table = mlflow.artifacts.download_artifacts(run_id=result["report_run_id"], artifact_path="results/results.json")
-    assert [r["name"] for r in json.loads(open(table, encoding="utf-8").read())] == [r["name"] for r in rows]
+    assert [r["name"] for r in json.loads(Path(table).read_text(encoding="utf-8"))] == [r["name"] for r in rows]
     assert "figures/reward_vs_kl.png" in tracking.artifact_paths(result["report_run_id"], "figures")
