@@ -37,6 +37,8 @@ app.add_typer(tokenizer_app, name="tokenizer")
 app.add_typer(config_app, name="config")
 model_app = typer.Typer(help="Base models from outside: fetch a pretrained one, or import one.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
+experiment_app = typer.Typer(help="Experiments that test the recipe itself, with controls.", no_args_is_help=True)
+app.add_typer(experiment_app, name="experiment")
 
 Preset = Annotated[str, typer.Option("--preset", "-p", help="Preset name under configs/ or a YAML path.")]
 Overrides = Annotated[
@@ -413,6 +415,26 @@ def run(
     _echo(f"\nran {ran}; reused from cache: {reused}")
     _echo(f"finished in {time.perf_counter() - started:.0f} s")
     _print_where_to_look(cfg, result)
+
+
+@experiment_app.command("sentiment")
+def experiment_sentiment(
+    preset: Preset = "tiny",
+    overrides: Overrides = None,
+    quick: Annotated[bool, typer.Option("--quick", help="One seed of the main method and the two controls.")] = False,
+) -> None:
+    """Ziegler et al.'s sentiment-continuation experiment: RL on the SFT policy against a reward model trained on
+    English VADER rankings, with a negated-reward and a shuffled-reward control, judged on held-out prefixes by
+    VADER and AFINN against the SFT policy (the experiment section of the config)."""
+    with _errors():
+        _load(preset, overrides)  # a bad preset fails here, before Prefect starts
+        from flows.experiment import sentiment_experiment
+
+        started = time.perf_counter()
+        result = sentiment_experiment(preset, overrides or [], quick=quick)
+    _echo(result["table"])
+    _echo("targets: all met" if not result["missed"] else "targets missed:\n  " + "\n  ".join(result["missed"]))
+    _echo(f"finished in {time.perf_counter() - started:.0f} s; MLflow parent run {result['parent_run_id']}")
 
 
 def _print_where_to_look(cfg, result: dict) -> None:

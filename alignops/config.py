@@ -259,6 +259,10 @@ class NerConfig(TrainConfig):
 class RewardConfig(TrainConfig):
     """Reward model from ranked responses: pairwise Bradley-Terry loss over every ordered pair of a ranking."""
 
+    sources: list[str] | None = Field(
+        None,
+        description="Only records whose source starts with one of these (e.g. vadersentiment/); None: every source.",
+    )
     base_model: str | None = Field(
         None, description="Model URI to start from; default the latest <prefix>-sft version."
     )
@@ -324,6 +328,10 @@ class PPOStageConfig(PPOConfig, _Config):
         0.5, ge=0, description="Health: mean length below this fraction of the SFT policy's stops the run."
     )
     eval_samples: int = Field(64, ge=1, description="Held-out prompts sampled to measure the reward gain.")
+    sources: list[str] | None = Field(
+        None,
+        description="Only records whose source starts with one of these (e.g. vadersentiment/); None: every source.",
+    )
     lora: LoraConfig | None = Field(None, description=LORA_HELP)
 
 
@@ -449,6 +457,27 @@ class CompressConfig(_Config):
     max_new_tokens: int = Field(32, ge=1, description="Tokens generated per eval prompt.")
 
 
+class ExperimentConfig(_Config):
+    """The sentiment-continuation experiment (Ziegler et al. 2019; alignops experiment sentiment): RL on the SFT
+    policy against a reward model trained on English VADER rankings, with controls, judged by two lexicons."""
+
+    sft_model: str | None = Field(
+        None, description="The SFT policy every arm starts from; default latest <prefix>-sft."
+    )
+    method: Literal["ppo", "grpo", "rloo"] = Field("ppo", description="The RL method of the main arms (one per seed).")
+    second_method: Literal["ppo", "grpo", "rloo"] | None = Field(
+        "grpo", description="Another method run on the first seed, compared by wall time; None: skip."
+    )
+    seeds: list[int] = Field([0, 1, 2], min_length=1, description="Seeds of the main arms; --quick runs the first.")
+    controls: bool = Field(True, description="Run the negated-reward and shuffled-reward control arms.")
+    sources: list[str] = Field(
+        ["vadersentiment/"], min_length=1, description="Sources of the reward model's rankings and the prefixes."
+    )
+    prompts_per_source: int = Field(100, ge=1, description="Held-out test prefixes per source (VADER's 4 subsets).")
+    max_new_tokens: int = Field(24, ge=1, description="Continuation length, in training and in the measurement.")
+    batch_size: int = Field(16, ge=1, description="Generation and scoring batch of the measurement.")
+
+
 class TrackingConfig(_Config):
     """MLflow naming. The tracking URI itself comes from MLFLOW_TRACKING_URI (default: SQLite in home)."""
 
@@ -503,6 +532,7 @@ class PipelineConfig(_Config):
     compress: CompressConfig = CompressConfig()
     tracking: TrackingConfig = TrackingConfig()
     steps: StepsConfig = StepsConfig()
+    experiment: ExperimentConfig = ExperimentConfig()
 
 
 def presets_dir() -> Path:

@@ -121,3 +121,31 @@ def fewshot_curve(table: Sequence, path: Path, model: str = "") -> Path:
     ax.legend()
     ax.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def reward_against_kl(curves: Mapping[str, Sequence[tuple[float, float]]], rows: Sequence[Mapping], path: Path) -> Path:
+    """The sentiment experiment: each arm's reward-model score against its KL to the SFT policy over training
+    (left; ppo/reward and ppo/kl per iteration), and each arm's held-out judge win rate against its exact KL
+    (right; rows of alignops.evaluation.continuations), the independent judge beside what was optimised."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for i, (name, points) in enumerate(curves.items()):
+        left.plot([k for k, _ in points], [r for _, r in points], marker=".", color=_COLORS[i % 4], label=name)
+    left.set(xlabel="KL to SFT (nats, training)", ylabel="reward-model score (training)", title="over training")
+    for i, row in enumerate(rows):
+        right.scatter(
+            row["kl"], row.get("win_rate/vader", float("nan")), color=_COLORS[i % 4], label=f"{row['name']} VADER"
+        )
+        right.scatter(
+            row["kl"],
+            row.get("win_rate/afinn", float("nan")),
+            color=_COLORS[i % 4],
+            marker="x",
+            label=f"{row['name']} AFINN",
+        )
+    right.axhline(0.5, color="grey", lw=0.5)
+    right.set(xlabel="exact KL to SFT (nats, held out)", ylabel="judge win rate vs SFT", title="held-out prefixes")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return _save(fig, path)

@@ -213,3 +213,22 @@ def sequence_kl(policy: CausalLM, reference: CausalLM, responses: Responses, pad
         kl = (logp.exp() * (logp - logq)).sum(dim=-1)  # (B, T)
         out += (kl * predicts).sum(dim=1).tolist()
     return out
+
+
+@torch.inference_mode()
+def response_nll(model: CausalLM, responses: Responses, pad: int, batch_size: int) -> list[float]:
+    """Each response's summed negative log-likelihood under `model`, nats (prompt tokens are context, not scored):
+    with the response lengths, the model's perplexity of what another model wrote (the reference perplexity of a
+    policy's continuations: fluent text stays likely under the model it started from)."""
+    out = []
+    for start in range(0, len(responses.response_ids), batch_size):
+        prompts = responses.prompt_ids[start : start + batch_size]
+        answers = responses.response_ids[start : start + batch_size]
+        ids, mask = _right_padded([p + r for p, r in zip(prompts, answers, strict=True)], pad, _device(model))
+        logp = F.log_softmax(model(ids, attention_mask=mask).float()[:, :-1], dim=-1)  # position t predicts t + 1
+        token_logp = logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)  # (B, T - 1)
+        predicts = torch.zeros_like(token_logp, dtype=torch.bool)
+        for row, (p, r) in enumerate(zip(prompts, answers, strict=True)):
+            predicts[row, len(p) - 1 : len(p) - 1 + len(r)] = True
+        out += (-(token_logp * predicts)).sum(dim=1).tolist()
+    return out

@@ -115,7 +115,8 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
         sft.gpt, reward=scorer, config=ppo_config, eos_id=eos, pad_id=pad, health=health, lora=lora
     )  # its reference: a frozen copy of the SFT policy
 
-    train_prompts = sorted({r["prompt"] for r in datasets.load_split(cfg.data.data_dir, "rollout_prompts", "train")})
+    train_records = training.of_sources(datasets.load_split(cfg.data.data_dir, "rollout_prompts", "train"), pc.sources)
+    train_prompts = sorted({r["prompt"] for r in train_records})
     room = sft.gpt.max_positions - pc.max_new_tokens
     loader = resumable_loader(
         PromptDataset(train_prompts * max(1, pc.rollout_batch_size // len(train_prompts) + 1), start.chat, room),
@@ -154,7 +155,9 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
 
         policy = (module.policy_model() if policy is None else policy).cpu().eval()
         # held out: the rollout set's test split, taken evenly across the file (English and Chinese mixed)
-        test_records = datasets.load_split(cfg.data.data_dir, "rollout_prompts", "test")
+        test_records = training.of_sources(
+            datasets.load_split(cfg.data.data_dir, "rollout_prompts", "test"), pc.sources
+        )
         test_prompts = list(dict.fromkeys(r["prompt"] for r in training.spread(test_records, pc.eval_samples)))
         eval_prompts = (test_prompts * (pc.eval_samples // max(len(test_prompts), 1) + 1))[: pc.eval_samples]
         reference = load_model(start.folder).gpt

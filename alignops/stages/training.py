@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from alignops import settings, tracking
-from alignops.config import OptimConfig, PipelineConfig, TrainConfig
+from alignops.config import ConfigError, OptimConfig, PipelineConfig, TrainConfig
 from alignops.data.tokenizer import META_FILE, TOKENIZER_FILE
 from alignops.precision import resolve_precision
 from alignops.stages.finite import require_finite
@@ -340,7 +340,9 @@ def preference_data(cfg: PipelineConfig, section: Any, start: BaseStart, by_rank
     from alignops.data.preferences import PairDataset, RankingBatches, collate_pairs, collate_rankings, expand_rankings
 
     weight_by = "agreement" if section.weight_by_agreement else None
-    rankings = {s: datasets.load_split(cfg.data.data_dir, "rankings", s) for s in datasets.SPLITS}
+    rankings = {
+        s: of_sources(datasets.load_split(cfg.data.data_dir, "rankings", s), section.sources) for s in datasets.SPLITS
+    }
     rankings["train"] = spread(rankings["train"], section.max_train_rankings)
     pairs = {s: expand_rankings(records, weight_by=weight_by) for s, records in rankings.items()}
     max_len = section.max_len or start.model.gpt.max_positions
@@ -399,6 +401,18 @@ def publish(
 def saved_hparams(cfg: PipelineConfig, stage: str) -> dict[str, Any]:
     """The settings saved beside the weights (alignops.json), so a model folder says how it was made."""
     return {"config": cfg.model_dump(mode="json", include={stage, "model", "trainer", "seed"})}
+
+
+def of_sources(records: list[dict], sources: list[str] | None) -> list[dict]:
+    """The records whose source starts with one of `sources` (a source or a family: "vadersentiment/"); all when
+    None. A ConfigError when none is left, naming what the data holds."""
+    if sources is None:
+        return records
+    kept = [r for r in records if r["source"].startswith(tuple(sources))]
+    if records and not kept:
+        held = ", ".join(sorted({r["source"] for r in records}))
+        raise ConfigError(f"sources {sources}: no record matches; the data holds {held}.")
+    return kept
 
 
 def spread(records: list[dict], limit: int | None) -> list[dict]:

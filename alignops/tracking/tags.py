@@ -67,4 +67,5 @@ OUTPUTS_TAG = "alignops.outputs"  # ... and its outputs, as JSON
 FAILED_STAGE_TAG = "alignops.failed_stage"  # on a pipeline's parent run: the stage it stopped at
 RAN_TAG = "alignops.ran"  # on a pipeline's parent run: the stages that ran, comma-separated
 CACHED_TAG = "alignops.cached"  # ... and those answered from the cache
+EXPERIMENT_TARGETS_TAG = "alignops.experiment_targets"  # on an experiment's report run: "met" or "missed: ..."
 FEEDBACK_TAG = "alignops.feedback"  # on a feedback flow's parent run: "no-op" when there was nothing new

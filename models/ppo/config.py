@@ -61,6 +61,11 @@ class PPOConfig(BaseModel):
         0.0, le=0, description="Added to the (normalised) score of a response without EOS; e.g. -1.0 = one std."
     )
     normalize_rewards: bool = Field(True, description="Z-score rewards by the first (SFT) rollout's mean and std.")
+    reward_control: Literal["none", "negate", "shuffle"] = Field(
+        "none",
+        description="Experiment controls: negate the scores (steer the other way) or shuffle them within each "
+        "rollout batch (no signal); none for real training.",
+    )
     optimizer: Literal["adamw", "adam", "sgd", "adagrad"] = Field(
         "adamw", description="Optimizer of the policy and the value head (constant learning rate; SGD momentum 0.9)."
     )

@@ -94,7 +94,7 @@ from models.ppo.group import grpo_advantages, rloo_advantages
 from models.ppo.health import APPROX_KL, EOS_RATE, KL, LENGTH, RATIO_MAX, SFT_LENGTH, HealthBounds, check_health
 from models.ppo.kl import AdaptiveKLController, FixedKLController
 from models.ppo.losses import entropy_from_logits, kl_penalized_rewards, policy_loss, value_loss
-from models.ppo.reward_scale import RewardScale
+from models.ppo.reward_scale import RewardScale, controlled
 from models.ppo.rollout import logprobs_of, response_mask
 from models.reward import RewardModel
 
@@ -321,9 +321,10 @@ class PPOModule(BackboneModule):
             ref_logp.append(logprobs_of(ref_logits, seqs[:, P:]))
         logp, values, ref_logp = torch.cat(logp), torch.cat(values), torch.cat(ref_logp)
 
-        score = self._score(sequences, full_mask)
+        score = self._score(sequences, full_mask)  # logged as ppo/reward: a control arm's moves show against it
         missing_eos = torch.zeros_like(score) if cfg.fixed_length else (~self._has_eos(response, mask)).float()
-        penalised = self.reward_scale(score) + cfg.missing_eos_penalty * missing_eos
+        trained_on = controlled(score, cfg.reward_control)
+        penalised = self.reward_scale(trained_on) + cfg.missing_eos_penalty * missing_eos
         if cfg.reward_clip is not None:
             penalised = penalised.clamp(-cfg.reward_clip, cfg.reward_clip)
         rewards, kl = kl_penalized_rewards(

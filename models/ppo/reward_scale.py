@@ -4,6 +4,7 @@ the reward model happens to have (a Bradley-Terry head's scores are only fixed u
 
     scale = RewardScale()                   # unmeasured: the first batch it sees measures it
     z = scale(scores)                       # first call: the SFT policy's first rollout (before any update)
+    controlled(scores, "shuffle")           # an experiment's control: the scores without their signal
     state = scale.state_dict()              # {"mean": ..., "std": ...}: checkpointed, so a resumed run agrees
 
 The statistics are measured once and then frozen (not running): a running mean would move the target as the
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor
 
 EPS = 1e-6  # a batch whose scores are all equal has std 0: its z-scores are 0, not a division by zero
@@ -49,3 +51,17 @@ class RewardScale:
 
     def load_state_dict(self, state: dict[str, float | None]) -> None:
         self.mean, self.std = state["mean"], state["std"]
+
+
+def controlled(scores: Tensor, control: str) -> Tensor:
+    """The scores an experiment's control arm trains on (Ziegler et al. 2019's sanity checks): "negate" flips the
+    reward's direction, so the policy should move the opposite way; "shuffle" permutes the scores across the
+    rollout batch (global RNG, restored on resume), keeping their distribution and removing their link to the
+    responses, so the policy should not move at all; "none" returns them unchanged."""
+    if control == "none":
+        return scores
+    if control == "negate":
+        return -scores
+    if control == "shuffle":
+        return scores[torch.randperm(scores.numel(), device=scores.device)]
+    raise ValueError(f"unknown reward control {control!r}: none, negate or shuffle")

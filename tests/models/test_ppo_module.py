@@ -24,6 +24,7 @@ from alignops.data.loaders import resumable_loader
 from models.gpt import GPT, GPTConfig
 from models.ppo.health import HealthBounds
 from models.ppo.module import METRICS, PPOConfig, PPOModule, UnhealthyRun
+from models.ppo.reward_scale import controlled
 from models.reward import RewardModel
 
 V, PAD, EOS, TARGET = 50, 0, 1, 7
@@ -397,3 +398,28 @@ def test_fixed_length_rollouts_ignore_eos_and_the_missing_eos_penalty() -> None:
     assert bool((r.sequences[:, r.prompt_len :] == EOS).any())  # EOS was sampled, and did not stop a response
     z = (r.score - r.score.mean()) / r.score.std()
     torch.testing.assert_close(r.rewards.sum(dim=1), z, atol=1e-5, rtol=0)  # no penalty, KL 0
+
+
+def test_reward_controls_negate_and_shuffle_the_scores() -> None:
+    scores = torch.tensor([3.0, 1.0, 2.0, 0.0, 5.0])
+    assert torch.equal(controlled(scores, "none"), scores)
+    assert torch.equal(controlled(scores, "negate"), -scores)
+    torch.manual_seed(0)
+    shuffled = controlled(scores, "shuffle")
+    assert sorted(shuffled.tolist()) == sorted(scores.tolist()) and not torch.equal(shuffled, scores)
+    with pytest.raises(ValueError, match="none, negate or shuffle"):
+        controlled(scores, "invert")
+
+
+@pytest.mark.parametrize("control", ["negate", "shuffle"])
+def test_control_arms_do_not_learn_the_reward(tmp_path: Path, control: str) -> None:
+    """The experiment's controls on the synthetic task where the real reward rises 0.1 -> 1.5 in 12 iterations
+    (test_reward_rises_...): negated, the policy writes fewer target tokens; shuffled, it learns nothing.
+    Measured (seed 0): negated 0.08 -> 0.01 (first and last three iterations), shuffled 0.10 -> 0.20."""
+    stats = fit(module(config(reward_control=control)), 12, tmp_path)
+    reward = [stats[i]["ppo/reward"] for i in range(1, 13)]  # the raw score, not what the control trained on
+    first, last = sum(reward[:3]) / 3, sum(reward[-3:]) / 3
+    if control == "negate":
+        assert last < first, reward
+    else:
+        assert abs(last - first) < 0.3, reward

@@ -1,0 +1,167 @@
+"""The sentiment-continuation experiment (Ziegler et al. 2019), the recipe's proof: RL moves a model the way its
+reward says, and only that way. flows/experiment.py chains it:
+
+    alignops experiment sentiment --preset smollm2 [--quick]
+
+    prompts = heldout_prefixes(cfg)                                # rollout_prompts/test, per VADER subset
+    for arm in arms(cfg.experiment, quick): policy = ppo.run(arm_config(cfg, arm, sft, reward))
+    row = measure(cfg, arm, policy, sft, reward, prompts, models)  # against the SFT policy, same seeds
+    report(cfg, rows, parent_run_id)                               # table, figure, targets -> MLflow
+
+Arms: the main RL method on each seed; a second method on the first seed (compared by wall time); two controls on
+the first seed: the reward negated (the policy should turn negative) and the rewards shuffled within each rollout
+batch (no signal: it should not move). Every arm's policy continues the same held-out prefixes as the SFT policy,
+sampled with the same seeds, and is read by VADER, by AFINN (a second lexicon, independent of the reward
+model's training data), by the reward model, by the exact KL to the SFT policy and by the SFT policy's perplexity
+of its continuations. The arms' models are registered under <prefix>-sentiment-*, away from the pipeline's own.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from alignops import settings, tracking
+from alignops.config import ExperimentConfig, PipelineConfig
+from alignops.data import datasets
+from alignops.evaluation import judges
+from alignops.evaluation.continuations import Samples, arm_metrics, missed_targets, results_table
+from alignops.stages import training
+
+MAIN, SECOND, NEGATED, SHUFFLED = "main", "second", "negated", "shuffled"
+CONTROLS = {NEGATED: "negate", SHUFFLED: "shuffle"}  # arm kind -> ppo.reward_control
+JUDGES = {"vader": judges.english, "afinn": judges.afinn}  # the English judges, higher = more positive
+PREFIX_SUFFIX = "-sentiment"  # tracking.model_prefix of the arms' models: <prefix>-sentiment-reward, -policy
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str  # "ppo seed 0", "grpo seed 0", "negated", "shuffled"
+    kind: str  # MAIN, SECOND, NEGATED or SHUFFLED (continuations.TARGETS are per kind)
+    method: str
+    seed: int
+    control: str = "none"  # ppo.reward_control
+
+
+def arms(ec: ExperimentConfig, quick: bool) -> list[Arm]:
+    """The experiment's arms in run order; quick: the first seed of the main method and the two controls."""
+    seeds = ec.seeds[:1] if quick else ec.seeds
+    out = [Arm(f"{ec.method} seed {s}", MAIN, ec.method, s) for s in seeds]
+    if ec.second_method and not quick:
+        out.append(Arm(f"{ec.second_method} seed {seeds[0]}", SECOND, ec.second_method, seeds[0]))
+    if ec.controls:
+        out += [Arm(kind, kind, ec.method, seeds[0], control) for kind, control in CONTROLS.items()]
+    return out
+
+
+def experiment_config(cfg: PipelineConfig) -> PipelineConfig:
+    """cfg with the arms' models registered under <prefix>-sentiment-*: the experiment never moves the pipeline's
+    `latest` policy or reward model."""
+    prefix = cfg.tracking.model_prefix.removesuffix(PREFIX_SUFFIX) + PREFIX_SUFFIX
+    return cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"model_prefix": prefix})})
+
+
+def reward_config(cfg: PipelineConfig, sft_uri: str) -> PipelineConfig:
+    """The reward stage's config: from the SFT policy, on the experiment's sources' rankings (English VADER)."""
+    section = cfg.reward.model_copy(update={"base_model": sft_uri, "sources": cfg.experiment.sources})
+    return experiment_config(cfg).model_copy(update={"reward": section})
+
+
+def arm_config(cfg: PipelineConfig, arm: Arm, sft_uri: str, reward_uri: str) -> PipelineConfig:
+    """The PPO stage's config of one arm: its method, control and seed, on the experiment's prefixes."""
+    section = cfg.ppo.model_copy(
+        update={
+            "base_model": sft_uri, "reward_model": reward_uri, "method": arm.method, "reward_control": arm.control,
+            "sources": cfg.experiment.sources, "max_new_tokens": cfg.experiment.max_new_tokens,
+        }
+    )  # fmt: skip
+    return experiment_config(cfg).model_copy(update={"ppo": section, "seed": arm.seed})
+
+
+def heldout_prefixes(cfg: PipelineConfig) -> list[dict[str, Any]]:
+    """prompts_per_source records of each experiment source from the rollout set's test split (never trained on),
+    taken evenly across the file: prompt, prefix, source, lang."""
+    test = datasets.load_split(cfg.data.data_dir, "rollout_prompts", "test")
+    ec = cfg.experiment
+    by_source: dict[str, list[dict]] = {}
+    for record in training.of_sources(test, ec.sources):
+        by_source.setdefault(record["source"], []).append(record)
+    return [r for source in sorted(by_source) for r in training.spread(by_source[source], ec.prompts_per_source)]
+
+
+def sample(model, prompts: list[str], seed: int, reference, reward, ec: ExperimentConfig) -> tuple[Samples, Any]:
+    """`model`'s sampled continuations of `prompts` (seeded per batch: two models draw the same streams), scored by
+    the reward model and by the reference's likelihood; with the raw responses (scoring.Responses, for the KL)."""
+    from alignops.evaluation.scoring import generate_responses, response_nll, reward_scores
+
+    out = generate_responses(model.gpt, model.tokenizer, prompts, ec.max_new_tokens, ec.batch_size, True, seed)
+    pad = _pad(model)
+    return Samples(
+        texts=out.texts,
+        lengths=out.lengths,
+        reward=reward_scores(reward, out, ec.batch_size),
+        reference_nll=response_nll(reference.gpt, out, pad, ec.batch_size),
+    ), out
+
+
+def _pad(model) -> int:
+    from alignops.chat import chat_tokenizer
+
+    return chat_tokenizer(model.tokenizer).pad_id
+
+
+def measure(
+    cfg: PipelineConfig, arm: Arm, policy_uri: str, sft_uri: str, reward_uri: str, prompts: list[str], models
+) -> dict[str, Any]:
+    """One arm's row: its metrics against the SFT policy on the held-out prefixes (continuations.arm_metrics), the
+    SFT samples drawn with the same seed. models: an evaluation.models.ModelCache shared by the arms."""
+    from alignops.evaluation.scoring import sequence_kl
+
+    ec = cfg.experiment
+    policy, sft, reward = models.get(policy_uri), models.get(sft_uri), models.get(reward_uri)
+    mine, responses = sample(policy, prompts, arm.seed, sft, reward, ec)
+    theirs, _ = sample(sft, prompts, arm.seed, sft, reward, ec)
+    kl = sequence_kl(policy.gpt, sft.gpt, responses, _pad(policy), ec.batch_size)
+    metrics = arm_metrics(mine, theirs, JUDGES, kl)
+    return {"name": arm.name, "arm": arm.kind, "method": arm.method, "seed": arm.seed, "policy": policy_uri} | metrics
+
+
+@dataclass(frozen=True)
+class ExperimentResult:
+    rows: list[dict[str, Any]]
+    missed: list[str]  # the targets not met ([] = all met)
+    table: str  # Markdown
+    run_id: str | None
+
+
+def report(
+    cfg: PipelineConfig, rows: list[dict[str, Any]], curves: dict[str, list[tuple[float, float]]], parent_run_id: str
+) -> ExperimentResult:
+    """The results table, the targets and a figure of reward against KL over training (curves: arm name ->
+    (KL, reward) per iteration, from the arms' PPO runs), logged to the experiment's run."""
+    from alignops.evaluation import figures
+
+    missed = missed_targets(rows)
+    table = results_table(rows)
+    with tracking.stage_run("experiment-sentiment", cfg, cfg.experiment, parent_run_id) as stage:
+        out_dir = settings.home() / "experiments" / f"sentiment-{stage.run_id}"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "results.md").write_text(table, encoding="utf-8")
+        (out_dir / "results.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+        for path in (out_dir / "results.md", out_dir / "results.json"):
+            stage.log_artifact(path, "results")
+        stage.log_artifact(figures.reward_against_kl(curves, rows, out_dir / "reward_vs_kl.png"), "figures")
+        for row in rows:
+            numbers = {k: v for k, v in row.items() if isinstance(v, float | int) and k != "seed"}
+            stage.log_metrics({f"{row['name'].replace(' ', '_')}/{k}": float(v) for k, v in numbers.items()})
+        stage.set_tags({tracking.EXPERIMENT_TARGETS_TAG: "met" if not missed else "missed: " + "; ".join(missed)})
+        return ExperimentResult(rows, missed, table, stage.run_id)
+
+
+def training_curve(policy_uri: str) -> list[tuple[float, float]]:
+    """(KL, reward) per iteration of the PPO run that made a policy version: ppo/kl and ppo/reward, in step order."""
+    run_id = tracking.model_version_tags(policy_uri)[tracking.RUN_ID_TAG]
+    kl = [v for _, _, v in tracking.metric_history(run_id, "ppo/kl")]
+    reward = [v for _, _, v in tracking.metric_history(run_id, "ppo/reward")]
+    return list(zip(kl, reward, strict=False))

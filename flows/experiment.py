@@ -1,0 +1,53 @@
+"""The sentiment-continuation experiment as a Prefect flow under one MLflow parent run (alignops.stages.sentiment
+says what it measures and why):
+
+    SFT policy -> reward model on English VADER rankings -> one RL run per arm -> each arm against SFT -> report
+
+    alignops experiment sentiment --preset smollm2 [--quick]      # or: python -m flows.experiment smollm2
+
+Each arm's RL run is a cached task, so a rerun after a failure continues with the arms still missing.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from alignops import tracking
+from alignops.config import load_config
+from alignops.evaluation.models import ModelCache
+from alignops.stages import sentiment
+from flows import tasks
+
+
+@flow(name="alignops-experiment-sentiment")
+def sentiment_experiment(preset: str = "tiny", overrides: list[str] | None = None, quick: bool = False) -> dict:
+    cfg = load_config(preset, overrides or [])
+    log = get_run_logger()
+    with tracking.pipeline_run(cfg, run_name=f"experiment-sentiment-{cfg.name}") as parent:
+        sft = tracking.pin_uri(cfg.experiment.sft_model or f"models:/{cfg.tracking.model_prefix}-sft/latest")
+        reward = tasks.train_reward(sentiment.reward_config(cfg, sft), parent)["model_uri"]
+        prompts = [r["prompt"] for r in sentiment.heldout_prefixes(cfg)]
+        models, rows, curves = ModelCache(), [], {}
+        for arm in sentiment.arms(cfg.experiment, quick):
+            started = time.perf_counter()
+            policy = tasks.align(sentiment.arm_config(cfg, arm, sft, reward), parent)["model_uri"]
+            minutes = (time.perf_counter() - started) / 60
+            rows.append(sentiment.measure(cfg, arm, policy, sft, reward, prompts, models) | {"minutes": minutes})
+            curves[arm.name] = sentiment.training_curve(policy)
+            log.info("%s: %s", arm.name, {k: round(v, 3) for k, v in rows[-1].items() if isinstance(v, float)})
+        result = sentiment.report(cfg, rows, curves, parent)
+    log.info("\n%s", result.table)
+    return {"parent_run_id": parent, "report_run_id": result.run_id, "sft": sft, "reward": reward,
+            "rows": result.rows, "missed": result.missed, "table": result.table}  # fmt: skip
+
+
+def main(argv: list[str]) -> Any:
+    return sentiment_experiment(*argv[1:2])
+
+
+if __name__ == "__main__":
+    print(main(sys.argv)["table"])

@@ -1,0 +1,69 @@
+"""The sentiment experiment's flow at tiny scale (CI runs the experiment only so): the arms train, each is
+measured against the SFT policy on held-out prefixes, the report lands in MLflow, and the pipeline's own
+registered models are left alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from alignops import tracking
+from alignops.config import PipelineConfig, load_config
+from alignops.stages import pretrain, sentiment, sft
+from flows.experiment import sentiment_experiment
+
+TINY_EXPERIMENT = [
+    "reward.min_accuracy=0.0", "reward.bias_checks=false",
+    "ppo.iterations=2", "ppo.rollout_batch_size=4", "ppo.minibatch_size=2", "ppo.ppo_epochs=1",
+    "ppo.checkpoint_every_n_iterations=1", "ppo.eval_samples=4", "ppo.group_size=2",
+    "experiment.prompts_per_source=2", "experiment.max_new_tokens=6", "experiment.batch_size=4",
+]  # fmt: skip
+
+
+def test_arms_and_their_configs(built: PipelineConfig) -> None:
+    ec = built.experiment
+    assert [a.name for a in sentiment.arms(ec, quick=False)] == [
+        "ppo seed 0", "ppo seed 1", "ppo seed 2", "grpo seed 0", "negated", "shuffled",
+    ]  # fmt: skip
+    quick = sentiment.arms(ec, quick=True)
+    assert [(a.kind, a.control, a.seed) for a in quick] == [
+        ("main", "none", 0), ("negated", "negate", 0), ("shuffled", "shuffle", 0),
+    ]  # fmt: skip
+    cfg = sentiment.arm_config(built, quick[1], "models:/alignops-sft/1", "models:/alignops-sentiment-reward/1")
+    assert cfg.ppo.reward_control == "negate" and cfg.ppo.sources == ["vadersentiment/"]
+    assert cfg.tracking.model_prefix == "alignops-sentiment" and cfg.seed == 0
+    # held out: English VADER prefixes from the rollout set's test split, never a train prompt
+    held = sentiment.heldout_prefixes(built)
+    train = {r["prompt"] for r in sentiment.datasets.load_split(built.data.data_dir, "rollout_prompts", "train")}
+    assert held and all(r["source"].startswith("vadersentiment/") for r in held)
+    assert not {r["prompt"] for r in held} & train
+
+
+@pytest.mark.slow
+def test_quick_experiment_flow(built: PipelineConfig, built_project, prefect_harness) -> None:
+    pretrain.run(built)
+    sft.run(built)
+    result = sentiment_experiment("tiny", built_project.overrides + TINY_EXPERIMENT, quick=True)
+
+    rows = result["rows"]
+    assert [r["name"] for r in rows] == ["ppo seed 0", "negated", "shuffled"]
+    n = len(sentiment.heldout_prefixes(load_config("tiny", built_project.overrides + TINY_EXPERIMENT)))
+    for row in rows:  # every held-out prefix compared once per judge: wins + losses + ties
+        for judge in ("vader", "afinn", "reward"):
+            assert sum(row[f"win_rate/{judge}_{k}"] for k in ("wins", "losses", "ties")) == n
+        assert row["kl"] >= 0 and row["reference_ppl"] > 1 and row["minutes"] > 0
+    assert result["missed"]  # a 2-iteration tiny policy meets none of the real targets, and the report says so
+
+    # the arms' models are the experiment's own: the pipeline's policy and reward names stay empty
+    client = mlflow.MlflowClient()
+    assert len(client.search_model_versions("name='alignops-sentiment-policy'")) == 3
+    assert len(client.search_model_versions("name='alignops-sentiment-reward'")) == 1
+    assert not client.search_model_versions("name='alignops-policy'")
+    report = client.get_run(result["report_run_id"])
+    assert report.data.tags[tracking.EXPERIMENT_TARGETS_TAG].startswith("missed: ")
+    table = mlflow.artifacts.download_artifacts(run_id=result["report_run_id"], artifact_path="results/results.json")
+    assert [r["name"] for r in json.loads(Path(table).read_text(encoding="utf-8"))] == [r["name"] for r in rows]
+    assert "figures/reward_vs_kl.png" in tracking.artifact_paths(result["report_run_id"], "figures")
