@@ -246,7 +246,9 @@ def convert_gguf(gguf: Path, dest: Path) -> Path:
     model loaded that way refuses save_pretrained, so its weights move into a fresh model of the same config."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
 
+    transformers_logging.disable_progress_bar()  # its per-tensor bar would fill the CLI's output and CI logs
     if not gguf.is_file():
         raise SourceError(gguf, None, "file not found", "pass an existing .gguf file")
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -498,6 +498,12 @@ class StepsConfig(_Config):
     base_source: str | None = Field(None, description="The model name (fetch) or path (import); unused by pretrain.")
     fewshot: bool = Field(True, description="Score the base with k-shot prompts (the fewshot section) after it.")
     ner: bool = Field(True, description="Fine-tune named-entity recognition on the base (the ner section).")
+    label_model: str | None = Field(
+        None,
+        description="A pretrained model (a name `alignops model fetch` knows) or a models:/ URI whose answers to the "
+        "evaluation's prompts are queued for labeling beside the policy's: a tiny policy's labelers then always have "
+        "a legible answer to rank. None: only the policy and its baseline.",
+    )
 
     @model_validator(mode="after")
     def _source_named(self) -> StepsConfig:

@@ -43,6 +43,7 @@ class Made:
     reward: str | None = None
     policy: str | None = None
     evaluation_run_id: str | None = None
+    samples: str | None = None  # the evaluation's samples.jsonl (prompts and answers queued for labeling)
     promoted: bool | None = None
     champion: str | None = None
     ran: tuple[str, ...] = ()
@@ -110,7 +111,12 @@ def align(cfg: PipelineConfig, made: Made) -> tuple[Made, Outputs]:
 def evaluate(cfg: PipelineConfig, made: Made) -> tuple[Made, Outputs]:
     eval_cfg = with_section(cfg, "evaluate", model=made.policy, reward_model=made.reward)
     out = tasks.evaluate_model(eval_cfg, made.parent_run_id)
-    return replace(made, evaluation_run_id=out["run_id"]), out
+    return replace(made, evaluation_run_id=out["run_id"], samples=out.get("samples")), out
+
+
+def label_answers(cfg: PipelineConfig, made: Made) -> tuple[Made, Outputs]:
+    out = tasks.queue_label_answers(cfg, made.samples)
+    return made, out
 
 
 def promote(cfg: PipelineConfig, made: Made) -> tuple[Made, Outputs]:
@@ -147,6 +153,7 @@ STEPS = (
     Step("reward", train_reward, needs=("sft",)),
     Step("ppo", align, needs=("sft", "reward")),
     Step("evaluate", evaluate, needs=("policy", "reward")),
+    Step("label", label_answers, when=lambda cfg: cfg.steps.label_model is not None),
     Step("promote", promote, needs=("policy",)),
 )
 STAGES = tuple(step.name for step in STEPS)

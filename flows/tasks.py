@@ -179,9 +179,19 @@ def evaluate_model(cfg: PipelineConfig, parent_run_id: str | None = None) -> Out
         r = evaluate.run(cfg, parent_run_id=parent_run_id)
         # the responses become labeling tasks in the dashboard (this model against its baseline)
         queued = feedback.queue_samples(r.samples_path) if r.samples_path is not None else 0
-        return r.run_id, {"model_uri": r.model_uri, "baseline_uri": r.baseline_uri, "queued": queued}, r.metrics
+        outputs = {"model_uri": r.model_uri, "baseline_uri": r.baseline_uri, "queued": queued}
+        return r.run_id, outputs | {"samples": str(r.samples_path) if r.samples_path else None}, r.metrics
 
     return cached("evaluate", cfg, body)
+
+
+@task(name="label-answers", **RETRIES)
+def queue_label_answers(cfg: PipelineConfig, samples: str | None) -> Outputs:
+    """steps.label_model's answers to the evaluation's prompts, queued for labeling beside the policy's."""
+    from alignops.stages import feedback
+
+    uri = feedback.label_model_uri(cfg)
+    return {"model_uri": uri, "queued": feedback.queue_answers(uri, Path(samples)) if samples else 0}
 
 
 @task(name="promote", **RETRIES)

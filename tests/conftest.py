@@ -243,6 +243,7 @@ TINY = [
     "model.n_embd=32",
     "trainer.log_every_n_steps=1",
     "trainer.precision=32-true",  # the fixture assertions were measured in fp32; auto is bf16 on CPUs that have it
+    "steps.label_model=null",  # the demo fetches SmolLM2 for its labelers; tests download nothing
     "pretrain.max_steps=40",
     "pretrain.lr=0.005",
     "pretrain.val_every_n_steps=20",

@@ -123,6 +123,50 @@ def _rewrite(cfg: PipelineConfig, records: list[dict], state: dict) -> dict[str,
     return counts
 
 
+LABEL_ANSWER_TOKENS = 48  # long enough for a sentence, short enough to read and rank quickly
+
+
+def label_model_uri(cfg: PipelineConfig) -> str:
+    """steps.label_model as a pinned models:/ URI: a pretrained name is fetched and registered (offline once
+    cached; the same version comes back on later runs)."""
+    from alignops import base_models, settings
+
+    name = cfg.steps.label_model
+    if tracking.ModelRef.is_registry_uri(name):
+        return tracking.pin_uri(name)
+    return base_models.fetch_and_register(name, cfg.data.cache_dir or settings.home() / "cache").uri
+
+
+def queue_answers(model_uri: str, samples_path: Path, database_url: str | None = None) -> int:
+    """Another model's greedy answers to the prompts of an evaluation's samples, queued beside them in the
+    preference store (same sample ids, so one labeling task holds them all). For a from-scratch tiny policy this
+    is what keeps a labeler's first task from being byte noise alone, and the rankings then say how far the policy
+    is from a real model. Returns the answers added (idempotent per model version and prompt, like queue_samples)."""
+    from alignops.artifacts import load_model
+    from alignops.data.sources import read_jsonl
+    from alignops.evaluation.scoring import generate_responses
+    from alignops.feedback.store import Store
+
+    rows = read_jsonl(samples_path)
+    if not rows:
+        return 0
+    model = load_model(tracking.resolve_model(model_uri))
+    model.gpt.eval()
+    out = generate_responses(
+        model.gpt, model.tokenizer, [r["prompt"] for r in rows], LABEL_ANSWER_TOKENS, batch_size=16, sample=False
+    )
+    samples = [
+        {"sample_id": r["sample_id"], "prompt": r["prompt"], "completion": text}
+        for r, text in zip(rows, out.texts, strict=True)
+        if text.strip()
+    ]
+    store = Store(database_url)
+    try:
+        return store.import_samples(model_uri, samples)
+    finally:
+        store.close()
+
+
 def queue_samples(samples_path: Path, database_url: str | None = None) -> int:
     """Put an evaluation's responses (the model's and its baseline's, to the same eval prompts) into the
     preference store, so labelers can rank them against each other in the dashboard. Idempotent per model
