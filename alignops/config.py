@@ -268,6 +268,9 @@ class RewardConfig(TrainConfig):
     )
     max_len: int | None = Field(None, ge=8, description="Longest prompt+response; default the model's block_size.")
     max_train_rankings: int | None = Field(None, ge=1, description="Use only N train rankings (CI).")
+    max_eval_rankings: int | None = Field(
+        None, ge=1, description="Use only N val and N test rankings, taken evenly across the file (large bases on CPU)."
+    )
     weight_by_agreement: bool = Field(
         True, description="Weight each pair by the human agreement recorded with its ranking (1 when unknown)."
     )
@@ -301,6 +304,9 @@ class DPOConfig(TrainConfig):
     label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="Conservative DPO: assumed label-noise rate.")
     max_len: int | None = Field(None, ge=8, description="Longest prompt+response; default the model's block_size.")
     max_train_rankings: int | None = Field(None, ge=1, description="Use only N train rankings (CI).")
+    max_eval_rankings: int | None = Field(
+        None, ge=1, description="Use only N val and N test rankings, taken evenly across the file (large bases on CPU)."
+    )
     weight_by_agreement: bool = Field(True, description="Weight each pair by its ranking's human agreement.")
     lora: LoraConfig | None = Field(None, description=LORA_HELP)
 

@@ -332,9 +332,9 @@ class PreferenceData:
 
 
 def preference_data(cfg: PipelineConfig, section: Any, start: BaseStart, by_ranking: bool = False) -> PreferenceData:
-    """Rankings -> pairs (weighted by human agreement if section.weight_by_agreement) -> loaders; the train split
-    limited to section.max_train_rankings. by_ranking: a batch holds section.batch_size whole rankings, each with
-    all its pairs (preferences.RankingBatches)."""
+    """Rankings (of section.sources) -> pairs (weighted by human agreement if section.weight_by_agreement) ->
+    loaders; the train split limited to section.max_train_rankings, val and test to max_eval_rankings. by_ranking:
+    a batch holds section.batch_size whole rankings, each with all its pairs (preferences.RankingBatches)."""
     from alignops.data import datasets
     from alignops.data.loaders import resumable_loader
     from alignops.data.preferences import PairDataset, RankingBatches, collate_pairs, collate_rankings, expand_rankings
@@ -344,6 +344,8 @@ def preference_data(cfg: PipelineConfig, section: Any, start: BaseStart, by_rank
         s: of_sources(datasets.load_split(cfg.data.data_dir, "rankings", s), section.sources) for s in datasets.SPLITS
     }
     rankings["train"] = spread(rankings["train"], section.max_train_rankings)
+    for split in ("val", "test"):
+        rankings[split] = spread(rankings[split], section.max_eval_rankings)
     pairs = {s: expand_rankings(records, weight_by=weight_by) for s, records in rankings.items()}
     max_len = section.max_len or start.model.gpt.max_positions
     collate = (collate_rankings if by_ranking else collate_pairs)(start.chat.pad_id)
