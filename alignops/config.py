@@ -267,6 +267,11 @@ class RewardConfig(TrainConfig):
         None, description="Model URI to start from; default the latest <prefix>-sft version."
     )
     max_len: int | None = Field(None, ge=8, description="Longest prompt+response; default the model's block_size.")
+    empty_negatives: bool = Field(
+        False,
+        description="Train on each ranking's lowest-ranked response preferred to an empty reply (weight 1): the gate's "
+        "emptiness check, learned.",
+    )
     max_train_rankings: int | None = Field(None, ge=1, description="Use only N train rankings (CI).")
     max_eval_rankings: int | None = Field(
         None, ge=1, description="Use only N val and N test rankings, taken evenly across the file (large bases on CPU)."

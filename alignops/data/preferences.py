@@ -67,6 +67,22 @@ def expand_rankings(
     return pairs
 
 
+def with_empty_negatives(pairs: Sequence[Pair]) -> list[Pair]:
+    """pairs plus, per ranking, its lowest-ranked response preferred to an empty reply, with certainty (weight 1).
+    Rankings never show an empty reply, so a reward model has no reason to score one low, and PPO learns to stop
+    when it scores high: even the worst answer people ranked is better than no answer. A ranking whose responses
+    all tie has no lowest one and gets none."""
+    out, chosen, rejected = list(pairs), {}, {}
+    for pair in pairs:
+        chosen.setdefault(pair.ranking, set()).add(pair.chosen)
+        rejected.setdefault(pair.ranking, []).append(pair)
+    for ranking, lost in rejected.items():
+        worst = next((p for p in lost if p.rejected not in chosen[ranking]), None)
+        if worst is not None:
+            out.append(Pair(worst.prompt, worst.rejected, "", worst.source, 1.0, ranking))
+    return out
+
+
 class PairDataset(Dataset):
     """Pairs in the base's chat template as token ids, each side an SFT example (loaders.chat_example).
 

@@ -81,7 +81,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
     rc = cfg.reward
     start = training.start_from_base(cfg, "reward", rc, default="sft")
     base = start.model
-    data = training.preference_data(cfg, rc, start, by_ranking=rc.batch_by_ranking)
+    data = training.preference_data(cfg, rc, start, by_ranking=rc.batch_by_ranking, empty_negatives=rc.empty_negatives)
     rankings, pairs, loaders = data.rankings, data.pairs, data.loaders
     hparams = training.finetune_hparams(rc) | {"margin": rc.margin, "center_coef": rc.center_coef}
     module = RewardModel.from_base(base.gpt, dropout=cfg.model.dropout, compile=cfg.trainer.compile, **hparams)

@@ -331,13 +331,23 @@ class PreferenceData:
     loaders: dict[str, Any]
 
 
-def preference_data(cfg: PipelineConfig, section: Any, start: BaseStart, by_ranking: bool = False) -> PreferenceData:
+def preference_data(
+    cfg: PipelineConfig, section: Any, start: BaseStart, by_ranking: bool = False, empty_negatives: bool = False
+) -> PreferenceData:
     """Rankings (of section.sources) -> pairs (weighted by human agreement if section.weight_by_agreement) ->
     loaders; the train split limited to section.max_train_rankings, val and test to max_eval_rankings. by_ranking:
-    a batch holds section.batch_size whole rankings, each with all its pairs (preferences.RankingBatches)."""
+    a batch holds section.batch_size whole rankings, each with all its pairs (preferences.RankingBatches).
+    empty_negatives: the train pairs gain preferences.with_empty_negatives."""
     from alignops.data import datasets
     from alignops.data.loaders import resumable_loader
-    from alignops.data.preferences import PairDataset, RankingBatches, collate_pairs, collate_rankings, expand_rankings
+    from alignops.data.preferences import (
+        PairDataset,
+        RankingBatches,
+        collate_pairs,
+        collate_rankings,
+        expand_rankings,
+        with_empty_negatives,
+    )
 
     weight_by = "agreement" if section.weight_by_agreement else None
     rankings = {
@@ -347,6 +357,8 @@ def preference_data(cfg: PipelineConfig, section: Any, start: BaseStart, by_rank
     for split in ("val", "test"):
         rankings[split] = spread(rankings[split], section.max_eval_rankings)
     pairs = {s: expand_rankings(records, weight_by=weight_by) for s, records in rankings.items()}
+    if empty_negatives:
+        pairs["train"] = with_empty_negatives(pairs["train"])
     max_len = section.max_len or start.model.gpt.max_positions
     collate = (collate_rankings if by_ranking else collate_pairs)(start.chat.pad_id)
     group = (lambda p, d: RankingBatches(p, d)) if by_ranking else (lambda p, d: d)

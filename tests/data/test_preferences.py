@@ -165,3 +165,16 @@ def test_ranking_batches_keep_every_pair_of_a_ranking_together(tok) -> None:
     sizes = sorted(batch["chosen_ids"].size(0) for batch in loader)
     assert sizes in ([3, 4], [1, 6])  # two rankings then one: whole rankings, never a ranking split over batches
     assert sum(sizes) == len(pairs)
+
+
+def test_empty_negatives_put_an_empty_reply_below_each_rankings_worst_answer() -> None:
+    from alignops.data.preferences import expand_rankings, with_empty_negatives
+
+    records = [
+        {"prompt": "p", "responses": ["a", "b", "c"], "ranking": [2, 0, 1], "source": "s", "agreement": 0.6},
+        {"prompt": "q", "responses": ["x", "y"], "ranking": [[0, 1]], "source": "s", "agreement": None},  # a tie
+    ]
+    pairs = expand_rankings(records)
+    added = with_empty_negatives(pairs)[len(pairs) :]
+    # ranking 0 orders c > a > b: its worst, b, beats the empty reply; the all-tied ranking 1 has no worst
+    assert [(p.prompt, p.chosen, p.rejected, p.weight, p.ranking) for p in added] == [("p", "b", "", 1.0, 0)]
