@@ -53,6 +53,9 @@ SHAPES = (
 _PROMPT_ONLY_SETS = ("eval_prompts", "rollout")  # the prompt-only contracts (rollout: once it exists)
 
 
+# --------------------------------------------------------------------------- recognising and checking
+
+
 def parse_mapping(text: str | None) -> dict[str, str]:
     """'prompt=question,response=answer' -> {"prompt": "question", "response": "answer"} (contract field = file's)."""
     mapping: dict[str, str] = {}
@@ -65,6 +68,7 @@ def parse_mapping(text: str | None) -> dict[str, str]:
 
 
 def rename_fields(record: dict, mapping: dict[str, str]) -> dict:
+    """The record with each --map column renamed to its contract field; other fields as they are."""
     back = {name: target for target, name in mapping.items()}
     return {back.get(k, k): v for k, v in record.items()}
 

