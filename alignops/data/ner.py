@@ -147,8 +147,8 @@ def entities(tags: list[str]) -> list[tuple[str, int, int]]:
 
 def read_tagged(root: Path) -> list[list[Word]]:
     """Every non-empty line of the People's Daily file as parsed words."""
-    path = sources._require(root / SOURCE_FILE)
-    lines = sources._text_lines(path.read_bytes())
+    path = sources.require_file(root / SOURCE_FILE)
+    lines = sources.decode_lines(path.read_bytes())
     paragraphs = [parse_line(line, path, lineno) for lineno, line in enumerate(lines, start=1)]
     return [p for p in paragraphs if p]
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from alignops.cli import app
 from alignops.config import DataConfig, PipelineConfig, load_config
-from alignops.data import exports, imports, sources, versioning
+from alignops.data import exports, imports, shapes, sources, versioning
 from alignops.data.validation import DataValidationError
 from alignops.stages import data
 from tests.conftest import project_checkout
@@ -100,7 +100,7 @@ def test_every_format_reads_to_the_same_records(tmp_path: Path, set_name: str) -
     first = records_of(results["jsonl"])
     assert len(first) == len(rows)
     assert all(records_of(r) == first for r in results.values())
-    assert {r.shape for r in results.values()} == {imports.infer_shape(rows[0], set_name, None).name}
+    assert {r.shape for r in results.values()} == {shapes.infer_shape(rows[0], set_name, None).name}
 
 
 def test_messages_stay_messages_and_render_at_training(tmp_path: Path) -> None:
@@ -134,7 +134,7 @@ def test_map_renames_fields(tmp_path: Path) -> None:
     with pytest.raises(imports.ImportRefused, match="unknown shape") as refused:
         plan(path, "sft", tmp_path)
     assert "prompt_completion" in str(refused.value) and '"question": "What is two plus two?"' in str(refused.value)
-    p = plan(path, "sft", tmp_path, mapping=imports.parse_mapping("prompt=question,response=answer"))
+    p = plan(path, "sft", tmp_path, mapping=shapes.parse_mapping("prompt=question,response=answer"))
     assert records_of(p)[0]["response"] == "Two plus two is four."
 
 

