@@ -180,14 +180,14 @@ def baseline_metrics(cfg: Any, model: Any, metrics: dict[str, float]) -> dict[st
     has an eval/f1, each baseline fit on the train split and scored on the model's own held-out examples."""
     from alignops.data import datasets
     from alignops.evaluation.classification import LABELS
-    from alignops.evaluation.scoring import corpus_ids, scored_blocks
+    from alignops.evaluation.scoring import corpus_ids, lm_block, scored_blocks
     from alignops.stages.training import spread
 
     out: dict[str, float] = {}
     if "eval/ppl" in metrics:
         texts = {s: [r["text"] for r in datasets.load_split(cfg.data.data_dir, "corpus", s)] for s in ("train", "test")}
         test_ids = corpus_ids(model.tokenizer, texts["test"])
-        blocks = scored_blocks(test_ids, model.gpt.max_positions, cfg.evaluate.max_lm_tokens)
+        blocks = scored_blocks(test_ids, lm_block(model.gpt), cfg.evaluate.max_lm_tokens)
         train_ids = corpus_ids(model.tokenizer, texts["train"]).numpy()
         vocab = len(model.tokenizer) if hasattr(model.tokenizer, "__len__") else model.tokenizer.get_vocab_size()
         out |= language_model_baselines(train_ids, blocks.numpy(), vocab, metrics["eval/ppl"])

@@ -40,6 +40,15 @@ def corpus_ids(tokenizer, texts: Sequence[str]) -> Tensor:
     return torch.tensor([t for ids in tok.encode_batch(list(texts)) for t in [*ids, tok.eos_id]], dtype=torch.long)
 
 
+LM_BLOCK_CAP = 1024  # a real base's whole context (8192 for SmolLM2) made one block's logits and attention about
+# 24 GB on a CPU (the smollm2 evaluate stage was OOM-killed); the held-out documents are far shorter anyway
+
+
+def lm_block(model: CausalLM) -> int:
+    """The block length language modelling is scored in: the model's context, at most LM_BLOCK_CAP."""
+    return min(model.max_positions, LM_BLOCK_CAP)
+
+
 def scored_blocks(token_ids: Tensor, block_size: int, max_tokens: int | None = None) -> Tensor:
     """The blocks (K, T) lm_loss scores: the stream cut into context-long blocks, every next-token pair once;
     max_tokens keeps about that many, in blocks spread evenly over the stream. The n-gram baselines score the
@@ -58,9 +67,9 @@ def scored_blocks(token_ids: Tensor, block_size: int, max_tokens: int | None = N
 @torch.inference_mode()
 def lm_loss(gpt: CausalLM, token_ids: Tensor, batch_size: int, max_tokens: int | None = None) -> tuple[float, int]:
     """(mean next-token cross-entropy, number of predicted tokens) over a 1-D token stream cut into blocks of the
-    model's context, every next-token pair counted once as in pretraining's validation. max_tokens: score only
+    model's context (lm_block), every next-token pair counted once as in pretraining's validation. max_tokens: score only
     about that many, in blocks spread evenly over the stream (the corpus is ordered by source)."""
-    rows = scored_blocks(token_ids, gpt.max_positions, max_tokens)
+    rows = scored_blocks(token_ids, lm_block(gpt), max_tokens)
     total, n = 0.0, 0
     for start in range(0, len(rows), batch_size):
         ids = rows[start : start + batch_size].to(_device(gpt))
