@@ -67,8 +67,8 @@ def scored_blocks(token_ids: Tensor, block_size: int, max_tokens: int | None = N
 @torch.inference_mode()
 def lm_loss(gpt: CausalLM, token_ids: Tensor, batch_size: int, max_tokens: int | None = None) -> tuple[float, int]:
     """(mean next-token cross-entropy, number of predicted tokens) over a 1-D token stream cut into blocks of the
-    model's context (lm_block), every next-token pair counted once as in pretraining's validation. max_tokens: score only
-    about that many, in blocks spread evenly over the stream (the corpus is ordered by source)."""
+    model's context (lm_block), every next-token pair counted once as in pretraining's validation. max_tokens:
+    score only about that many, in blocks spread evenly over the stream (the corpus is ordered by source)."""
     rows = scored_blocks(token_ids, lm_block(gpt), max_tokens)
     total, n = 0.0, 0
     for start in range(0, len(rows), batch_size):
