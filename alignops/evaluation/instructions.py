@@ -51,8 +51,11 @@ def reference_examples(records: list[dict], model) -> list[dict]:
 
     from alignops.chat import ProjectTokenizer, response_labels
     from alignops.data.loaders import SFTDataset
+    from alignops.evaluation.scoring import lm_block
 
-    tok, max_len = chat_tokenizer(model.tokenizer), model.gpt.max_positions
+    # at most lm_block tokens: a real base's whole context padded a batch to thousands of tokens (tens of GB of
+    # logits on a CPU); every own-GPT context is shorter, so its examples are unchanged
+    tok, max_len = chat_tokenizer(model.tokenizer), lm_block(model.gpt)
     if isinstance(tok, ProjectTokenizer):
         examples = SFTDataset(records, model.tokenizer, max_len)
         return [examples[i] for i in range(len(examples))]
