@@ -148,6 +148,9 @@ class TrainerConfig(_Config):
         return self
 
 
+SOURCES_HELP = "Only records whose source starts with one of these (e.g. vadersentiment/); None: every source."
+
+
 class OptimConfig(_Config):
     """The optimizer, its learning-rate schedule and the weight penalties; models.optim.build makes them. Every
     training stage's section holds these fields (TrainConfig extends this) and passes them whole to its module."""
@@ -259,10 +262,7 @@ class NerConfig(TrainConfig):
 class RewardConfig(TrainConfig):
     """Reward model from ranked responses: pairwise Bradley-Terry loss over every ordered pair of a ranking."""
 
-    sources: list[str] | None = Field(
-        None,
-        description="Only records whose source starts with one of these (e.g. vadersentiment/); None: every source.",
-    )
+    sources: list[str] | None = Field(None, description=SOURCES_HELP)
     base_model: str | None = Field(
         None, description="Model URI to start from; default the latest <prefix>-sft version."
     )
@@ -308,6 +308,7 @@ class DPOConfig(TrainConfig):
     beta: float = Field(0.1, gt=0, description="Strength of the implicit KL to the reference (DPO's beta).")
     label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="Conservative DPO: assumed label-noise rate.")
     max_len: int | None = Field(None, ge=8, description="Longest prompt+response; default the model's block_size.")
+    sources: list[str] | None = Field(None, description=SOURCES_HELP)
     max_train_rankings: int | None = Field(None, ge=1, description="Use only N train rankings (CI).")
     max_eval_rankings: int | None = Field(
         None, ge=1, description="Use only N val and N test rankings, taken evenly across the file (large bases on CPU)."
@@ -339,10 +340,7 @@ class PPOStageConfig(PPOConfig, _Config):
         0.5, ge=0, description="Health: mean length below this fraction of the SFT policy's stops the run."
     )
     eval_samples: int = Field(64, ge=1, description="Held-out prompts sampled to measure the reward gain.")
-    sources: list[str] | None = Field(
-        None,
-        description="Only records whose source starts with one of these (e.g. vadersentiment/); None: every source.",
-    )
+    sources: list[str] | None = Field(None, description=SOURCES_HELP)
     lora: LoraConfig | None = Field(None, description=LORA_HELP)
 
 
