@@ -30,7 +30,8 @@ FEW_STEPS = [
 @pytest.mark.slow
 def test_each_stage_on_the_real_base(built, built_project) -> None:
     base = base_models.fetch_and_register("smollm2-135m-instruct", settings.home() / "cache")
-    cfg = load_config("smollm2", [*built_project.overrides, *FEW_STEPS])
+    data = [o for o in built_project.overrides if o.startswith("data.")]  # the fixture data, not the tiny GPT's shape
+    cfg = load_config("smollm2", [*data, *FEW_STEPS])
     assert cfg.sft.base_model == "models:/smollm2-135m-instruct-base/latest" and cfg.sft.lora is not None
 
     tuned = sft.run(cfg)
