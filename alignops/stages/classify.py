@@ -98,7 +98,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
             stage.log_metrics(
                 {f"data/{name}_examples": len(ds) for name, ds in sets.items()} | training.parameter_counts(module)
             )
-        trainer = training.trainer(cfg, cfg.classify, stage_dir, tracking.lightning_logger(stage.run_id))
+        trainer = training.build_trainer(cfg, cfg.classify, stage_dir, tracking.lightning_logger(stage.run_id))
         trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=ckpt)
         best = training.best_checkpoint(trainer)  # early stopping: test the weights that get published
         metrics = {

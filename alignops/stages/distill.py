@@ -108,7 +108,7 @@ def train_student(cfg: PipelineConfig, src: Source, bench: Bench, parent_run_id:
         # launcher would run this whole stage again on every other rank
         one = cfg.trainer.model_copy(update={"devices": 1, "num_nodes": 1, "strategy": "auto"})
         logger = tracking.lightning_logger(stage.run_id)
-        trainer = training.trainer(cfg.model_copy(update={"trainer": one}), dc, stage_dir, logger)
+        trainer = training.build_trainer(cfg.model_copy(update={"trainer": one}), dc, stage_dir, logger)
         metrics: dict[str, float] = {}
         if resume_run_id is None:
             stage.log_params({"student": dataclasses.asdict(student)})

@@ -28,7 +28,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
         if start.resume_run_id is None:
             stage.set_tags({tracking.PARENT_MODEL_TAG: start.uri, tracking.METHOD_TAG: "dpo"})
             stage.log_metrics(training.parameter_counts(module.model))
-        trainer = training.trainer(cfg, dc, start.stage_dir, tracking.lightning_logger(stage.run_id))
+        trainer = training.build_trainer(cfg, dc, start.stage_dir, tracking.lightning_logger(stage.run_id))
         trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=start.checkpoint)
         best = training.best_checkpoint(trainer)  # early stopping: the figures of the weights that get published
         metrics = {

@@ -123,7 +123,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
         if start.resume_run_id is None:
             stage.set_tags({tracking.PARENT_MODEL_TAG: start.parent, tracking.BACKBONE_TAG: section.backbone})
             stage.log_metrics({f"data/{name}_examples": len(rows) for name, rows in records.items()})
-        trainer = training.trainer(cfg, section, stage_dir, tracking.lightning_logger(stage.run_id))
+        trainer = training.build_trainer(cfg, section, stage_dir, tracking.lightning_logger(stage.run_id))
         started = time.perf_counter()
         trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=start.checkpoint)
         metrics = {"ner/train_seconds": time.perf_counter() - started}

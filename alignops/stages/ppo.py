@@ -136,7 +136,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
             stage.set_tags({tracking.PARENT_MODEL_TAG: start.uri, tracking.REWARD_MODEL_TAG: reward_uri})
             stage.log_metrics({"data/rollout_prompts": len(train_prompts)} | training.parameter_counts(module.model))
         # one logged row per iteration (an iteration is one training batch of prompts)
-        trainer = training.trainer(cfg, train_cfg, start.stage_dir, tracking.lightning_logger(stage.run_id), 1)
+        trainer = training.build_trainer(cfg, train_cfg, start.stage_dir, tracking.lightning_logger(stage.run_id), 1)
         stopped, policy = None, None
         try:
             trainer.fit(module, loader, ckpt_path=start.checkpoint)

@@ -91,7 +91,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
         if start.resume_run_id is None:
             stage.set_tags({tracking.PARENT_MODEL_TAG: start.uri})
             stage.log_metrics({f"data/{s}_pairs": len(p) for s, p in pairs.items()} | training.parameter_counts(module))
-        trainer = training.trainer(cfg, rc, start.stage_dir, tracking.lightning_logger(stage.run_id))
+        trainer = training.build_trainer(cfg, rc, start.stage_dir, tracking.lightning_logger(stage.run_id))
         trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=start.checkpoint)
         best = training.best_checkpoint(trainer)  # early stopping on val/loss: the weights tested and published
         test = {k: float(v) for k, v in trainer.test(module, loaders["test"], ckpt_path=best, verbose=False)[0].items()}

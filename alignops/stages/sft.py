@@ -47,7 +47,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
                 {"data/train_examples": len(train_set), "data/truncated": train_set.truncated}
                 | training.parameter_counts(module.model)
             )
-        trainer = training.trainer(cfg, cfg.sft, stage_dir, tracking.lightning_logger(stage.run_id))
+        trainer = training.build_trainer(cfg, cfg.sft, stage_dir, tracking.lightning_logger(stage.run_id))
         trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt)
         best = training.best_checkpoint(trainer)  # early stopping: the figures of the weights that get published
         final = {k: float(v) for k, v in trainer.validate(module, val_loader, ckpt_path=best, verbose=False)[0].items()}

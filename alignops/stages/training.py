@@ -104,7 +104,7 @@ class StageDir:
         partial.replace(self._state)
 
 
-def strategy(cfg: PipelineConfig) -> Any:
+def resolve_strategy(cfg: PipelineConfig) -> Any:
     """trainer.strategy as Lightning takes it. 'fsdp' shards each transformer block (models.gpt.Block) as its own
     FSDP unit, so a rank gathers one block's full weights at a time; Lightning's bare 'fsdp' would make the whole
     model one unit and gather all of it for every forward. Checkpoints stay single full files (state_dict_type
@@ -118,7 +118,9 @@ def strategy(cfg: PipelineConfig) -> Any:
     return FSDPStrategy(auto_wrap_policy={Block}, state_dict_type="full")
 
 
-def trainer(cfg: PipelineConfig, train: TrainConfig, stage_dir: StageDir, logger, log_every_n_steps: int | None = None):
+def build_trainer(
+    cfg: PipelineConfig, train: TrainConfig, stage_dir: StageDir, logger, log_every_n_steps: int | None = None
+):
     """A Lightning Trainer for `train` steps on the configured hardware, checkpointing into stage_dir."""
     import lightning as L
 
@@ -128,7 +130,7 @@ def trainer(cfg: PipelineConfig, train: TrainConfig, stage_dir: StageDir, logger
 def trainer_kwargs(
     cfg: PipelineConfig, train: TrainConfig, stage_dir: StageDir, logger, log_every_n_steps: int | None = None
 ) -> dict[str, Any]:
-    """What trainer() gives Lightning's Trainer; built without the hardware, which the Trainer checks.
+    """What build_trainer() gives Lightning's Trainer; built without the hardware, which the Trainer checks.
 
     train.batch_size is per device: with N devices a step sees N times as many sequences."""
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -146,7 +148,7 @@ def trainer_kwargs(
         accelerator=t.accelerator,
         devices=t.devices,
         num_nodes=t.num_nodes,
-        strategy=strategy(cfg),
+        strategy=resolve_strategy(cfg),
         use_distributed_sampler=False,  # the loaders shard themselves, resumably (alignops.data.loaders)
         precision=resolve_precision(t.precision, t.accelerator),  # None/auto: bf16 where the hardware has it
         max_steps=train.max_steps,

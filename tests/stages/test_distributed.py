@@ -171,7 +171,7 @@ def test_gpt2_preset_is_fsdp_sharded_per_block(tmp_path: Path) -> None:
     strategy = kwargs["strategy"]
     assert isinstance(strategy, FSDPStrategy) and strategy._state_dict_type == "full"
     assert strategy.kwargs["auto_wrap_policy"]._module_classes == {Block}
-    assert training.strategy(load_config("tiny")) == "auto"
+    assert training.resolve_strategy(load_config("tiny")) == "auto"
 
 
 def test_every_training_module_rebuilds_from_its_hparams() -> None:
