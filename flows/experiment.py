@@ -31,12 +31,13 @@ def sentiment_experiment(preset: str = "tiny", overrides: list[str] | None = Non
         sft = tracking.pin_uri(cfg.experiment.sft_model or f"models:/{cfg.tracking.model_prefix}-sft/latest")
         reward = tasks.train_reward(sentiment.reward_config(cfg, sft), parent)["model_uri"]
         prompts = [r["prompt"] for r in sentiment.heldout_prefixes(cfg)]
-        models, rows, curves = ModelCache(), [], {}
+        models, sft_samples, rows, curves = ModelCache(), {}, [], {}
         for arm in sentiment.arms(cfg.experiment, quick):
             started = time.perf_counter()
             policy = tasks.align(sentiment.arm_config(cfg, arm, sft, reward), parent)["model_uri"]
             minutes = (time.perf_counter() - started) / 60
-            rows.append(sentiment.measure(cfg, arm, policy, sft, reward, prompts, models) | {"minutes": minutes})
+            row = sentiment.measure(cfg, arm, policy, sft, reward, prompts, models, sft_samples)
+            rows.append(row | {"minutes": minutes})
             curves[arm.name] = sentiment.training_curve(policy)
             log.info("%s: %s", arm.name, {k: round(v, 3) for k, v in rows[-1].items() if isinstance(v, float)})
         result = sentiment.report(cfg, rows, curves, parent)

@@ -112,16 +112,26 @@ def _pad(model) -> int:
 
 
 def measure(
-    cfg: PipelineConfig, arm: Arm, policy_uri: str, sft_uri: str, reward_uri: str, prompts: list[str], models
+    cfg: PipelineConfig,
+    arm: Arm,
+    policy_uri: str,
+    sft_uri: str,
+    reward_uri: str,
+    prompts: list[str],
+    models,
+    sft_samples: dict[int, Samples],
 ) -> dict[str, Any]:
     """One arm's row: its metrics against the SFT policy on the held-out prefixes (continuations.arm_metrics), the
-    SFT samples drawn with the same seed. models: an evaluation.models.ModelCache shared by the arms."""
+    SFT samples drawn with the same seed. models: an evaluation.models.ModelCache shared by the arms; sft_samples:
+    the SFT policy's samples by seed, shared by the arms too (every arm of one seed compares with the same ones)."""
     from alignops.evaluation.scoring import sequence_kl
 
     ec = cfg.experiment
     policy, sft, reward = models.get(policy_uri), models.get(sft_uri), models.get(reward_uri)
     mine, responses = sample(policy, prompts, arm.seed, sft, reward, ec)
-    theirs, _ = sample(sft, prompts, arm.seed, sft, reward, ec)
+    if arm.seed not in sft_samples:
+        sft_samples[arm.seed] = sample(sft, prompts, arm.seed, sft, reward, ec)[0]
+    theirs = sft_samples[arm.seed]
     kl = sequence_kl(policy.gpt, sft.gpt, responses, _pad(policy), ec.batch_size)
     metrics = arm_metrics(mine, theirs, JUDGES, kl)
     return {"name": arm.name, "arm": arm.kind, "method": arm.method, "seed": arm.seed, "policy": policy_uri} | metrics
