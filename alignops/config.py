@@ -226,6 +226,11 @@ class SFTConfig(TrainConfig):
     max_len: int | None = Field(None, ge=8, description="Longest sequence; default the model's block_size.")
     max_train_examples: int | None = Field(None, ge=1, description="Use only the first N sft train pairs (CI).")
     sample_prompts: int = Field(4, ge=0, description="Eval prompts whose generations are logged after training.")
+    packing: bool = Field(
+        False,
+        description="Pack train pairs into rows of max_len tokens (best-fit decreasing), each pair attending to "
+        "itself only: little padding; batch_size then counts rows. Validation stays unpacked.",
+    )
     lora: LoraConfig | None = Field(None, description=LORA_HELP)
 
 

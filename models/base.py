@@ -86,6 +86,20 @@ def real_token_positions(attention_mask: Tensor, past: int) -> Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, past:]
 
 
+def packed_segments(position_ids: Tensor) -> Tensor | None:
+    """Which sequence each token of a packed row belongs to (B, T), or None when no row holds more than one.
+
+    A packed row (alignops.data.loaders.PackedExamples) marks where each sequence starts by restarting its
+    position ids at 0; transformers reads packed rows the same way (masking_utils.find_packed_sequence_indices)."""
+    if position_ids.size(-1) < 2:
+        return None
+    starts = torch.diff(position_ids, dim=-1) != 1  # (B, T - 1): token t + 1 starts a new sequence
+    if not bool(starts.any()):
+        return None
+    first = torch.zeros_like(position_ids[..., :1])
+    return torch.cat([first, starts.long().cumsum(-1)], dim=-1)
+
+
 class HFCache:
     """A transformers DynamicCache with the `Cache` interface: `length` and `reorder`."""
 
@@ -145,6 +159,10 @@ class HFCausalLM(nn.Module):
         past = 0 if kv_cache is None else kv_cache.length
         if past + T > self.max_positions:
             raise ValueError(f"sequence of {past + T} tokens exceeds the model's {self.max_positions} positions")
+        if attention_mask is None and position_ids is not None and kv_cache is None:
+            # packed rows (position ids restarting at 0): no mask, so transformers builds the per-sequence one
+            out = self.backbone(input_ids=idx, position_ids=position_ids, use_cache=False)
+            return out.last_hidden_state
         if attention_mask is None:
             attention_mask = torch.ones(B, past + T, dtype=torch.long, device=idx.device)
         if attention_mask.shape != (B, past + T):

@@ -29,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.base import real_token_positions
+from models.base import packed_segments, real_token_positions
 
 
 @dataclass
@@ -200,7 +200,9 @@ class GPT(nn.Module):
 
         idx (B, T) are the new tokens. attention_mask (B, past + T) covers the cached positions too: 1 real token,
         0 padding. position_ids (B, T) default to counting real tokens only, so a left-padded row gets the same
-        positions, hence the same outputs on its real tokens, as the same row without padding.
+        positions, hence the same outputs on its real tokens, as the same row without padding. Without a mask and a
+        cache, position ids that restart at 0 inside a row mark packed sequences (models.base.packed_segments):
+        each attends to itself only, as it would alone.
         """
         B, T = idx.shape
         past = 0 if kv_cache is None else kv_cache.length
@@ -214,6 +216,7 @@ class GPT(nn.Module):
                 "(batch, cached + new positions)"
             )
 
+        packed = attention_mask is None and kv_cache is None and position_ids is not None
         if position_ids is None:
             if attention_mask is None:
                 position_ids = torch.arange(past, past + T, device=idx.device).unsqueeze(0)  # (1, T)
@@ -224,6 +227,9 @@ class GPT(nn.Module):
         attn_mask = None
         if attention_mask is not None or kv_cache is not None:
             attn_mask = attention_bias(T, past, attention_mask, idx.device)
+        elif packed and (segments := packed_segments(position_ids)) is not None:  # each packed sequence sees itself
+            same = segments.unsqueeze(-1) == segments.unsqueeze(-2)  # (B, T, T)
+            attn_mask = (attention_bias(T, 0, None, idx.device) & same).unsqueeze(1)  # (B, 1, T, T)
 
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(position_ids))  # (B, T, C)
         for block in self.transformer.h:

@@ -210,13 +210,17 @@ class LMModule(BackboneModule):
         self._batch_tokens = 0
         self._last_step_end = 0.0
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
-        """Logits (B, T, vocab_size)."""
-        return self.model(input_ids, attention_mask=attention_mask)
+    def forward(
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, position_ids: Tensor | None = None
+    ) -> Tensor:
+        """Logits (B, T, vocab_size). position_ids restarting inside a row mark packed sequences (no mask then)."""
+        return self.model(input_ids, attention_mask=attention_mask, position_ids=position_ids)
 
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """(mean cross-entropy over the supervised next-token targets, their number)."""
-        logits = self(batch["input_ids"], batch.get("attention_mask")).float()  # (B, T, V); float32 under bf16
+        """(mean cross-entropy over the supervised next-token targets, their number). A packed batch
+        (alignops.data.loaders.PackedExamples) gives the same figure as the same examples padded: every target
+        token counts once, and each sequence attends only to itself."""
+        logits = self(batch["input_ids"], batch.get("attention_mask"), batch.get("position_ids")).float()
         targets = batch["labels"][:, 1:]  # position t predicts token t + 1
         loss_sum = F.cross_entropy(
             logits[:, :-1].flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
@@ -229,7 +233,10 @@ class LMModule(BackboneModule):
         # take SDPA's causal fast path; the real-token count feeds train/tokens_per_sec
         mask = batch.get("attention_mask")
         if self.trainer.training:
-            self._batch_tokens = int(mask.sum()) if mask is not None else batch["input_ids"].numel()
+            if "real_tokens" in batch:  # a packed batch: its tail padding is not counted
+                self._batch_tokens = int(batch["real_tokens"])
+            else:
+                self._batch_tokens = int(mask.sum()) if mask is not None else batch["input_ids"].numel()
         if mask is not None and bool(mask.all()):
             batch = {k: v for k, v in batch.items() if k != "attention_mask"}
         return batch

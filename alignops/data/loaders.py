@@ -164,6 +164,81 @@ class ClassificationDataset(Dataset):
         return dict(input_ids=ids, label=torch.tensor(label))
 
 
+class PackedExamples(Dataset):
+    """Variable-length examples (input_ids, labels) packed into rows of at most `capacity` tokens by best-fit
+    decreasing (TRL's `bfd` packing): longest first, each into the fullest row it still fits, so little padding
+    is left. A row is its examples end to end; position ids restart at 0 where each example starts, which is
+    how the model keeps them apart (models.base.packed_segments: each attends only to itself). The first token
+    of each example predicts nothing from the one before, so the loss is that of the same examples padded.
+
+    Deterministic (no randomness: the loader's sampler shuffles rows). `fill` is the fraction of row tokens that
+    are real, before the collate pads rows to the batch's longest."""
+
+    def __init__(self, examples: Dataset, capacity: int) -> None:
+        import bisect
+
+        items = [examples[i] for i in range(len(examples))]
+        longest = max((len(e["input_ids"]) for e in items), default=0)
+        if longest > capacity:
+            raise ValueError(f"an example of {longest} tokens does not fit rows of {capacity}: raise the capacity")
+        order = sorted(range(len(items)), key=lambda i: (-len(items[i]["input_ids"]), i))
+        self.rows: list[list[Example]] = []
+        room: list[tuple[int, int]] = []  # (tokens left, row), ascending: the first that fits is the fullest
+        for i in order:
+            n = len(items[i]["input_ids"])
+            at = bisect.bisect_left(room, (n, -1))
+            if at == len(room):
+                self.rows.append([])
+                left, row = capacity, len(self.rows) - 1
+            else:
+                left, row = room.pop(at)
+            self.rows[row].append(items[i])
+            if left - n > 0:
+                bisect.insort(room, (left - n, row))
+        tokens = sum(len(e["input_ids"]) for e in items)
+        self.fill = tokens / max(1, capacity * len(self.rows))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> Example:
+        parts = self.rows[i]
+        labels = []
+        for e in parts:
+            first = e["labels"].clone()
+            first[0] = IGNORE_INDEX  # the previous example's last token does not predict this one
+            labels.append(first)
+        return dict(
+            input_ids=torch.cat([e["input_ids"] for e in parts]),
+            labels=torch.cat(labels),
+            position_ids=torch.cat([torch.arange(len(e["input_ids"])) for e in parts]),
+        )
+
+
+def collate_packed(pad_token_id: int) -> Callable[[list[Example]], Example]:
+    """Collate PackedExamples rows: padded on the right to the longest row, the padding one more sequence of its
+    own (positions from 0, nothing learned), no attention_mask; real_tokens counts the tokens that are not
+    padding (for tokens/s)."""
+
+    def collate(rows: list[Example]) -> Example:
+        T = max(len(r["input_ids"]) for r in rows)
+        batch = {
+            "input_ids": torch.full((len(rows), T), pad_token_id, dtype=torch.long),
+            "labels": torch.full((len(rows), T), IGNORE_INDEX, dtype=torch.long),
+            "position_ids": torch.zeros((len(rows), T), dtype=torch.long),
+        }
+        for row, r in enumerate(rows):
+            n = len(r["input_ids"])
+            batch["input_ids"][row, :n] = r["input_ids"]
+            batch["labels"][row, :n] = r["labels"]
+            batch["position_ids"][row, :n] = r["position_ids"]
+            batch["position_ids"][row, n:] = torch.arange(T - n)
+        batch["real_tokens"] = torch.tensor(sum(len(r["input_ids"]) for r in rows))
+        return batch
+
+    return collate
+
+
 def collate_right_pad(pad_token_id: int) -> Callable[[list[Example]], Example]:
     """Collate examples of different lengths: input_ids padded on the right with pad_token_id, labels with -100,
     plus attention_mask (1 real, 0 padding); fixed-size fields (a class label) are stacked."""

@@ -15,7 +15,7 @@ from alignops.stages.data import require_valid
 
 def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.TrainResult:
     require_valid(cfg)
-    from alignops.data.loaders import SFTDataset, collate_right_pad, resumable_loader
+    from alignops.data.loaders import PackedExamples, SFTDataset, collate_packed, collate_right_pad, resumable_loader
     from alignops.inference import Generator, decoding
     from models.lm import LMModule
 
@@ -28,7 +28,11 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
     val_set = SFTDataset(datasets.load_split(cfg.data.data_dir, "sft", "val"), start.chat, max_len)
     collate = collate_right_pad(start.chat.pad_id)
     batch = cfg.sft.batch_size
-    train_loader = resumable_loader(train_set, batch, seed=cfg.seed, collate_fn=collate)
+    if cfg.sft.packing:  # rows of several pairs, each attending to itself: the loss of the same pairs padded
+        packed = PackedExamples(train_set, max_len)
+        train_loader = resumable_loader(packed, batch, seed=cfg.seed, collate_fn=collate_packed(start.chat.pad_id))
+    else:
+        train_loader = resumable_loader(train_set, batch, seed=cfg.seed, collate_fn=collate)
     val_loader = resumable_loader(val_set, batch, seed=cfg.seed, shuffle=False, collate_fn=collate)
     module = LMModule.from_base(
         base.gpt, dropout=cfg.model.dropout, compile=cfg.trainer.compile, **training.finetune_hparams(cfg.sft)
@@ -45,6 +49,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
             )
             stage.log_metrics(
                 {"data/train_examples": len(train_set), "data/truncated": train_set.truncated}
+                | ({"data/packed_rows": len(packed), "data/packed_fill": packed.fill} if cfg.sft.packing else {})
                 | training.parameter_counts(module.model)
             )
         trainer = training.build_trainer(cfg, cfg.sft, stage_dir, tracking.lightning_logger(stage.run_id))

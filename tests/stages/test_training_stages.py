@@ -77,3 +77,12 @@ def test_pretrain_sft_classify_chain(built: PipelineConfig) -> None:
     assert artifacts == ["figures/confusion_matrix.png"]
     loaded = load_model(classifier.model_dir)
     assert loaded.meta.labels == ["negative", "positive"] and loaded.head is not None
+
+    # packed SFT: pairs share rows (best-fit decreasing), each attending to itself; it trains and registers
+    packed_cfg = built.model_copy(update={"sft": built.sft.model_copy(update={"packing": True})})
+    packed = sft.run(packed_cfg)
+    assert packed.model_uri == "models:/alignops-sft/2"
+    logged = client.get_run(packed.run_id).data.metrics
+    # the tiny preset's pairs mostly fill more than half its 64-token rows, so few share one
+    assert logged["data/packed_rows"] <= logged["data/train_examples"] and 0.5 < logged["data/packed_fill"] <= 1.0
+    assert history(packed.run_id, "train/tokens_per_sec") and torch.isfinite(torch.tensor(packed.metrics["val/loss"]))
