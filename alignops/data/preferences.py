@@ -4,7 +4,7 @@
     train = PairDataset(pairs, tok, max_len=256)
     loader = resumable_loader(train, 16, seed=0, shuffle=True, collate_fn=collate_pairs(pad_id(tok)))
     length_baseline_accuracy(val_pairs)    # what "the longer response wins" scores: the length-bias bar
-    human_ceiling(val_records)             # how often one human agrees with the ranking: the bar from above
+    single_rater_agreement(val_records)    # how often one human agrees with the ranking: the bar from above
 
 Pairs are never stored (the data contract keeps rankings): expand_rankings is the one place they are derived, with
 datasets.ranking_pairs, so K ranked responses give every ordered pair of the ranking and tied ones give none.
@@ -182,7 +182,7 @@ def length_baseline_accuracy(pairs: Sequence[Pair]) -> float:
     return score / len(pairs)
 
 
-def human_ceiling(records: Iterable[dict[str, Any]]) -> float | None:
+def single_rater_agreement(records: Iterable[dict[str, Any]]) -> float | None:
     """The mean agreement of the records that have one, each weighing its number of pairs: how often a single
     human agrees with a pair's order, the accuracy a reward model cannot be expected to beat on those records.
     None when no record with pairs has an agreement."""

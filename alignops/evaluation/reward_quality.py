@@ -20,7 +20,7 @@ def _mean(values: list[float]) -> float:
 
 def assess_reward_model(cfg: PipelineConfig, model, out_dir: Path) -> tuple[dict[str, float], dict[str, Path]]:
     """The metrics and figures of a LoadedModel reward model; ({}, {}) when the test split holds no pair."""
-    from alignops.data.preferences import expand_rankings, human_ceiling, length_baseline_accuracy
+    from alignops.data.preferences import expand_rankings, length_baseline_accuracy, single_rater_agreement
     from alignops.data.prepare import detect_lang
     from alignops.evaluation import figures
     from alignops.evaluation.judges import judge
@@ -52,7 +52,7 @@ def assess_reward_model(cfg: PipelineConfig, model, out_dir: Path) -> tuple[dict
         metrics |= {f"eval/pair_accuracy/{source}": _mean(mine), f"eval/pairs/{source}": float(len(mine))}
     # how often ONE human rater agrees with a pair's order (VADER's raw ratings): not a ceiling for a model
     # trained on the mean of 10+ raters, whose order a panel reproduces far more often
-    single = human_ceiling(rankings)
+    single = single_rater_agreement(rankings)
     if single is not None:
         metrics["eval/single_rater_agreement"] = single
     points = {"held-out responses": (rewards, [judged[t] for t in texts])}

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from alignops.data.datasets import ranking_pairs
-from alignops.data.preferences import Pair, human_ceiling
+from alignops.data.preferences import Pair, single_rater_agreement
 
 LEXICON_FAMILY = "vadersentiment"  # the English pairs the VADER lexicon can judge
 
@@ -98,7 +98,7 @@ def ceiling_metrics(records: Sequence[dict[str, Any]]) -> dict[str, float]:
         families[family(record["source"])].append(record)
     metrics: dict[str, float] = {}
     for suffix, group in [("", list(records)), *((f"/{name}", group) for name, group in sorted(families.items()))]:
-        for name, value in ((SINGLE_RATER, human_ceiling(group)), (SPLIT_HALF, split_half_agreement(group))):
+        for name, value in ((SINGLE_RATER, single_rater_agreement(group)), (SPLIT_HALF, split_half_agreement(group))):
             if value is not None:
                 metrics[name + suffix] = value
     pairs = sum(len(ranking_pairs(r["ranking"])) for r in records if not r.get("skip"))

@@ -16,8 +16,8 @@ from alignops.data.preferences import (
     collate_pairs,
     collate_rankings,
     expand_rankings,
-    human_ceiling,
     length_baseline_accuracy,
+    single_rater_agreement,
 )
 from alignops.data.tokenizer import chat_template, load_tokenizer, train_tokenizer
 
@@ -89,7 +89,7 @@ def test_length_baseline_accuracy() -> None:
         length_baseline_accuracy([])
 
 
-def test_human_ceiling_weighs_records_by_their_pairs() -> None:
+def test_single_rater_agreement_weighs_records_by_their_pairs() -> None:
     records = [
         ranking(["a", "b", "c"], [0, 1, 2], agreement=0.9),  # 3 pairs
         ranking(["a", "b"], [1, 0], agreement=0.5),  # 1 pair
@@ -97,9 +97,9 @@ def test_human_ceiling_weighs_records_by_their_pairs() -> None:
         ranking(["a", "b"], [0, 1], agreement=0.1, skip=True),  # skipped: no pairs
         ranking(["a", "b", "c"], [0, [1, 2]], agreement=0.6),  # 2 pairs (the tie forms none)
     ]
-    assert human_ceiling(records) == pytest.approx((0.9 * 3 + 0.5 * 1 + 0.6 * 2) / 6)
-    assert human_ceiling(records[2:4]) is None
-    assert human_ceiling([]) is None
+    assert single_rater_agreement(records) == pytest.approx((0.9 * 3 + 0.5 * 1 + 0.6 * 2) / 6)
+    assert single_rater_agreement(records[2:4]) is None
+    assert single_rater_agreement([]) is None
 
 
 def test_pair_dataset_tokenizes_the_chat_template(tok) -> None:
