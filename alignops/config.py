@@ -490,6 +490,10 @@ class ExperimentConfig(_Config):
     prompts_per_source: int = Field(100, ge=1, description="Held-out test prefixes per source (VADER's 4 subsets).")
     max_new_tokens: int = Field(24, ge=1, description="Continuation length, in training and in the measurement.")
     batch_size: int = Field(16, ge=1, description="Generation and scoring batch of the measurement.")
+    iterations: int | None = Field(
+        None, ge=1, description="RL iterations of each arm; None: ppo.iterations (sized for the pipeline's run)."
+    )
+    rollout_batch_size: int | None = Field(None, ge=1, description="Prompts per iteration; None: ppo's.")
 
 
 class TrackingConfig(_Config):

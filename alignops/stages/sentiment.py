@@ -74,6 +74,8 @@ def arm_config(cfg: PipelineConfig, arm: Arm, sft_uri: str, reward_uri: str) -> 
         update={
             "base_model": sft_uri, "reward_model": reward_uri, "method": arm.method, "reward_control": arm.control,
             "sources": cfg.experiment.sources, "max_new_tokens": cfg.experiment.max_new_tokens,
+            "iterations": cfg.experiment.iterations or cfg.ppo.iterations,
+            "rollout_batch_size": cfg.experiment.rollout_batch_size or cfg.ppo.rollout_batch_size,
         }
     )  # fmt: skip
     return experiment_config(cfg).model_copy(update={"ppo": section, "seed": arm.seed})

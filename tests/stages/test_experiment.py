@@ -35,6 +35,10 @@ def test_arms_and_their_configs(built: PipelineConfig) -> None:
     cfg = sentiment.arm_config(built, quick[1], "models:/alignops-sft/1", "models:/alignops-sentiment-reward/1")
     assert cfg.ppo.reward_control == "negate" and cfg.ppo.sources == ["vadersentiment/"]
     assert cfg.tracking.model_prefix == "alignops-sentiment" and cfg.seed == 0
+    assert (cfg.ppo.iterations, cfg.ppo.rollout_batch_size) == (built.ppo.iterations, built.ppo.rollout_batch_size)
+    sized = built.model_copy(update={"experiment": ec.model_copy(update={"iterations": 7, "rollout_batch_size": 5})})
+    arm = sentiment.arm_config(sized, quick[0], "models:/alignops-sft/1", "models:/alignops-sentiment-reward/1")
+    assert (arm.ppo.iterations, arm.ppo.rollout_batch_size) == (7, 5)  # the experiment sizes its own arms
     # held out: English VADER prefixes from the rollout set's test split, never a train prompt
     held = sentiment.heldout_prefixes(built)
     train = {r["prompt"] for r in sentiment.datasets.load_split(built.data.data_dir, "rollout_prompts", "train")}
