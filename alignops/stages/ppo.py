@@ -10,10 +10,16 @@ resume and registry. ppo.reward_function (module:function) replaces the reward m
 
 Refuses a reward model that failed its quality gate. Rollouts sample the rollout_prompts set's train split
 (continuations of the first words of real texts, split by content hash from every other set's train split);
-ppo/reward_gain is measured on its test split, against the SFT policy with the same seed. A health check after
-every rollout and update (NaN/inf, KL or approx-KL beyond bounds, collapsed responses) stops the run; the policy
-is then rolled back to the last healthy checkpoint (or the SFT model), registered as such, and the reasons are
-logged. A killed run resumes like every stage.
+ppo/reward_gain is measured on its test split, against the SFT policy with the same seed.
+
+Several devices (--set trainer.devices=2 --set trainer.strategy=ddp): Lightning DDP, each rank rolling out its own
+share of each iteration's prompts (ppo.rollout_batch_size per device); gradients are averaged, and reward scale,
+whitening, logged figures, health checks and the KL controller use every rank's batch together
+(models.ppo.module). Not FSDP: policy, reference, value head and reward model are whole on every device.
+
+A health check after every rollout and update (NaN/inf, KL or approx-KL beyond bounds, collapsed responses) stops
+the run; the policy is then rolled back to the last healthy checkpoint (or the SFT model), registered as such, and
+the reasons are logged. A killed run resumes like every stage.
 """
 
 from __future__ import annotations
@@ -47,6 +53,15 @@ def _gate(reward_uri: str, reward_meta) -> None:
             + ". Train a better reward model (more steps or data), or lower reward.min_accuracy / turn off "
             "reward.bias_checks knowingly."
         )
+
+
+def _with_unused_parameters(cfg: PipelineConfig) -> PipelineConfig:
+    """Under DDP, some trainable parameters get no gradient in some backward passes: the value head under GRPO and
+    RLOO, the policy during critic warm-up. DDP must then look for them (a little work per backward)."""
+    if cfg.trainer.strategy != "ddp":
+        return cfg
+    trainer = cfg.trainer.model_copy(update={"strategy": "ddp_find_unused_parameters_true"})
+    return cfg.model_copy(update={"trainer": trainer})
 
 
 def _sampled_scores(scorer, gpt, tokenizer, prompts: list[str], cfg: PipelineConfig) -> dict[str, float]:
@@ -136,7 +151,9 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
             stage.set_tags({tracking.PARENT_MODEL_TAG: start.uri, tracking.REWARD_MODEL_TAG: reward_uri})
             stage.log_metrics({"data/rollout_prompts": len(train_prompts)} | training.parameter_counts(module.model))
         # one logged row per iteration (an iteration is one training batch of prompts)
-        trainer = training.build_trainer(cfg, train_cfg, start.stage_dir, tracking.lightning_logger(stage.run_id), 1)
+        trainer = training.build_trainer(
+            _with_unused_parameters(cfg), train_cfg, start.stage_dir, tracking.lightning_logger(stage.run_id), 1
+        )
         stopped, policy = None, None
         try:
             trainer.fit(module, loader, ckpt_path=start.checkpoint)

@@ -9,6 +9,8 @@ hold anything (padding, NaN): they are selected away with torch.where, never mul
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -35,10 +37,20 @@ def masked_var(x: Tensor, mask: Tensor, unbiased: bool = True) -> Tensor:
     return var
 
 
-def masked_whiten(x: Tensor, mask: Tensor, shift_mean: bool = True) -> Tensor:
-    """(x - mean) / sqrt(var + 1e-8) over the mask (mean added back if not shift_mean); 0 where masked."""
+def masked_whiten(
+    x: Tensor, mask: Tensor, shift_mean: bool = True, all_sum: Callable[[Tensor], Tensor] | None = None
+) -> Tensor:
+    """(x - mean) / sqrt(var + 1e-8) over the mask (mean added back if not shift_mean); 0 where masked.
+
+    all_sum: under data parallelism, sums a tensor over the ranks (an all-reduce), so mean and variance are those
+    of every rank's batch together, as one process would compute them over the whole batch."""
     m = mask.bool()
-    mean, var = masked_mean(x, m), masked_var(x, m)
+    if all_sum is None:
+        mean, var = masked_mean(x, m), masked_var(x, m)
+    else:
+        total, n = all_sum(torch.stack([torch.where(m, x, 0.0).sum(), m.sum().to(x.dtype)]))
+        mean = total / n
+        var = all_sum(torch.where(m, (x - mean) ** 2, 0.0).sum()) / (n - 1)  # unbiased, as masked_var
     whitened = (x - mean) * torch.rsqrt(var + 1e-8)
     if not shift_mean:
         whitened = whitened + mean

@@ -261,7 +261,10 @@ class PPOModule(BackboneModule):
             "ppo/response_len": r.mask.sum(dim=1).float().mean(),
             "ppo/eos_rate": self._has_eos(r.sequences[:, r.prompt_len :], r.mask).float().mean(),
         }
-        stats = dict(zip(rollout_stats, torch.stack(list(rollout_stats.values())).tolist(), strict=True))  # one sync
+        # every rank's batch together (data parallel): each rank logs, checks and adapts on the same figures
+        stats = dict(
+            zip(rollout_stats, self._all_mean(torch.stack(list(rollout_stats.values()))).tolist(), strict=True)
+        )
         if self.sft_length is None:
             self.sft_length = stats["ppo/response_len"]
         self._check(stats, iteration)  # before any update: a NaN reward must not reach the weights
@@ -299,7 +302,8 @@ class PPOModule(BackboneModule):
             input_ids = input_ids.repeat_interleave(cfg.group_size, dim=0)
             attention_mask = attention_mask.repeat_interleave(cfg.group_size, dim=0)
             B = input_ids.size(0)
-        seed = int(torch.randint(2**62, ()))  # global CPU RNG: restored on resume, the same on every device
+        # global CPU RNG: restored on resume, the same on every device; each data-parallel rank its own stream
+        seed = int(torch.randint(2**62, ())) + self.global_rank
         sampling = GenerationConfig(
             max_new_tokens=cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature, top_k=cfg.top_k,
             top_p=cfg.top_p, eos_token_id=None if cfg.fixed_length else self.eos_id, pad_token_id=self.pad_id,
@@ -324,6 +328,8 @@ class PPOModule(BackboneModule):
         score = self._score(sequences, full_mask)  # logged as ppo/reward: a control arm's moves show against it
         missing_eos = torch.zeros_like(score) if cfg.fixed_length else (~self._has_eos(response, mask)).float()
         trained_on = controlled(score, cfg.reward_control)
+        if not self.reward_scale.measured:  # measured on every rank's first rollout together
+            self.reward_scale(self._all_gather(trained_on))
         penalised = self.reward_scale(trained_on) + cfg.missing_eos_penalty * missing_eos
         if cfg.reward_clip is not None:
             penalised = penalised.clamp(-cfg.reward_clip, cfg.reward_clip)
@@ -331,7 +337,7 @@ class PPOModule(BackboneModule):
             penalised, logp, ref_logp, mask, beta=self.kl_controller.beta, estimator=cfg.kl_estimator
         )
         if cfg.whiten_rewards:
-            rewards = masked_whiten(rewards, mask, shift_mean=False)
+            rewards = masked_whiten(rewards, mask, shift_mean=False, all_sum=self._all_sum)
         if group:  # one advantage per response from its group's KL-penalised returns (TRL's RLOO, verl's
             # use_kl_in_reward), on every one of its tokens; no critic, so nothing to whiten or regress on
             sequence_advantage = GROUP_ADVANTAGES[cfg.method](rewards.sum(dim=1), cfg.group_size)
@@ -339,7 +345,7 @@ class PPOModule(BackboneModule):
             returns = torch.zeros_like(rewards)
         else:
             advantages, returns = gae(rewards, values, mask, cfg.gamma, cfg.lam)
-            advantages = masked_whiten(advantages, mask)
+            advantages = masked_whiten(advantages, mask, all_sum=self._all_sum)
         return Rollout(sequences, full_mask, P, mask, logp, ref_logp, values, score, kl, rewards, advantages, returns)
 
     def update(self, r: Rollout, critic_only: bool = False) -> dict[str, float]:
@@ -373,9 +379,9 @@ class PPOModule(BackboneModule):
                     torch.stack([pg_loss, vf_loss, entropy, pg.clipfrac, pg.approx_kl, pg.ratio_max]).detach()
                 )
         steps = torch.stack(per_step)  # (optimizer steps, 6)
-        means = steps[:, :5].mean(dim=0).tolist()
+        means = self._all_mean(steps[:, :5].mean(dim=0)).tolist()
         names = ("ppo/policy_loss", "ppo/value_loss", "ppo/entropy", "ppo/clipfrac", "ppo/approx_kl")
-        return {**dict(zip(names, means, strict=True)), "ppo/ratio_max": steps[:, 5].max().item()}
+        return {**dict(zip(names, means, strict=True)), "ppo/ratio_max": self._all_max(steps[:, 5].max()).item()}
 
     # ---- pieces ------------------------------------------------------------------------------------------------
     def _response_logits(
@@ -400,6 +406,39 @@ class PPOModule(BackboneModule):
         if score.shape != (sequences.size(0),):
             raise ValueError(f"the reward scorer returned shape {tuple(score.shape)}, expected ({sequences.size(0)},)")
         return score.float()
+
+    # ---- data parallelism: every rank's batch together -----------------------------------------------------------
+    # Under DDP each rank rolls out its own share of the prompts (the loader shards them) and Lightning averages the
+    # gradients of every manual_backward. What is computed from a batch rather than per sample is reduced here, so
+    # that every rank whitens, normalises, logs, checks health and adapts the KL coefficient on the same figures:
+    # one rank alone stopping on a health check would leave the others waiting for it.
+    def _world(self) -> int:
+        return self._trainer.world_size if self._trainer is not None else 1
+
+    def _all_sum(self, t: Tensor) -> Tensor:
+        if self._world() == 1:
+            return t
+        t = t.clone()
+        torch.distributed.all_reduce(t)
+        return t
+
+    def _all_mean(self, t: Tensor) -> Tensor:
+        return self._all_sum(t) / self._world()  # the ranks' batches are the same size: the batch mean
+
+    def _all_max(self, t: Tensor) -> Tensor:
+        if self._world() == 1:
+            return t
+        t = t.clone()
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        return t
+
+    def _all_gather(self, t: Tensor) -> Tensor:
+        """(world * B,) every rank's t, in rank order."""
+        if self._world() == 1:
+            return t
+        parts = [torch.empty_like(t) for _ in range(self._world())]
+        torch.distributed.all_gather(parts, t.contiguous())
+        return torch.cat(parts)
 
     def _has_eos(self, response: Tensor, mask: Tensor) -> Tensor:
         """(B,) bool: the response (B, N) ended with EOS, rather than at max_new_tokens."""

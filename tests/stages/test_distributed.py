@@ -213,3 +213,91 @@ def test_a_non_zero_rank_tracks_and_writes_nothing(home: Path, monkeypatch: pyte
     client = mlflow.MlflowClient(tracking.tracking_uri())
     names = [r.info.run_name for r in client.search_runs([e.experiment_id for e in client.search_experiments()])]
     assert "pretrain" not in names and client.search_model_versions("name='alignops-base'") == []
+
+
+RL_WORKER = textwrap.dedent(
+    """
+    import json, sys
+    import torch, torch.distributed as dist
+    from models.ppo.advantages import masked_whiten
+
+    def all_sum(t):
+        t = t.clone()
+        dist.all_reduce(t)
+        return t
+
+    def work(rank, out):
+        dist.init_process_group("gloo", init_method=f"file://{out}/rendezvous", rank=rank, world_size=2)
+        g = torch.Generator().manual_seed(0)
+        x, mask = torch.randn(8, 5, generator=g), torch.rand(8, 5, generator=g) > 0.3
+        rows = slice(4 * rank, 4 * rank + 4)  # this rank's half of the batch
+        whitened = masked_whiten(x[rows], mask[rows], all_sum=all_sum)
+        shifted = masked_whiten(x[rows], mask[rows], shift_mean=False, all_sum=all_sum)
+        with open(f"{out}/rank{rank}.json", "w") as f:
+            json.dump({"whitened": whitened.tolist(), "shifted": shifted.tolist()}, f)
+        dist.destroy_process_group()
+
+    if __name__ == "__main__":
+        torch.multiprocessing.spawn(work, args=(sys.argv[1],), nprocs=2)
+    """
+)
+
+
+def test_whitening_over_ranks_is_whitening_of_the_whole_batch(tmp_path: Path) -> None:
+    """PPO whitens advantages (and optionally rewards) over every rank's batch together: two gloo ranks holding
+    half a batch each get exactly what one process computes over the whole batch."""
+    import torch
+
+    from models.ppo.advantages import masked_whiten
+
+    script = tmp_path / "worker.py"
+    script.write_text(RL_WORKER, encoding="utf-8")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    g = torch.Generator().manual_seed(0)
+    x, mask = torch.randn(8, 5, generator=g), torch.rand(8, 5, generator=g) > 0.3
+    for key, whole in (("whitened", masked_whiten(x, mask)), ("shifted", masked_whiten(x, mask, shift_mean=False))):
+        together = torch.tensor(ranks[0][key] + ranks[1][key])
+        assert torch.allclose(together, whole, atol=1e-6), key
+        # the control: each rank whitening its half alone gives something else
+        alone = torch.cat([masked_whiten(x[:4], mask[:4]), masked_whiten(x[4:], mask[4:])])
+        assert not torch.allclose(alone, masked_whiten(x, mask), atol=1e-3)
+
+
+@pytest.mark.slow
+def test_ppo_and_grpo_under_ddp(built: PipelineConfig, tiny_overrides: list[str], home: Path) -> None:
+    """PPO (with a critic warm-up: only the value head trains then) and GRPO (no critic: the value head never
+    trains) under Lightning DDP on 2 CPU processes: both ranks join, rank 0 alone tracks and registers, and the
+    run finishes healthy (a health check that one rank failed alone would leave the other waiting forever)."""
+    from alignops.stages import reward, sft
+
+    pretrain.run(built)
+    sft.run(built)
+    reward.run(built.model_copy(update={"reward": built.reward.model_copy(update={"min_accuracy": 0.0})}))
+    uri = tracking.tracking_uri()
+    common = [*tiny_overrides, f"data.cache_dir={built.data.cache_dir}", "trainer.accelerator=cpu",
+              "trainer.devices=2", "trainer.strategy=ddp", "ppo.iterations=3", "ppo.rollout_batch_size=2",
+              "ppo.minibatch_size=2", "ppo.ppo_epochs=1", "ppo.max_new_tokens=6",
+              "ppo.checkpoint_every_n_iterations=1", "ppo.eval_samples=4"]  # fmt: skip
+    env = {**os.environ, "ALIGNOPS_HOME": str(home), "MLFLOW_TRACKING_URI": uri, "OMP_NUM_THREADS": "1"}
+    arms = (["ppo.critic_warmup_iterations=1"], ["ppo.method=grpo", "ppo.group_size=2"])  # ppo, then grpo
+    for extra in arms:
+        cmd = [sys.executable, "-m", "alignops.cli", "ppo", "-p", "tiny", *_sets([*common, *extra])]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0, out[-4000:]
+        assert "MEMBER: 1/2" in out and "MEMBER: 2/2" in out and "Traceback" not in out, out[-4000:]
+        assert out.count("registered models:/alignops-policy/") == 1, out[-4000:]  # rank 1 printed nothing
+
+    client = mlflow.MlflowClient(uri)
+    runs = [r for r in client.search_runs([e.experiment_id for e in client.search_experiments()])
+            if r.info.run_name == "ppo"]  # fmt: skip
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    for run in runs:
+        assert run.data.params["trainer.devices"] == "2" and run.data.params["trainer.strategy"] == "ddp"
+        assert run.data.tags[tracking.HEALTH_TAG] == "healthy"
+        assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "ppo/kl")) == [0, 1, 2]
+    versions = client.search_model_versions("name='alignops-policy'")
+    assert sorted(v.tags[tracking.METHOD_TAG] for v in versions) == ["grpo", "ppo"]
