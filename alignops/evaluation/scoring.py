@@ -202,6 +202,25 @@ def generate_responses(
     return Responses(decoded, prompt_ids, response_ids, ended)
 
 
+def _response_logits(model: CausalLM, ids: Tensor, mask: Tensor, predicts: Tensor) -> Tensor:
+    """float32 logits (n, V) at the positions `predicts` (B, T) marks, in row-major order: the LM head runs on those
+    alone, not on every position (a 49k vocabulary over a whole prompt is most of the memory and time)."""
+    hidden = model.hidden_states(ids, attention_mask=mask)  # (B, T, C)
+    return model.lm_head(hidden[predicts.to(hidden.device)]).float()
+
+
+def _prompt_response_batch(responses: Responses, start: int, batch_size: int, pad: int, device) -> tuple:
+    """(ids, mask, predicts, rows) of a batch of prompt + response rows, right-padded; predicts (B, T) marks the
+    positions that predict a response token (position t predicts token t + 1), rows (n,) their row."""
+    prompts = responses.prompt_ids[start : start + batch_size]
+    answers = responses.response_ids[start : start + batch_size]
+    ids, mask = _right_padded([p + r for p, r in zip(prompts, answers, strict=True)], pad, device)
+    predicts = torch.zeros_like(mask, dtype=torch.bool)
+    for row, (p, r) in enumerate(zip(prompts, answers, strict=True)):
+        predicts[row, len(p) - 1 : len(p) - 1 + len(r)] = True
+    return ids, mask, predicts, predicts.nonzero()[:, 0]
+
+
 @torch.inference_mode()
 def sequence_kl(policy: CausalLM, reference: CausalLM, responses: Responses, pad: int, batch_size: int) -> list[float]:
     """KL(policy || reference) of each response in nats: the exact KL between the two next-token distributions,
@@ -209,18 +228,12 @@ def sequence_kl(policy: CausalLM, reference: CausalLM, responses: Responses, pad
     less variance than log-ratios of the sampled tokens (what PPO's ppo/kl logs)."""
     out = []
     for start in range(0, len(responses.response_ids), batch_size):
-        prompts = responses.prompt_ids[start : start + batch_size]
-        answers = responses.response_ids[start : start + batch_size]
-        ids, mask = _right_padded([p + r for p, r in zip(prompts, answers, strict=True)], pad, _device(policy))
-        # position t predicts token t + 1: the response's tokens are predicted at len(prompt) - 1 ... end - 1
-        predicts = torch.zeros_like(mask, dtype=torch.bool)
-        for row, (p, r) in enumerate(zip(prompts, answers, strict=True)):
-            predicts[row, len(p) - 1 : len(p) - 1 + len(r)] = True
-        logp = F.log_softmax(policy(ids, attention_mask=mask).float(), dim=-1)  # (B, T, V)
+        ids, mask, predicts, rows = _prompt_response_batch(responses, start, batch_size, pad, _device(policy))
+        logp = F.log_softmax(_response_logits(policy, ids, mask, predicts), dim=-1)  # (n, V)
         on = _device(reference)  # an int8 model runs on the CPU, its fp32 reference may not
-        logq = F.log_softmax(reference(ids.to(on), attention_mask=mask.to(on)).float(), dim=-1).to(logp.device)
-        kl = (logp.exp() * (logp - logq)).sum(dim=-1)  # (B, T)
-        out += (kl * predicts).sum(dim=1).tolist()
+        logq = F.log_softmax(_response_logits(reference, ids.to(on), mask.to(on), predicts), dim=-1).to(logp.device)
+        kl = (logp.exp() * (logp - logq)).sum(dim=-1)  # (n,)
+        out += torch.zeros(ids.size(0), device=kl.device).index_add_(0, rows.to(kl.device), kl).tolist()
     return out
 
 
@@ -231,13 +244,9 @@ def response_nll(model: CausalLM, responses: Responses, pad: int, batch_size: in
     policy's continuations: fluent text stays likely under the model it started from)."""
     out = []
     for start in range(0, len(responses.response_ids), batch_size):
-        prompts = responses.prompt_ids[start : start + batch_size]
-        answers = responses.response_ids[start : start + batch_size]
-        ids, mask = _right_padded([p + r for p, r in zip(prompts, answers, strict=True)], pad, _device(model))
-        logp = F.log_softmax(model(ids, attention_mask=mask).float()[:, :-1], dim=-1)  # position t predicts t + 1
-        token_logp = logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)  # (B, T - 1)
-        predicts = torch.zeros_like(token_logp, dtype=torch.bool)
-        for row, (p, r) in enumerate(zip(prompts, answers, strict=True)):
-            predicts[row, len(p) - 1 : len(p) - 1 + len(r)] = True
-        out += (-(token_logp * predicts)).sum(dim=1).tolist()
+        ids, mask, predicts, rows = _prompt_response_batch(responses, start, batch_size, pad, _device(model))
+        logp = F.log_softmax(_response_logits(model, ids, mask, predicts), dim=-1)  # (n, V)
+        targets = ids[:, 1:][predicts[:, :-1]]  # the token each marked position predicts, in the same order
+        token_logp = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (n,)
+        out += torch.zeros(ids.size(0), device=logp.device).index_add_(0, rows.to(logp.device), -token_logp).tolist()
     return out

@@ -109,3 +109,26 @@ def test_response_nll_scores_only_the_response_tokens_whatever_the_padding():
         logp = F.log_softmax(model(ids).float(), dim=-1)[0]
         expected = -sum(float(logp[len(p) - 1 + i, tok]) for i, tok in enumerate(r))
         assert got == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("shape", ["gpt", "llama"])
+def test_sequence_kl_is_the_exact_kl_over_the_response_positions(shape: str):
+    """sequence_kl runs the LM head on the response positions only: the same figure as the full logits give,
+    on either kind of base, rows of any length (an empty response has KL 0)."""
+    import torch
+    import torch.nn.functional as F
+
+    from alignops.evaluation.scoring import Responses, sequence_kl
+    from tests.models.test_modules_on_bases import base
+
+    policy, reference = base(shape, seed=0).eval(), base(shape, seed=1).eval()
+    prompts, answers = [[3, 4, 5], [6, 7], [8, 9, 10]], [[11, 12], [13, 14, 15, 16], []]
+    out = sequence_kl(policy, reference, Responses(["", "", ""], prompts, answers, [False] * 3), pad=0, batch_size=3)
+    for got, p, r in zip(out, prompts, answers, strict=True):
+        ids = torch.tensor([p + r])
+        with torch.no_grad():
+            logp, logq = (F.log_softmax(m(ids).float(), dim=-1)[0] for m in (policy, reference))
+        expected = sum(
+            float((logp[t].exp() * (logp[t] - logq[t])).sum()) for t in range(len(p) - 1, len(p) - 1 + len(r))
+        )
+        assert got == pytest.approx(expected, rel=1e-4, abs=1e-6)
