@@ -478,6 +478,11 @@ class ExperimentConfig(_Config):
     sft_model: str | None = Field(
         None, description="The SFT policy every arm starts from; default latest <prefix>-sft."
     )
+    reward_model: str | None = Field(
+        None,
+        description="A registered reward model to use instead of training one: it must come from the SFT policy, "
+        "on the experiment's sources, and have passed its gate (e.g. the pipeline's, when reward.sources match).",
+    )
     method: Literal["ppo", "grpo", "rloo"] = Field("ppo", description="The RL method of the main arms (one per seed).")
     second_method: Literal["ppo", "grpo", "rloo"] | None = Field(
         "grpo", description="Another method run on the first seed, compared by wall time; None: skip."

@@ -29,7 +29,10 @@ def sentiment_experiment(preset: str = "tiny", overrides: list[str] | None = Non
     log = get_run_logger()
     with tracking.pipeline_run(cfg, run_name=f"experiment-sentiment-{cfg.name}") as parent:
         sft = tracking.pin_uri(cfg.experiment.sft_model or f"models:/{cfg.tracking.model_prefix}-sft/latest")
-        reward = tasks.train_reward(sentiment.reward_config(cfg, sft), parent)["model_uri"]
+        reward = (
+            sentiment.reused_reward(cfg, sft)
+            or tasks.train_reward(sentiment.reward_config(cfg, sft), parent)["model_uri"]
+        )
         prompts = [r["prompt"] for r in sentiment.heldout_prefixes(cfg)]
         models, sft_samples, rows, curves = ModelCache(), {}, [], {}
         for arm in sentiment.arms(cfg.experiment, quick):

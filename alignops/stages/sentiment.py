@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from alignops import settings, tracking
-from alignops.config import ExperimentConfig, PipelineConfig
+from alignops.config import ConfigError, ExperimentConfig, PipelineConfig
 from alignops.data import datasets
 from alignops.evaluation import judges
 from alignops.evaluation.continuations import Samples, arm_metrics, missed_targets, results_table
@@ -66,6 +66,31 @@ def reward_config(cfg: PipelineConfig, sft_uri: str) -> PipelineConfig:
     """The reward stage's config: from the SFT policy, on the experiment's sources' rankings (English VADER)."""
     section = cfg.reward.model_copy(update={"base_model": sft_uri, "sources": cfg.experiment.sources})
     return experiment_config(cfg).model_copy(update={"reward": section})
+
+
+def reused_reward(cfg: PipelineConfig, sft_uri: str) -> str | None:
+    """experiment.reward_model pinned, once checked to be one the experiment would have trained: from the same SFT
+    policy, on the experiment's sources, through its gate. None when the experiment trains its own."""
+    ec = cfg.experiment
+    if ec.reward_model is None:
+        return None
+    uri = tracking.pin_uri(ec.reward_model)
+    tags = tracking.model_version_tags(uri)
+    problems = []
+    if tags.get(tracking.PARENT_MODEL_TAG) != sft_uri:
+        problems.append(f"it was trained from {tags.get(tracking.PARENT_MODEL_TAG)}, not from {sft_uri}")
+    run_id = tags.get(tracking.RUN_ID_TAG)
+    sources = tracking.run_config(run_id).get("reward", {}).get("sources") if run_id else None
+    if sorted(sources or []) != sorted(ec.sources):
+        problems.append(f"it learnt from the sources {sources}, not the experiment's {ec.sources}")
+    if tags.get(tracking.REWARD_GATE_TAG) != "passed":
+        problems.append(f"its gate says {tags.get(tracking.REWARD_GATE_TAG)!r}, not 'passed'")
+    if problems:
+        raise ConfigError(
+            f"experiment.reward_model {uri} cannot judge this experiment: " + "; ".join(problems)
+            + ". Set experiment.reward_model=null to train one."
+        )  # fmt: skip
+    return uri
 
 
 def arm_config(cfg: PipelineConfig, arm: Arm, sft_uri: str, reward_uri: str) -> PipelineConfig:

