@@ -19,40 +19,12 @@ process's whole life (the growth is then a lower bound, said in the *_kind field
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
-import re
-import resource
 from collections.abc import Iterator
 
 import torch
 
-
-def rss_kib() -> int:
-    """The process's resident set size now, KiB."""
-    with open("/proc/self/status") as f:
-        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
-
-
-def max_rss_kib() -> int:
-    """The process's peak RSS since start or the last reset_peak_rss(), KiB (ru_maxrss is KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
-def trim_heap() -> None:
-    """Give freed heap pages back to the OS (glibc malloc_trim); a no-op elsewhere."""
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-def reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS mark (VmHWM, which ru_maxrss reads) to the current RSS; False where refused."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
+from alignops.memory import max_rss_kib, reset_peak_rss, rss_kib, trim_heap
 
 
 @contextlib.contextmanager

@@ -165,7 +165,7 @@ def stage_run(
         return
     mlflow = connect()
     if resume_run_id is not None:
-        with mlflow.start_run(run_id=resume_run_id) as run:
+        with mlflow.start_run(run_id=resume_run_id) as run, _peak_memory(mlflow):
             yield StageRun(mlflow, run.info.run_id)
         return
     nested = parent_run_id is not None or mlflow.active_run() is not None
@@ -176,7 +176,23 @@ def stage_run(
         if section is not None:
             mlflow.log_params(_flatten(section.model_dump(mode="json")))
         mlflow.log_text(to_yaml(cfg), "config.yaml")
-        yield StageRun(mlflow, run.info.run_id)
+        with _peak_memory(mlflow):
+            yield StageRun(mlflow, run.info.run_id)
+
+
+@contextmanager
+def _peak_memory(mlflow) -> Iterator[None]:
+    """The stage's own peak memory (alignops.memory) logged on its run, also when it fails: what a machine needs to
+    run it."""
+    from alignops.memory import peak_memory_mib
+
+    peak: dict[str, float] = {}
+    try:
+        with peak_memory_mib() as peak:
+            yield
+    finally:
+        if peak:
+            mlflow.log_metrics(peak)
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
