@@ -37,7 +37,7 @@ def batches(examples, layout: str, batch_size: int, max_len: int, pad: int) -> l
     from alignops.data.loaders import PackedExamples, collate_packed, collate_right_pad
 
     if layout == "padded":
-        collate, rows = collate_right_pad(pad), examples
+        collate, rows = collate_right_pad(pad), [examples[i] for i in range(len(examples))]
     else:
         packed = PackedExamples(examples, max_len)
         collate, rows = collate_packed(pad), [packed[i] for i in range(len(packed))]
