@@ -6,8 +6,8 @@ sys/peak_rss_mib and sys/peak_cuda_mib; bench/_memory.py builds its measurements
         train()
     out  # {"sys/peak_rss_mib": 3012.4, "sys/peak_cuda_mib": ...}
 
-Before the block, freed heap pages are given back to the OS (glibc malloc_trim) and the kernel's peak mark is reset
-to the current RSS (/proc/self/clear_refs, "5"), so the figure is the block's own peak, not an earlier stage's.
+Before the block, freed heap pages are given back to the OS (glibc malloc_trim, about a millisecond) and the
+kernel's peak mark is reset to the current RSS (/proc/self/clear_refs, "5"), so the figure is the block's own peak, not an earlier stage's.
 Where the reset is refused (not Linux, a sandbox) the RSS figure is the process's peak so far, and says so by its
 name: sys/process_peak_rss_mib.
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import gc
 import re
 import resource
 from collections.abc import Iterator
@@ -56,8 +55,7 @@ def peak_memory_mib() -> Iterator[dict[str, float]]:
     import torch
 
     out: dict[str, float] = {}
-    gc.collect()
-    trim_heap()
+    trim_heap()  # no gc.collect(): the figure is the absolute peak, and a collection costs up to a second
     reset = reset_peak_rss()
     cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
     if cuda:

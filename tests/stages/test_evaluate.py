@@ -109,6 +109,7 @@ def test_policy_run_holds_samples_figures_and_version_tags(chain, policy_eval) -
     tags = tracking.model_version_tags(r.model_uri)
     assert tags[tracking.EVAL_RUN_TAG] == r.run_id and tags[tracking.EVAL_BASELINE_TAG] == r.baseline_uri
     record = tracking.evaluation_of("models:/alignops-policy/latest")
+    assert record["metrics"].pop("sys/peak_rss_mib") > 0  # the stage run's own peak memory, logged beside
     assert record == {"run_id": r.run_id, "baseline_uri": r.baseline_uri, "metrics": pytest.approx(r.metrics)}
     assert tracking.evaluation_of(chain[2]["base"]) is None  # never evaluated
 
