@@ -7,9 +7,9 @@ sys/peak_rss_mib and sys/peak_cuda_mib; bench/_memory.py builds its measurements
     out  # {"sys/peak_rss_mib": 3012.4, "sys/peak_cuda_mib": ...}
 
 Before the block, freed heap pages are given back to the OS (glibc malloc_trim, about a millisecond) and the
-kernel's peak mark is reset to the current RSS (/proc/self/clear_refs, "5"), so the figure is the block's own peak, not an earlier stage's.
-Where the reset is refused (not Linux, a sandbox) the RSS figure is the process's peak so far, and says so by its
-name: sys/process_peak_rss_mib.
+kernel's peak mark is reset to the current RSS (/proc/self/clear_refs, "5"), so the figure is the block's own
+peak, not an earlier stage's. Where the reset is refused (not Linux, a sandbox) the RSS figure is the process's
+peak so far, and says so by its name: sys/process_peak_rss_mib.
 """
 
 from __future__ import annotations
