@@ -57,12 +57,11 @@ def peak_memory_mib() -> Iterator[dict[str, float]]:
     out: dict[str, float] = {}
     trim_heap()  # no gc.collect(): the figure is the absolute peak, and a collection costs up to a second
     reset = reset_peak_rss()
-    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
-    if cuda:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.reset_peak_memory_stats()
     try:
         yield out
     finally:
         out["sys/peak_rss_mib" if reset else "sys/process_peak_rss_mib"] = round(max_rss_kib() / 1024, 1)
-        if cuda or (torch.cuda.is_available() and torch.cuda.is_initialized()):
+        if torch.cuda.is_available() and torch.cuda.is_initialized():  # CUDA first used inside the block too
             out["sys/peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)

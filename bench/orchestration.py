@@ -36,7 +36,8 @@ from collections import Counter  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 # part -> path fragments of its frames' files; the first part whose fragment matches a frame wins, in this order
 GROUPS = {
-    "tracking": ("/mlflow/", "/alignops/tracking/", "/sqlalchemy/", "/alembic/"),
+    # MLflow's own SQLAlchemy and Alembic calls sit under mlflow frames; bare SQLAlchemy is the feedback store's
+    "tracking": ("/mlflow/", "/alignops/tracking/"),
     "orchestration": ("/prefect/", "/flows/", "/anyio/", "/httpx/", "/httpcore/", "/uvicorn/"),
     "validation": ("/great_expectations/", "/alignops/data/validation", "/alignops/data/suites"),
     "versioning": ("/dvc/", "/alignops/data/versioning", "/scmrepo/", "/dulwich/"),

@@ -263,7 +263,7 @@ class PPOModule(BackboneModule):
         }
         # every rank's batch together (data parallel): each rank logs, checks and adapts on the same figures
         stats = dict(
-            zip(rollout_stats, self._all_mean(torch.stack(list(rollout_stats.values()))).tolist(), strict=True)
+            zip(rollout_stats, self._reduce(torch.stack(list(rollout_stats.values())), "mean").tolist(), strict=True)
         )
         if self.sft_length is None:
             self.sft_length = stats["ppo/response_len"]
@@ -379,9 +379,9 @@ class PPOModule(BackboneModule):
                     torch.stack([pg_loss, vf_loss, entropy, pg.clipfrac, pg.approx_kl, pg.ratio_max]).detach()
                 )
         steps = torch.stack(per_step)  # (optimizer steps, 6)
-        means = self._all_mean(steps[:, :5].mean(dim=0)).tolist()
+        means = self._reduce(steps[:, :5].mean(dim=0), "mean").tolist()
         names = ("ppo/policy_loss", "ppo/value_loss", "ppo/entropy", "ppo/clipfrac", "ppo/approx_kl")
-        return {**dict(zip(names, means, strict=True)), "ppo/ratio_max": self._all_max(steps[:, 5].max()).item()}
+        return {**dict(zip(names, means, strict=True)), "ppo/ratio_max": self._reduce(steps[:, 5].max(), "max").item()}
 
     # ---- pieces ------------------------------------------------------------------------------------------------
     def _response_logits(
@@ -411,34 +411,19 @@ class PPOModule(BackboneModule):
     # Under DDP each rank rolls out its own share of the prompts (the loader shards them) and Lightning averages the
     # gradients of every manual_backward. What is computed from a batch rather than per sample is reduced here, so
     # that every rank whitens, normalises, logs, checks health and adapts the KL coefficient on the same figures:
-    # one rank alone stopping on a health check would leave the others waiting for it.
-    def _world(self) -> int:
-        return self._trainer.world_size if self._trainer is not None else 1
+    # one rank alone stopping on a health check would leave the others waiting for it. The ranks' batches are the
+    # same size, so the mean over ranks is the batch mean.
+    def _reduce(self, t: Tensor, op: str) -> Tensor:
+        """t reduced over the ranks ("sum", "mean" or "max") by Lightning's strategy (the identity on one device);
+        t itself outside a Trainer."""
+        return t if self._trainer is None else self.trainer.strategy.reduce(t.clone(), reduce_op=op)
 
     def _all_sum(self, t: Tensor) -> Tensor:
-        if self._world() == 1:
-            return t
-        t = t.clone()
-        torch.distributed.all_reduce(t)
-        return t
-
-    def _all_mean(self, t: Tensor) -> Tensor:
-        return self._all_sum(t) / self._world()  # the ranks' batches are the same size: the batch mean
-
-    def _all_max(self, t: Tensor) -> Tensor:
-        if self._world() == 1:
-            return t
-        t = t.clone()
-        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-        return t
+        return self._reduce(t, "sum")
 
     def _all_gather(self, t: Tensor) -> Tensor:
         """(world * B,) every rank's t, in rank order."""
-        if self._world() == 1:
-            return t
-        parts = [torch.empty_like(t) for _ in range(self._world())]
-        torch.distributed.all_gather(parts, t.contiguous())
-        return torch.cat(parts)
+        return t if self._trainer is None else self.all_gather(t).reshape(-1)
 
     def _has_eos(self, response: Tensor, mask: Tensor) -> Tensor:
         """(B,) bool: the response (B, N) ended with EOS, rather than at max_new_tokens."""

@@ -20,6 +20,9 @@ def test_samples_are_charged_to_the_part_doing_the_work() -> None:
     # Prefect's own code (here waiting on its server) is orchestration, though it is every stage's ancestor
     assert part_of([cli, flow, "wait (/usr/lib/python3.11/threading.py:320)"]) == "orchestration"
     assert part_of([cli]) == "other" and part_of([]) == "other"
+    # SQLAlchemy is MLflow's under mlflow frames, but the feedback store's when the label step queues answers
+    store = [cli, flow, "queue (/repo/alignops/feedback/queue.py:9)", f"execute ({SITE}/sqlalchemy/engine/base.py:1)"]
+    assert part_of(store) == "compute"
 
 
 def test_only_the_main_threads_samples_count(tmp_path: Path) -> None:
