@@ -494,6 +494,18 @@ class ExperimentConfig(_Config):
     )
     prompts_per_source: int = Field(100, ge=1, description="Held-out test prefixes per source (VADER's 4 subsets).")
     max_new_tokens: int = Field(24, ge=1, description="Continuation length, in training and in the measurement.")
+    fixed_length: bool = Field(
+        True,
+        description="Every continuation exactly max_new_tokens long (EOS suppressed), in training and in the "
+        "measurement, as Ziegler et al.'s: a reward model that pays for ending early cannot be gamed by length.",
+    )
+    min_reward_agreement: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Stop before any RL unless the reward model orders pairs of SFT continuations as the judge does "
+        "with a 95% lower bound above this (RL against a reward that cannot tell could not move the judge); 0: off.",
+    )
     batch_size: int = Field(16, ge=1, description="Generation and scoring batch of the measurement.")
     iterations: int | None = Field(
         None, ge=1, description="RL iterations of each arm; None: ppo.iterations (sized for the pipeline's run)."

@@ -1,7 +1,8 @@
 """The sentiment-continuation experiment as a Prefect flow under one MLflow parent run (alignops.stages.sentiment
 says what it measures and why):
 
-    SFT policy -> reward model on English VADER rankings -> one RL run per arm -> each arm against SFT -> report
+    SFT policy -> reward model on English VADER rankings -> does it agree with the judge on the SFT policy's
+    continuations? (else stop) -> one RL run per arm -> each arm against SFT -> report
 
     alignops experiment sentiment --preset smollm2 [--quick]      # or: python -m flows.experiment smollm2
 
@@ -35,6 +36,9 @@ def sentiment_experiment(preset: str = "tiny", overrides: list[str] | None = Non
         )
         prompts = [r["prompt"] for r in sentiment.heldout_prefixes(cfg)]
         models, sft_samples, rows, curves = ModelCache(), {}, [], {}
+        agreement = sentiment.reward_agreement(cfg, sft, reward, prompts, models, sft_samples)
+        log.info("reward model vs judge on SFT continuation pairs: %s", agreement.as_metrics("agreement"))
+        sentiment.require_agreement(cfg, agreement, reward)
         for arm in sentiment.arms(cfg.experiment, quick):
             started = time.perf_counter()
             policy = tasks.align(sentiment.arm_config(cfg, arm, sft, reward), parent)["model_uri"]
@@ -43,7 +47,7 @@ def sentiment_experiment(preset: str = "tiny", overrides: list[str] | None = Non
             rows.append(row | {"minutes": minutes})
             curves[arm.name] = sentiment.training_curve(policy)
             log.info("%s: %s", arm.name, {k: round(v, 3) for k, v in rows[-1].items() if isinstance(v, float)})
-        result = sentiment.report(cfg, rows, curves, parent)
+        result = sentiment.report(cfg, rows, curves, parent, agreement)
     log.info("\n%s", result.table)
     return {"parent_run_id": parent, "report_run_id": result.run_id, "sft": sft, "reward": reward,
             "rows": result.rows, "missed": result.missed, "table": result.table}  # fmt: skip

@@ -33,6 +33,7 @@ EXIT_CHECK_EVERY = 8
 @dataclass
 class GenerationConfig:
     max_new_tokens: int = 32  # new tokens per row, at most
+    min_new_tokens: int = 0  # EOS cannot be drawn before this many new tokens (max_new_tokens: fixed length)
     do_sample: bool = False  # sample; False = greedy, or beam search when num_beams > 1
     temperature: float = 1.0  # sampling: logits are divided by it (< 1 sharper, > 1 flatter)
     top_k: int | None = None  # sampling: keep only the k most likely tokens
@@ -48,6 +49,10 @@ class GenerationConfig:
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            raise ValueError(
+                f"min_new_tokens must be in [0, max_new_tokens={self.max_new_tokens}], got {self.min_new_tokens}"
+            )
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0 (use do_sample=False for greedy), got {self.temperature}")
         if self.top_k is not None and self.top_k < 1:
@@ -73,6 +78,12 @@ def apply_repetition_penalty(
     counts = torch.zeros_like(logits).scatter_add_(1, token_ids, token_mask.to(logits.dtype))  # (B, V)
     penalized = torch.where(logits > 0, logits / penalty, logits * penalty)
     return torch.where(counts > 0, penalized, logits)
+
+
+def suppress_token(logits: Tensor, token_id: int) -> Tensor:
+    """logits (..., V) with token_id made impossible: the most negative finite float rather than -inf, so its
+    probability is exactly 0 and p * log p stays 0 (an entropy or a KL over the vocabulary does not turn NaN)."""
+    return logits.index_fill(-1, torch.tensor([token_id], device=logits.device), torch.finfo(logits.dtype).min)
 
 
 def top_k_filter(logits: Tensor, k: int) -> Tensor:
@@ -154,6 +165,8 @@ def _greedy_or_sample(
         width = T + step  # columns written so far
         if config.repetition_penalty != 1.0:
             logits = apply_repetition_penalty(logits, seqs[:, :width], config.repetition_penalty, mask[:, :width])
+        if eos is not None and step < config.min_new_tokens:
+            logits = suppress_token(logits, eos)
         if config.do_sample:
             logits = logits / config.temperature
             if config.top_k is not None:
@@ -208,6 +221,8 @@ def _beam_search(
         new_len = step + 1
         if config.repetition_penalty != 1.0:
             logits = apply_repetition_penalty(logits, seqs, config.repetition_penalty, mask)
+        if eos is not None and step < config.min_new_tokens:
+            logits = suppress_token(logits, eos)
         logprobs = F.log_softmax(logits, dim=-1)  # (B*K, V)
         candidates = (beam_scores.view(-1, 1) + logprobs).view(B, K * V)  # every one-token extension of every beam
         # 2K candidates: even if K of them end with EOS, K remain to continue

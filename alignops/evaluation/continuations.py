@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from alignops.evaluation.metrics import win_rate
+from alignops.evaluation.metrics import WinRate, win_rate, win_rate_of
 
 
 def distinct_n(texts: Sequence[str], n: int = 2) -> float:
@@ -59,6 +59,21 @@ def arm_metrics(
     out["length"], out["length_sft"] = _mean(policy.lengths), _mean(sft.lengths)
     out["distinct_2"], out["distinct_2_sft"] = distinct_n(policy.texts), distinct_n(sft.texts)
     return out
+
+
+def reward_judge_agreement(first: Samples, second: Samples, judge: Callable[[str], float]) -> WinRate:
+    """How often the reward model orders two continuations of the same prefix (first[i], second[i], one model's
+    independent samples) as the judge does: a "win" where it prefers the one the judge scores higher, a tie where it
+    scores both alike; pairs the judge scores alike are left out (no order to agree with). RL against a reward
+    whose agreement is 0.5 cannot move the judge, whatever else it does: the experiment's precondition."""
+    outcomes = []
+    for a, b, reward_a, reward_b in zip(first.texts, second.texts, first.reward, second.reward, strict=True):
+        by_judge = judge(a) - judge(b)
+        if by_judge != 0:
+            outcomes.append(0.5 if reward_a == reward_b else float((reward_a > reward_b) == (by_judge > 0)))
+    if not outcomes:
+        raise ValueError(f"the judge scored all {len(first.texts)} pairs of continuations alike: nothing to agree on")
+    return win_rate_of(outcomes)
 
 
 def _mean(values: Sequence[float]) -> float:

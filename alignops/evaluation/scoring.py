@@ -25,7 +25,7 @@ from torch import Tensor
 from alignops.chat import chat_tokenizer
 from alignops.data.loaders import IGNORE_INDEX, PackedBlocks, collate_left_pad, collate_right_pad, pair_window
 from models.base import CausalLM
-from models.generation import GenerationConfig, generate
+from models.generation import GenerationConfig, generate, suppress_token
 from models.heads import last_token
 
 
@@ -157,6 +157,7 @@ class Responses:
     prompt_ids: list[list[int]]  # the prompt tokens the model saw (chat template, long prompts keep their end)
     response_ids: list[list[int]]  # the new tokens, up to and including EOS when the model produced one
     eos: list[bool]  # ended with EOS rather than at max_new_tokens
+    suppressed: int | None = None  # a token id generation could not draw (fixed length: EOS), nor can scoring
 
     @property
     def lengths(self) -> list[int]:
@@ -173,9 +174,12 @@ def generate_responses(
     sample: bool,
     seed: int = 0,
     chat: bool = True,
+    fixed_length: bool = False,
 ) -> Responses:
     """Complete each prompt: greedy, or sampled at temperature 1 with a seed per batch (batch b uses seed + b), so
-    two models given the same prompts in the same order draw from the same random streams."""
+    two models given the same prompts in the same order draw from the same random streams. fixed_length: EOS is
+    suppressed, every response is max_new_tokens long (the distribution is the model's without EOS, renormalised;
+    sequence_kl and response_nll read the responses from that distribution too)."""
     tok = chat_tokenizer(tokenizer)
     eos, pad = tok.eos_id, tok.pad_id
     room = gpt.max_positions - max_new_tokens
@@ -192,21 +196,26 @@ def generate_responses(
         batch = collate([{"input_ids": torch.tensor(p)} for p in prompt_ids[start : start + batch_size]])
         ids, mask = batch["input_ids"].to(_device(gpt)), batch["attention_mask"].to(_device(gpt))
         config = GenerationConfig(
-            max_new_tokens=max_new_tokens, do_sample=sample, eos_token_id=eos, pad_token_id=pad, seed=seed + b
-        )
+            max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens if fixed_length else 0,
+            do_sample=sample, eos_token_id=eos, pad_token_id=pad, seed=seed + b,
+        )  # fmt: skip
         sequences, lengths = generate(gpt, ids, mask, config)
         width = ids.size(1)
         response_ids += [sequences[row, width : width + n].tolist() for row, n in enumerate(lengths.tolist())]
     ended = [bool(r) and r[-1] == eos for r in response_ids]
     decoded = [tok.decode(r) for r in response_ids]  # EOS and padding (special tokens) left out
-    return Responses(decoded, prompt_ids, response_ids, ended)
+    return Responses(decoded, prompt_ids, response_ids, ended, eos if fixed_length else None)
 
 
-def _response_logits(model: CausalLM, ids: Tensor, mask: Tensor, predicts: Tensor) -> Tensor:
+def _response_logits(
+    model: CausalLM, ids: Tensor, mask: Tensor, predicts: Tensor, suppressed: int | None = None
+) -> Tensor:
     """float32 logits (n, V) at the positions `predicts` (B, T) marks, in row-major order: the LM head runs on those
-    alone, not on every position (a 49k vocabulary over a whole prompt is most of the memory and time)."""
+    alone, not on every position (a 49k vocabulary over a whole prompt is most of the memory and time). suppressed:
+    a token id made impossible, as generation made it (Responses.suppressed)."""
     hidden = model.hidden_states(ids, attention_mask=mask)  # (B, T, C)
-    return model.lm_head(hidden[predicts.to(hidden.device)]).float()
+    logits = model.lm_head(hidden[predicts.to(hidden.device)]).float()
+    return logits if suppressed is None else suppress_token(logits, suppressed)
 
 
 def _prompt_response_batch(responses: Responses, start: int, batch_size: int, pad: int, device) -> tuple:
@@ -229,9 +238,10 @@ def sequence_kl(policy: CausalLM, reference: CausalLM, responses: Responses, pad
     out = []
     for start in range(0, len(responses.response_ids), batch_size):
         ids, mask, predicts, rows = _prompt_response_batch(responses, start, batch_size, pad, _device(policy))
-        logp = F.log_softmax(_response_logits(policy, ids, mask, predicts), dim=-1)  # (n, V)
+        logp = F.log_softmax(_response_logits(policy, ids, mask, predicts, responses.suppressed), dim=-1)  # (n, V)
         on = _device(reference)  # an int8 model runs on the CPU, its fp32 reference may not
-        logq = F.log_softmax(_response_logits(reference, ids.to(on), mask.to(on), predicts), dim=-1).to(logp.device)
+        logq = _response_logits(reference, ids.to(on), mask.to(on), predicts, responses.suppressed)
+        logq = F.log_softmax(logq, dim=-1).to(logp.device)
         kl = (logp.exp() * (logp - logq)).sum(dim=-1)  # (n,)
         out += torch.zeros(ids.size(0), device=kl.device).index_add_(0, rows.to(kl.device), kl).tolist()
     return out
@@ -245,7 +255,7 @@ def response_nll(model: CausalLM, responses: Responses, pad: int, batch_size: in
     out = []
     for start in range(0, len(responses.response_ids), batch_size):
         ids, mask, predicts, rows = _prompt_response_batch(responses, start, batch_size, pad, _device(model))
-        logp = F.log_softmax(_response_logits(model, ids, mask, predicts), dim=-1)  # (n, V)
+        logp = F.log_softmax(_response_logits(model, ids, mask, predicts, responses.suppressed), dim=-1)  # (n, V)
         targets = ids[:, 1:][predicts[:, :-1]]  # the token each marked position predicts, in the same order
         token_logp = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (n,)
         out += torch.zeros(ids.size(0), device=logp.device).index_add_(0, rows.to(logp.device), -token_logp).tolist()

@@ -25,8 +25,16 @@ from typing import Any
 from alignops import settings, tracking
 from alignops.config import ConfigError, ExperimentConfig, PipelineConfig
 from alignops.data import datasets
+from alignops.errors import ModelError
 from alignops.evaluation import judges
-from alignops.evaluation.continuations import Samples, arm_metrics, missed_targets, results_table
+from alignops.evaluation.continuations import (
+    PRIMARY_JUDGE,
+    Samples,
+    arm_metrics,
+    missed_targets,
+    results_table,
+    reward_judge_agreement,
+)
 from alignops.stages import training
 
 MAIN, SECOND, NEGATED, SHUFFLED = "main", "second", "negated", "shuffled"
@@ -99,6 +107,7 @@ def arm_config(cfg: PipelineConfig, arm: Arm, sft_uri: str, reward_uri: str) -> 
         update={
             "base_model": sft_uri, "reward_model": reward_uri, "method": arm.method, "reward_control": arm.control,
             "sources": cfg.experiment.sources, "max_new_tokens": cfg.experiment.max_new_tokens,
+            "fixed_length": cfg.experiment.fixed_length,
             "iterations": cfg.experiment.iterations or cfg.ppo.iterations,
             "rollout_batch_size": cfg.experiment.rollout_batch_size or cfg.ppo.rollout_batch_size,
         }
@@ -122,7 +131,9 @@ def sample(model, prompts: list[str], seed: int, reference, reward, ec: Experime
     the reward model and by the reference's likelihood; with the raw responses (scoring.Responses, for the KL)."""
     from alignops.evaluation.scoring import generate_responses, response_nll, reward_scores
 
-    out = generate_responses(model.gpt, model.tokenizer, prompts, ec.max_new_tokens, ec.batch_size, True, seed)
+    out = generate_responses(
+        model.gpt, model.tokenizer, prompts, ec.max_new_tokens, ec.batch_size, True, seed, fixed_length=ec.fixed_length
+    )
     pad = _pad(model)
     return Samples(
         texts=out.texts,
@@ -130,6 +141,42 @@ def sample(model, prompts: list[str], seed: int, reference, reward, ec: Experime
         reward=reward_scores(reward, out, ec.batch_size),
         reference_nll=response_nll(reference.gpt, out, pad, ec.batch_size),
     ), out
+
+
+AGREEMENT_SEED = 1_000_003  # the SFT policy's second draw for reward_agreement: a stream no arm's seed uses
+
+
+def reward_agreement(cfg: PipelineConfig, sft_uri: str, reward_uri: str, prompts: list[str], models, sft_samples):
+    """The reward model against the primary judge on pairs of the SFT policy's continuations of the held-out
+    prefixes (continuations.reward_judge_agreement): the first seed's samples (kept in sft_samples, the arms compare
+    with them) and a second, independent draw. A few minutes that tell whether the hours of RL can work."""
+    ec = cfg.experiment
+    sft, reward = models.get(sft_uri), models.get(reward_uri)
+    seed = ec.seeds[0]
+    if seed not in sft_samples:
+        sft_samples[seed] = sample(sft, prompts, seed, sft, reward, ec)[0]
+    other = sample(sft, prompts, AGREEMENT_SEED, sft, reward, ec)[0]
+    return reward_judge_agreement(sft_samples[seed], other, JUDGES[PRIMARY_JUDGE])
+
+
+def require_agreement(cfg: PipelineConfig, agreement, reward_uri: str) -> None:
+    """Refuse to run the arms when the reward model cannot order the SFT policy's continuations as the judge does:
+    its agreement's 95% lower bound at or below experiment.min_reward_agreement."""
+    floor = cfg.experiment.min_reward_agreement
+    if floor and agreement.low <= floor:
+        raise ModelError(
+            f"the reward model {reward_uri} orders pairs of the SFT policy's continuations as the judge "
+            f"({PRIMARY_JUDGE}) does {_agreement_text(agreement)}: its 95% lower bound is not above "
+            f"experiment.min_reward_agreement={floor}, so RL against it could not move the judge. Train it on "
+            "rankings of the policy's own continuations (labelers rank what the policy writes), or pass "
+            "--set experiment.min_reward_agreement=0 to run the arms anyway."
+        )
+
+
+def _agreement_text(agreement) -> str:
+    rate = "-" if agreement.rate is None else f"{agreement.rate:.2f}"
+    n = agreement.wins + agreement.losses
+    return f"{rate} of the time [{agreement.low:.2f}, {agreement.high:.2f}] over {n} decisive pairs"
 
 
 def _pad(model) -> int:
@@ -173,14 +220,20 @@ class ExperimentResult:
 
 
 def report(
-    cfg: PipelineConfig, rows: list[dict[str, Any]], curves: dict[str, list[tuple[float, float]]], parent_run_id: str
+    cfg: PipelineConfig,
+    rows: list[dict[str, Any]],
+    curves: dict[str, list[tuple[float, float]]],
+    parent_run_id: str,
+    agreement,
 ) -> ExperimentResult:
     """The results table, the targets and a figure of reward against KL over training (curves: arm name ->
-    (KL, reward) per iteration, from the arms' PPO runs), logged to the experiment's run."""
+    (KL, reward) per iteration, from the arms' PPO runs), logged to the experiment's run. agreement: the reward
+    model against the judge on the SFT policy's continuations (reward_agreement), printed above the table."""
     from alignops.evaluation import figures
 
     missed = missed_targets(rows)
-    table = results_table(rows)
+    table = f"Reward model vs {PRIMARY_JUDGE} on pairs of SFT continuations: {_agreement_text(agreement)}.\n\n"
+    table += results_table(rows)
     with tracking.stage_run("experiment-sentiment", cfg, cfg.experiment, parent_run_id) as stage:
         out_dir = settings.home() / "experiments" / f"sentiment-{stage.run_id}"
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -192,6 +245,7 @@ def report(
         for row in rows:
             numbers = {k: v for k, v in row.items() if isinstance(v, float | int) and k != "seed"}
             stage.log_metrics({f"{row['name'].replace(' ', '_')}/{k}": float(v) for k, v in numbers.items()})
+        stage.log_metrics(agreement.as_metrics("reward_judge_agreement"))
         stage.set_tags({tracking.EXPERIMENT_TARGETS_TAG: "met" if not missed else "missed: " + "; ".join(missed)})
         return ExperimentResult(rows, missed, table, stage.run_id)
 

@@ -38,7 +38,9 @@ class PPOConfig(BaseModel):
     ppo_epochs: int = Field(4, ge=1, description="Passes over each rollout.")
     max_new_tokens: int = Field(64, ge=1, description="Response length cap; no EOS by then counts as missing EOS.")
     fixed_length: bool = Field(
-        False, description="Every response is max_new_tokens long (EOS not a stop; no missing-EOS penalty)."
+        False,
+        description="Every response is max_new_tokens long: EOS suppressed in sampling and in the log-probs (no "
+        "missing-EOS penalty); length cannot be what the reward pays for (Ziegler et al.'s continuations).",
     )
     temperature: float = Field(1.0, gt=0, description="Sampling temperature; log-probs use the same one.")
     top_k: int | None = Field(None, ge=1, description="Sampling filter; None keeps the ratios exactly on-policy.")

@@ -13,10 +13,11 @@ value head is sized from the policy's hidden_size.
 Batches: input_ids, attention_mask (B, P) prompts, LEFT-padded (generation appends after the last column),
 B = rollout_batch_size. One batch is one PPO iteration (training_step):
   1. rollout (no gradient, policy in eval mode): sample responses with models.generation.generate (KV cache), the
-     response mask up to and including the first EOS; one forward each of policy (log-probs and values) and
-     reference (log-probs) over prompt + response; the reward model's score of prompt + response, right-aligned
-     (real tokens first, padding after: the layout it was trained on), as a z-score of the SFT policy's samples
-     (normalize_rewards: mean and std measured on the first rollout, models.ppo.reward_scale), plus
+     response mask up to and including the first EOS (fixed_length: EOS suppressed, in the sampling and in every
+     log-prob: the policy is the model's distribution without EOS); one forward each of policy (log-probs and
+     values) and reference (log-probs) over prompt + response; the reward model's score of prompt + response,
+     right-aligned (real tokens first, padding after: the layout it was trained on), as a z-score of the SFT
+     policy's samples (normalize_rewards: mean and std measured on the first rollout, models.ppo.reward_scale), plus
      missing_eos_penalty (in those standard deviations) where no EOS came;
   2. kl_penalized_rewards, gae, masked_whiten(advantages);
   3. ppo_epochs passes over shuffled minibatches: policy_loss + vf_coef * value_loss - ent_coef * entropy,
@@ -85,7 +86,7 @@ from torch import Tensor
 
 from models import optim as optimizers
 from models.base import CausalLM
-from models.generation import GenerationConfig, generate
+from models.generation import GenerationConfig, generate, suppress_token
 from models.heads import ScalarHead
 from models.lm import BackboneModule, resolve_lora, with_lora
 from models.ppo.advantages import gae, masked_whiten
@@ -306,13 +307,12 @@ class PPOModule(BackboneModule):
         seed = int(torch.randint(2**62, ())) + self.global_rank
         sampling = GenerationConfig(
             max_new_tokens=cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature, top_k=cfg.top_k,
-            top_p=cfg.top_p, eos_token_id=None if cfg.fixed_length else self.eos_id, pad_token_id=self.pad_id,
-            seed=seed,
+            top_p=cfg.top_p, eos_token_id=self.eos_id, pad_token_id=self.pad_id, seed=seed,
+            min_new_tokens=cfg.max_new_tokens if cfg.fixed_length else 0,
         )  # fmt: skip
         sequences, _ = generate(self.model, input_ids, attention_mask, sampling)
         response = sequences[:, P:]  # (B, N)
-        # fixed_length: an EOS sampled mid-response is just a token; every response is max_new_tokens long
-        mask = torch.ones_like(response) if cfg.fixed_length else response_mask(response, self.eos_id)
+        mask = response_mask(response, self.eos_id)  # fixed_length: all 1 (EOS could not be drawn)
         full_mask = torch.cat([attention_mask, mask.to(attention_mask.dtype)], dim=1)  # (B, P + N)
 
         logp, values, ref_logp = [], [], []
@@ -395,6 +395,8 @@ class PPOModule(BackboneModule):
         bias = None if getattr(head, "bias", None) is None else head.bias.float()
         with torch.autocast(hidden.device.type, enabled=False):  # float32 logits, also under bf16 autocast
             logits = F.linear(hidden.float(), head.weight.float(), bias)
+        if self.config.fixed_length:  # the distribution the responses were drawn from: EOS impossible
+            logits = suppress_token(logits, self.eos_id)
         return logits / self.config.temperature, hidden
 
     def _score(self, sequences: Tensor, attention_mask: Tensor) -> Tensor:

@@ -93,6 +93,19 @@ def test_results_table_has_a_row_per_arm():
     assert table[2].startswith("| ppo seed 0 | 0.75 | [0.70, 0.80] | 0.66 | 0.80 | 5.00 |")
 
 
+def test_reward_judge_agreement_counts_pairs_the_judge_can_order():
+    from alignops.evaluation.continuations import reward_judge_agreement
+
+    judge = {"good": 1.0, "bad": -1.0, "meh": 0.0}.get
+    first = _samples(["good", "bad", "good", "meh", "good"], [1] * 5, [2.0, 0.0, 1.0, 5.0, 3.0], [0.0] * 5)
+    second = _samples(["bad", "good", "bad", "meh", "bad"], [1] * 5, [1.0, 1.0, 3.0, 0.0, 3.0], [0.0] * 5)
+    rate = reward_judge_agreement(first, second, judge)
+    # pair 0 agrees, 1 agrees, 2 disagrees, 3 has no judge order (left out), 4 is a reward tie
+    assert (rate.wins, rate.losses, rate.ties, rate.rate) == (2, 1, 1, pytest.approx(2 / 3))
+    with pytest.raises(ValueError, match="alike"):
+        reward_judge_agreement(_samples(["meh"], [1], [1.0], [0.0]), _samples(["meh"], [1], [0.0], [0.0]), judge)
+
+
 def test_response_nll_scores_only_the_response_tokens_whatever_the_padding():
     import torch
     import torch.nn.functional as F
@@ -111,10 +124,11 @@ def test_response_nll_scores_only_the_response_tokens_whatever_the_padding():
         assert got == pytest.approx(expected, rel=1e-5)
 
 
-@pytest.mark.parametrize("shape", ["gpt", "llama"])
-def test_sequence_kl_is_the_exact_kl_over_the_response_positions(shape: str):
+@pytest.mark.parametrize("shape,suppressed", [("gpt", None), ("llama", None), ("gpt", 5)])
+def test_sequence_kl_is_the_exact_kl_over_the_response_positions(shape: str, suppressed: int | None):
     """sequence_kl runs the LM head on the response positions only: the same figure as the full logits give,
-    on either kind of base, rows of any length (an empty response has KL 0)."""
+    on either kind of base, rows of any length (an empty response has KL 0). Fixed-length responses (a token
+    suppressed in generation) are scored under the distributions they were drawn from: both renormalised."""
     import torch
     import torch.nn.functional as F
 
@@ -123,11 +137,15 @@ def test_sequence_kl_is_the_exact_kl_over_the_response_positions(shape: str):
 
     policy, reference = base(shape, seed=0).eval(), base(shape, seed=1).eval()
     prompts, answers = [[3, 4, 5], [6, 7], [8, 9, 10]], [[11, 12], [13, 14, 15, 16], []]
-    out = sequence_kl(policy, reference, Responses(["", "", ""], prompts, answers, [False] * 3), pad=0, batch_size=3)
+    responses = Responses(["", "", ""], prompts, answers, [False] * 3, suppressed)
+    out = sequence_kl(policy, reference, responses, pad=0, batch_size=3)
     for got, p, r in zip(out, prompts, answers, strict=True):
         ids = torch.tensor([p + r])
         with torch.no_grad():
             logp, logq = (F.log_softmax(m(ids).float(), dim=-1)[0] for m in (policy, reference))
+        if suppressed is not None:  # p(v) / (1 - p(suppressed)) elsewhere, 0 there (0 * log 0 counts 0)
+            logp, logq = (x.index_fill(-1, torch.tensor([suppressed]), -1e30) for x in (logp, logq))
+            logp, logq = (F.log_softmax(x, dim=-1) for x in (logp, logq))
         expected = sum(
             float((logp[t].exp() * (logp[t] - logq[t])).sum()) for t in range(len(p) - 1, len(p) - 1 + len(r))
         )

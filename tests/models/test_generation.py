@@ -12,6 +12,7 @@ from models.generation import (
     GenerationConfig,
     apply_repetition_penalty,
     generate,
+    suppress_token,
     top_k_filter,
     top_p_filter,
 )
@@ -153,6 +154,31 @@ def test_eos_stops_a_row_and_pads_after() -> None:
     assert torch.equal(out[1], free[1])
 
 
+def test_min_new_tokens_suppresses_eos_until_then() -> None:
+    """EOS cannot be drawn before min_new_tokens (greedy and sampled, and in beam search); min_new_tokens =
+    max_new_tokens is a fixed length: no row ends early, and the rest of the distribution is the model's."""
+    model = tiny_gpt()
+    ids, mask = prompts()
+    free, _ = generate(model, ids, mask, GenerationConfig(max_new_tokens=8))
+    eos = free[0, 6 + 2].item()  # greedy row 0 would end at its third new token
+    for sample in (False, True):
+        config = GenerationConfig(max_new_tokens=8, min_new_tokens=8, do_sample=sample, eos_token_id=eos, seed=3)
+        out, lengths = generate(model, ids, mask, config)
+        assert lengths.tolist() == [8, 8] and eos not in out[:, 6:].tolist()[0] + out[:, 6:].tolist()[1]
+    out, lengths = generate(model, ids, mask, GenerationConfig(max_new_tokens=8, min_new_tokens=4, eos_token_id=eos))
+    assert eos not in out[0, 6:10].tolist() and out[0, 6:8].tolist() == free[0, 6:8].tolist()
+    beams, _ = generate(model, ids, mask, GenerationConfig(max_new_tokens=8, min_new_tokens=8, num_beams=2,
+                                                           eos_token_id=eos))  # fmt: skip
+    assert eos not in beams[:, 6:].flatten().tolist()
+    logits = torch.randn(2, 64)
+    probs = suppress_token(logits, eos).softmax(-1)
+    assert bool((probs[:, eos] == 0).all())
+    torch.testing.assert_close(
+        probs, logits.softmax(-1).index_fill(1, torch.tensor([eos]), 0.0) / (1 - logits.softmax(-1)[:, eos : eos + 1])
+    )
+    assert not suppress_token(logits, eos).log_softmax(-1).isinf().any()  # p log p stays 0, not NaN
+
+
 def test_all_rows_finished_stops_early() -> None:
     model = tiny_gpt()
     ids = torch.randint(0, 64, (1, 4))
@@ -259,6 +285,8 @@ def test_config_validation() -> None:
         GenerationConfig(num_beams=2, do_sample=True)
     with pytest.raises(ValueError, match="top_p"):
         GenerationConfig(top_p=0.0)
+    with pytest.raises(ValueError, match="min_new_tokens"):
+        GenerationConfig(max_new_tokens=4, min_new_tokens=5)
     with pytest.raises(ValueError, match="pad_token_id"):
         generate(
             tiny_gpt(), torch.zeros(1, 3, dtype=torch.long), config=GenerationConfig(max_new_tokens=3, pad_token_id=64)

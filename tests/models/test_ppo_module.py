@@ -389,15 +389,26 @@ def test_adaptive_kl_horizon_defaults_to_the_runs_episodes(tmp_path: Path) -> No
     assert [stats[i]["ppo/beta"] for i in range(1, 5)] == pytest.approx([0.1, 0.095, 0.09025, 0.0857375])
 
 
-def test_fixed_length_rollouts_ignore_eos_and_the_missing_eos_penalty() -> None:
-    model = module(config(fixed_length=True, missing_eos_penalty=-1.0, max_new_tokens=8), reward=target_count)
+def test_fixed_length_rollouts_suppress_eos_and_the_missing_eos_penalty() -> None:
+    """fixed_length: EOS is never drawn, every response is max_new_tokens long, no missing-EOS penalty, and the
+    log-probs are of the distribution sampled from (the model's without EOS), not of the model's own."""
     batch = left_pad([Prompts(32, seed=1)[i] for i in range(32)])
+    free = module(config(max_new_tokens=8))
+    torch.manual_seed(0)
+    assert bool((free.rollout(batch["input_ids"], batch["attention_mask"]).mask == 0).any())  # EOS stops some
+    model = module(config(fixed_length=True, missing_eos_penalty=-1.0, max_new_tokens=8), reward=target_count)
     torch.manual_seed(0)
     r = model.rollout(batch["input_ids"], batch["attention_mask"])
-    assert r.sequences.size(1) - r.prompt_len == 8 and bool(r.mask.all())  # every response is 8 tokens
-    assert bool((r.sequences[:, r.prompt_len :] == EOS).any())  # EOS was sampled, and did not stop a response
+    response = r.sequences[:, r.prompt_len :]
+    assert response.size(1) == 8 and bool(r.mask.all()) and not bool((response == EOS).any())
     z = (r.score - r.score.mean()) / r.score.std()
     torch.testing.assert_close(r.rewards.sum(dim=1), z, atol=1e-5, rtol=0)  # no penalty, KL 0
+    with torch.no_grad():
+        own_logits = model.model(r.sequences, attention_mask=r.attention_mask)  # the model's own distribution
+    logits = own_logits[:, r.prompt_len - 1 : -1].float()
+    own = logits.log_softmax(-1).gather(-1, response.unsqueeze(-1)).squeeze(-1)
+    eos_logp = logits.log_softmax(-1)[..., EOS]
+    torch.testing.assert_close(r.logp, own - torch.log1p(-eos_logp.exp()), atol=1e-5, rtol=1e-5)
 
 
 def test_reward_controls_negate_and_shuffle_the_scores() -> None:

@@ -12,6 +12,8 @@ import pytest
 
 from alignops import tracking
 from alignops.config import ConfigError, PipelineConfig, load_config
+from alignops.errors import ModelError
+from alignops.evaluation.metrics import WinRate
 from alignops.stages import pretrain, sentiment, sft
 from flows.experiment import sentiment_experiment
 
@@ -20,7 +22,19 @@ TINY_EXPERIMENT = [
     "ppo.iterations=2", "ppo.rollout_batch_size=4", "ppo.minibatch_size=2", "ppo.ppo_epochs=1",
     "ppo.checkpoint_every_n_iterations=1", "ppo.eval_samples=4", "ppo.group_size=2",
     "experiment.prompts_per_source=2", "experiment.max_new_tokens=6", "experiment.batch_size=4",
+    "experiment.min_reward_agreement=0",  # a random tiny reward model agrees with no judge
 ]  # fmt: skip
+
+
+def test_a_reward_model_that_cannot_tell_stops_the_experiment(built: PipelineConfig) -> None:
+    """Agreement with the judge on SFT continuation pairs whose 95% lower bound is not above the floor stops the
+    experiment before any RL, with what was measured and what to do; a clear agreement, or floor 0, passes."""
+    coin = WinRate(52, 48, 3, 0.52, 0.42, 0.62, 0.42, 0.62)
+    with pytest.raises(ModelError, match=r"0.52 of the time \[0.42, 0.62\] over 100 decisive pairs.*labelers rank"):
+        sentiment.require_agreement(built, coin, "models:/alignops-sentiment-reward/1")
+    sentiment.require_agreement(built, WinRate(80, 20, 0, 0.8, 0.71, 0.87, 0.7, 0.88), "models:/r/1")
+    off = built.model_copy(update={"experiment": built.experiment.model_copy(update={"min_reward_agreement": 0})})
+    sentiment.require_agreement(off, coin, "models:/r/1")
 
 
 def test_arms_and_their_configs(built: PipelineConfig) -> None:
@@ -33,7 +47,7 @@ def test_arms_and_their_configs(built: PipelineConfig) -> None:
         ("main", "none", 0), ("negated", "negate", 0), ("shuffled", "shuffle", 0),
     ]  # fmt: skip
     cfg = sentiment.arm_config(built, quick[1], "models:/alignops-sft/1", "models:/alignops-sentiment-reward/1")
-    assert cfg.ppo.reward_control == "negate" and cfg.ppo.sources == ["vadersentiment/"]
+    assert cfg.ppo.reward_control == "negate" and cfg.ppo.sources == ["vadersentiment/"] and cfg.ppo.fixed_length
     assert cfg.tracking.model_prefix == "alignops-sentiment" and cfg.seed == 0
     assert (cfg.ppo.iterations, cfg.ppo.rollout_batch_size) == (built.ppo.iterations, built.ppo.rollout_batch_size)
     sized = built.model_copy(update={"experiment": ec.model_copy(update={"iterations": 7, "rollout_batch_size": 5})})
@@ -59,6 +73,7 @@ def test_quick_experiment_flow(built: PipelineConfig, built_project, prefect_har
         for judge in ("vader", "afinn", "reward"):
             assert sum(row[f"win_rate/{judge}_{k}"] for k in ("wins", "losses", "ties")) == n
         assert row["kl"] >= 0 and row["reference_ppl"] > 1 and row["minutes"] > 0
+        assert row["length"] == row["length_sft"] == 6  # fixed-length continuations, in training and measurement
     assert result["missed"]  # a 2-iteration tiny policy meets none of the real targets, and the report says so
 
     # the arms' models are the experiment's own: the pipeline's policy and reward names stay empty
@@ -68,6 +83,8 @@ def test_quick_experiment_flow(built: PipelineConfig, built_project, prefect_har
     assert not client.search_model_versions("name='alignops-policy'")
     report = client.get_run(result["report_run_id"])
     assert report.data.tags[tracking.EXPERIMENT_TARGETS_TAG].startswith("missed: ")
+    decisive = sum(report.data.metrics[f"reward_judge_agreement_{k}"] for k in ("wins", "losses", "ties"))
+    assert 0 < decisive <= n and result["table"].startswith("Reward model vs vader on pairs of SFT continuations")
     table = mlflow.artifacts.download_artifacts(run_id=result["report_run_id"], artifact_path="results/results.json")
     assert [r["name"] for r in json.loads(Path(table).read_text(encoding="utf-8"))] == [r["name"] for r in rows]
     assert "figures/reward_vs_kl.png" in tracking.artifact_paths(result["report_run_id"], "figures")
