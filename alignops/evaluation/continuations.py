@@ -71,8 +71,8 @@ def reward_judge_agreement(first: Samples, second: Samples, judge: Callable[[str
         by_judge = judge(a) - judge(b)
         if by_judge != 0:
             outcomes.append(0.5 if reward_a == reward_b else float((reward_a > reward_b) == (by_judge > 0)))
-    if not outcomes:
-        raise ValueError(f"the judge scored all {len(first.texts)} pairs of continuations alike: nothing to agree on")
+    if not outcomes:  # the judge ordered no pair (byte noise has no sentiment words): no evidence, no rate
+        return WinRate(0, 0, 0, None, 0.0, 1.0, 0.0, 1.0)
     return win_rate_of(outcomes)
 
 

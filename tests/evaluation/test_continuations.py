@@ -102,8 +102,8 @@ def test_reward_judge_agreement_counts_pairs_the_judge_can_order():
     rate = reward_judge_agreement(first, second, judge)
     # pair 0 agrees, 1 agrees, 2 disagrees, 3 has no judge order (left out), 4 is a reward tie
     assert (rate.wins, rate.losses, rate.ties, rate.rate) == (2, 1, 1, pytest.approx(2 / 3))
-    with pytest.raises(ValueError, match="alike"):
-        reward_judge_agreement(_samples(["meh"], [1], [1.0], [0.0]), _samples(["meh"], [1], [0.0], [0.0]), judge)
+    none = reward_judge_agreement(_samples(["meh"], [1], [1.0], [0.0]), _samples(["meh"], [1], [0.0], [0.0]), judge)
+    assert none.rate is None and (none.low, none.high) == (0.0, 1.0)  # the judge ordered nothing: no evidence
 
 
 def test_response_nll_scores_only_the_response_tokens_whatever_the_padding():
