@@ -33,6 +33,25 @@ def _device(gpt: CausalLM) -> torch.device:
     return next(gpt.parameters()).device
 
 
+MAX_BATCH_TOKENS = 4096  # padded tokens in one forward: one 1,500-token prompt among 15 short ones made a batch of
+# 16 x 1,500 (the smollm2 evaluate stage spent 6 of its 8 minutes on padding); a batch is cut at this many instead
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: int | None = None) -> list[list[int]]:
+    """Row indices in batches of similar length: longest first, at most batch_size rows and, past the first row,
+    at most max_tokens (default MAX_BATCH_TOKENS) padded tokens (rows x the batch's longest) each. Depends on the
+    lengths alone, so two models given the same rows batch them alike (generate_responses seeds each batch)."""
+    max_tokens = MAX_BATCH_TOKENS if max_tokens is None else max_tokens
+    batches: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):  # stable: ties keep their order
+        batch = batches[-1] if batches else None
+        if batch and len(batch) < batch_size and (len(batch) + 1) * lengths[batch[0]] <= max_tokens:
+            batch.append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
 def corpus_ids(tokenizer, texts: Sequence[str]) -> Tensor:
     """All texts as one 1-D LongTensor, each text's ids followed by the tokenizer's EOS (the document separator):
     alignops.data.loaders.encode_corpus for any tokenizer (a tokenizers.Tokenizer, a transformers one)."""
@@ -108,12 +127,13 @@ def _right_padded(rows: list[list[int]], pad: int, device: torch.device) -> tupl
 def head_outputs(gpt: CausalLM, head: torch.nn.Module, rows: list[list[int]], pad: int, batch_size: int) -> Tensor:
     """The head (class logits or a scalar reward) on each token row's last real token: (N, ...) on the CPU."""
     head.eval()
-    out = []
-    for start in range(0, len(rows), batch_size):
-        ids, mask = _right_padded(rows[start : start + batch_size], pad, _device(gpt))
+    out: list[Tensor | None] = [None] * len(rows)
+    for batch in length_batches([len(r) for r in rows], batch_size):
+        ids, mask = _right_padded([rows[i] for i in batch], pad, _device(gpt))
         hidden = gpt.hidden_states(ids, attention_mask=mask)  # (B, T, C)
-        out.append(head(last_token(hidden, mask)).float().cpu())
-    return torch.cat(out)
+        for i, value in zip(batch, head(last_token(hidden, mask)).float().cpu(), strict=True):
+            out[i] = value
+    return torch.stack(out)
 
 
 def classify(model, texts: Sequence[str], labels: Sequence[str], max_len: int, batch_size: int) -> list[str]:
@@ -176,10 +196,10 @@ def generate_responses(
     chat: bool = True,
     fixed_length: bool = False,
 ) -> Responses:
-    """Complete each prompt: greedy, or sampled at temperature 1 with a seed per batch (batch b uses seed + b), so
-    two models given the same prompts in the same order draw from the same random streams. fixed_length: EOS is
-    suppressed, every response is max_new_tokens long (the distribution is the model's without EOS, renormalised;
-    sequence_kl and response_nll read the responses from that distribution too)."""
+    """Complete each prompt: greedy, or sampled at temperature 1 with a seed per batch (length_batches; batch b uses
+    seed + b), so two models given the same prompts in the same order draw from the same random streams.
+    fixed_length: EOS is suppressed, every response is max_new_tokens long (the distribution is the model's without
+    EOS, renormalised; sequence_kl and response_nll read the responses from that distribution too)."""
     tok = chat_tokenizer(tokenizer)
     eos, pad = tok.eos_id, tok.pad_id
     room = gpt.max_positions - max_new_tokens
@@ -191,9 +211,9 @@ def generate_responses(
     texts = [tok.chat(p) if chat else p for p in prompts]
     prompt_ids = [ids[-room:] for ids in tok.encode_batch(texts)]
     collate = collate_left_pad(pad)
-    response_ids: list[list[int]] = []
-    for b, start in enumerate(range(0, len(prompt_ids), batch_size)):
-        batch = collate([{"input_ids": torch.tensor(p)} for p in prompt_ids[start : start + batch_size]])
+    response_ids: list[list[int]] = [[] for _ in prompt_ids]
+    for b, rows in enumerate(length_batches([len(p) + max_new_tokens for p in prompt_ids], batch_size)):
+        batch = collate([{"input_ids": torch.tensor(prompt_ids[i])} for i in rows])
         ids, mask = batch["input_ids"].to(_device(gpt)), batch["attention_mask"].to(_device(gpt))
         config = GenerationConfig(
             max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens if fixed_length else 0,
@@ -201,7 +221,8 @@ def generate_responses(
         )  # fmt: skip
         sequences, lengths = generate(gpt, ids, mask, config)
         width = ids.size(1)
-        response_ids += [sequences[row, width : width + n].tolist() for row, n in enumerate(lengths.tolist())]
+        for row, (i, n) in enumerate(zip(rows, lengths.tolist(), strict=True)):
+            response_ids[i] = sequences[row, width : width + n].tolist()
     ended = [bool(r) and r[-1] == eos for r in response_ids]
     decoded = [tok.decode(r) for r in response_ids]  # EOS and padding (special tokens) left out
     return Responses(decoded, prompt_ids, response_ids, ended, eos if fixed_length else None)
@@ -218,11 +239,16 @@ def _response_logits(
     return logits if suppressed is None else suppress_token(logits, suppressed)
 
 
-def _prompt_response_batch(responses: Responses, start: int, batch_size: int, pad: int, device) -> tuple:
-    """(ids, mask, predicts, rows) of a batch of prompt + response rows, right-padded; predicts (B, T) marks the
-    positions that predict a response token (position t predicts token t + 1), rows (n,) their row."""
-    prompts = responses.prompt_ids[start : start + batch_size]
-    answers = responses.response_ids[start : start + batch_size]
+def _prompt_response_batches(responses: Responses, batch_size: int) -> list[list[int]]:
+    lengths = [len(p) + len(r) for p, r in zip(responses.prompt_ids, responses.response_ids, strict=True)]
+    return length_batches(lengths, batch_size)
+
+
+def _prompt_response_batch(responses: Responses, batch: list[int], pad: int, device) -> tuple:
+    """(ids, mask, predicts, rows) of the prompt + response rows `batch` (indices), right-padded; predicts (B, T)
+    marks the positions that predict a response token (position t predicts token t + 1), rows (n,) their row."""
+    prompts = [responses.prompt_ids[i] for i in batch]
+    answers = [responses.response_ids[i] for i in batch]
     ids, mask = _right_padded([p + r for p, r in zip(prompts, answers, strict=True)], pad, device)
     predicts = torch.zeros_like(mask, dtype=torch.bool)
     for row, (p, r) in enumerate(zip(prompts, answers, strict=True)):
@@ -235,15 +261,17 @@ def sequence_kl(policy: CausalLM, reference: CausalLM, responses: Responses, pad
     """KL(policy || reference) of each response in nats: the exact KL between the two next-token distributions,
     summed over the response's positions. With sampled responses its mean estimates the sequence-level KL, with
     less variance than log-ratios of the sampled tokens (what PPO's ppo/kl logs)."""
-    out = []
-    for start in range(0, len(responses.response_ids), batch_size):
-        ids, mask, predicts, rows = _prompt_response_batch(responses, start, batch_size, pad, _device(policy))
+    out = [0.0] * len(responses.response_ids)
+    for batch in _prompt_response_batches(responses, batch_size):
+        ids, mask, predicts, rows = _prompt_response_batch(responses, batch, pad, _device(policy))
         logp = F.log_softmax(_response_logits(policy, ids, mask, predicts, responses.suppressed), dim=-1)  # (n, V)
         on = _device(reference)  # an int8 model runs on the CPU, its fp32 reference may not
         logq = _response_logits(reference, ids.to(on), mask.to(on), predicts, responses.suppressed)
         logq = F.log_softmax(logq, dim=-1).to(logp.device)
         kl = (logp.exp() * (logp - logq)).sum(dim=-1)  # (n,)
-        out += torch.zeros(ids.size(0), device=kl.device).index_add_(0, rows.to(kl.device), kl).tolist()
+        per_row = torch.zeros(ids.size(0), device=kl.device).index_add_(0, rows.to(kl.device), kl).tolist()
+        for i, value in zip(batch, per_row, strict=True):
+            out[i] = value
     return out
 
 
@@ -252,11 +280,13 @@ def response_nll(model: CausalLM, responses: Responses, pad: int, batch_size: in
     """Each response's summed negative log-likelihood under `model`, nats (prompt tokens are context, not scored):
     with the response lengths, the model's perplexity of what another model wrote (the reference perplexity of a
     policy's continuations: fluent text stays likely under the model it started from)."""
-    out = []
-    for start in range(0, len(responses.response_ids), batch_size):
-        ids, mask, predicts, rows = _prompt_response_batch(responses, start, batch_size, pad, _device(model))
+    out = [0.0] * len(responses.response_ids)
+    for batch in _prompt_response_batches(responses, batch_size):
+        ids, mask, predicts, rows = _prompt_response_batch(responses, batch, pad, _device(model))
         logp = F.log_softmax(_response_logits(model, ids, mask, predicts, responses.suppressed), dim=-1)  # (n, V)
         targets = ids[:, 1:][predicts[:, :-1]]  # the token each marked position predicts, in the same order
         token_logp = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (n,)
-        out += torch.zeros(ids.size(0), device=logp.device).index_add_(0, rows.to(logp.device), -token_logp).tolist()
+        nll = torch.zeros(ids.size(0), device=logp.device).index_add_(0, rows.to(logp.device), -token_logp)
+        for i, value in zip(batch, nll.tolist(), strict=True):
+            out[i] = value
     return out

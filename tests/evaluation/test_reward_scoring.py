@@ -100,3 +100,38 @@ def test_texts_are_scored_as_ranked_pairs_are_trained(reward_model: LoadedModel)
     out, _, _ = rollout(tok)
     unended = text_reward_scores(reward_model, PROMPTS[:1], out.texts[:1], batch_size=1, ended=[False])
     assert unended == pytest.approx(reward_scores(reward_model, out, batch_size=2)[:1], abs=1e-5)
+
+
+def test_length_batches_group_similar_lengths_under_a_token_budget() -> None:
+    from alignops.evaluation.scoring import length_batches
+
+    lengths = [5, 300, 6, 40, 300, 7]
+    # longest first; a batch stops at batch_size rows or when rows x its longest would pass max_tokens
+    assert length_batches(lengths, batch_size=3, max_tokens=600) == [[1, 4], [3, 5, 2], [0]]
+    assert length_batches(lengths, batch_size=8, max_tokens=100) == [[1], [4], [3, 5], [2, 0]]
+    assert length_batches([900], batch_size=4, max_tokens=100) == [[0]]  # a row longer than the budget goes alone
+    assert sorted(i for b in length_batches(lengths, 2, 10**6) for i in b) == list(range(len(lengths)))
+
+
+def test_scores_do_not_depend_on_how_rows_are_batched(monkeypatch) -> None:
+    """Rows of very different lengths, scored in one batch, in length batches or one by one: the same figures, in
+    the callers' order (padding is masked, results are put back where their rows were)."""
+    from alignops.evaluation import scoring
+
+    torch.manual_seed(0)
+    gpt = GPT(GPTConfig(vocab_size=50, block_size=64, n_layer=1, n_head=2, n_embd=16)).eval()
+    head = torch.nn.Linear(16, 1)
+    rows = [[3, 4, 5], list(range(1, 41)), [6, 7], list(range(2, 30))]
+    responses = Responses([""] * 4, rows, [[8, 9], [10], [11, 12, 13], [14, 15]], [False] * 4)
+    figures = []
+    for budget in (10**6, 64, 1):  # one batch of 4; [40+1], [28+2, 5], [3+3]; every row alone
+        monkeypatch.setattr(scoring, "MAX_BATCH_TOKENS", budget)
+        figures.append((
+            head_outputs(gpt, head, rows, 0, batch_size=4).squeeze(-1).tolist(),
+            scoring.response_nll(gpt, responses, 0, batch_size=4),
+            scoring.sequence_kl(gpt, gpt, responses, 0, batch_size=4),
+        ))  # fmt: skip
+    for got in figures[1:]:
+        for a, b in zip(got, figures[0], strict=True):
+            assert a == pytest.approx(b, rel=1e-5, abs=1e-6)
+    assert len(set(figures[0][1])) == 4  # the four rows' figures differ: a mix-up would show
