@@ -73,7 +73,10 @@ def _sampled_scores(scorer, gpt, tokenizer, prompts: list[str], cfg: PipelineCon
     from alignops.data.loaders import collate_right_pad, pad_id
     from alignops.evaluation.scoring import generate_responses
 
-    out = generate_responses(gpt, tokenizer, prompts, cfg.ppo.max_new_tokens, batch_size=16, sample=True, seed=cfg.seed)
+    out = generate_responses(
+        gpt, tokenizer, prompts, cfg.ppo.max_new_tokens, batch_size=16, sample=True, seed=cfg.seed,
+        fixed_length=cfg.ppo.fixed_length,
+    )  # fmt: skip
     block = gpt.max_positions
     rows = [
         {"input_ids": torch.tensor((p + r)[-block:])} for p, r in zip(out.prompt_ids, out.response_ids, strict=True)
