@@ -7,7 +7,8 @@ ScalarHead reading each text's last real token, trained on preference pairs with
     rewards = rm.eval().score(input_ids, attention_mask)                                # (B,), for PPO
 
 Batches come from alignops.data.preferences.collate_pairs: chosen_ids, rejected_ids (B, T) right-padded to one T,
-chosen_mask, rejected_mask (B, T), weight (B,). Chosen and rejected run as one (2B, T) forward.
+chosen_mask, rejected_mask (B, T), weight (B,). Chosen and rejected run as one forward over the distinct texts
+(a ranking's pairs share their responses: pair_rewards).
 
 Metrics: train/loss, train/accuracy, train/lr; over the whole val (test) set: val/loss (the training objective),
 val/accuracy (share of pairs with chosen reward > rejected, unweighted), val/reward_mean, val/reward_std (over
@@ -117,10 +118,16 @@ class RewardModel(BackboneModule):
         return self(input_ids, attention_mask)
 
     def pair_rewards(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """(chosen rewards (B,), rejected rewards (B,)) from one forward over the 2B texts."""
+        """(chosen rewards (B,), rejected rewards (B,)) from one forward over the batch's distinct texts.
+
+        A ranking of K responses gives K(K-1)/2 pairs, so each response is in K-1 of them: the forward runs once
+        per distinct text (InstructGPT: K forward passes, not K(K-1)), 4 rather than 12 for K = 4, and the
+        gradient of a text sums over its pairs."""
         ids = torch.cat([batch["chosen_ids"], batch["rejected_ids"]])  # (2B, T): collate_pairs pads to one T
         mask = torch.cat([batch["chosen_mask"], batch["rejected_mask"]])
-        return self(ids, mask).chunk(2)
+        rows, which = torch.unique(torch.cat([ids, mask], dim=1), dim=0, return_inverse=True)
+        T = ids.size(1)
+        return self(rows[:, :T], rows[:, T:])[which].chunk(2)
 
     def _agreement(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """The pairs' agreement as pairwise_loss reads it: soft targets, or (soft_targets off) weights."""

@@ -205,3 +205,31 @@ def test_soft_targets_stop_at_the_pairs_agreement() -> None:
     assert grad[1].item() == pytest.approx(0.5 - 0.6) and grad[2].item() == pytest.approx(0.952574 - 0.6, abs=1e-5)
     hard = pairwise_loss(torch.tensor([1.0]), torch.zeros(1), targets=torch.ones(1))
     assert hard.item() == pytest.approx(pairwise_loss(torch.tensor([1.0]), torch.zeros(1)).item())  # t = 1: plain BT
+
+
+def test_a_rankings_texts_run_once_whatever_pairs_they_are_in(tok) -> None:
+    """K ranked responses make K(K-1)/2 pairs: pair_rewards runs the backbone once per distinct text (here 4 rows,
+    not 12) with the same rewards and the same gradients as a forward per pair side."""
+    torch.manual_seed(0)
+    model = RewardModel(gpt_config(tok)).eval()  # eval: no dropout, so both ways are comparable exactly
+    ranking = {**rankings(1, seed=3)[0], "responses": ["good film", "a film", "bad film on the mat", "bad"]}
+    ranking["ranking"] = [0, 1, 2, 3]
+    batch = next(iter(loader([ranking], tok, batch_size=6)))
+    assert batch["chosen_ids"].size(0) == 6
+    rows = []
+    hook = model.model.transformer.wte.register_forward_hook(lambda _m, args, _out: rows.append(args[0].size(0)))
+    chosen, rejected = model.pair_rewards(batch)
+    hook.remove()
+    assert rows == [4]
+    pairwise_loss(chosen, rejected).backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    alone_c, alone_r = (
+        model(batch["chosen_ids"], batch["chosen_mask"]),
+        model(batch["rejected_ids"], batch["rejected_mask"]),
+    )
+    torch.testing.assert_close((chosen, rejected), (alone_c, alone_r), atol=1e-5, rtol=1e-5)
+    pairwise_loss(alone_c, alone_r).backward()
+    for name, p in model.named_parameters():
+        if p.grad is not None:
+            torch.testing.assert_close(grads[name], p.grad, atol=1e-5, rtol=1e-4)
