@@ -6,8 +6,8 @@ Models: the real pretrained base SmolLM2-135M-Instruct (bench/_common.smollm2():
 under ALIGNOPS_HOME, fetched on first use) and a tiny random Llama built from a config (nothing downloaded), where
 per-token overhead rather than matmuls dominates.
 
-Timed: prefill plus max_new_tokens steps, EOS off on both sides, so every row runs max_new_tokens; tokens/s counts
-new tokens over all rows. Best of --repeats, after one untimed warm-up call of each implementation.
+Timed: prefill plus max_new_tokens steps, EOS suppressed on both sides, so every row runs max_new_tokens; tokens/s
+counts new tokens over all rows. Best of --repeats, after one untimed warm-up call of each implementation.
 
     python bench/generation_vs_hf.py                                   # both models, batch 1/16/64, 32 new tokens
     python bench/generation_vs_hf.py --models tiny --batch-sizes 1 4 --max-new-tokens 8   # a quick smoke run
@@ -101,9 +101,15 @@ def main() -> None:
         for batch_size in args.batch_sizes:
             ids, mask, pad = prompts(name, batch_size, tok)
             ids, mask = ids.to(device), mask.to(device)
-            ours = GenerationConfig(max_new_tokens=args.max_new_tokens, pad_token_id=pad)  # no EOS: full length
-            theirs = HFGenerationConfig(max_new_tokens=args.max_new_tokens, do_sample=False, pad_token_id=pad,
-                                        eos_token_id=None, use_cache=True)  # fmt: skip
+            # EOS suppressed on both sides (min_new_tokens = max_new_tokens): every row runs max_new_tokens.
+            # transformers falls back to the model's own generation_config.eos_token_id when given None, so
+            # suppressing is the one way to make its rows run full length (SmolLM2 otherwise ends after 8 tokens).
+            eos = model.model.generation_config.eos_token_id
+            eos = eos[0] if isinstance(eos, list) else eos
+            N = args.max_new_tokens
+            ours = GenerationConfig(max_new_tokens=N, min_new_tokens=N, eos_token_id=eos, pad_token_id=pad)
+            theirs = HFGenerationConfig(max_new_tokens=N, min_new_tokens=N, do_sample=False, pad_token_id=pad,
+                                        eos_token_id=eos, use_cache=True)  # fmt: skip
             for precision in args.precisions:
                 with autocast(device, DTYPES[precision]):
                     own_s, own = best_time(lambda: generate(model, ids, mask, ours)[0], args.repeats, device)  # noqa: B023
