@@ -104,8 +104,8 @@ def response_loss(gpt: CausalLM, examples: Sequence[dict[str, Tensor]], pad: int
     items: input_ids, labels with -100 on the prompt)."""
     collate = collate_right_pad(pad)
     total, n = 0.0, 0
-    for start in range(0, len(examples), batch_size):
-        batch = collate(list(examples[start : start + batch_size]))
+    for rows in length_batches([len(e["input_ids"]) for e in examples], batch_size):
+        batch = collate([examples[i] for i in rows])
         ids, mask = batch["input_ids"].to(_device(gpt)), batch["attention_mask"].to(_device(gpt))
         targets = batch["labels"][:, 1:].to(ids.device)
         logits = gpt(ids, attention_mask=mask)[:, :-1]

@@ -123,6 +123,9 @@ def test_scores_do_not_depend_on_how_rows_are_batched(monkeypatch) -> None:
     head = torch.nn.Linear(16, 1)
     rows = [[3, 4, 5], list(range(1, 41)), [6, 7], list(range(2, 30))]
     responses = Responses([""] * 4, rows, [[8, 9], [10], [11, 12, 13], [14, 15]], [False] * 4)
+    examples = [  # SFT examples: the loss on the labelled (response) tokens only
+        {"input_ids": torch.tensor(r), "labels": torch.tensor([-100] * (len(r) - 2) + r[-2:])} for r in rows
+    ]
     figures = []
     for budget in (10**6, 64, 1):  # one batch of 4; [40+1], [28+2, 5], [3+3]; every row alone
         monkeypatch.setattr(scoring, "MAX_BATCH_TOKENS", budget)
@@ -130,6 +133,7 @@ def test_scores_do_not_depend_on_how_rows_are_batched(monkeypatch) -> None:
             head_outputs(gpt, head, rows, 0, batch_size=4).squeeze(-1).tolist(),
             scoring.response_nll(gpt, responses, 0, batch_size=4),
             scoring.sequence_kl(gpt, gpt, responses, 0, batch_size=4),
+            list(scoring.response_loss(gpt, examples, 0, batch_size=4)),
         ))  # fmt: skip
     for got in figures[1:]:
         for a, b in zip(got, figures[0], strict=True):
