@@ -83,7 +83,9 @@ def apply_repetition_penalty(
 def suppress_token(logits: Tensor, token_id: int) -> Tensor:
     """logits (..., V) with token_id made impossible: the most negative finite float rather than -inf, so its
     probability is exactly 0 and p * log p stays 0 (an entropy or a KL over the vocabulary does not turn NaN)."""
-    return logits.index_fill(-1, torch.tensor([token_id], device=logits.device), torch.finfo(logits.dtype).min)
+    out = logits.clone()  # a new tensor, as the other processors return: autograd and callers keep the original
+    out[..., token_id] = torch.finfo(out.dtype).min  # a Python index: no index tensor copied to the device per step
+    return out
 
 
 def top_k_filter(logits: Tensor, k: int) -> Tensor:
