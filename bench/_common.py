@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import platform
+import time
 
 import torch
 
@@ -46,6 +47,29 @@ def synchronize(device: torch.device) -> None:
     """Wait for queued kernels, so a host timer measures finished work (no-op on CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def timed_training(loss_of, module, batches: list, device: torch.device, dtype: torch.dtype, warmed_up=None) -> float:
+    """Seconds of one AdamW step (lr 1e-5, the trainable parameters) on loss_of(batch) per batch, under autocast,
+    after one untimed warm-up step on the first batch (then warmed_up(), if given, e.g. to reset counters)."""
+    optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=1e-5)
+
+    def step(batch) -> None:
+        with autocast(device, dtype):
+            loss = loss_of(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    step(batches[0])
+    if warmed_up is not None:
+        warmed_up()
+    synchronize(device)
+    start = time.perf_counter()
+    for batch in batches:
+        step(batch)
+    synchronize(device)
+    return time.perf_counter() - start
 
 
 def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:

@@ -25,11 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import argparse  # noqa: E402
 import json  # noqa: E402
 import random  # noqa: E402
-import time  # noqa: E402
 
 import torch  # noqa: E402
 
-from bench._common import DTYPES, autocast, environment, parse_smollm2_args, smollm2, synchronize  # noqa: E402
+from bench._common import DTYPES, autocast, environment, parse_smollm2_args, smollm2, timed_training  # noqa: E402
 
 
 def batches(examples, layout: str, batch_size: int, max_len: int, pad: int) -> list[dict[str, torch.Tensor]]:
@@ -55,22 +54,7 @@ def measure(module, layout_batches: list, precision: str, device: torch.device) 
         for b in layout_batches:
             loss, n = module.loss(b)
             loss_sum, targets = loss_sum + loss.item() * int(n), targets + int(n)
-    optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=1e-5)
-
-    def step(b) -> None:
-        with autocast(device, dtype):
-            loss, _ = module.loss(b)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    step(layout_batches[0])  # warm-up, untimed
-    synchronize(device)
-    start = time.perf_counter()
-    for b in layout_batches:
-        step(b)
-    synchronize(device)
-    seconds = time.perf_counter() - start
+    seconds = timed_training(lambda b: module.loss(b)[0], module, layout_batches, device, dtype)
     positions = sum(b["input_ids"].numel() for b in layout_batches)
     tokens = sum(real_tokens(b) for b in layout_batches)
     return {"steps": len(layout_batches), "seconds": round(seconds, 2), "positions": positions, "real_tokens": tokens,

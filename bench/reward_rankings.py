@@ -22,11 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import time  # noqa: E402
 
 import torch  # noqa: E402
 
-from bench._common import DTYPES, autocast, environment, parse_smollm2_args, smollm2, synchronize  # noqa: E402
+from bench._common import DTYPES, autocast, environment, parse_smollm2_args, smollm2, timed_training  # noqa: E402
 
 
 def per_pair_side(rm, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,23 +54,7 @@ def measure(rm, batches: list, rewards, precision: str, device: torch.device) ->
 
     with torch.no_grad(), autocast(device, dtype):
         loss_before = sum(loss_of(b).item() for b in batches) / len(batches)
-    optimizer = torch.optim.AdamW([p for p in rm.parameters() if p.requires_grad], lr=1e-5)
-
-    def step(b) -> None:
-        with autocast(device, dtype):
-            loss = loss_of(b)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    step(batches[0])  # warm-up, untimed
-    rows.clear()
-    synchronize(device)
-    start = time.perf_counter()
-    for b in batches:
-        step(b)
-    synchronize(device)
-    seconds = time.perf_counter() - start
+    seconds = timed_training(loss_of, rm, batches, device, dtype, warmed_up=rows.clear)
     pairs = sum(b["chosen_ids"].size(0) for b in batches)
     return {"steps": len(batches), "seconds": round(seconds, 2), "pairs": pairs,
             "rows_per_step": round(sum(rows) / len(batches), 1), "pairs_per_s": round(pairs / seconds, 2),
