@@ -35,6 +35,7 @@ from alignops.evaluation.continuations import (
     results_table,
     reward_judge_agreement,
 )
+from alignops.evaluation.metrics import WinRate
 from alignops.stages import training
 
 MAIN, SECOND, NEGATED, SHUFFLED = "main", "second", "negated", "shuffled"
@@ -128,7 +129,8 @@ def heldout_prefixes(cfg: PipelineConfig) -> list[dict[str, Any]]:
 
 def sample(model, prompts: list[str], seed: int, reference, reward, ec: ExperimentConfig) -> tuple[Samples, Any]:
     """`model`'s sampled continuations of `prompts` (seeded per batch: two models draw the same streams), scored by
-    the reward model and by the reference's likelihood; with the raw responses (scoring.Responses, for the KL)."""
+    the reward model and by the reference's likelihood (reference None: not scored, reference_nll empty); with the
+    raw responses (scoring.Responses, for the KL)."""
     from alignops.evaluation.scoring import generate_responses, response_nll, reward_scores
 
     out = generate_responses(
@@ -139,14 +141,16 @@ def sample(model, prompts: list[str], seed: int, reference, reward, ec: Experime
         texts=out.texts,
         lengths=out.lengths,
         reward=reward_scores(reward, out, ec.batch_size),
-        reference_nll=response_nll(reference.gpt, out, pad, ec.batch_size),
+        reference_nll=[] if reference is None else response_nll(reference.gpt, out, pad, ec.batch_size),
     ), out
 
 
 AGREEMENT_SEED = 1_000_003  # the SFT policy's second draw for reward_agreement: a stream no arm's seed uses
 
 
-def reward_agreement(cfg: PipelineConfig, sft_uri: str, reward_uri: str, prompts: list[str], models, sft_samples):
+def reward_agreement(
+    cfg: PipelineConfig, sft_uri: str, reward_uri: str, prompts: list[str], models, sft_samples: dict[int, Samples]
+) -> WinRate:
     """The reward model against the primary judge on pairs of the SFT policy's continuations of the held-out
     prefixes (continuations.reward_judge_agreement): the first seed's samples (kept in sft_samples, the arms compare
     with them) and a second, independent draw. A few minutes that tell whether the hours of RL can work."""
@@ -155,11 +159,11 @@ def reward_agreement(cfg: PipelineConfig, sft_uri: str, reward_uri: str, prompts
     seed = ec.seeds[0]
     if seed not in sft_samples:
         sft_samples[seed] = sample(sft, prompts, seed, sft, reward, ec)[0]
-    other = sample(sft, prompts, AGREEMENT_SEED, sft, reward, ec)[0]
+    other = sample(sft, prompts, AGREEMENT_SEED, None, reward, ec)[0]  # read for its rewards and texts alone
     return reward_judge_agreement(sft_samples[seed], other, JUDGES[PRIMARY_JUDGE])
 
 
-def require_agreement(cfg: PipelineConfig, agreement, reward_uri: str) -> None:
+def require_agreement(cfg: PipelineConfig, agreement: WinRate, reward_uri: str) -> None:
     """Refuse to run the arms when the reward model cannot order the SFT policy's continuations as the judge does:
     its agreement's 95% lower bound at or below experiment.min_reward_agreement."""
     floor = cfg.experiment.min_reward_agreement
@@ -173,7 +177,7 @@ def require_agreement(cfg: PipelineConfig, agreement, reward_uri: str) -> None:
         )
 
 
-def _agreement_text(agreement) -> str:
+def _agreement_text(agreement: WinRate) -> str:
     rate = "-" if agreement.rate is None else f"{agreement.rate:.2f}"
     n = agreement.wins + agreement.losses
     return f"{rate} of the time [{agreement.low:.2f}, {agreement.high:.2f}] over {n} decisive pairs"
@@ -224,7 +228,7 @@ def report(
     rows: list[dict[str, Any]],
     curves: dict[str, list[tuple[float, float]]],
     parent_run_id: str,
-    agreement,
+    agreement: WinRate,
 ) -> ExperimentResult:
     """The results table, the targets and a figure of reward against KL over training (curves: arm name ->
     (KL, reward) per iteration, from the arms' PPO runs), logged to the experiment's run. agreement: the reward

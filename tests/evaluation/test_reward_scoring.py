@@ -128,6 +128,7 @@ def test_scores_do_not_depend_on_how_rows_are_batched(monkeypatch) -> None:
     ]
     figures = []
     for budget in (10**6, 64, 1):  # one batch of 4; [40+1], [28+2, 5], [3+3]; every row alone
+        # the budget is a module constant the scorers read, not a parameter of theirs: set it for this test only
         monkeypatch.setattr(scoring, "MAX_BATCH_TOKENS", budget)
         figures.append((
             head_outputs(gpt, head, rows, 0, batch_size=4).squeeze(-1).tolist(),
