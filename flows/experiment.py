@@ -1,8 +1,9 @@
 """The sentiment-continuation experiment as a Prefect flow under one MLflow parent run (alignops.stages.sentiment
 says what it measures and why):
 
-    SFT policy -> reward model on English VADER rankings -> does it agree with the judge on the SFT policy's
-    continuations? (else stop) -> one RL run per arm -> each arm against SFT -> report
+    SFT policy -> [a simulated labeler ranks its continuations] -> reward model on those rankings, or on the
+    VADER raters' -> does it agree with the judge on the SFT policy's continuations? (else stop) -> one RL run
+    per arm -> each arm against SFT -> report
 
     alignops experiment sentiment --preset smollm2 [--quick]      # or: python -m flows.experiment smollm2
 
@@ -20,7 +21,7 @@ from prefect import flow, get_run_logger
 from alignops import tracking
 from alignops.config import load_config
 from alignops.evaluation.models import ModelCache
-from alignops.stages import sentiment
+from alignops.stages import sentiment, simulated_labels
 from flows import tasks
 
 
@@ -30,10 +31,11 @@ def sentiment_experiment(preset: str = "tiny", overrides: list[str] | None = Non
     log = get_run_logger()
     with tracking.pipeline_run(cfg, run_name=f"experiment-sentiment-{cfg.name}") as parent:
         sft = tracking.pin_uri(cfg.experiment.sft_model or f"models:/{cfg.tracking.model_prefix}-sft/latest")
-        reward = (
-            sentiment.reused_reward(cfg, sft)
-            or tasks.train_reward(sentiment.reward_config(cfg, sft), parent)["model_uri"]
-        )
+        reward = sentiment.reused_reward(cfg, sft)
+        if reward is None:
+            if cfg.experiment.simulated_labels:  # labelers rank the policy's own continuations (simulated ones)
+                log.info("simulated rankings of %s's continuations: %s", sft, simulated_labels.label(cfg, sft, parent))
+            reward = tasks.train_reward(sentiment.reward_config(cfg, sft), parent)["model_uri"]
         prompts = [r["prompt"] for r in sentiment.heldout_prefixes(cfg)]
         models, sft_samples, rows, curves = ModelCache(), {}, [], {}
         agreement = sentiment.reward_agreement(cfg, sft, reward, prompts, models, sft_samples)

@@ -167,10 +167,11 @@ def _greedy_or_sample(
         width = T + step  # columns written so far
         if config.repetition_penalty != 1.0:
             logits = apply_repetition_penalty(logits, seqs[:, :width], config.repetition_penalty, mask[:, :width])
-        if eos is not None and step < config.min_new_tokens:
-            logits = suppress_token(logits, eos)
         if config.do_sample:
             logits = logits / config.temperature
+        if eos is not None and step < config.min_new_tokens:  # after the temperature: finfo.min / T would be -inf
+            logits = suppress_token(logits, eos)
+        if config.do_sample:
             if config.top_k is not None:
                 logits = top_k_filter(logits, config.top_k)
             if config.top_p is not None:

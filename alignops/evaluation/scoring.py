@@ -178,6 +178,7 @@ class Responses:
     response_ids: list[list[int]]  # the new tokens, up to and including EOS when the model produced one
     eos: list[bool]  # ended with EOS rather than at max_new_tokens
     suppressed: int | None = None  # a token id generation could not draw (fixed length: EOS), nor can scoring
+    temperature: float = 1.0  # sampled from logits / temperature; sequence_kl and response_nll score that too
 
     @property
     def lengths(self) -> list[int]:
@@ -195,11 +196,13 @@ def generate_responses(
     seed: int = 0,
     chat: bool = True,
     fixed_length: bool = False,
+    temperature: float = 1.0,
 ) -> Responses:
-    """Complete each prompt: greedy, or sampled at temperature 1 with a seed per batch (length_batches; batch b uses
+    """Complete each prompt: greedy, or sampled at `temperature` with a seed per batch (length_batches; batch b uses
     seed + b), so two models given the same prompts in the same order draw from the same random streams.
     fixed_length: EOS is suppressed, every response is max_new_tokens long (the distribution is the model's without
-    EOS, renormalised; sequence_kl and response_nll read the responses from that distribution too)."""
+    EOS, renormalised). sequence_kl and response_nll read the responses from the distribution they were drawn
+    from: temperature and suppression included."""
     tok = chat_tokenizer(tokenizer)
     eos, pad = tok.eos_id, tok.pad_id
     room = gpt.max_positions - max_new_tokens
@@ -217,7 +220,7 @@ def generate_responses(
         ids, mask = batch["input_ids"].to(_device(gpt)), batch["attention_mask"].to(_device(gpt))
         config = GenerationConfig(
             max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens if fixed_length else 0,
-            do_sample=sample, eos_token_id=eos, pad_token_id=pad, seed=seed + b,
+            do_sample=sample, temperature=temperature, eos_token_id=eos, pad_token_id=pad, seed=seed + b,
         )  # fmt: skip
         sequences, lengths = generate(gpt, ids, mask, config)
         width = ids.size(1)
@@ -225,18 +228,18 @@ def generate_responses(
             response_ids[i] = sequences[row, width : width + n].tolist()
     ended = [bool(r) and r[-1] == eos for r in response_ids]
     decoded = [tok.decode(r) for r in response_ids]  # EOS and padding (special tokens) left out
-    return Responses(decoded, prompt_ids, response_ids, ended, eos if fixed_length else None)
+    suppressed = eos if fixed_length else None
+    return Responses(decoded, prompt_ids, response_ids, ended, suppressed, temperature if sample else 1.0)
 
 
-def _response_logits(
-    model: CausalLM, ids: Tensor, mask: Tensor, predicts: Tensor, suppressed: int | None = None
-) -> Tensor:
+def _response_logits(model: CausalLM, ids: Tensor, mask: Tensor, predicts: Tensor, responses: Responses) -> Tensor:
     """float32 logits (n, V) at the positions `predicts` (B, T) marks, in row-major order: the LM head runs on those
-    alone, not on every position (a 49k vocabulary over a whole prompt is most of the memory and time). suppressed:
-    a token id made impossible, as generation made it (Responses.suppressed)."""
+    alone, not on every position (a 49k vocabulary over a whole prompt is most of the memory and time). The
+    distribution the responses were drawn from: divided by their temperature, their suppressed token impossible
+    (in that order, as generation does: finfo.min / T < 1 would be -inf)."""
     hidden = model.hidden_states(ids, attention_mask=mask)  # (B, T, C)
-    logits = model.lm_head(hidden[predicts.to(hidden.device)]).float()
-    return logits if suppressed is None else suppress_token(logits, suppressed)
+    logits = model.lm_head(hidden[predicts.to(hidden.device)]).float() / responses.temperature
+    return logits if responses.suppressed is None else suppress_token(logits, responses.suppressed)
 
 
 def _prompt_response_batches(responses: Responses, batch_size: int) -> list[list[int]]:
@@ -264,9 +267,9 @@ def sequence_kl(policy: CausalLM, reference: CausalLM, responses: Responses, pad
     out = [0.0] * len(responses.response_ids)
     for batch in _prompt_response_batches(responses, batch_size):
         ids, mask, predicts, rows = _prompt_response_batch(responses, batch, pad, _device(policy))
-        logp = F.log_softmax(_response_logits(policy, ids, mask, predicts, responses.suppressed), dim=-1)  # (n, V)
+        logp = F.log_softmax(_response_logits(policy, ids, mask, predicts, responses), dim=-1)  # (n, V)
         on = _device(reference)  # an int8 model runs on the CPU, its fp32 reference may not
-        logq = _response_logits(reference, ids.to(on), mask.to(on), predicts, responses.suppressed)
+        logq = _response_logits(reference, ids.to(on), mask.to(on), predicts, responses)
         logq = F.log_softmax(logq, dim=-1).to(logp.device)
         kl = (logp.exp() * (logp - logq)).sum(dim=-1)  # (n,)
         per_row = torch.zeros(ids.size(0), device=kl.device).index_add_(0, rows.to(kl.device), kl).tolist()
@@ -283,7 +286,7 @@ def response_nll(model: CausalLM, responses: Responses, pad: int, batch_size: in
     out = [0.0] * len(responses.response_ids)
     for batch in _prompt_response_batches(responses, batch_size):
         ids, mask, predicts, rows = _prompt_response_batch(responses, batch, pad, _device(model))
-        logp = F.log_softmax(_response_logits(model, ids, mask, predicts, responses.suppressed), dim=-1)  # (n, V)
+        logp = F.log_softmax(_response_logits(model, ids, mask, predicts, responses), dim=-1)  # (n, V)
         targets = ids[:, 1:][predicts[:, :-1]]  # the token each marked position predicts, in the same order
         token_logp = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (n,)
         nll = torch.zeros(ids.size(0), device=logp.device).index_add_(0, rows.to(logp.device), -token_logp)

@@ -75,7 +75,7 @@ def _sampled_scores(scorer, gpt, tokenizer, prompts: list[str], cfg: PipelineCon
 
     out = generate_responses(
         gpt, tokenizer, prompts, cfg.ppo.max_new_tokens, batch_size=16, sample=True, seed=cfg.seed,
-        fixed_length=cfg.ppo.fixed_length,
+        fixed_length=cfg.ppo.fixed_length, temperature=cfg.ppo.temperature,
     )  # fmt: skip
     block = gpt.max_positions
     rows = [

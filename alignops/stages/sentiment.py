@@ -14,6 +14,11 @@ batch (no signal: it should not move). Every arm's policy continues the same hel
 sampled with the same seeds, and is read by VADER, by AFINN (a second lexicon, independent of the reward
 model's training data), by the reward model, by the exact KL to the SFT policy and by the SFT policy's perplexity
 of its continuations. The arms' models are registered under <prefix>-sentiment-*, away from the pipeline's own.
+
+The reward model learns from the VADER raters' rankings of human-written sentences, or, with
+experiment.simulated_labels, from a simulated labeler's rankings of the SFT policy's own continuations
+(stages.simulated_labels). Every continuation, in training and in the measurement, is experiment.max_new_tokens
+long and sampled at experiment.temperature.
 """
 
 from __future__ import annotations
@@ -71,9 +76,23 @@ def experiment_config(cfg: PipelineConfig) -> PipelineConfig:
     return cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"model_prefix": prefix})})
 
 
+def reward_sources(ec: ExperimentConfig) -> list[str]:
+    """The rankings the reward model learns from: the simulated labeler's of the SFT policy's continuations when
+    experiment.simulated_labels asks for them, else the experiment's sources' (the VADER raters')."""
+    from alignops.stages.simulated_labels import SOURCE
+
+    return [SOURCE] if ec.simulated_labels else list(ec.sources)
+
+
 def reward_config(cfg: PipelineConfig, sft_uri: str) -> PipelineConfig:
-    """The reward stage's config: from the SFT policy, on the experiment's sources' rankings (English VADER)."""
-    section = cfg.reward.model_copy(update={"base_model": sft_uri, "sources": cfg.experiment.sources})
+    """The reward stage's config: the reward section with experiment.reward's fields over it, from the SFT policy,
+    on reward_sources (validated: a misspelt field is an error, not ignored)."""
+    fields = cfg.reward.model_dump() | cfg.experiment.reward
+    fields |= {"base_model": sft_uri, "sources": reward_sources(cfg.experiment)}
+    try:
+        section = type(cfg.reward).model_validate(fields)
+    except ValueError as e:
+        raise ConfigError(f"experiment.reward does not make a valid reward section: {e}") from e
     return experiment_config(cfg).model_copy(update={"reward": section})
 
 
@@ -90,8 +109,8 @@ def reused_reward(cfg: PipelineConfig, sft_uri: str) -> str | None:
         problems.append(f"it was trained from {tags.get(tracking.PARENT_MODEL_TAG)}, not from {sft_uri}")
     run_id = tags.get(tracking.RUN_ID_TAG)
     sources = tracking.run_config(run_id).get("reward", {}).get("sources") if run_id else None
-    if sorted(sources or []) != sorted(ec.sources):
-        problems.append(f"it learnt from the sources {sources}, not the experiment's {ec.sources}")
+    if sorted(sources or []) != sorted(reward_sources(ec)):
+        problems.append(f"it learnt from the sources {sources}, not the experiment's {reward_sources(ec)}")
     if tags.get(tracking.REWARD_GATE_TAG) != "passed":
         problems.append(f"its gate says {tags.get(tracking.REWARD_GATE_TAG)!r}, not 'passed'")
     if problems:
@@ -108,7 +127,7 @@ def arm_config(cfg: PipelineConfig, arm: Arm, sft_uri: str, reward_uri: str) -> 
         update={
             "base_model": sft_uri, "reward_model": reward_uri, "method": arm.method, "reward_control": arm.control,
             "sources": cfg.experiment.sources, "max_new_tokens": cfg.experiment.max_new_tokens,
-            "fixed_length": cfg.experiment.fixed_length,
+            "fixed_length": cfg.experiment.fixed_length, "temperature": cfg.experiment.temperature,
             "iterations": cfg.experiment.iterations or cfg.ppo.iterations,
             "rollout_batch_size": cfg.experiment.rollout_batch_size or cfg.ppo.rollout_batch_size,
         }
@@ -134,8 +153,9 @@ def sample(model, prompts: list[str], seed: int, reference, reward, ec: Experime
     from alignops.evaluation.scoring import generate_responses, response_nll, reward_scores
 
     out = generate_responses(
-        model.gpt, model.tokenizer, prompts, ec.max_new_tokens, ec.batch_size, True, seed, fixed_length=ec.fixed_length
-    )
+        model.gpt, model.tokenizer, prompts, ec.max_new_tokens, ec.batch_size, True, seed,
+        fixed_length=ec.fixed_length, temperature=ec.temperature,
+    )  # fmt: skip
     pad = _pad(model)
     return Samples(
         texts=out.texts,
@@ -172,7 +192,8 @@ def require_agreement(cfg: PipelineConfig, agreement: WinRate, reward_uri: str) 
             f"the reward model {reward_uri} orders pairs of the SFT policy's continuations as the judge "
             f"({PRIMARY_JUDGE}) does {_agreement_text(agreement)}: its 95% lower bound is not above "
             f"experiment.min_reward_agreement={floor}, so RL against it could not move the judge. Train it on "
-            "rankings of the policy's own continuations (labelers rank what the policy writes), or pass "
+            "rankings of the policy's own continuations (labelers rank what the policy writes; "
+            "experiment.simulated_labels=N has a simulated labeler rank N prefixes' worth), or pass "
             "--set experiment.min_reward_agreement=0 to run the arms anyway."
         )
 

@@ -395,9 +395,10 @@ class PPOModule(BackboneModule):
         bias = None if getattr(head, "bias", None) is None else head.bias.float()
         with torch.autocast(hidden.device.type, enabled=False):  # float32 logits, also under bf16 autocast
             logits = F.linear(hidden.float(), head.weight.float(), bias)
-        if self.config.fixed_length:  # the distribution the responses were drawn from: EOS impossible
-            logits = suppress_token(logits, self.eos_id)
-        return logits / self.config.temperature, hidden
+        logits = logits / self.config.temperature
+        if self.config.fixed_length:  # the distribution the responses were drawn from: EOS impossible (after the
+            logits = suppress_token(logits, self.eos_id)  # temperature: finfo.min / T < 1 would be -inf, and NaN)
+        return logits, hidden
 
     def _score(self, sequences: Tensor, attention_mask: Tensor) -> Tensor:
         """The reward model's (B,) float32 scores of right-aligned sequences: each row's real tokens first, in

@@ -124,11 +124,16 @@ def test_response_nll_scores_only_the_response_tokens_whatever_the_padding():
         assert got == pytest.approx(expected, rel=1e-5)
 
 
-@pytest.mark.parametrize("shape,suppressed", [("gpt", None), ("llama", None), ("gpt", 5)])
-def test_sequence_kl_is_the_exact_kl_over_the_response_positions(shape: str, suppressed: int | None):
+@pytest.mark.parametrize(
+    "shape,suppressed,temperature", [("gpt", None, 1.0), ("llama", None, 1.0), ("gpt", 5, 1.0), ("gpt", 5, 0.7)]
+)
+def test_sequence_kl_is_the_exact_kl_over_the_response_positions(
+    shape: str, suppressed: int | None, temperature: float
+):
     """sequence_kl runs the LM head on the response positions only: the same figure as the full logits give,
-    on either kind of base, rows of any length (an empty response has KL 0). Fixed-length responses (a token
-    suppressed in generation) are scored under the distributions they were drawn from: both renormalised."""
+    on either kind of base, rows of any length (an empty response has KL 0). Responses are scored under the
+    distributions they were drawn from: tempered, and with a token suppressed in generation (fixed length) both
+    renormalised without it."""
     import torch
     import torch.nn.functional as F
 
@@ -137,12 +142,12 @@ def test_sequence_kl_is_the_exact_kl_over_the_response_positions(shape: str, sup
 
     policy, reference = base(shape, seed=0).eval(), base(shape, seed=1).eval()
     prompts, answers = [[3, 4, 5], [6, 7], [8, 9, 10]], [[11, 12], [13, 14, 15, 16], []]
-    responses = Responses(["", "", ""], prompts, answers, [False] * 3, suppressed)
+    responses = Responses(["", "", ""], prompts, answers, [False] * 3, suppressed, temperature)
     out = sequence_kl(policy, reference, responses, pad=0, batch_size=3)
     for got, p, r in zip(out, prompts, answers, strict=True):
         ids = torch.tensor([p + r])
         with torch.no_grad():
-            logp, logq = (F.log_softmax(m(ids).float(), dim=-1)[0] for m in (policy, reference))
+            logp, logq = (F.log_softmax(m(ids).float() / temperature, dim=-1)[0] for m in (policy, reference))
         if suppressed is not None:  # p(v) / (1 - p(suppressed)) elsewhere, 0 there (0 * log 0 counts 0)
             logp, logq = (x.index_fill(-1, torch.tensor([suppressed]), -1e30) for x in (logp, logq))
             logp, logq = (F.log_softmax(x, dim=-1) for x in (logp, logq))

@@ -140,3 +140,18 @@ def test_scores_do_not_depend_on_how_rows_are_batched(monkeypatch) -> None:
         for a, b in zip(got, figures[0], strict=True):
             assert a == pytest.approx(b, rel=1e-5, abs=1e-6)
     assert len(set(figures[0][1])) == 4  # the four rows' figures differ: a mix-up would show
+
+
+def test_sampled_responses_carry_their_temperature_and_fixed_length(reward_model: LoadedModel) -> None:
+    """generate_responses samples at the temperature asked (a near-zero one is greedy), records it for the KL and
+    NLL that score the responses, and with fixed_length draws no EOS, below temperature 1 too."""
+    from alignops.evaluation.scoring import generate_responses
+
+    gpt, tok = reward_model.gpt, reward_model.tokenizer
+    greedy = generate_responses(gpt, tok, PROMPTS, 6, batch_size=2, sample=False)
+    cold = generate_responses(gpt, tok, PROMPTS, 6, batch_size=2, sample=True, temperature=1e-4)
+    assert cold.response_ids == greedy.response_ids and (cold.temperature, greedy.temperature) == (1e-4, 1.0)
+    fixed = generate_responses(gpt, tok, PROMPTS * 4, 6, 4, sample=True, seed=3, fixed_length=True, temperature=0.7)
+    eos = tok.token_to_id(EOS)
+    assert fixed.temperature == 0.7 and fixed.lengths == [6] * 8 and fixed.suppressed == eos
+    assert not any(eos in r for r in fixed.response_ids)

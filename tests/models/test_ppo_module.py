@@ -411,6 +411,26 @@ def test_fixed_length_rollouts_suppress_eos_and_the_missing_eos_penalty() -> Non
     torch.testing.assert_close(r.logp, own - torch.log1p(-eos_logp.exp()), atol=1e-5, rtol=1e-5)
 
 
+def test_fixed_length_below_temperature_one_keeps_every_log_prob_finite() -> None:
+    """The temperature divides the logits before EOS is suppressed: the other order turns the suppressed logit
+    (the most negative float) into -inf below temperature 1, and the entropy over the vocabulary into NaN. The
+    log-probs are those of the tempered distribution without EOS, the one sampled from."""
+    from models.ppo.rollout import token_entropy
+
+    batch = left_pad([Prompts(8, seed=1)[i] for i in range(8)])
+    model = module(config(fixed_length=True, temperature=0.7, max_new_tokens=6, rollout_batch_size=8, minibatch_size=4))
+    torch.manual_seed(0)
+    r = model.rollout(batch["input_ids"], batch["attention_mask"])
+    logits, _ = model._response_logits(model.model, r.sequences, r.attention_mask, r.prompt_len)
+    assert bool(torch.isfinite(logits).all()) and bool(torch.isfinite(token_entropy(logits)).all())
+    with torch.no_grad():
+        own = model.model(r.sequences, attention_mask=r.attention_mask)[:, r.prompt_len - 1 : -1].float() / 0.7
+    own[..., EOS] = float("-inf")
+    response = r.sequences[:, r.prompt_len :]
+    expected = own.log_softmax(-1).gather(-1, response.unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(r.logp, expected, atol=1e-5, rtol=1e-5)
+
+
 def test_reward_controls_negate_and_shuffle_the_scores() -> None:
     scores = torch.tensor([3.0, 1.0, 2.0, 0.0, 5.0])
     assert torch.equal(controlled(scores, "none"), scores)

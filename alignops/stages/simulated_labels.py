@@ -1,0 +1,139 @@
+"""A simulated labeler ranks the SFT policy's own continuations: Ziegler et al. (2019)'s loop, its people replaced
+by a model of them. The sentiment experiment's reward model learns from these rankings when
+experiment.simulated_labels > 0.
+
+    counts = label(cfg, sft_uri)   # K continuations per rollout prefix, ranked -> data/rankings, validated, versioned
+
+Why: a reward model trained on the VADER raters' rankings of human-written sentences reads the sentiment of such
+sentences (0.81 on their test pairs), not of what a 135M policy writes: on pairs of the SFT policy's continuations
+of held-out prefixes it ordered them as VADER does 0.47-0.51 of the time, chance. Ziegler's labelers ranked samples
+of the policy itself. Here nobody can: the labeler is a model of the VADER raters, a ridge regression of each
+text's mean rating on its character n-grams (fit on the texts they rated, rankings/train), and every record it
+writes says so (annotator "simulated:..."; derived). It is neither judge of the experiment (the VADER and AFINN
+lexicons), and it reads words, not sentences, so it carries over to continuations: 0.66 agreement with VADER on
+the same SFT pairs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from alignops import tracking
+from alignops.config import PipelineConfig
+from alignops.data import datasets, staging, versioning
+from alignops.data.prepare import split_of
+from alignops.stages import training
+
+LABELER = "simulated:ridge-on-vader-ratings"
+SOURCE = "simulated/vadersentiment"  # a source of its own: reward.sources selects it, the rebuild drops it
+VAL_SEED_OFFSET = 1_000_003  # the val prefixes' sampling streams: none of the train batches' (seed + batch index)
+
+
+def fit_labeler(records: Sequence[dict]) -> Callable[[Sequence[str]], list[float]]:
+    """A model of the raters behind rankings `records` (those with per-response ratings): ridge regression of each
+    distinct text's mean rating on TF-IDF character 2-5-grams. Returns text -> predicted rating."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+
+    rated: dict[str, float] = {}
+    for record in records:
+        for text, ratings in zip(record["responses"], record.get("ratings") or [], strict=False):
+            if ratings:
+                rated[text] = sum(ratings) / len(ratings)
+    if len(rated) < 2:
+        raise ValueError(
+            f"the simulated labeler needs rated texts to learn from; the rankings hold {len(rated)}: "
+            "label experiment.sources whose rankings carry raters' ratings (vadersentiment/)"
+        )
+    model = make_pipeline(
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=min(3, len(rated)), sublinear_tf=True),
+        Ridge(alpha=1.0),
+    )
+    model.fit(list(rated), list(rated.values()))
+    return lambda texts: [float(v) for v in model.predict(list(texts))]
+
+
+def ranking_of(scores: Sequence[float]) -> list:
+    """A ranking in the rankings set's form, best first, equal scores tied in one group: [[0, 2], 1, 3]."""
+    order = sorted(set(scores), reverse=True)
+    groups = [[i for i, s in enumerate(scores) if s == value] for value in order]
+    return [g if len(g) > 1 else g[0] for g in groups]
+
+
+def rankings(
+    prompts: Sequence[str], continuations: Sequence[str], k: int, labeler: Callable[[Sequence[str]], list[float]]
+) -> list[dict]:
+    """One ranking record per prompt of its k continuations (continuations[i * k : (i + 1) * k] are prompt i's),
+    ordered by the labeler; a prompt whose continuations repeat one another is left out (nothing to compare)."""
+    scores = labeler(continuations)
+    out = []
+    for i, prompt in enumerate(prompts):
+        texts, mine = list(continuations[i * k : (i + 1) * k]), scores[i * k : (i + 1) * k]
+        if len(set(texts)) < k or not all(t.strip() for t in texts):
+            continue
+        out.append({
+            "prompt": prompt, "responses": texts, "ranking": ranking_of(mine), "annotator": LABELER,
+            "source": SOURCE, "derived": True, "agreement": None,
+        })  # fmt: skip
+    return out
+
+
+def assign_splits(train: list[dict], held: list[dict], others: list[dict], salt: str) -> dict[str, list[dict]]:
+    """The rankings set's splits: `train` (rankings of train prefixes) in train; `held` (of val prefixes) halved
+    into val and test by content hash, less any that shares a continuation with a train ranking (`others`: the
+    set's other train rankings; a short, common continuation written twice would be a cross-split leak)."""
+    trained = {t for r in [*others, *train] for t in r["responses"]}
+    out: dict[str, list[dict]] = {"train": list(train), "val": [], "test": []}
+    for record in held:
+        if not trained & set(record["responses"]):
+            key = record["prompt"] + "\x00" + "\x00".join(sorted(record["responses"]))
+            out[split_of(key, salt, 0.5, 0.5)].append(record)
+    return out
+
+
+def label(cfg: PipelineConfig, sft_uri: str, parent_run_id: str | None = None) -> dict[str, int]:
+    """experiment.simulated_labels rollout prefixes of the train split (and an eighth as many of the val split,
+    halved into val and test), each continued labels_per_prompt times by the SFT policy exactly as the experiment
+    samples (fixed length, its temperature), ranked by the simulated labeler, in place of any earlier simulated
+    rankings in data/rankings (checked by the rankings suite on a copy first, then versioned). Returns the
+    rankings written per split."""
+    from alignops.evaluation.models import ModelCache
+    from alignops.evaluation.scoring import generate_responses
+    from alignops.stages.data import bounds
+
+    ec, data_dir = cfg.experiment, cfg.data.data_dir
+    rankings_train = [r for r in datasets.load_split(data_dir, "rankings", "train") if r["source"] != SOURCE]
+    labeler = fit_labeler(training.of_sources(rankings_train, ec.sources))
+    model = ModelCache().get(sft_uri)
+    k, n = ec.labels_per_prompt, ec.simulated_labels
+    made: dict[str, list[dict]] = {}
+    for split, count in (("train", n), ("val", max(n // 8, 2))):
+        prefixes = training.spread(training.of_sources(datasets.load_split(data_dir, "rollout_prompts", split),
+                                                       ec.sources), count)  # fmt: skip
+        prompts = [r["prompt"] for r in prefixes]
+        out = generate_responses(
+            model.gpt, model.tokenizer, [p for p in prompts for _ in range(k)], ec.max_new_tokens, ec.batch_size,
+            True, cfg.seed + VAL_SEED_OFFSET * (split == "val"), fixed_length=ec.fixed_length,
+            temperature=ec.temperature,
+        )  # fmt: skip
+        made[split] = rankings(prompts, out.texts, k, labeler)
+    records = assign_splits(made["train"], made["val"], rankings_train, cfg.data.split_salt)
+
+    def edit(copy: Path) -> None:
+        for split in datasets.SPLITS:  # the build's and the dashboard's records stay as they are, line for line
+            path = copy / "rankings" / f"{split}.jsonl"
+            kept = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
+                    if json.loads(line).get("source") != SOURCE]  # fmt: skip
+            new = [json.dumps(r, ensure_ascii=False) + "\n" for r in records[split]]
+            path.write_text("".join(kept + new), encoding="utf-8", newline="\n")
+
+    refusal = f"The simulated labeler's rankings fail the rankings suite; nothing was added to {data_dir / 'rankings'}."
+    with tracking.stage_run("experiment-labels", cfg, ec, parent_run_id) as run:
+        staging.update_data(data_dir, edit, bounds(cfg), refusal, sets=["rankings"])
+        version = versioning.track(data_dir)
+        run.set_tags({tracking.DATA_VERSION_TAG: version, "labeler": LABELER, "policy": sft_uri})
+        run.log_metrics({f"labels/{split}": float(len(r)) for split, r in records.items()})
+    return {split: len(r) for split, r in records.items()}
