@@ -56,6 +56,18 @@ def fit_labeler(records: Sequence[dict]) -> Callable[[Sequence[str]], list[float
     return lambda texts: [float(v) for v in model.predict(list(texts))]
 
 
+def labeler_accuracy(labeler: Callable[[Sequence[str]], list[float]], records: Sequence[dict]) -> float | None:
+    """How often the labeler orders the pairs of held-out rankings (the raters', never fit on) as they were
+    ranked; a labeler tie counts half. None when there is no pair."""
+    from alignops.data.preferences import expand_rankings
+
+    pairs = expand_rankings(records, weight_by=None)
+    if not pairs:
+        return None
+    chosen, rejected = labeler([p.chosen for p in pairs]), labeler([p.rejected for p in pairs])
+    return sum(1.0 if c > r else 0.5 if c == r else 0.0 for c, r in zip(chosen, rejected, strict=True)) / len(pairs)
+
+
 def ranking_of(scores: Sequence[float]) -> list:
     """A ranking in the rankings set's form, best first, equal scores tied in one group: [[0, 2], 1, 3]."""
     order = sorted(set(scores), reverse=True)
@@ -136,4 +148,7 @@ def label(cfg: PipelineConfig, sft_uri: str, parent_run_id: str | None = None) -
         version = versioning.track(data_dir)
         run.set_tags({tracking.DATA_VERSION_TAG: version, "labeler": LABELER, "policy": sft_uri})
         run.log_metrics({f"labels/{split}": float(len(r)) for split, r in records.items()})
+        held_out = training.of_sources(datasets.load_split(data_dir, "rankings", "test"), ec.sources)
+        if accuracy := labeler_accuracy(labeler, held_out):  # how well it stands in for the raters it models
+            run.log_metrics({"labels/labeler_test_accuracy": accuracy})
     return {split: len(r) for split, r in records.items()}

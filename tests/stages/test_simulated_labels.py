@@ -15,6 +15,7 @@ from alignops.stages.simulated_labels import (
     assign_splits,
     fit_labeler,
     label,
+    labeler_accuracy,
     ranking_of,
     rankings,
 )
@@ -38,6 +39,11 @@ def test_the_labeler_learns_the_raters_not_a_lexicon() -> None:
     labeler = fit_labeler(records)
     wonderful, dreadful = labeler(["a wonderful lovely evening", "a dreadful awful evening"])
     assert wonderful > 0 > dreadful
+    held_out = [{"prompt": "p", "responses": ["a lovely day", "an awful day", "a dreadful one"], "ranking": [0, [1, 2]],
+                 "source": "vadersentiment/tweets"}]  # fmt: skip
+    assert labeler_accuracy(labeler, held_out) == 1.0  # lovely over awful, lovely over dreadful
+    assert labeler_accuracy(lambda texts: [0.0] * len(texts), held_out) == 0.5  # a tie is half right
+    assert labeler_accuracy(labeler, []) is None
     with pytest.raises(ValueError, match="needs rated texts.*hold 0"):
         fit_labeler([{"responses": ["a", "b"], "ratings": None}])
 
