@@ -106,6 +106,9 @@ TARGETS = (
     ),
     Target("main", "mean length within 20% of SFT's", lambda r: abs(_ratio(r, "length") - 1) <= 0.20),
     Target("main", "reference perplexity <= 2x SFT's", lambda r: r["reference_ppl"] <= 2 * r["reference_ppl_sft"]),
+    # not one of the issue's: a policy that repeats one word the lexicons like ("excellent and excellent and ...")
+    # wins by both judges and its reference perplexity falls; only the diversity of its text shows it
+    Target("main", "distinct-2 >= 0.8x SFT's", lambda r: _ratio(r, "distinct_2") >= 0.8),
     Target("negated", "judge win rate <= 0.30", lambda r: r.get(f"win_rate/{PRIMARY_JUDGE}", 1) <= 0.30),
     Target(
         "shuffled",

@@ -46,7 +46,7 @@ def _row(name, arm, **metrics):
     base = {
         "win_rate/vader": 0.75, "win_rate/vader_low": 0.70, "win_rate/vader_high": 0.80, "win_rate/afinn": 0.66,
         "win_rate/reward": 0.80, "kl": 5.0, "length": 10.0, "length_sft": 11.0, "reference_ppl": 20.0,
-        "reference_ppl_sft": 15.0,
+        "reference_ppl_sft": 15.0, "distinct_2": 0.7, "distinct_2_sft": 0.75,
     }  # fmt: skip
     return {"name": name, "arm": arm, **base, **metrics}
 
@@ -72,6 +72,7 @@ def test_targets_all_met():
         (0, {"length": 14.0}, "ppo seed 0: mean length within 20% of SFT's"),
         (0, {"win_rate/reward": 0.95}, "ppo seed 0: reward-model win rate - judge win rate <= 0.15"),
         (0, {"reference_ppl": 31.0}, "ppo seed 0: reference perplexity <= 2x SFT's"),
+        (0, {"distinct_2": 0.43}, "ppo seed 0: distinct-2 >= 0.8x SFT's"),  # measured: "excellent and excellent"
         (2, {"win_rate/vader": 0.4}, "negated: judge win rate <= 0.30"),
         (3, {"win_rate/vader_low": 0.55}, "shuffled: judge win-rate interval covers 0.5"),
     ],
