@@ -23,7 +23,8 @@ from pathlib import Path
 from alignops import tracking
 from alignops.config import PipelineConfig
 from alignops.data import datasets, staging, versioning
-from alignops.data.prepare import split_of
+from alignops.data.prepare import content_hash
+from alignops.errors import ModelError
 from alignops.stages import training
 
 LABELER = "simulated:ridge-on-vader-ratings"
@@ -94,24 +95,22 @@ def rankings(
 
 
 def assign_splits(train: list[dict], held: list[dict], others: list[dict], salt: str) -> dict[str, list[dict]]:
-    """The rankings set's splits: `train` (rankings of train prefixes) in train; `held` (of val prefixes) halved
-    into val and test by content hash, less any that shares a continuation with a train ranking (`others`: the
-    set's other train rankings; a short, common continuation written twice would be a cross-split leak)."""
+    """The rankings set's splits: `train` (rankings of train prefixes) in train; `held` (of val prefixes) dealt
+    alternately into val and test in content-hash order (each gets half, neither is left empty by chance), less any
+    that shares a continuation with a train ranking (`others`: the set's other train rankings; a short, common
+    continuation written twice would be a cross-split leak)."""
     trained = {t for r in [*others, *train] for t in r["responses"]}
-    out: dict[str, list[dict]] = {"train": list(train), "val": [], "test": []}
-    for record in held:
-        if not trained & set(record["responses"]):
-            key = record["prompt"] + "\x00" + "\x00".join(sorted(record["responses"]))
-            out[split_of(key, salt, 0.5, 0.5)].append(record)
-    return out
+    kept = [r for r in held if not trained & set(r["responses"])]
+    kept.sort(key=lambda r: content_hash(r["prompt"] + "\x00" + "\x00".join(sorted(r["responses"])), salt))
+    return {"train": list(train), "val": kept[0::2], "test": kept[1::2]}
 
 
 def label(cfg: PipelineConfig, sft_uri: str, parent_run_id: str | None = None) -> dict[str, int]:
-    """experiment.simulated_labels rollout prefixes of the train split (and an eighth as many of the val split,
-    halved into val and test), each continued labels_per_prompt times by the SFT policy exactly as the experiment
-    samples (fixed length, its temperature), ranked by the simulated labeler, in place of any earlier simulated
-    rankings in data/rankings (checked by the rankings suite on a copy first, then versioned). Returns the
-    rankings written per split."""
+    """experiment.simulated_labels rollout prefixes of the train split (and an eighth as many, at least 4, of the
+    val split, halved into val and test), each continued labels_per_prompt times by the SFT policy exactly as the
+    experiment samples (fixed length, its temperature), ranked by the simulated labeler, in place of any earlier
+    simulated rankings in data/rankings (checked by the rankings suite on a copy first, then versioned). Returns
+    the rankings written per split."""
     from alignops.evaluation.models import ModelCache
     from alignops.evaluation.scoring import generate_responses
     from alignops.stages.data import bounds
@@ -122,7 +121,7 @@ def label(cfg: PipelineConfig, sft_uri: str, parent_run_id: str | None = None) -
     model = ModelCache().get(sft_uri)
     k, n = ec.labels_per_prompt, ec.simulated_labels
     made: dict[str, list[dict]] = {}
-    for split, count in (("train", n), ("val", max(n // 8, 2))):
+    for split, count in (("train", n), ("val", max(n // 8, 4))):
         prefixes = training.spread(training.of_sources(datasets.load_split(data_dir, "rollout_prompts", split),
                                                        ec.sources), count)  # fmt: skip
         prompts = [r["prompt"] for r in prefixes]
@@ -133,6 +132,12 @@ def label(cfg: PipelineConfig, sft_uri: str, parent_run_id: str | None = None) -
         )  # fmt: skip
         made[split] = rankings(prompts, out.texts, k, labeler)
     records = assign_splits(made["train"], made["val"], rankings_train, cfg.data.split_salt)
+    if not (records["train"] and records["val"] and records["test"]):
+        raise ModelError(
+            f"the simulated labeler made {', '.join(f'{len(r)} {s}' for s, r in records.items())} rankings of "
+            f"{sft_uri}'s continuations (repeated or leaking ones are left out); the reward model needs each split: "
+            "raise experiment.simulated_labels."
+        )
 
     def edit(copy: Path) -> None:
         for split in datasets.SPLITS:  # the build's and the dashboard's records stay as they are, line for line

@@ -71,7 +71,8 @@ def test_held_out_rankings_never_share_a_continuation_with_training() -> None:
     assert out["train"] == train
     assert sorted(r["prompt"] for r in out["val"] + out["test"]) == ["r", "t"]  # q shares "b", s shares "z"
     many = assign_splits([], [ranking(str(i), f"{i}a", f"{i}b") for i in range(40)], [], "salt")
-    assert many["val"] and many["test"] and len(many["val"]) + len(many["test"]) == 40  # halved by content hash
+    assert len(many["val"]) == len(many["test"]) == 20  # halved, in content-hash order
+    assert many == assign_splits([], [ranking(str(i), f"{i}a", f"{i}b") for i in reversed(range(40))], [], "salt")
 
 
 def test_label_writes_validated_versioned_rankings_of_the_policys_continuations(built: PipelineConfig) -> None:
@@ -83,7 +84,7 @@ def test_label_writes_validated_versioned_rankings_of_the_policys_continuations(
     before = {s: len(datasets.load_split(cfg.data.data_dir, "rankings", s)) for s in datasets.SPLITS}
     dvc_before = (cfg.data.data_dir.parent / "data.dvc").read_text(encoding="utf-8")
     counts = label(cfg, sft_uri)
-    assert counts["train"] == 6 and counts["val"] + counts["test"] <= 2  # max(6 // 8, 2) val prefixes, less leaks
+    assert counts["train"] == 6 and counts["val"] >= 1 and counts["test"] >= 1  # of max(6 // 8, 4) val prefixes
     train_prompts = {r["prompt"] for r in datasets.load_split(cfg.data.data_dir, "rollout_prompts", "train")}
     for split in datasets.SPLITS:
         records = datasets.load_split(cfg.data.data_dir, "rankings", split)
