@@ -519,6 +519,12 @@ class ExperimentConfig(_Config):
         description="Fields of the reward section the experiment's own reward model trains with instead, e.g. "
         "{lr: 1.0e-3, max_steps: 500}: it learns from other rankings than the pipeline's.",
     )
+    ppo: dict[str, Any] = Field(
+        {},
+        description="Fields of the ppo section every arm trains with instead, e.g. {lr: 5.0e-4, init_kl_coef: 0.2}: "
+        "the experiment's short runs and its reward scale need their own. Sampling (temperature, max_new_tokens, "
+        "fixed_length), method and control come from the experiment and its arms, not from here.",
+    )
     min_reward_agreement: float = Field(
         0.5,
         ge=0,

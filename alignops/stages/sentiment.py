@@ -42,6 +42,7 @@ from alignops.evaluation.continuations import (
 )
 from alignops.evaluation.metrics import WinRate
 from alignops.stages import training
+from models.ppo.config import GROUP_METHODS
 
 MAIN, SECOND, NEGATED, SHUFFLED = "main", "second", "negated", "shuffled"
 CONTROLS = {NEGATED: "negate", SHUFFLED: "shuffle"}  # arm kind -> ppo.reward_control
@@ -121,17 +122,33 @@ def reused_reward(cfg: PipelineConfig, sft_uri: str) -> str | None:
     return uri
 
 
+ARM_FIELDS = ("method", "reward_control", "max_new_tokens", "fixed_length", "temperature")  # set per arm
+
+
 def arm_config(cfg: PipelineConfig, arm: Arm, sft_uri: str, reward_uri: str) -> PipelineConfig:
-    """The PPO stage's config of one arm: its method, control and seed, on the experiment's prefixes."""
-    section = cfg.ppo.model_copy(
-        update={
-            "base_model": sft_uri, "reward_model": reward_uri, "method": arm.method, "reward_control": arm.control,
-            "sources": cfg.experiment.sources, "max_new_tokens": cfg.experiment.max_new_tokens,
-            "fixed_length": cfg.experiment.fixed_length, "temperature": cfg.experiment.temperature,
-            "iterations": cfg.experiment.iterations or cfg.ppo.iterations,
-            "rollout_batch_size": cfg.experiment.rollout_batch_size or cfg.ppo.rollout_batch_size,
-        }
-    )  # fmt: skip
+    """The PPO stage's config of one arm: the ppo section with experiment.ppo's fields over it (validated: a
+    misspelt field is an error), its method, control and seed, on the experiment's prefixes."""
+    ec = cfg.experiment
+    if clash := sorted(set(ec.ppo) & set(ARM_FIELDS)):
+        raise ConfigError(
+            f"experiment.ppo sets {clash}: the experiment sets those itself (experiment.method, second_method, "
+            "controls, max_new_tokens, fixed_length, temperature); set them there instead"
+        )
+    fields = cfg.ppo.model_dump() | ec.ppo
+    fields |= {
+        "base_model": sft_uri, "reward_model": reward_uri, "method": arm.method, "reward_control": arm.control,
+        "sources": ec.sources, "max_new_tokens": ec.max_new_tokens, "fixed_length": ec.fixed_length,
+        "temperature": ec.temperature, "iterations": ec.iterations or fields["iterations"],
+    }  # fmt: skip
+    # Every arm samples the same episodes per iteration, so the methods are compared on one sampling budget: a
+    # group method takes rollout_batch_size / group_size prompts, each sampled group_size times.
+    prompts = ec.rollout_batch_size or fields["rollout_batch_size"]
+    group = fields["group_size"] if arm.method in GROUP_METHODS else 1
+    fields["rollout_batch_size"] = max(1, prompts // group)
+    try:
+        section = type(cfg.ppo).model_validate(fields)
+    except ValueError as e:
+        raise ConfigError(f"experiment.ppo does not make a valid ppo section: {e}") from e
     return experiment_config(cfg).model_copy(update={"ppo": section, "seed": arm.seed})
 
 

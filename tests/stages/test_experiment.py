@@ -53,9 +53,22 @@ def test_arms_and_their_configs(built: PipelineConfig) -> None:
     assert cfg.ppo.reward_control == "negate" and cfg.ppo.sources == ["vadersentiment/"] and cfg.ppo.fixed_length
     assert cfg.tracking.model_prefix == "alignops-sentiment" and cfg.seed == 0
     assert (cfg.ppo.iterations, cfg.ppo.rollout_batch_size) == (built.ppo.iterations, built.ppo.rollout_batch_size)
-    sized = built.model_copy(update={"experiment": ec.model_copy(update={"iterations": 7, "rollout_batch_size": 5})})
+    sized = built.model_copy(update={"experiment": ec.model_copy(update={"iterations": 7, "rollout_batch_size": 32})})
     arm = sentiment.arm_config(sized, quick[0], "models:/alignops-sft/1", "models:/alignops-sentiment-reward/1")
-    assert (arm.ppo.iterations, arm.ppo.rollout_batch_size) == (7, 5)  # the experiment sizes its own arms
+    assert (arm.ppo.iterations, arm.ppo.rollout_batch_size) == (7, 32)  # the experiment sizes its own arms
+    full = sentiment.arms(ec, quick=False)
+    grpo = sentiment.arm_config(sized, full[3], "models:/alignops-sft/1", "models:/alignops-sentiment-reward/1")
+    # the same episodes per iteration as a PPO arm: 32 / group_size prompts, each sampled group_size times
+    assert (grpo.ppo.method, grpo.ppo.rollout_batch_size * grpo.ppo.group_size) == ("grpo", 32)
+    # experiment.ppo's fields over the ppo section; the arm's own fields stay the arm's; a typo is an error
+    tuned = built.model_copy(update={"experiment": ec.model_copy(update={"ppo": {"lr": 5e-4, "init_kl_coef": 0.2}})})
+    arm = sentiment.arm_config(tuned, quick[1], "models:/alignops-sft/1", "models:/alignops-sentiment-reward/1")
+    assert (arm.ppo.lr, arm.ppo.init_kl_coef, arm.ppo.reward_control) == (5e-4, 0.2, "negate")
+    assert arm.ppo.minibatch_size == built.ppo.minibatch_size  # the rest is the pipeline's
+    for bad, message in (({"learnrate": 1e-3}, "valid ppo section.*learnrate"), ({"temperature": 1.0}, "temperature")):
+        wrong = built.model_copy(update={"experiment": ec.model_copy(update={"ppo": bad})})
+        with pytest.raises(ConfigError, match=f"(?s)experiment.ppo.*{message}"):
+            sentiment.arm_config(wrong, quick[0], "models:/alignops-sft/1", "models:/alignops-sentiment-reward/1")
     # held out: English VADER prefixes from the rollout set's test split, never a train prompt
     held = sentiment.heldout_prefixes(built)
     train = {r["prompt"] for r in sentiment.datasets.load_split(built.data.data_dir, "rollout_prompts", "train")}
