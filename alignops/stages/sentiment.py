@@ -90,11 +90,15 @@ def reward_config(cfg: PipelineConfig, sft_uri: str) -> PipelineConfig:
     on reward_sources (validated: a misspelt field is an error, not ignored)."""
     fields = cfg.reward.model_dump() | cfg.experiment.reward
     fields |= {"base_model": sft_uri, "sources": reward_sources(cfg.experiment)}
+    return experiment_config(cfg).model_copy(update={"reward": _section(cfg.reward, fields, "reward")})
+
+
+def _section(section, fields: dict[str, Any], name: str):
+    """`fields` validated as a section of `section`'s type: a field experiment.<name> misspelt is an error."""
     try:
-        section = type(cfg.reward).model_validate(fields)
+        return type(section).model_validate(fields)
     except ValueError as e:
-        raise ConfigError(f"experiment.reward does not make a valid reward section: {e}") from e
-    return experiment_config(cfg).model_copy(update={"reward": section})
+        raise ConfigError(f"experiment.{name} does not make a valid {name} section: {e}") from e
 
 
 def reused_reward(cfg: PipelineConfig, sft_uri: str) -> str | None:
@@ -145,11 +149,7 @@ def arm_config(cfg: PipelineConfig, arm: Arm, sft_uri: str, reward_uri: str) -> 
     prompts = ec.rollout_batch_size or fields["rollout_batch_size"]
     group = fields["group_size"] if arm.method in GROUP_METHODS else 1
     fields["rollout_batch_size"] = max(1, prompts // group)
-    try:
-        section = type(cfg.ppo).model_validate(fields)
-    except ValueError as e:
-        raise ConfigError(f"experiment.ppo does not make a valid ppo section: {e}") from e
-    return experiment_config(cfg).model_copy(update={"ppo": section, "seed": arm.seed})
+    return experiment_config(cfg).model_copy(update={"ppo": _section(cfg.ppo, fields, "ppo"), "seed": arm.seed})
 
 
 def heldout_prefixes(cfg: PipelineConfig) -> list[dict[str, Any]]:

@@ -154,6 +154,7 @@ def label(cfg: PipelineConfig, sft_uri: str, parent_run_id: str | None = None) -
         run.set_tags({tracking.DATA_VERSION_TAG: version, "labeler": LABELER, "policy": sft_uri})
         run.log_metrics({f"labels/{split}": float(len(r)) for split, r in records.items()})
         held_out = training.of_sources(datasets.load_split(data_dir, "rankings", "test"), ec.sources)
-        if accuracy := labeler_accuracy(labeler, held_out):  # how well it stands in for the raters it models
+        accuracy = labeler_accuracy(labeler, held_out)  # how well it stands in for the raters it models
+        if accuracy is not None:  # 0.0 is a figure too
             run.log_metrics({"labels/labeler_test_accuracy": accuracy})
     return {split: len(r) for split, r in records.items()}
