@@ -46,7 +46,9 @@ def run(
 def experiment_sentiment(
     preset: Preset = "tiny",
     overrides: Overrides = None,
-    quick: Annotated[bool, typer.Option("--quick", help="One seed of the main method and the two controls.")] = False,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="The main method on the first seed alone (no controls, no second method).")
+    ] = False,
 ) -> None:
     """Ziegler et al.'s sentiment-continuation experiment: RL on the SFT policy against a reward model trained on
     English VADER rankings, with a negated-reward and a shuffled-reward control, judged on held-out prefixes by

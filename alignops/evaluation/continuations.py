@@ -130,6 +130,22 @@ def missed_targets(rows: Sequence[dict]) -> list[str]:
     return missed
 
 
+def time_to_target(rows: Sequence[dict]) -> list[str]:
+    """The RL methods compared by wall time to the main targets, one line per main or second-method arm: the arm's
+    training minutes when its row meets every main target, else what it missed within them. Each arm is measured
+    once, at the end of its run, so a met target bounds the time to it from above and a missed one says it was not
+    reached within that budget."""
+    lines = []
+    for row in (r for r in rows if r["arm"] in ("main", "second")):
+        missed = [t.description for t in TARGETS if t.arm == "main" and not t.check(row)]
+        minutes = f"{row['minutes']:.1f} min" if "minutes" in row else "its run"
+        if missed:
+            lines.append(f"{row['name']}: not at the target within {minutes} (missed: {'; '.join(missed)})")
+        else:
+            lines.append(f"{row['name']}: at the target within {minutes}")
+    return lines
+
+
 TABLE_COLUMNS = (
     ("judge win", f"win_rate/{PRIMARY_JUDGE}"),
     ("95% CI", None),

@@ -8,8 +8,8 @@ reward says, and only that way. flows/experiment.py chains it:
     row = measure(cfg, arm, policy, sft, reward, prompts, models)  # against the SFT policy, same seeds
     report(cfg, rows, parent_run_id)                               # table, figure, targets -> MLflow
 
-Arms: the main RL method on each seed; a second method on the first seed (compared by wall time); two controls on
-the first seed: the reward negated (the policy should turn negative) and the rewards shuffled within each rollout
+Arms: the main RL method on each seed; a second method on the first seed (compared by wall time to the targets); two
+controls on the first seed: the reward negated (the policy should turn negative) and the rewards shuffled within each rollout
 batch (no signal: it should not move). Every arm's policy continues the same held-out prefixes as the SFT policy,
 sampled with the same seeds, and is read by VADER, by AFINN (a second lexicon, independent of the reward
 model's training data), by the reward model, by the exact KL to the SFT policy and by the SFT policy's perplexity
@@ -38,6 +38,7 @@ from alignops.evaluation.continuations import (
     arm_metrics,
     missed_targets,
     results_table,
+    time_to_target,
     reward_judge_agreement,
 )
 from alignops.evaluation.metrics import WinRate
@@ -60,10 +61,13 @@ class Arm:
 
 
 def arms(ec: ExperimentConfig, quick: bool) -> list[Arm]:
-    """The experiment's arms in run order; quick: the first seed of the main method and the two controls."""
-    seeds = ec.seeds[:1] if quick else ec.seeds
+    """The experiment's arms in run order; quick: the main method on the first seed alone (the controls and the
+    second method take as long each: the full run has them)."""
+    if quick:
+        return [Arm(f"{ec.method} seed {ec.seeds[0]}", MAIN, ec.method, ec.seeds[0])]
+    seeds = ec.seeds
     out = [Arm(f"{ec.method} seed {s}", MAIN, ec.method, s) for s in seeds]
-    if ec.second_method and not quick:
+    if ec.second_method:
         out.append(Arm(f"{ec.second_method} seed {seeds[0]}", SECOND, ec.second_method, seeds[0]))
     if ec.controls:
         out += [Arm(kind, kind, ec.method, seeds[0], control) for kind, control in CONTROLS.items()]
@@ -276,6 +280,9 @@ def report(
     missed = missed_targets(rows)
     table = f"Reward model vs {PRIMARY_JUDGE} on pairs of SFT continuations: {_agreement_text(agreement)}.\n\n"
     table += results_table(rows)
+    if reached := time_to_target(rows):
+        table += "\nWall time to the main targets (each arm measured at the end of its run):\n"
+        table += "".join(f"- {line}\n" for line in reached)
     with tracking.stage_run("experiment-sentiment", cfg, cfg.experiment, parent_run_id) as stage:
         out_dir = settings.home() / "experiments" / f"sentiment-{stage.run_id}"
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,14 @@ import math
 
 import pytest
 
-from alignops.evaluation.continuations import Samples, arm_metrics, distinct_n, missed_targets, results_table
+from alignops.evaluation.continuations import (
+    Samples,
+    arm_metrics,
+    distinct_n,
+    missed_targets,
+    results_table,
+    time_to_target,
+)
 
 
 def test_distinct_2_counts_unique_word_bigrams():
@@ -86,6 +93,16 @@ def test_each_target_can_fail(index, change, missed):
 def test_a_missing_control_misses_its_targets():
     rows = [r for r in _all_met() if r["arm"] != "negated"]
     assert missed_targets(rows) == ["negated: judge win rate <= 0.30 (no such arm was run)"]
+
+
+def test_time_to_target_compares_the_methods_and_says_what_a_slower_one_missed():
+    rows = _all_met()
+    rows[0] = {**rows[0], "minutes": 9.14}
+    rows[1] = {**rows[1], "minutes": 10.4, "win_rate/vader": 0.68, "kl": 2.5}  # GRPO: short of the target
+    assert time_to_target(rows) == [
+        "ppo seed 0: at the target within 9.1 min",
+        "grpo seed 0: not at the target within 10.4 min (missed: judge win rate >= 0.70; KL within 3-8 nats)",
+    ]  # the controls are not methods: no line
 
 
 def test_results_table_has_a_row_per_arm():

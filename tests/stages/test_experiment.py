@@ -45,7 +45,8 @@ def test_arms_and_their_configs(built: PipelineConfig) -> None:
     assert [a.name for a in sentiment.arms(ec, quick=False)] == [
         "ppo seed 0", "ppo seed 1", "ppo seed 2", "grpo seed 0", "negated", "shuffled",
     ]  # fmt: skip
-    quick = sentiment.arms(ec, quick=True)
+    assert [(a.name, a.kind) for a in sentiment.arms(ec, quick=True)] == [("ppo seed 0", "main")]  # one arm
+    quick = sentiment.arms(ec.model_copy(update={"seeds": [0], "second_method": None}), quick=False)
     assert [(a.kind, a.control, a.seed) for a in quick] == [
         ("main", "none", 0), ("negated", "negate", 0), ("shuffled", "shuffle", 0),
     ]  # fmt: skip
@@ -97,7 +98,8 @@ def test_quick_experiment_flow(built: PipelineConfig, built_project, prefect_har
     pretrain.run(built)
     sft.run(built)
     labelled = [*TINY_EXPERIMENT, "experiment.simulated_labels=4", "experiment.labels_per_prompt=2"]
-    result = sentiment_experiment("tiny", built_project.overrides + labelled, quick=True)
+    labelled += ["experiment.seeds=[0]", "experiment.second_method=null"]  # one seed and the controls
+    result = sentiment_experiment("tiny", built_project.overrides + labelled)
 
     rows = result["rows"]
     assert [r["name"] for r in rows] == ["ppo seed 0", "negated", "shuffled"]
@@ -108,6 +110,7 @@ def test_quick_experiment_flow(built: PipelineConfig, built_project, prefect_har
         assert row["kl"] >= 0 and row["reference_ppl"] > 1 and row["minutes"] > 0
         assert row["length"] == row["length_sft"] == 6  # fixed-length continuations, in training and measurement
     assert result["missed"]  # a 2-iteration tiny policy meets none of the real targets, and the report says so
+    assert "- ppo seed 0: not at the target within" in result["table"]
 
     # the arms' models are the experiment's own: the pipeline's policy and reward names stay empty
     client = mlflow.MlflowClient()
