@@ -130,6 +130,11 @@ def missed_targets(rows: Sequence[dict]) -> list[str]:
     return missed
 
 
+def _missed_by(row: dict, kind: str) -> list[str]:
+    """The targets of arm kind `kind` that `row` misses, by description."""
+    return [t.description for t in TARGETS if t.arm == kind and not t.check(row)]
+
+
 def time_to_target(rows: Sequence[dict]) -> list[str]:
     """The RL methods compared by wall time to the main targets, one line per main or second-method arm: the arm's
     training minutes when its row meets every main target, else what it missed within them. Each arm is measured
@@ -137,12 +142,11 @@ def time_to_target(rows: Sequence[dict]) -> list[str]:
     reached within that budget."""
     lines = []
     for row in (r for r in rows if r["arm"] in ("main", "second")):
-        missed = [t.description for t in TARGETS if t.arm == "main" and not t.check(row)]
-        minutes = f"{row['minutes']:.1f} min" if "minutes" in row else "its run"
+        missed, within = _missed_by(row, "main"), f"within {row['minutes']:.1f} min"
         if missed:
-            lines.append(f"{row['name']}: not at the target within {minutes} (missed: {'; '.join(missed)})")
+            lines.append(f"{row['name']}: not at the target {within} (missed: {'; '.join(missed)})")
         else:
-            lines.append(f"{row['name']}: at the target within {minutes}")
+            lines.append(f"{row['name']}: at the target {within}")
     return lines
 
 

@@ -63,14 +63,14 @@ class Arm:
 def arms(ec: ExperimentConfig, quick: bool) -> list[Arm]:
     """The experiment's arms in run order; quick: the main method on the first seed alone (the controls and the
     second method take as long each: the full run has them)."""
+    first = ec.seeds[0]
     if quick:
-        return [Arm(f"{ec.method} seed {ec.seeds[0]}", MAIN, ec.method, ec.seeds[0])]
-    seeds = ec.seeds
-    out = [Arm(f"{ec.method} seed {s}", MAIN, ec.method, s) for s in seeds]
+        return [Arm(f"{ec.method} seed {first}", MAIN, ec.method, first)]
+    out = [Arm(f"{ec.method} seed {s}", MAIN, ec.method, s) for s in ec.seeds]
     if ec.second_method:
-        out.append(Arm(f"{ec.second_method} seed {seeds[0]}", SECOND, ec.second_method, seeds[0]))
+        out.append(Arm(f"{ec.second_method} seed {first}", SECOND, ec.second_method, first))
     if ec.controls:
-        out += [Arm(kind, kind, ec.method, seeds[0], control) for kind, control in CONTROLS.items()]
+        out += [Arm(kind, kind, ec.method, first, control) for kind, control in CONTROLS.items()]
     return out
 
 

@@ -94,7 +94,7 @@ def test_the_experiments_reward_model_config(built: PipelineConfig) -> None:
 
 
 @pytest.mark.slow
-def test_quick_experiment_flow(built: PipelineConfig, built_project, prefect_harness) -> None:
+def test_experiment_flow_one_seed_and_the_controls(built: PipelineConfig, built_project, prefect_harness) -> None:
     pretrain.run(built)
     sft.run(built)
     labelled = [*TINY_EXPERIMENT, "experiment.simulated_labels=4", "experiment.labels_per_prompt=2"]
