@@ -24,6 +24,15 @@ reset through /proc/self/clear_refs where allowed; otherwise the growth of ru_ma
     python bench/rlhf.py                          # tiny and small, reward + dpo + ppo: one JSON object per line
     python bench/rlhf.py --preset tiny --measure ppo --steps 10
     python bench/rlhf.py --preset small --batch-size 16 --rollout-batch-size 16 --minibatch-size 8 --ppo-epochs 2
+
+--base smollm2 runs the PPO measure on the real model instead (SmolLM2-135M-Instruct from `alignops model fetch`'s
+cache under ALIGNOPS_HOME): the policy with LoRA r8 (alpha 16) as the smollm2 preset trains it, a separate frozen
+copy as the reference, a RewardModel on the same base (random head) as the scorer, chat prompts; with
+--rollout-batch-size 16 --minibatch-size 4 --max-new-tokens 24 --temperature 0.7 --fixed-length it is one
+iteration of the sentiment experiment's arms (experiment.*):
+
+    python bench/rlhf.py --base smollm2 --dtype bf16 --rollout-batch-size 16 --minibatch-size 4 \
+        --max-new-tokens 24 --temperature 0.7 --fixed-length --steps 5
 """
 
 from __future__ import annotations
@@ -227,24 +236,54 @@ def _fabric(device: torch.device):
     return L.Fabric(accelerator="cpu", devices=1, precision="32-true")
 
 
+SMOLLM2_PROMPTS = [f"Continue this review in a few words: {start}" for start in (
+    "The film was", "I bought this for my", "The service at the", "Honestly, the new album",
+    "Our hotel room had", "This phone's battery", "The plot of the book", "After two weeks the shoes",
+)]  # fmt: skip
+SMOLLM2_LORA = {"r": 8, "alpha": 16}  # configs/smollm2.yaml's ppo.lora
+
+
+def _ppo_inputs(shape: dict, config: PPOConfig, args: argparse.Namespace, device: torch.device):
+    """(PPOModule, prompt ids, prompt mask): a random GPT at the preset's shape with random prompts, or with --base
+    the real model (policy with LoRA, reference and reward model on the same base) with chat prompts."""
+    B = args.rollout_batch_size
+    if args.base is None:
+        V = shape["vocab_size"]
+        gpt_config = _gpt_config(shape)
+        policy = GPT(gpt_config)
+        reward = RewardModel(gpt_config).eval()  # a reward model of the same shape, as the stage's
+        module = PPOModule(policy, copy.deepcopy(policy), reward, config, eos_id=V - 1, pad_id=0)
+        ids = torch.randint(V - 1, (B, args.ppo_prompt_len))  # no EOS in the prompts
+        return module.to(device), ids.to(device), torch.ones_like(ids, device=device)
+    from alignops.data.loaders import collate_left_pad
+    from bench._common import smollm2
+    from models.base import HFCausalLM
+
+    folder, tok = smollm2()
+    reward = RewardModel.from_base(HFCausalLM.from_folder(folder)).eval()
+    policy, reference = HFCausalLM.from_folder(folder), HFCausalLM.from_folder(folder)
+    module = PPOModule(policy, reference, reward, config, eos_id=tok.eos_id, pad_id=tok.pad_id, lora=SMOLLM2_LORA)
+    texts = [tok.chat(SMOLLM2_PROMPTS[i % len(SMOLLM2_PROMPTS)]) for i in range(B)]
+    prompts = collate_left_pad(tok.pad_id)([{"input_ids": torch.tensor(ids)} for ids in tok.encode_batch(texts)])
+    return module.to(device), prompts["input_ids"].to(device), prompts["attention_mask"].to(device)
+
+
 def bench_ppo(shape: dict, device: torch.device, dtype: torch.dtype, args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
-    B, P, V = args.rollout_batch_size, args.ppo_prompt_len, shape["vocab_size"]
+    B = args.rollout_batch_size
     config = PPOConfig(
         rollout_batch_size=B,
         minibatch_size=args.minibatch_size,
         ppo_epochs=args.ppo_epochs,
         max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        fixed_length=args.fixed_length,
     )
     out: dict = {}
     with peak_memory(device, out):
-        gpt_config = _gpt_config(shape)
-        policy = GPT(gpt_config)
-        reward = RewardModel(gpt_config).eval()  # a reward model of the same shape, as the stage's
-        module = PPOModule(policy, copy.deepcopy(policy), reward, config, eos_id=V - 1, pad_id=0).to(device)
+        module, ids, mask = _ppo_inputs(shape, config, args, device)
+        P = ids.size(1)
         _fabric(device).setup(module, module.configure_optimizers())  # sets module._fabric, _fabric_optimizers
-        ids = torch.randint(V - 1, (B, P), device=device)  # no EOS in the prompts
-        mask = torch.ones_like(ids)
         sample_s: list[float] = []
 
         def iteration() -> dict:
@@ -340,7 +379,12 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("--minibatch-size", type=int, default=4, help="episodes per optimizer step (default: 4)")
     g.add_argument("--ppo-epochs", type=int, default=1, help="passes over each rollout (default: 1)")
     g.add_argument("--max-new-tokens", type=int, default=32, help="response length cap (default: 32)")
-    g.add_argument("--ppo-prompt-len", type=int, default=16, help="prompt tokens (default: 16)")
+    g.add_argument("--ppo-prompt-len", type=int, default=16, help="prompt tokens (default: 16; --base: chat prompts)")
+    g.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1.0)")
+    g.add_argument("--fixed-length", action="store_true", help="EOS suppressed: every response max_new_tokens long")
+    g.add_argument(
+        "--base", choices=["smollm2"], help="PPO on the real model (LoRA policy) instead of the presets' random GPTs"
+    )
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch.get_num_threads())")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -355,6 +399,11 @@ def main(argv: list[str] | None = None) -> None:
     args.warmup = args.warmup if args.warmup is not None else (5 if device.type == "cuda" else 1)
     presets = args.preset or ["tiny", "small"]
     measures = args.measure or list(MEASURES)
+    if args.base is not None:
+        if args.preset or (args.measure and args.measure != ["ppo"]):
+            raise SystemExit("--base measures PPO on the real model: leave out --preset and --measure")
+        presets, measures = [args.base], ["ppo"]
+        PRESETS[args.base] = {"base": "smollm2-135m-instruct", "lora": SMOLLM2_LORA, "block_size": 8192}
     for preset in presets:
         block = PRESETS[preset]["block_size"]
         need = {"reward": args.prompt_len + args.response_len, "dpo": args.prompt_len + args.response_len}

@@ -5,7 +5,9 @@ Both sides train the same GPT-2-shaped model (a preset's shape, configs/<preset>
 (models.gpt.GPT saved with save_hf; TRL loads that folder as transformers' GPT2LMHeadModel /
 GPT2ForSequenceClassification, the scalar heads copied over) on the same synthetic token data (fixed lengths, no
 padding; TRL's DPOTrainer only takes text, so its data are the same ids written as words of a word-level tokenizer
-with one word per id), with the same batch sizes, sequence lengths, learning rates and thread count, fp32 on CPU.
+with one word per id), with the same batch sizes, sequence lengths, learning rates and thread count, on CPU in fp32
+or, with --precision bf16, bf16 autocast on both sides (Lightning's bf16-mixed, HF's bf16=True: fp32 weights and
+optimizer state).
 Each measurement runs in its own subprocess: its imports happen first, then the model, data and trainer are built
 and the trainer's own loop runs --warmup untimed steps and --steps timed ones (a step's time: from one step end to
 the next, as each loop runs it, data loading and logging included), in wall-clock time and in the process's CPU time
@@ -43,6 +45,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 
 MEASURES = ("sft", "reward", "ppo", "dpo")
+PRECISIONS = {"fp32": "32-true", "bf16": "bf16-mixed"}  # --precision -> Lightning's string (HF: bf16=True)
 UNITS = {"sft": "tokens/s", "reward": "pairs/s", "ppo": "episodes/s", "dpo": "pairs/s"}
 SIDES = ("alignops", "trl")
 RESULT_MARK = "@@trl_compare@@ "  # prefixes the worker's result line on stdout
@@ -93,6 +96,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--trl-python", default=_default_python(".venv-bench"), help="newest TRL (default: .venv-bench)")
     g.add_argument(
         "--trl-ppo-python", default=_default_python(".venv-bench-ppo"), help="trl==1.12.0 (default: .venv-bench-ppo)"
+    )
+    p.add_argument(
+        "--precision", choices=PRECISIONS, default="fp32", help="fp32, or bf16 autocast on both sides (default fp32)"
     )
     p.add_argument("--timeout", type=int, default=900, help="seconds one measurement may take (default 900)")
     p.add_argument("--seed", type=int, default=0)
@@ -147,6 +153,7 @@ def build_spec(args: argparse.Namespace) -> dict:
         "ppo_steps": args.ppo_steps,
         "ppo_warmup": args.ppo_warmup,
         "threads": args.threads or torch.get_num_threads(),
+        "precision": args.precision,
         "seed": args.seed,
     }
     ppo = spec["ppo"]
@@ -332,15 +339,15 @@ def main(argv: list[str] | None = None) -> None:
         "cpu": device_name(torch.device("cpu")),
         "cpus": os.cpu_count(),
         "threads": spec["threads"],
-        "dtype": "fp32",
+        "dtype": spec["precision"],
         "load_avg_before": load_before,
         "load_avg_after": [round(x, 2) for x in os.getloadavg()],
         "wall_s": round(time.time() - started, 1),
     }
     shapes = _shapes_line(spec)
     print(f"preset {spec['preset']}: {shapes}")
-    print(f"threads {spec['threads']}, fp32, {env['cpus']} CPUs ({env['cpu']}), load avg {load_before} -> "
-          f"{env['load_avg_after']}, {env['wall_s']} s")  # fmt: skip
+    print(f"threads {spec['threads']}, {spec['precision']}, {env['cpus']} CPUs ({env['cpu']}), "
+          f"load avg {load_before} -> {env['load_avg_after']}, {env['wall_s']} s")  # fmt: skip
     print(f"versions: {json.dumps(versions)}")
     print(
         "throughput from each side's median step, wall-clock and per CPU-second of its process (best of rounds "
@@ -482,7 +489,7 @@ def _alignops_imports() -> dict:
     return {"torch": torch.__version__, "lightning": lightning.__version__}
 
 
-def _lightning_fit(module, loader, max_steps: int, grad_clip: float | None, clock: StepClock):
+def _lightning_fit(module, loader, max_steps: int, grad_clip: float | None, clock: StepClock, precision: str):
     import lightning as L
 
     class Clock(L.Callback):
@@ -495,7 +502,7 @@ def _lightning_fit(module, loader, max_steps: int, grad_clip: float | None, cloc
     trainer = L.Trainer(
         accelerator="cpu",
         devices=1,
-        precision="32-true",
+        precision=PRECISIONS[precision],
         max_steps=max_steps,
         gradient_clip_val=grad_clip,
         logger=False,
@@ -564,7 +571,7 @@ def alignops_sft(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
         with torch.no_grad():
             initial_loss = module.loss(collate(rows[:B]))[0].item()
         loader = resumable_loader(_Rows(rows), batch_size=B, seed=spec["seed"], collate_fn=collate, drop_last=True)
-        _lightning_fit(module, loader, W + N, spec["grad_clip"], clock)
+        _lightning_fit(module, loader, W + N, spec["grad_clip"], clock, spec["precision"])
     return _measured(clock, rss, W, N, B * spec["seq_len"], initial_loss=initial_loss, versions=versions)
 
 
@@ -596,7 +603,7 @@ def alignops_reward(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
             batch = collate(rows[:B])
             initial_loss = pairwise_loss(*rm.pair_rewards(batch), batch["weight"], center_coef=s["center_coef"]).item()
         loader = resumable_loader(_Rows(rows), batch_size=B, seed=spec["seed"], collate_fn=collate, drop_last=True)
-        _lightning_fit(rm, loader, W + N, spec["grad_clip"], clock)
+        _lightning_fit(rm, loader, W + N, spec["grad_clip"], clock, spec["precision"])
     return _measured(clock, rss, W, N, B, initial_loss=initial_loss, versions=versions)
 
 
@@ -626,7 +633,7 @@ def alignops_dpo(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
         with torch.no_grad():
             initial_loss = dpo.loss(collate(rows[:B]))[0].item()
         loader = resumable_loader(_Rows(rows), batch_size=B, seed=spec["seed"], collate_fn=collate, drop_last=True)
-        _lightning_fit(dpo, loader, W + N, spec["grad_clip"], clock)
+        _lightning_fit(dpo, loader, W + N, spec["grad_clip"], clock, spec["precision"])
     return _measured(clock, rss, W, N, B, initial_loss=initial_loss, versions=versions)
 
 
@@ -672,7 +679,8 @@ def alignops_ppo(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
         loader = resumable_loader(
             _Rows(rows), B, seed=spec["seed"], collate_fn=collate_left_pad(spec["pad_id"]), drop_last=True
         )
-        trainer = _lightning_fit(module, loader, (W + N) * config.steps_per_iteration, None, clock)  # update() clips
+        steps = (W + N) * config.steps_per_iteration
+        trainer = _lightning_fit(module, loader, steps, None, clock, spec["precision"])  # update() clips
     # tokens up to and including EOS, last iteration; random weights seldom sample EOS, so about max_new_tokens
     response_len = float(trainer.callback_metrics["ppo/response_len"])
     return _measured(clock, rss, W, N, B, response_len_last=round(response_len, 2), versions=versions)
@@ -744,8 +752,9 @@ def _hf_scorer(spec: dict, workdir: Path, head: dict):
 
 
 def _trl_common(spec: dict, workdir: Path, max_steps: int, lr: float, batch_size: int) -> dict:
-    """TrainingArguments shared by the three trainers: fp32 on CPU, no gradient checkpointing (TRL's default is on;
-    alignops has none), no logging/saving/eval, HF's default optimizer (adamw_torch_fused) and clipping (1.0)."""
+    """TrainingArguments shared by the three trainers: fp32 or bf16 autocast on CPU, no gradient checkpointing (TRL's
+    default is on; alignops has none), no logging/saving/eval, HF's default optimizer (adamw_torch_fused) and clipping
+    (1.0)."""
     return dict(
         output_dir=str(workdir / "hf_out"),
         per_device_train_batch_size=batch_size,
@@ -755,7 +764,7 @@ def _trl_common(spec: dict, workdir: Path, max_steps: int, lr: float, batch_size
         warmup_steps=1,
         max_grad_norm=spec["grad_clip"],
         use_cpu=True,
-        bf16=False,
+        bf16=spec["precision"] == "bf16",  # accelerate's autocast, fp32 weights: as Lightning's bf16-mixed
         fp16=False,
         gradient_checkpointing=False,
         logging_strategy="no",

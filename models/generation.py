@@ -12,14 +12,25 @@ The prompt runs once to fill a KVCache; after that every step feeds one token pe
 decoding never wait for the device within a step (no .item()/.tolist() per token): the early exit looks at the
 rows every EXIT_CHECK_EVERY steps (see there); beam search reads its candidates on the host every step.
 The logits processors are small pure functions (apply_repetition_penalty, top_k_filter, top_p_filter), usable on
-their own.
+their own; so is the sampler (draw).
+
+Under autocast (Trainer(precision="bf16-mixed") runs every step inside one), each call casts the model's frozen
+Linear weights to the autocast dtype once (autocast_weights) rather than at every token. Autocast caches its casts
+only for weights that require grad, so a frozen weight, a LoRA base layer's or a frozen reference's, was cast
+again at every decoding step: on SmolLM2 with LoRA r8 that was half the sampling time (bench/rlhf.py --base
+smollm2: 3.7 s -> 2.1 s for 16 rows x 24 tokens). The tokens are the same: a Linear under autocast computes in
+that dtype either way.
 """
 
 from __future__ import annotations
 
+import contextlib
+import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -105,6 +116,102 @@ def top_p_filter(logits: Tensor, p: float) -> Tensor:
     return logits.masked_fill(drop, float("-inf"))
 
 
+def draw(probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """One token per row of probs (B, V), by inverse transform sampling: a uniform draw scaled to the row's total,
+    located in its cumulative sum (float64 where the device has it, so a token of tiny probability keeps its share).
+    The distribution of torch.multinomial(probs, 1), at a sixth of its time on CPU at V = 49,152 (2.2 against 14 ms
+    for 16 rows: multinomial's cost is its per-row setup, not the arithmetic). A token of probability 0 is never
+    drawn. A row whose probabilities are not finite or sum to 0 gets token 0; generate() raises on it.
+    Returns (B,) long."""
+    acc = torch.float32 if probs.device.type == "mps" else torch.float64  # MPS has no float64
+    cdf = probs.to(acc).cumsum(dim=-1)
+    total = cdf[:, -1:]
+    u = torch.rand(total.shape, generator=generator, dtype=acc, device=probs.device) * total
+    # strictly below the total: u * total can round up to it, which would land past the last token with mass
+    u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))
+    ids = torch.searchsorted(cdf, u, right=True).squeeze(1)
+    return ids.masked_fill(~(total.squeeze(1) > 0) | ~total.squeeze(1).isfinite(), 0)
+
+
+def _unusable(probs: Tensor) -> Tensor:
+    """(B,) bool: the row cannot be sampled from (a NaN or infinite logit, or no token with probability)."""
+    total = probs.sum(dim=-1)
+    return ~(total > 0) | ~total.isfinite()
+
+
+@contextlib.contextmanager
+def autocast_weights(model: nn.Module, keep: Iterable[nn.Module] = (), merge_lora: bool = False) -> Iterator[None]:
+    """Inside the block, every frozen float32 nn.Linear weight and bias of model (requires_grad False: a LoRA
+    base layer's, a reference's, a reward model's) is cast to the autocast dtype, once; the original Parameters
+    are put back on exit, errors included. Nothing happens outside autocast, nor to the Linears in keep.
+
+    A Linear under autocast computes in that dtype anyway (F.linear casts its weight at each call), so outputs and
+    gradients are the same; only the repeated casts go. Autocast caches its own casts of trainable weights (within
+    one autocast block), which is why they are left alone, and why swapping them would cut them off from their
+    gradients. Other modules (embeddings, norms) keep float32 weights: autocast runs them in float32. A weight
+    tied to an embedding (lm_head) is replaced in the Linear only; the embedding keeps the original. keep: Linears
+    read directly in float32 (PPO's log-probs read lm_head.weight with autocast off).
+
+    merge_lora (no-grad decoding only): a peft LoRA layer's cast weight is its merged one, W + scale * B A (what
+    merge_lora computes), and its adapter path is off for the block: one matmul per layer instead of three
+    (SmolLM2, LoRA r8 on every Linear, 16 rows: 1.95 -> 1.51 s for 24 tokens). The tokens are those of the merged
+    model under autocast, which can differ by rounding from the unmerged layers'; PPO recomputes its log-probs
+    without it."""
+    device_type = next(model.parameters()).device.type
+    if not torch.is_autocast_enabled(device_type):
+        yield
+        return
+    dtype = torch.get_autocast_dtype(device_type)
+    kept = {id(m) for m in keep}
+    casts: dict[int, nn.Parameter] = {}  # one cast per tensor, however many Linears share it
+    swapped: list[tuple[nn.Module, str, nn.Parameter]] = []
+    merged = _mergeable_lora_layers(model) if merge_lora else []
+    try:
+        for layer in merged:
+            base, p = layer.get_base_layer(), layer.get_base_layer().weight
+            with torch.no_grad(), torch.autocast(device_type, enabled=False):  # float32, as merge_lora's
+                weight = p + sum(layer.get_delta_weight(name) for name in layer.active_adapters)
+            swapped.append((base, "weight", p))
+            base._parameters["weight"] = nn.Parameter(weight.to(dtype), requires_grad=False)
+            layer._disable_adapters = True  # the forward then runs base_layer alone (peft's own switch)
+        for module in model.modules():
+            if not isinstance(module, nn.Linear) or id(module) in kept:
+                continue
+            for name in ("weight", "bias"):
+                p = module._parameters.get(name)
+                if p is None or p.dtype != torch.float32 or p.requires_grad:
+                    continue  # (a merged LoRA base weight is bf16 already)
+                if id(p) not in casts:
+                    casts[id(p)] = nn.Parameter(p.detach().to(dtype), requires_grad=False)
+                swapped.append((module, name, p))
+                module._parameters[name] = casts[id(p)]
+        yield
+    finally:
+        for layer in merged:
+            layer._disable_adapters = False
+        for module, name, p in swapped:
+            module._parameters[name] = p
+
+
+def _mergeable_lora_layers(model: nn.Module) -> list:
+    """model's peft LoRA layers whose adapters can be folded into a cast weight: on, not merged already, plain LoRA
+    (no DoRA-like variant), over a frozen nn.Linear. None when peft was never imported (no layer can be one)."""
+    lora = sys.modules.get("peft.tuners.lora")
+    if lora is None:
+        return []
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, lora.LoraLayer)
+        and not m.disable_adapters
+        and not m.merged
+        and not m.lora_variant
+        and isinstance(m.get_base_layer(), nn.Linear)
+        and not m.get_base_layer().weight.requires_grad
+        and all(name in m.lora_A for name in m.active_adapters)
+    ]
+
+
 @torch.no_grad()
 def generate(
     model: CausalLM,
@@ -132,9 +239,10 @@ def generate(
         if token is not None and not 0 <= token < vocab_size:
             # finished rows keep feeding pad through the model, so it must be a real token id
             raise ValueError(f"{name}={token} is not a token id of the model (vocab_size {vocab_size})")
-    if config.num_beams > 1:
-        return _beam_search(model, input_ids, attention_mask, config)
-    return _greedy_or_sample(model, input_ids, attention_mask, config)
+    with autocast_weights(model, merge_lora=True):
+        if config.num_beams > 1:
+            return _beam_search(model, input_ids, attention_mask, config)
+        return _greedy_or_sample(model, input_ids, attention_mask, config)
 
 
 def _last_logits(model: CausalLM, idx: Tensor, attention_mask: Tensor, cache: Cache) -> Tensor:
@@ -162,6 +270,7 @@ def _greedy_or_sample(
     cache = model.new_cache(B, T + N)
     logits = _last_logits(model, input_ids, attention_mask, cache)  # prefill
     finished = torch.zeros(B, dtype=torch.bool, device=device)
+    unusable = torch.zeros(B, dtype=torch.bool, device=device)  # rows whose sampling logits were NaN or inf
     lengths = torch.zeros(B, dtype=torch.long, device=device)
     for step in range(N):
         width = T + step  # columns written so far
@@ -176,7 +285,9 @@ def _greedy_or_sample(
                 logits = top_k_filter(logits, config.top_k)
             if config.top_p is not None:
                 logits = top_p_filter(logits, config.top_p)
-            next_ids = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(1)  # (B,)
+            probs = logits.softmax(dim=-1)
+            unusable |= _unusable(probs) & ~finished
+            next_ids = draw(probs, generator)  # (B,)
         else:
             next_ids = logits.argmax(dim=-1)  # (B,)
         next_ids = next_ids.masked_fill(finished, pad)
@@ -190,8 +301,14 @@ def _greedy_or_sample(
         if eos is not None and (step + 1) % EXIT_CHECK_EVERY == 0 and bool(finished.all()):  # the one device wait
             break
         logits = _last_logits(model, next_ids[:, None], mask[:, : width + 1], cache)
-    # the longest row's new tokens: every other row is pad after its EOS up to there
-    new = int(lengths.max()) if B else 0  # no rows: no new columns
+    # the longest row's new tokens: every other row is pad after its EOS up to there; one host read for both
+    new, bad = torch.stack([lengths.max(), unusable.sum()]).tolist() if B else (0, 0)  # no rows: no new columns
+    if bad:
+        rows = unusable.nonzero().flatten().tolist()
+        raise ValueError(
+            f"sampling: the logits of {bad} row(s) {rows[:8]} were NaN or infinite, or left no token with "
+            "probability: the model's weights or inputs are broken (check them, or the learning rate that led here)"
+        )
     return seqs[:, : T + new], lengths
 
 

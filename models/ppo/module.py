@@ -61,7 +61,13 @@ Design choices:
 - Log-probs are computed from logits / temperature, for policy and reference alike: the distribution sampled from.
   top_k / top_p filtering is not applied to them (keep both None for exactly on-policy ratios).
 - lm_head runs in float32 with autocast off: bf16 logits round log-probs by ~1e-2, which would make every ratio
-  noisy. No device or dtype is fixed here: Trainer(accelerator=..., precision=...) decides.
+  noisy; so does its backward (update() calls backward outside autocast). No device or dtype is fixed here:
+  Trainer(accelerator=..., precision=...) decides.
+- Speed under bf16 autocast (bench/rlhf.py --base smollm2: one experiment iteration on SmolLM2 with LoRA, 16
+  prompts x 24 tokens, 9.8-10.3 s -> 7.1-7.5 s): sampling folds the LoRA adapters into weights cast to bf16 once
+  per call (models.generation.autocast_weights); the scoring forwards and the update cast the frozen weights
+  (LoRA base, reference, reward model) once rather than at each forward; the response logits are one 2-D matmul
+  with the temperature applied before it and EOS suppressed in place, read through one log-softmax.
 - Exact resume: the checkpoint carries the global RNG states (models.lm.BackboneModule) and the KL controller's beta;
   each iteration draws its sampling seed and minibatch order from the global CPU RNG, so a resumed run samples the
   same responses on any device. The data position is alignops.data.loaders.resumable_loader's. The checkpoint's
@@ -73,6 +79,7 @@ Tests: .venv/bin/python -m pytest tests/models/test_ppo_module.py -q
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from collections.abc import Callable
@@ -86,17 +93,17 @@ from torch import Tensor
 
 from models import optim as optimizers
 from models.base import CausalLM
-from models.generation import GenerationConfig, generate, suppress_token
+from models.generation import GenerationConfig, autocast_weights, generate
 from models.heads import ScalarHead
 from models.lm import BackboneModule, resolve_lora, with_lora
-from models.ppo.advantages import gae, masked_whiten
+from models.ppo.advantages import gae, masked_mean, masked_whiten
 from models.ppo.config import PPOConfig
 from models.ppo.group import grpo_advantages, rloo_advantages
 from models.ppo.health import APPROX_KL, EOS_RATE, KL, LENGTH, RATIO_MAX, SFT_LENGTH, HealthBounds, check_health
 from models.ppo.kl import AdaptiveKLController, FixedKLController
-from models.ppo.losses import entropy_from_logits, kl_penalized_rewards, policy_loss, value_loss
+from models.ppo.losses import kl_penalized_rewards, policy_loss, value_loss
 from models.ppo.reward_scale import RewardScale, controlled
-from models.ppo.rollout import logprobs_of, response_mask
+from models.ppo.rollout import at_tokens, entropy_of, response_mask
 from models.reward import RewardModel
 
 Scorer = Callable[[Tensor, Tensor], Tensor]  # (input_ids (B, T), attention_mask (B, T)) -> scores (B,)
@@ -316,16 +323,17 @@ class PPOModule(BackboneModule):
         full_mask = torch.cat([attention_mask, mask.to(attention_mask.dtype)], dim=1)  # (B, P + N)
 
         logp, values, ref_logp = [], [], []
-        for i in range(0, B, cfg.minibatch_size):  # in minibatches: the (b, N, V) float32 logits bound the memory
-            seqs, m = sequences[i : i + cfg.minibatch_size], full_mask[i : i + cfg.minibatch_size]
-            logits, hidden = self._response_logits(self.model, seqs, m, P)
-            logp.append(logprobs_of(logits, seqs[:, P:]))
-            values.append(torch.zeros_like(logp[-1]) if group else self.value_head(hidden).float())
-            ref_logits, _ = self._response_logits(self.reference, seqs, m, P)
-            ref_logp.append(logprobs_of(ref_logits, seqs[:, P:]))
+        with self._frozen_weights_cast():
+            for i in range(0, B, cfg.minibatch_size):  # in minibatches: the (b, N, V) float32 logits bound memory
+                seqs, m = sequences[i : i + cfg.minibatch_size], full_mask[i : i + cfg.minibatch_size]
+                logprobs, hidden = self._response_logprobs(self.model, seqs, m, P)
+                logp.append(at_tokens(logprobs, seqs[:, P:]))
+                values.append(torch.zeros_like(logp[-1]) if group else self.value_head(hidden).float())
+                ref_logprobs, _ = self._response_logprobs(self.reference, seqs, m, P)
+                ref_logp.append(at_tokens(ref_logprobs, seqs[:, P:]))
+            score = self._score(sequences, full_mask)  # logged as ppo/reward: a control arm's moves show against it
         logp, values, ref_logp = torch.cat(logp), torch.cat(values), torch.cat(ref_logp)
 
-        score = self._score(sequences, full_mask)  # logged as ppo/reward: a control arm's moves show against it
         missing_eos = torch.zeros_like(score) if cfg.fixed_length else (~self._has_eos(response, mask)).float()
         trained_on = controlled(score, cfg.reward_control)
         if not self.reward_scale.measured:  # measured on every rank's first rollout together
@@ -356,49 +364,72 @@ class PPOModule(BackboneModule):
         optimizer = self.optimizers()
         P = r.prompt_len
         per_step = []
-        for _ in range(cfg.ppo_epochs):
-            order = torch.randperm(r.sequences.size(0)).to(r.sequences.device)  # global CPU RNG, as the seed
-            for rows in order.split(cfg.minibatch_size):
-                seqs, mask = r.sequences[rows], r.mask[rows]
-                logits, hidden = self._response_logits(self.model, seqs, r.attention_mask[rows], P)
-                logp = logprobs_of(logits, seqs[:, P:])
-                pg_loss, pg = policy_loss(logp, r.logp[rows], r.advantages[rows], mask, cfg.clip_range)
-                if cfg.method in GROUP_ADVANTAGES:  # no critic
-                    vf_loss = torch.zeros((), device=logp.device)
-                else:
-                    values = self.value_head(hidden.detach() if critic_only else hidden).float()
-                    vf_loss, _ = value_loss(values, r.values[rows], r.returns[rows], mask, cfg.clip_range_value)
-                # without a bonus the entropy is only reported: no backward through a softmax over the vocabulary
-                entropy = entropy_from_logits(logits if cfg.ent_coef else logits.detach(), mask)
-                loss = vf_loss if critic_only else pg_loss + cfg.vf_coef * vf_loss - cfg.ent_coef * entropy
-                optimizer.zero_grad()
-                self.manual_backward(loss)
-                self.clip_gradients(optimizer, gradient_clip_val=cfg.max_grad_norm, gradient_clip_algorithm="norm")
-                optimizer.step()
-                per_step.append(
-                    torch.stack([pg_loss, vf_loss, entropy, pg.clipfrac, pg.approx_kl, pg.ratio_max]).detach()
-                )
+        # the policy's frozen weights (LoRA base layers) cast once for the update, not at every forward
+        with autocast_weights(self.model, keep=[self.model.lm_head]):
+            for _ in range(cfg.ppo_epochs):
+                order = torch.randperm(r.sequences.size(0)).to(r.sequences.device)  # global CPU RNG, as the seed
+                for rows in order.split(cfg.minibatch_size):
+                    seqs, mask = r.sequences[rows], r.mask[rows]
+                    logprobs, hidden = self._response_logprobs(self.model, seqs, r.attention_mask[rows], P)
+                    logp = at_tokens(logprobs, seqs[:, P:])
+                    pg_loss, pg = policy_loss(logp, r.logp[rows], r.advantages[rows], mask, cfg.clip_range)
+                    if cfg.method in GROUP_ADVANTAGES:  # no critic
+                        vf_loss = torch.zeros((), device=logp.device)
+                    else:
+                        values = self.value_head(hidden.detach() if critic_only else hidden).float()
+                        vf_loss, _ = value_loss(values, r.values[rows], r.returns[rows], mask, cfg.clip_range_value)
+                    # without a bonus the entropy is only reported: no backward through a softmax over the vocabulary
+                    entropy = masked_mean(entropy_of(logprobs if cfg.ent_coef else logprobs.detach()), mask)
+                    loss = vf_loss if critic_only else pg_loss + cfg.vf_coef * vf_loss - cfg.ent_coef * entropy
+                    optimizer.zero_grad()
+                    # backward outside autocast, as PyTorch advises: each op's backward then runs in its forward's
+                    # dtype. Inside it (training_step runs under autocast) the float32 lm_head's backward ran in
+                    # bf16, casting the vocabulary matrix at every minibatch (0.1 s each on SmolLM2).
+                    with torch.autocast(loss.device.type, enabled=False):
+                        self.manual_backward(loss)
+                    self.clip_gradients(optimizer, gradient_clip_val=cfg.max_grad_norm, gradient_clip_algorithm="norm")
+                    optimizer.step()
+                    per_step.append(
+                        torch.stack([pg_loss, vf_loss, entropy, pg.clipfrac, pg.approx_kl, pg.ratio_max]).detach()
+                    )
         steps = torch.stack(per_step)  # (optimizer steps, 6)
         means = self._reduce(steps[:, :5].mean(dim=0), "mean").tolist()
         names = ("ppo/policy_loss", "ppo/value_loss", "ppo/entropy", "ppo/clipfrac", "ppo/approx_kl")
         return {**dict(zip(names, means, strict=True)), "ppo/ratio_max": self._reduce(steps[:, 5].max(), "max").item()}
 
     # ---- pieces ------------------------------------------------------------------------------------------------
-    def _response_logits(
+    def _response_logprobs(
         self, model: CausalLM, sequences: Tensor, attention_mask: Tensor, P: int
     ) -> tuple[Tensor, Tensor]:
-        """(logits / temperature (B, N, V) float32, hidden (B, N, C)) at the N positions that predict the response.
+        """(log-probs (B, N, V) float32, hidden (B, N, C)) at the N positions that predict the response: the
+        log-softmax of logits / temperature, EOS impossible under fixed_length (the distribution the responses
+        were drawn from; read with models.ppo.rollout.at_tokens and entropy_of).
 
         Column P - 1 + t predicts response token t (column P + t): the slice [P - 1 : -1] (one-position shift)."""
         hidden = model.hidden_states(sequences, attention_mask=attention_mask)[:, P - 1 : -1]  # (B, N, C)
-        head = model.lm_head
-        bias = None if getattr(head, "bias", None) is None else head.bias.float()
+        B, N, C = hidden.shape
+        head, T = model.lm_head, self.config.temperature
+        bias = None if getattr(head, "bias", None) is None else head.bias.float() / T
         with torch.autocast(hidden.device.type, enabled=False):  # float32 logits, also under bf16 autocast
-            logits = F.linear(hidden.float(), head.weight.float(), bias)
-        logits = logits / self.config.temperature
-        if self.config.fixed_length:  # the distribution the responses were drawn from: EOS impossible (after the
-            logits = suppress_token(logits, self.eos_id)  # temperature: finfo.min / T < 1 would be -inf, and NaN)
-        return logits, hidden
+            # The temperature scales the (B * N, C) hidden states, not the (B * N, V) logits, and EOS is suppressed
+            # in place (one column), so the only pass over the logits is the log-softmax. One 2-D matrix: F.linear
+            # runs a 3-D slice as a batched matmul over a broadcast weight, whose backward took 0.2 s a minibatch on
+            # SmolLM2 (ten times the mm's).
+            logits = F.linear(hidden.float().reshape(B * N, C) / T, head.weight.float(), bias)
+            if self.config.fixed_length:  # after the temperature: finfo.min / T < 1 would be -inf (see suppress_token)
+                logits[:, self.eos_id] = torch.finfo(logits.dtype).min
+            return logits.view(B, N, -1).log_softmax(dim=-1), hidden
+
+    def _frozen_weights_cast(self) -> contextlib.ExitStack:
+        """The rollout's forwards with every frozen Linear weight (the reference's, the reward model's, the policy's
+        LoRA base layers) cast to the autocast dtype once, not at each forward (models.generation.autocast_weights);
+        the lm_heads stay float32, read in float32 by _response_logprobs (or, the reward model's, not read)."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(autocast_weights(self.model, keep=[self.model.lm_head]))
+        stack.enter_context(autocast_weights(self.reference, keep=[self.reference.lm_head]))
+        if isinstance(self.reward, RewardModel):
+            stack.enter_context(autocast_weights(self.reward, keep=[self.reward.model.lm_head]))
+        return stack
 
     def _score(self, sequences: Tensor, attention_mask: Tensor) -> Tensor:
         """The reward model's (B,) float32 scores of right-aligned sequences: each row's real tokens first, in

@@ -6,6 +6,8 @@
     full_mask = torch.cat([prompt_mask, mask], dim=1)
     logits = policy(seqs, attention_mask=full_mask)[:, P - 1 : -1]      # (B, N, V): position t predicts token t + 1
     logp = logprobs_of(logits, response)                                 # (B, N)
+    logprobs = logits.log_softmax(dim=-1)                                # or, for log-probs and entropy together:
+    logp, entropy = at_tokens(logprobs, response), entropy_of(logprobs)  # (B, N) each, one log-softmax
 
 logits are aligned with tokens by the caller (shift by one as above); every function is computed in float32.
 """
@@ -18,8 +20,15 @@ from torch import Tensor
 
 def logprobs_of(logits: Tensor, tokens: Tensor) -> Tensor:
     """log softmax(logits)[tokens]: logits (B, T, V), tokens (B, T) -> (B, T) float32."""
-    logits = logits.float()
-    return logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(dim=-1)
+    return at_tokens(logits.float().log_softmax(dim=-1), tokens)
+
+
+def at_tokens(logprobs: Tensor, tokens: Tensor) -> Tensor:
+    """The log-probs (B, T, V) (a log-softmax) of the given tokens (B, T) -> (B, T).
+
+    logprobs_of and token_entropy each take a log-softmax of the logits; a caller that needs both computes it once
+    and reads it with this and entropy_of: one fused pass over the (B, T, V) tensor, not a logsumexp's several."""
+    return logprobs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
 
 
 def response_mask(tokens: Tensor, eos_id: int | None) -> Tensor:
@@ -36,6 +45,11 @@ def response_mask(tokens: Tensor, eos_id: int | None) -> Tensor:
 
 
 def token_entropy(logits: Tensor) -> Tensor:
-    """H_t = logsumexp(z_t) - sum_v softmax(z_t)_v * z_t,v: logits (B, T, V) -> (B, T) float32, in nats."""
-    logits = logits.float()
-    return logits.logsumexp(dim=-1) - (logits.softmax(dim=-1) * logits).sum(dim=-1)
+    """H_t = -sum_v p_t,v log p_t,v: logits (B, T, V) -> (B, T) float32, in nats."""
+    return entropy_of(logits.float().log_softmax(dim=-1))
+
+
+def entropy_of(logprobs: Tensor) -> Tensor:
+    """H_t from log-probs (B, T, V) (a log-softmax) -> (B, T). A token of probability 0 adds 0 (exp gives exactly 0
+    for a log-prob of finfo.min, see models.generation.suppress_token), never NaN."""
+    return -(logprobs.exp() * logprobs).sum(dim=-1)

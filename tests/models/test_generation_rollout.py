@@ -1,5 +1,6 @@
 """Rollout decoding (models.generation, greedy and sampling): the same tokens as the per-step loop it replaced,
-no host read of a device value per token, and the early exit once every row has ended."""
+no host read of a device value per token, and the early exit once every row has ended. The oracle samples with
+generation.draw, as the loop does; draw's distribution is tested on its own (tests/models/test_sampling.py)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def per_step_loop(model, input_ids, attention_mask, config):
                 logits = generation.top_k_filter(logits, config.top_k)
             if config.top_p is not None:
                 logits = generation.top_p_filter(logits, config.top_p)
-            next_ids = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(1)
+            next_ids = generation.draw(logits.softmax(dim=-1), generator)
         else:
             next_ids = logits.argmax(dim=-1)
         next_ids = next_ids.masked_fill(finished, config.pad_token_id)

@@ -9,6 +9,7 @@ the log-probs and the reward model's input layout, bf16-mixed with a real Reward
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import math
@@ -22,6 +23,7 @@ from torch.utils.data import Dataset
 
 from alignops.data.loaders import resumable_loader
 from models.gpt import GPT, GPTConfig
+from models.ppo import module as ppo_module
 from models.ppo.health import HealthBounds
 from models.ppo.module import METRICS, PPOConfig, PPOModule, UnhealthyRun
 from models.ppo.reward_scale import controlled
@@ -260,6 +262,72 @@ def test_bf16_mixed_with_a_reward_model(tmp_path: Path) -> None:
     assert {k.split(".")[0] for k in state} == {"model", "value_head"}  # frozen models are not in checkpoints
 
 
+def test_bf16_mixed_with_lora_trains_as_with_a_weight_cast_per_forward(tmp_path: Path, monkeypatch) -> None:
+    """The frozen weights (LoRA base, reference, reward model) cast once per rollout's scoring and per update
+    (generation.autocast_weights) rather than at each forward: the same run, and nothing left cast after it."""
+
+    casts_seen = []  # per autocast_weights block of the cast-once run: were weights bf16 inside it?
+    real = ppo_module.autocast_weights
+
+    @contextlib.contextmanager
+    def spy(model, keep=()):
+        with real(model, keep):
+            casts_seen.append(any(p.dtype == torch.bfloat16 for p in model.parameters()))
+            yield
+
+    def run(cast_once: bool) -> tuple[dict, dict]:
+        if cast_once:
+            monkeypatch.setattr(ppo_module, "autocast_weights", spy)
+        else:  # autocast then casts every frozen weight at each forward (sampling is the same in both runs)
+            monkeypatch.setattr(ppo_module, "autocast_weights", lambda model, keep=(): contextlib.nullcontext())
+        torch.manual_seed(1)
+        rm = RewardModel(GPTConfig(vocab_size=V, block_size=32, n_layer=1, n_head=2, n_embd=16))
+        policy = tiny_gpt(0)
+        cfg = config(rollout_batch_size=16, minibatch_size=8, ppo_epochs=2)
+        model = PPOModule(policy, copy.deepcopy(policy), rm, cfg, eos_id=EOS, pad_id=PAD, lora={"r": 4, "alpha": 8})
+        stats = fit(model, 2, tmp_path / str(cast_once), precision="bf16-mixed")
+        assert all(p.dtype == torch.float32 for p in model.parameters())  # every original back in place
+        return stats, {k: v.clone() for k, v in model.state_dict().items()}
+
+    once, per_forward = run(True), run(False)
+    assert casts_seen and all(casts_seen)  # the casts did happen in the first run (autocast was on)
+    assert {i: {k: v for k, v in s.items() if k not in TIMES} for i, s in once[0].items()} == {
+        i: {k: v for k, v in s.items() if k not in TIMES} for i, s in per_forward[0].items()
+    }
+    assert once[0][2]["ppo/approx_kl"] != 0  # the adapters moved the policy: the comparison is not of no-ops
+    assert all(torch.equal(once[1][k], per_forward[1][k]) for k in once[1])
+
+
+def test_under_bf16_mixed_the_lm_head_matmuls_of_the_update_stay_float32(tmp_path: Path) -> None:
+    """The log-probs' lm_head runs in float32 with autocast off; its backward must too. Lightning runs training_step,
+    and so manual_backward, inside autocast, where the backward's matmuls were cast to bf16 (and the vocabulary
+    matrix copied at every minibatch): the update now calls backward outside it."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    head_shapes = {(V, 32), (32, V)}  # lm_head's weight and its transpose (n_embd 32); no other matrix has them
+    dtypes = []
+
+    class HeadMatmuls(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func in (torch.ops.aten.mm.default, torch.ops.aten.addmm.default):
+                tensors = [a for a in args if isinstance(a, torch.Tensor)]
+                if head_shapes & {tuple(t.shape) for t in tensors}:
+                    dtypes.append({t.dtype for t in tensors})
+            return func(*args, **(kwargs or {}))
+
+    model = module(config(rollout_batch_size=16, minibatch_size=8, ppo_epochs=1))
+    update = model.update
+
+    def watched_update(r, critic_only=False):
+        with HeadMatmuls():
+            return update(r, critic_only)
+
+    model.update = watched_update
+    fit(model, 1, tmp_path, precision="bf16-mixed")
+    assert len(dtypes) >= 4  # forward and backward of both minibatches
+    assert all(d == {torch.float32} for d in dtypes), dtypes
+
+
 def test_exact_resume_from_mid_run_checkpoint(tmp_path: Path) -> None:
     # 96 prompts in batches of 32: iteration 4 opens the loader's second epoch; adaptive beta is state too
     cfg = config(target_kl=0.5, kl_horizon=64)
@@ -415,14 +483,14 @@ def test_fixed_length_below_temperature_one_keeps_every_log_prob_finite() -> Non
     """The temperature divides the logits before EOS is suppressed: the other order turns the suppressed logit
     (the most negative float) into -inf below temperature 1, and the entropy over the vocabulary into NaN. The
     log-probs are those of the tempered distribution without EOS, the one sampled from."""
-    from models.ppo.rollout import token_entropy
+    from models.ppo.rollout import entropy_of
 
     batch = left_pad([Prompts(8, seed=1)[i] for i in range(8)])
     model = module(config(fixed_length=True, temperature=0.7, max_new_tokens=6, rollout_batch_size=8, minibatch_size=4))
     torch.manual_seed(0)
     r = model.rollout(batch["input_ids"], batch["attention_mask"])
-    logits, _ = model._response_logits(model.model, r.sequences, r.attention_mask, r.prompt_len)
-    assert bool(torch.isfinite(logits).all()) and bool(torch.isfinite(token_entropy(logits)).all())
+    logprobs, _ = model._response_logprobs(model.model, r.sequences, r.attention_mask, r.prompt_len)
+    assert bool(torch.isfinite(logprobs).all()) and bool(torch.isfinite(entropy_of(logprobs)).all())
     with torch.no_grad():
         own = model.model(r.sequences, attention_mask=r.attention_mask)[:, r.prompt_len - 1 : -1].float() / 0.7
     own[..., EOS] = float("-inf")
