@@ -167,9 +167,9 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
             last = start.stage_dir.checkpoints / "last.ckpt"
             if last.is_file():  # roll back to the last healthy weights; else to the SFT policy itself
                 state = torch.load(last, map_location="cpu", weights_only=True)["state_dict"]
-                module.model.load_state_dict(
-                    {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
-                )
+                trained = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
+                # a checkpoint holds the trained parameters only (a LoRA policy's frozen base is the SFT model's)
+                module.model.load_state_dict({**module.model.state_dict(), **trained})
             else:
                 policy = load_model(start.folder).gpt
 

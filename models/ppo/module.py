@@ -71,8 +71,9 @@ Design choices:
 - Exact resume: the checkpoint carries the global RNG states (models.lm.BackboneModule) and the KL controller's beta;
   each iteration draws its sampling seed and minibatch order from the global CPU RNG, so a resumed run samples the
   same responses on any device. The data position is alignops.data.loaders.resumable_loader's. The checkpoint's
-  state_dict holds the policy (model.*) and value head (value_head.*) only: reference and reward model are frozen
-  inputs, so rebuild the module with them as for the run, then fit(ckpt_path=...).
+  state_dict holds the policy's trainable parameters (model.*: all of them, or its LoRA adapters) and the value head
+  (value_head.*) only: the reference, the reward model and a LoRA policy's frozen base are inputs, so rebuild the
+  module from them as for the run, then fit(ckpt_path=...).
 
 Tests: .venv/bin/python -m pytest tests/models/test_ppo_module.py -q
 """
@@ -478,13 +479,25 @@ class PPOModule(BackboneModule):
         checkpoint["kl_controller"] = self.kl_controller.state_dict()
         checkpoint["reward_scale"] = self.reward_scale.state_dict()
         checkpoint["sft_length"] = self.sft_length
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(_FROZEN)}
+        frozen = self._frozen_keys()
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
         self.kl_controller.load_state_dict(checkpoint["kl_controller"])
         self.reward_scale.load_state_dict(checkpoint["reward_scale"])
         self.sft_length = checkpoint["sft_length"]
-        # the frozen models are this module's own (the checkpoint left them out): keep them, strict loading stays
-        frozen = {k: v for k, v in self.state_dict().items() if k.startswith(_FROZEN)}
-        checkpoint["state_dict"] = {**checkpoint["state_dict"], **frozen}
+        # the frozen weights are this module's own (the checkpoint left them out): keep them, strict loading stays
+        frozen = self._frozen_keys()
+        own = {k: v for k, v in self.state_dict().items() if k in frozen}
+        checkpoint["state_dict"] = {**checkpoint["state_dict"], **own}
+
+    def _frozen_keys(self) -> set[str]:
+        """state_dict keys a checkpoint leaves out: the reference and reward model, and the policy's frozen
+        parameters (a LoRA base: 135 M of SmolLM2's weights against 2.4 M trained), which no step changes. Saving
+        them cost 2 s an iteration of the sentiment experiment (a 540 MB checkpoint every 2 iterations)."""
+        frozen = {k for k in self.state_dict() if k.startswith(_FROZEN)}
+        # remove_duplicate=False: a parameter reachable under two names (HFCausalLM's model.* and backbone.*)
+        return frozen | {
+            f"model.{n}" for n, p in self.model.named_parameters(remove_duplicate=False) if not p.requires_grad
+        }

@@ -355,6 +355,36 @@ def test_exact_resume_from_mid_run_checkpoint(tmp_path: Path) -> None:
     assert checkpoint["hyper_parameters"]["config"]["target_kl"] == 0.5
 
 
+def test_a_lora_policys_checkpoint_holds_what_trains_and_resumes_exactly(tmp_path: Path) -> None:
+    """A LoRA policy's frozen base is the SFT model's, unchanged by training: checkpoints leave it out (on SmolLM2
+    they were 540 MB every 2 iterations) and resume takes it from the module, as it takes the reference."""
+    cfg = config()
+    steps = cfg.steps_per_iteration
+
+    def run(name: str, ckpt_path: Path | None, seed: int) -> tuple[dict, PPOModule]:
+        policy = tiny_gpt(0)
+        model = PPOModule(policy, copy.deepcopy(policy), target_count, cfg, EOS, PAD, lora={"r": 4, "alpha": 8})
+        torch.manual_seed(seed)  # resumed: sampling must follow the checkpoint's RNG, not this
+        checkpoints = L.pytorch.callbacks.ModelCheckpoint(
+            dirpath=tmp_path / name, filename="{step}", every_n_train_steps=2 * steps, save_top_k=-1
+        )
+        stats = fit(model, 4, tmp_path, ckpt_path=ckpt_path, enable_checkpointing=True, callbacks=[checkpoints])
+        return stats, model
+
+    full, _ = run("full", None, seed=0)
+    ckpt = tmp_path / "full" / f"step={2 * steps}.ckpt"
+    resumed, model = run("resumed", ckpt, seed=123)
+    assert sorted(resumed) == [3, 4]
+    for i in (3, 4):
+        for name in METRICS:
+            if name not in TIMES:
+                assert resumed[i][name] == pytest.approx(full[i][name], abs=1e-6), (i, name)
+    state = torch.load(ckpt, weights_only=True)["state_dict"]
+    trained = {f"model.{n}" for n, p in model.model.named_parameters() if p.requires_grad}
+    assert trained and all("lora_" in k for k in trained)
+    assert set(state) == trained | {"value_head.linear.weight", "value_head.linear.bias"}
+
+
 def test_invalid_setups_fail_with_a_clear_message() -> None:
     with pytest.raises(ValueError, match="must divide rollout_batch_size"):
         config(minibatch_size=12)
