@@ -280,6 +280,11 @@ def bench_ppo(shape: dict, device: torch.device, dtype: torch.dtype, args: argpa
         fixed_length=args.fixed_length,
     )
     out: dict = {}
+    if args.through_trainer:
+        with peak_memory(device, out):
+            module, ids, mask = _ppo_inputs(shape, config, args, device)
+            result = _ppo_through_trainer(module, ids, mask, device, dtype, args)
+        return {**result, **out}  # out is filled as the with-block ends
     with peak_memory(device, out):
         module, ids, mask = _ppo_inputs(shape, config, args, device)
         P = ids.size(1)
@@ -344,6 +349,53 @@ def bench_ppo(shape: dict, device: torch.device, dtype: torch.dtype, args: argpa
     }
 
 
+def _ppo_through_trainer(
+    module: PPOModule, ids: Tensor, mask: Tensor, device: torch.device, dtype: torch.dtype, args: argparse.Namespace
+) -> dict:
+    """Iterations through Lightning's Trainer as the ppo stage runs them: a ModelCheckpoint every
+    --checkpoint-every iterations with save_last (the stage's), an MLflow logger on a SQLite file logging every
+    iteration; the time of an iteration from one batch end to the next. Against the direct calls' figure this is
+    what the stage adds."""
+    import tempfile
+
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    steps, k = module.config.steps_per_iteration, args.checkpoint_every
+    ends: list[float] = []
+
+    class Clock(L.Callback):
+        def on_train_batch_end(self, *args) -> None:
+            synchronize(device)
+            ends.append(time.perf_counter())
+
+    rows = [{"input_ids": i, "attention_mask": m} for i, m in zip(ids, mask, strict=True)]
+    loader = torch.utils.data.DataLoader(rows * (args.warmup + args.steps + 1), batch_size=ids.size(0))
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = L.Trainer(
+            accelerator=device.type, devices=1, precision="bf16-mixed" if dtype == torch.bfloat16 else "32-true",
+            max_steps=(args.warmup + args.steps + 1) * steps, log_every_n_steps=1, enable_progress_bar=False,
+            logger=MLFlowLogger(experiment_name="bench", tracking_uri=f"sqlite:///{tmp}/mlflow.db"),
+            callbacks=[Clock(), ModelCheckpoint(dirpath=f"{tmp}/ckpt", filename="step-{step}",
+                                                every_n_train_steps=k * steps, save_last=True, save_top_k=1)],
+            enable_model_summary=False, default_root_dir=tmp,
+        )  # fmt: skip
+        trainer.fit(module, loader)
+        checkpoint_mib = sum(f.stat().st_size for f in Path(tmp, "ckpt").glob("*.ckpt")) / 2**20
+    timed = sorted(b - a for a, b in zip(ends[args.warmup :], ends[args.warmup + 1 :], strict=False))
+    med = timed[(len(timed) - 1) // 2]
+    return {
+        "rollout_batch_size": ids.size(0),
+        "iteration_s_median": round(med, 4),
+        "iteration_s_mean": round(statistics.mean(timed), 4),  # checkpoints fall on every k-th: the mean has them
+        "episodes_per_s": round(ids.size(0) / statistics.mean(timed), 2),
+        "checkpoint_every": k,
+        "checkpoint_files_mib": round(checkpoint_mib, 1),
+        "timing": "Lightning Trainer.fit with the stage's ModelCheckpoint and an MLflow logger (SQLite)",
+    }
+
+
 BENCHES = {"reward": bench_reward, "dpo": bench_dpo, "ppo": bench_ppo}
 
 
@@ -385,6 +437,10 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument(
         "--base", choices=["smollm2"], help="PPO on the real model (LoRA policy) instead of the presets' random GPTs"
     )
+    g.add_argument(
+        "--through-trainer", action="store_true", help="through Lightning's Trainer with the ppo stage's checkpoints"
+    )
+    g.add_argument("--checkpoint-every", type=int, default=2, help="--through-trainer: iterations (default 2)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch.get_num_threads())")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
