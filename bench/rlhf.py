@@ -278,7 +278,10 @@ def bench_ppo(shape: dict, device: torch.device, dtype: torch.dtype, args: argpa
         max_new_tokens=args.max_new_tokens,
         temperature=args.temperature,
         fixed_length=args.fixed_length,
+        method=args.method,
+        group_size=args.group_size,
     )
+    E = config.episodes_per_iteration  # B, or B * group_size for grpo / rloo
     out: dict = {}
     if args.through_trainer:
         with peak_memory(device, out):
@@ -300,7 +303,7 @@ def bench_ppo(shape: dict, device: torch.device, dtype: torch.dtype, args: argpa
             t1 = time.perf_counter()
             with autocast(device, dtype):
                 stats = module.update(r)
-            module.kl_controller.update(kl, n_steps=B)
+            module.kl_controller.update(kl, n_steps=E)
             synchronize(device)
             t2 = time.perf_counter()
             return {
@@ -322,7 +325,9 @@ def bench_ppo(shape: dict, device: torch.device, dtype: torch.dtype, args: argpa
     return {
         "params": _n_params(module, trainable=True),  # policy + value head
         "params_total": _n_params(module, trainable=False),  # + reference + reward model
+        "method": args.method,
         "rollout_batch_size": B,
+        "episodes_per_iteration": E,
         "minibatch_size": args.minibatch_size,
         "ppo_epochs": args.ppo_epochs,
         "optimizer_steps_per_iteration": config.steps_per_iteration,
@@ -330,10 +335,10 @@ def bench_ppo(shape: dict, device: torch.device, dtype: torch.dtype, args: argpa
         "max_new_tokens": args.max_new_tokens,
         "iteration_s_median": round(it, 4),
         "iteration_s_min": round(runs[0]["iteration_s"], 4),
-        "episodes_per_s": round(B / it, 2),
-        "episodes_per_s_best": round(B / runs[0]["iteration_s"], 2),
-        "generated_tokens_per_s": round(B * med["new_tokens"] / samp, 1),  # while sampling
-        "generated_tokens_per_s_iteration": round(B * med["new_tokens"] / it, 1),  # over the whole iteration
+        "episodes_per_s": round(E / it, 2),
+        "episodes_per_s_best": round(E / runs[0]["iteration_s"], 2),
+        "generated_tokens_per_s": round(E * med["new_tokens"] / samp, 1),  # while sampling
+        "generated_tokens_per_s_iteration": round(E * med["new_tokens"] / it, 1),  # over the whole iteration
         "sampling_s": round(samp, 4),
         "rollout_scoring_s": round(score, 4),
         "generation_s": round(med["rollout_s"], 4),  # sampling + scoring: PPOModule's ppo/time_generation_s
@@ -389,7 +394,7 @@ def _ppo_through_trainer(
         "rollout_batch_size": ids.size(0),
         "iteration_s_median": round(med, 4),
         "iteration_s_mean": round(statistics.mean(timed), 4),  # checkpoints fall on every k-th: the mean has them
-        "episodes_per_s": round(ids.size(0) / statistics.mean(timed), 2),
+        "episodes_per_s": round(module.config.episodes_per_iteration / statistics.mean(timed), 2),
         "checkpoint_every": k,
         "checkpoint_files_mib": round(checkpoint_mib, 1),
         "timing": "Lightning Trainer.fit with the stage's ModelCheckpoint and an MLflow logger (SQLite)",
@@ -433,6 +438,8 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("--max-new-tokens", type=int, default=32, help="response length cap (default: 32)")
     g.add_argument("--ppo-prompt-len", type=int, default=16, help="prompt tokens (default: 16; --base: chat prompts)")
     g.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1.0)")
+    g.add_argument("--method", choices=["ppo", "grpo", "rloo"], default="ppo", help="the RL method (default: ppo)")
+    g.add_argument("--group-size", type=int, default=4, help="grpo / rloo: samples per prompt (default: 4)")
     g.add_argument("--fixed-length", action="store_true", help="EOS suppressed: every response max_new_tokens long")
     g.add_argument(
         "--base", choices=["smollm2"], help="PPO on the real model (LoRA policy) instead of the presets' random GPTs"
