@@ -15,11 +15,11 @@ The logits processors are small pure functions (apply_repetition_penalty, top_k_
 their own; so is the sampler (draw).
 
 Under autocast (Trainer(precision="bf16-mixed") runs every step inside one), each call casts the model's frozen
-Linear weights to the autocast dtype once (autocast_weights) rather than at every token. Autocast caches its casts
-only for weights that require grad, so a frozen weight, a LoRA base layer's or a frozen reference's, was cast
-again at every decoding step: on SmolLM2 with LoRA r8 that was half the sampling time (bench/rlhf.py --base
-smollm2: 3.7 s -> 2.1 s for 16 rows x 24 tokens). The tokens are the same: a Linear under autocast computes in
-that dtype either way.
+Linear weights to the autocast dtype once (autocast_weights), with LoRA adapters folded in, rather than at every
+token. Autocast caches its casts only for weights that require grad, so a frozen weight, a LoRA base layer's or a
+frozen reference's, was cast again at every decoding step: on SmolLM2 with LoRA r8 that was half the sampling time
+(bench/rlhf.py --base smollm2: 4.0 s -> 1.8 s for 16 rows x 24 tokens, with draw below). The tokens are those of
+autocast's own casts (of the merged weights, for a LoRA model): a Linear under autocast computes in that dtype.
 """
 
 from __future__ import annotations
@@ -130,12 +130,12 @@ def draw(probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
     # strictly below the total: u * total can round up to it, which would land past the last token with mass
     u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))
     ids = torch.searchsorted(cdf, u, right=True).squeeze(1)
-    return ids.masked_fill(~(total.squeeze(1) > 0) | ~total.squeeze(1).isfinite(), 0)
+    return ids.masked_fill(_unusable(total.squeeze(1)), 0)
 
 
-def _unusable(probs: Tensor) -> Tensor:
-    """(B,) bool: the row cannot be sampled from (a NaN or infinite logit, or no token with probability)."""
-    total = probs.sum(dim=-1)
+def _unusable(total: Tensor) -> Tensor:
+    """(B,) bool from each row's total probability (B,): the row cannot be sampled from (a NaN or infinite logit
+    made it NaN, or no token has probability)."""
     return ~(total > 0) | ~total.isfinite()
 
 
@@ -195,7 +195,7 @@ def autocast_weights(model: nn.Module, keep: Iterable[nn.Module] = (), merge_lor
 
 def _mergeable_lora_layers(model: nn.Module) -> list:
     """model's peft LoRA layers whose adapters can be folded into a cast weight: on, not merged already, plain LoRA
-    (no DoRA-like variant), over a frozen nn.Linear. None when peft was never imported (no layer can be one)."""
+    (no DoRA-like variant), over a frozen nn.Linear. Empty when peft was never imported (no layer can be one)."""
     lora = sys.modules.get("peft.tuners.lora")
     if lora is None:
         return []
@@ -286,7 +286,7 @@ def _greedy_or_sample(
             if config.top_p is not None:
                 logits = top_p_filter(logits, config.top_p)
             probs = logits.softmax(dim=-1)
-            unusable |= _unusable(probs) & ~finished
+            unusable |= _unusable(probs.sum(dim=-1)) & ~finished
             next_ids = draw(probs, generator)  # (B,)
         else:
             next_ids = logits.argmax(dim=-1)  # (B,)

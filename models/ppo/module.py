@@ -64,7 +64,7 @@ Design choices:
   noisy; so does its backward (update() calls backward outside autocast). No device or dtype is fixed here:
   Trainer(accelerator=..., precision=...) decides.
 - Speed under bf16 autocast (bench/rlhf.py --base smollm2: one experiment iteration on SmolLM2 with LoRA, 16
-  prompts x 24 tokens, 9.8-10.3 s -> 7.1-7.5 s): sampling folds the LoRA adapters into weights cast to bf16 once
+  prompts x 24 tokens, 10.0-10.4 s -> 6.8-7.3 s): sampling folds the LoRA adapters into weights cast to bf16 once
   per call (models.generation.autocast_weights); the scoring forwards and the update cast the frozen weights
   (LoRA base, reference, reward model) once rather than at each forward; the response logits are one 2-D matmul
   with the temperature applied before it and EOS suppressed in place, read through one log-softmax.
