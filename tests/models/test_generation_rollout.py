@@ -32,7 +32,7 @@ def per_step_loop(model, input_ids, attention_mask, config):
                 logits = generation.top_k_filter(logits, config.top_k)
             if config.top_p is not None:
                 logits = generation.top_p_filter(logits, config.top_p)
-            next_ids = generation.draw(logits.softmax(dim=-1), generator)
+            next_ids, _ = generation.draw(logits.softmax(dim=-1), generator)
         else:
             next_ids = logits.argmax(dim=-1)
         next_ids = next_ids.masked_fill(finished, config.pad_token_id)

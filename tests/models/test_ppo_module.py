@@ -278,7 +278,7 @@ def test_bf16_mixed_with_lora_trains_as_with_a_weight_cast_per_forward(tmp_path:
     def run(cast_once: bool) -> tuple[dict, dict]:
         if cast_once:
             monkeypatch.setattr(ppo_module, "autocast_weights", spy)
-        else:  # autocast then casts every frozen weight at each forward (sampling is the same in both runs)
+        else:  # the oracle, PPO as before: autocast casts every frozen weight at each forward (sampling unchanged)
             monkeypatch.setattr(ppo_module, "autocast_weights", lambda model, keep=(): contextlib.nullcontext())
         torch.manual_seed(1)
         rm = RewardModel(GPTConfig(vocab_size=V, block_size=32, n_layer=1, n_head=2, n_embd=16))
