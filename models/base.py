@@ -86,6 +86,49 @@ def real_token_positions(attention_mask: Tensor, past: int) -> Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, past:]
 
 
+def shared_prefix_hidden_states(
+    model: CausalLM, ids: Tensor, attention_mask: Tensor, shared: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Hidden states of right-padded rows whose starts repeat (a prompt under its K responses), each distinct start
+    run once: (hidden (N, R, d), its mask (N, R), start (N,)), hidden[i, j] being row i's position start[i] + j.
+
+    ids, attention_mask (N, T), 1 = real token, padding on the right. shared (N,): how many leading tokens of each
+    row other rows may share (its prompt's length). The rows are grouped by those tokens; each group's prefix runs
+    once, into a KV cache that every row of the group then continues from. The same function as one forward over
+    all rows (causal attention: a prefix's states do not depend on what follows it), with fewer tokens; its
+    gradient sums over the rows that read it. At least a row's last token stays out of the prefix, so every row
+    has a hidden state of its own to read (a reward at its last token, the logit of its first response token).
+    Nothing shared (or no row longer than 1), or the padded prefix + rest longer than T: one plain forward, start
+    all 0."""
+    N, T = ids.shape
+    lengths = attention_mask.long().sum(1)
+    shared = torch.minimum(shared.long(), lengths - 1).clamp(min=0)
+    groups: dict[tuple[int, ...], int] = {}
+    keys = [tuple(ids[i, : int(n)].tolist()) for i, n in enumerate(shared)]
+    group = torch.tensor([groups.setdefault(k, len(groups)) for k in keys], device=ids.device)
+    P = int(shared.max()) if N else 0
+    R = int((lengths - shared).max()) if N else 0
+    # the prefixes are left-padded to P and the rest right-padded to R: P + R positions, more than T when the longest
+    # prompt and the longest response are different rows; the backbone's length checks count padded positions
+    if P == 0 or len(groups) == N or P + R > T:
+        return model.hidden_states(ids, attention_mask=attention_mask), attention_mask, torch.zeros_like(lengths)
+    firsts = [keys.index(k) for k in groups]  # one row per group, in group order
+    prefix_len = shared[firsts]
+    cols = torch.arange(P, device=ids.device)
+    prefix_mask = (cols >= P - prefix_len.unsqueeze(1)).long()  # (G, P), left-padded: the cache ends at P
+    source = (cols - (P - prefix_len).unsqueeze(1)).clamp(min=0)
+    prefix_ids = ids[firsts].gather(1, source) * prefix_mask
+    cols = torch.arange(R, device=ids.device)
+    suffix_mask = (cols < (lengths - shared).unsqueeze(1)).long()  # (N, R), right-padded
+    suffix_ids = ids.gather(1, (shared.unsqueeze(1) + cols).clamp(max=T - 1)) * suffix_mask
+    cache = model.new_cache(len(groups), P + R)
+    model.hidden_states(prefix_ids, attention_mask=prefix_mask, kv_cache=cache)
+    cache.reorder(group)  # row i continues from its group's prefix
+    full_mask = torch.cat([prefix_mask[group], suffix_mask], dim=1)
+    hidden = model.hidden_states(suffix_ids, attention_mask=full_mask, kv_cache=cache)
+    return hidden, suffix_mask, shared
+
+
 def packed_segments(position_ids: Tensor) -> Tensor | None:
     """Which sequence each token of a packed row belongs to (B, T), or None when no row holds more than one.
 

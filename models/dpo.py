@@ -16,7 +16,8 @@ preference labels that are wrong with that probability.
 Batches: chosen_ids, chosen_mask, rejected_ids, rejected_mask (B, T), right-padded to one common T as
 alignops.data.preferences.collate_pairs pads them; chosen_labels, rejected_labels (B, T) aligned with the ids, -100
 on the prompt and on padding (alignops.data.loaders.SFTDataset's convention: labels[t] is the token at t); weight
-(B,) optional. Chosen and rejected run as one (2B, T) forward per model.
+(B,) optional. Chosen and rejected run as one forward per model, each distinct prompt once (response_logprob: the
+responses continue from the prompt's KV cache).
 
 The reference is a registered submodule with requires_grad False and always in eval mode: it is not in the
 optimizer, but it is in the checkpoint (one more copy of the backbone's weights), so a resumed or reloaded run has it.
@@ -39,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import MeanMetric
 
-from models.base import CausalLM, as_spec, build_backbone
+from models.base import CausalLM, as_spec, build_backbone, shared_prefix_hidden_states
 from models.lm import IGNORE_INDEX, BackboneModule, resolve_lora, resolve_optim, with_lora
 from models.ppo.rollout import logprobs_of
 
@@ -52,6 +53,20 @@ def sequence_logprob(logits: Tensor, labels: Tensor) -> Tensor:
     learned = targets != IGNORE_INDEX
     logp = logprobs_of(logits[:, :-1], targets.masked_fill(~learned, 0))  # (B, T - 1); index 0 stands in for -100
     return torch.where(learned, logp, 0.0).sum(-1)
+
+
+def response_logprob(model: CausalLM, ids: Tensor, mask: Tensor, labels: Tensor) -> Tensor:
+    """sequence_logprob of model's logits, each distinct prompt run once: a pair's chosen and rejected responses
+    continue from its KV cache (models.base.shared_prefix_hidden_states). ids, mask, labels (B, T), right-padded;
+    the prompt is what comes before the first labelled token, its last token kept with the response (it predicts
+    the response's first). The same log-probs as one forward over all rows, from fewer tokens."""
+    T = ids.size(1)
+    cols = torch.arange(T, device=ids.device)
+    prompt_len = torch.where(labels != IGNORE_INDEX, cols, T).amin(dim=1)
+    hidden, suffix_mask, start = shared_prefix_hidden_states(model, ids, mask, prompt_len - 1)
+    at = (start.unsqueeze(1) + cols[: hidden.size(1)]).clamp(max=T - 1)  # each suffix position's place in its row
+    suffix_labels = labels.gather(1, at).masked_fill(suffix_mask == 0, IGNORE_INDEX)
+    return sequence_logprob(model.lm_head(hidden), suffix_labels)
 
 
 def dpo_loss(
@@ -143,9 +158,9 @@ class DPOModel(BackboneModule):
         ids = torch.cat([batch["chosen_ids"], batch["rejected_ids"]])  # (2B, T): chosen rows first
         mask = torch.cat([batch["chosen_mask"], batch["rejected_mask"]])
         labels = torch.cat([batch["chosen_labels"], batch["rejected_labels"]])
-        policy = sequence_logprob(self.model(ids, attention_mask=mask), labels)
+        policy = response_logprob(self.model, ids, mask, labels)
         with torch.no_grad():
-            reference = sequence_logprob(self.reference(ids, attention_mask=mask), labels)
+            reference = response_logprob(self.reference, ids, mask, labels)
         return *policy.chunk(2), *reference.chunk(2)
 
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:

@@ -8,7 +8,8 @@ ScalarHead reading each text's last real token, trained on preference pairs with
 
 Batches come from alignops.data.preferences.collate_pairs: chosen_ids, rejected_ids (B, T) right-padded to one T,
 chosen_mask, rejected_mask (B, T), weight (B,). Chosen and rejected run as one forward over the distinct texts
-(a ranking's pairs share their responses: pair_rewards).
+(a ranking's pairs share their responses: pair_rewards), and with chosen_labels / rejected_labels (-100 on the
+prompt) each distinct prompt runs once, the responses continuing from its KV cache.
 
 Metrics: train/loss, train/accuracy, train/lr; over the whole val (test) set: val/loss (the training objective),
 val/accuracy (share of pairs with chosen reward > rejected, unweighted), val/reward_mean, val/reward_std (over
@@ -30,9 +31,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import CatMetric, MeanMetric
 
-from models.base import as_spec, build_backbone
+from models.base import as_spec, build_backbone, shared_prefix_hidden_states
 from models.heads import ScalarHead, last_token
-from models.lm import BackboneModule, freeze_unread_lm_head, resolve_lora, resolve_optim, with_lora
+from models.lm import IGNORE_INDEX, BackboneModule, freeze_unread_lm_head, resolve_lora, resolve_optim, with_lora
 
 
 def pairwise_loss(
@@ -122,12 +123,23 @@ class RewardModel(BackboneModule):
 
         A ranking of K responses gives K(K-1)/2 pairs, so each response is in K-1 of them: the forward runs once
         per distinct text (InstructGPT: K forward passes, not K(K-1)), 4 rather than 12 for K = 4, and the
-        gradient of a text sums over its pairs."""
+        gradient of a text sums over its pairs. With labels (-100 on the prompt, as collate_pairs gives) each
+        distinct prompt runs once too, its K responses continuing from its KV cache
+        (models.base.shared_prefix_hidden_states): the same rewards from fewer tokens."""
         ids = torch.cat([batch["chosen_ids"], batch["rejected_ids"]])  # (2B, T): collate_pairs pads to one T
         mask = torch.cat([batch["chosen_mask"], batch["rejected_mask"]])
         rows, which = torch.unique(torch.cat([ids, mask], dim=1), dim=0, return_inverse=True)
         T = ids.size(1)
-        return self(rows[:, :T], rows[:, T:])[which].chunk(2)
+        if "chosen_labels" not in batch:
+            return self(rows[:, :T], rows[:, T:])[which].chunk(2)
+        # the pairs' prompts run once each: a prompt's tokens are those before the first labelled (response) one
+        labels = torch.cat([batch["chosen_labels"], batch["rejected_labels"]])
+        first = torch.where(labels != IGNORE_INDEX, torch.arange(T, device=ids.device), T).amin(dim=1)
+        prompt_len = torch.zeros(rows.size(0), dtype=torch.long, device=ids.device).scatter_reduce(
+            0, which, first, reduce="amin", include_self=False
+        )  # a distinct text's prompt length (its copies agree on it but for truncation: the shortest then)
+        hidden, mask, _ = shared_prefix_hidden_states(self.model, rows[:, :T], rows[:, T:], prompt_len)
+        return self.head(last_token(hidden, mask)).float()[which].chunk(2)
 
     def _agreement(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """The pairs' agreement as pairwise_loss reads it: soft targets, or (soft_targets off) weights."""

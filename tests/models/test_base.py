@@ -98,3 +98,72 @@ def test_a_model_without_an_output_projection_is_refused() -> None:
                                    intermediate_size=64))  # fmt: skip
     with pytest.raises(ValueError, match="not a causal LM"):
         HFCausalLM(encoder)
+
+
+def _shared_rows(extra: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded rows: prompt A (5 tokens) under three responses, one of them empty; prompt B (3 tokens) under two;
+    a row whose prompt nobody shares. shared = each row's prompt length. Padded to `extra` columns past the longest
+    row: the longest prompt (5) plus the longest response (6) is 11, 2 more than the longest row."""
+    g = torch.Generator().manual_seed(3)
+    a, b, c = (torch.randint(3, VOCAB, (n,), generator=g).tolist() for n in (5, 3, 4))
+    r = [torch.randint(3, VOCAB, (n,), generator=g).tolist() for n in (4, 2, 6, 1)]
+    rows = [a + r[0], a + r[1], a, b + r[2], b + r[3], c + r[1]]
+    T = max(map(len, rows)) + extra
+    ids = torch.tensor([row + [0] * (T - len(row)) for row in rows])
+    mask = torch.tensor([[1] * len(row) + [0] * (T - len(row)) for row in rows])
+    return ids, mask, torch.tensor([5, 5, 5, 3, 3, 4])
+
+
+@pytest.mark.parametrize("shape", ["gpt", *SHAPES])
+def test_shared_prefixes_run_once_with_the_states_and_gradients_of_one_forward(shape: str) -> None:
+    """Each distinct prompt runs once (3 prefix rows, not 6), and every row's states from its start on equal a plain
+    forward's, as do the gradients (a prefix's gradient sums over the rows that read it)."""
+    from models.base import shared_prefix_hidden_states
+
+    torch.manual_seed(0)
+    if shape == "gpt":
+        model = GPT(GPTConfig(vocab_size=VOCAB, n_layer=2, n_head=2, n_embd=32, block_size=32)).eval()
+    else:
+        model = HFCausalLM(tiny_model(shape))
+    ids, mask, shared = _shared_rows()
+    embed = model.transformer.wte if shape == "gpt" else model.model.get_input_embeddings()
+    seen = []
+    hook = embed.register_forward_hook(lambda _m, args, _out: seen.append(tuple(args[0].shape)))
+    hidden, suffix_mask, start = shared_prefix_hidden_states(model, ids, mask, shared)
+    hook.remove()
+    # prefixes: A and B's first 5 / 3 tokens and C's (A's empty-response row keeps its last prompt token apart, so its
+    # prefix is A's first 4: a group of its own), left-padded to 5; then all 6 rows' remaining tokens
+    assert seen == [(4, 5), (6, hidden.size(1))]
+    assert start.tolist() == [5, 5, 4, 3, 3, 4]
+    torch.manual_seed(1)
+    weight = torch.randn(hidden.size(-1))
+    (hidden * weight).sum(-1).mul(suffix_mask).sum().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+
+    full = model.hidden_states(ids, attention_mask=mask)
+    cols = start.unsqueeze(1) + torch.arange(hidden.size(1))
+    picked = full.gather(1, cols.clamp(max=ids.size(1) - 1).unsqueeze(-1).expand(-1, -1, full.size(-1)))
+    real = suffix_mask.bool()
+    assert real.sum() == mask.sum() - start.sum()
+    torch.testing.assert_close(hidden[real], picked[real], atol=1e-5, rtol=1e-4)
+    (picked * weight).sum(-1).mul(suffix_mask).sum().backward()
+    assert grads and grads.keys() == {n for n, p in model.named_parameters() if p.grad is not None}
+    for name, p in model.named_parameters():
+        if p.grad is not None:
+            torch.testing.assert_close(grads[name], p.grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_nothing_shared_is_one_plain_forward() -> None:
+    """Distinct prompts, no prompts, or a padded prefix + rest longer than the rows (the longest prompt and the
+    longest response in different rows, which the backbone's block_size would refuse): one plain forward."""
+    from models.base import shared_prefix_hidden_states
+
+    model = GPT(GPTConfig(vocab_size=VOCAB, n_layer=1, n_head=2, n_embd=16, block_size=9)).eval()
+    ids, mask, shared = _shared_rows(extra=0)
+    hidden, out_mask, start = shared_prefix_hidden_states(model, ids, mask, shared)
+    assert hidden.shape == (6, 9, 16) and torch.equal(out_mask, mask) and start.tolist() == [0] * 6
+    rows = [0, 3, 5]  # three different prompts
+    for prefix_len in (shared[rows], torch.zeros(3, dtype=torch.long)):
+        hidden, out_mask, start = shared_prefix_hidden_states(model, ids[rows], mask[rows], prefix_len)
+        assert hidden.shape == (3, 9, 16) and torch.equal(out_mask, mask[rows]) and start.tolist() == [0] * 3

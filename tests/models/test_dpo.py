@@ -206,3 +206,39 @@ def test_bf16_mixed_fit_and_checkpoint(cpu_trainer, tmp_path: Path) -> None:
     assert all(not p.requires_grad for p in restored.reference.parameters()) and not restored.reference.training
     with pytest.raises(ValueError, match="beta"):
         DPOModel(CONFIG, beta=0.0)
+
+
+def test_a_pairs_prompt_runs_once_with_the_log_probs_and_gradients_of_one_forward() -> None:
+    """pair_logps runs each distinct prompt once (its last token with the responses: it predicts their first) and
+    gets the log-probs and policy gradients of one forward over every row (sequence_logprob on the full logits)."""
+    from models.dpo import response_logprob
+
+    torch.manual_seed(0)
+    model = DPOModel.from_base(GPT(CONFIG), beta=0.5).eval()
+    prompts = [[1, 2, 1], [1, 2, 1], [2, 2], [1]]
+    data = [(prompt, *rest) for prompt, (_, *rest) in zip(prompts, pairs(4, seed=1), strict=True)]
+    data[2] = (data[2][0], [GOOD], data[2][2], 1.0)  # a one-token response
+    batch = pair_batch(data)
+    # 3 more columns of padding: room for the longest prompt before the longest response (else: one plain forward)
+    for key in [k for k in batch if k != "weight"]:
+        batch[key] = torch.nn.functional.pad(batch[key], (0, 3), value=-100 if key.endswith("labels") else 0)
+    seen = []
+    hook = model.model.transformer.wte.register_forward_hook(lambda _m, args, _out: seen.append(args[0].size(0)))
+    pc, pr, rc, rr = model.pair_logps(batch)
+    hook.remove()
+    assert seen == [3, 8]  # 3 distinct prompts but their last tokens (pairs 0 and 1 share one), then 8 responses
+    dpo_loss(pc, pr, rc, rr, beta=0.5)[0].backward()
+    grads = {n: p.grad.clone() for n, p in model.model.named_parameters()}
+    model.zero_grad()
+
+    ids = torch.cat([batch["chosen_ids"], batch["rejected_ids"]])
+    mask = torch.cat([batch["chosen_mask"], batch["rejected_mask"]])
+    labels = torch.cat([batch["chosen_labels"], batch["rejected_labels"]])
+    whole = sequence_logprob(model.model(ids, attention_mask=mask), labels)
+    torch.testing.assert_close(torch.cat([pc, pr]), whole, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        response_logprob(model.reference, ids, mask, labels), whole.detach(), atol=1e-5, rtol=1e-5
+    )
+    dpo_loss(*whole.chunk(2), rc, rr, beta=0.5)[0].backward()
+    for name, p in model.model.named_parameters():
+        torch.testing.assert_close(grads[name], p.grad, atol=1e-5, rtol=1e-4, msg=name)

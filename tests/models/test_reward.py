@@ -209,7 +209,8 @@ def test_soft_targets_stop_at_the_pairs_agreement() -> None:
 
 def test_a_rankings_texts_run_once_whatever_pairs_they_are_in(tok) -> None:
     """K ranked responses make K(K-1)/2 pairs: pair_rewards runs the backbone once per distinct text (here 4 rows,
-    not 12) with the same rewards and the same gradients as a forward per pair side."""
+    not 12), and their shared prompt once (1 row, then the 4 responses from its KV cache), with the same rewards
+    and the same gradients as a forward per pair side."""
     torch.manual_seed(0)
     model = RewardModel(gpt_config(tok)).eval()  # eval: no dropout, so both ways are comparable exactly
     ranking = {**rankings(1, seed=3)[0], "responses": ["good film", "a film", "bad film on the mat", "bad"]}
@@ -217,10 +218,12 @@ def test_a_rankings_texts_run_once_whatever_pairs_they_are_in(tok) -> None:
     batch = next(iter(loader([ranking], tok, batch_size=6)))
     assert batch["chosen_ids"].size(0) == 6
     rows = []
-    hook = model.model.transformer.wte.register_forward_hook(lambda _m, args, _out: rows.append(args[0].size(0)))
+    hook = model.model.transformer.wte.register_forward_hook(lambda _m, args, _out: rows.append(tuple(args[0].shape)))
     chosen, rejected = model.pair_rewards(batch)
     hook.remove()
-    assert rows == [4]
+    prompt = int((batch["chosen_labels"][0] == -100).long().cumprod(0).sum())  # tokens before the response
+    longest = max(int(m.sum()) for m in (*batch["chosen_mask"], *batch["rejected_mask"]))
+    assert rows == [(1, prompt), (4, longest - prompt)]
     pairwise_loss(chosen, rejected).backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad()
