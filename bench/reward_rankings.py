@@ -1,12 +1,14 @@
-"""Reward-model training on whole rankings: one forward per distinct response (models.reward.RewardModel.
-pair_rewards, InstructGPT's K passes per ranking of K) against one forward per pair side (each pair's chosen and
-rejected texts run as their own rows: what a pairwise trainer such as TRL's RewardTrainer does, and what this
-project did before). The real base (SmolLM2-135M-Instruct, LoRA r8) on the real rankings (the English VADER ones
-the smollm2 preset trains on), batched as the reward stage batches them (reward.batch_by_ranking: batch_size whole
-rankings with all their pairs, the train split's empty negatives included). One JSON object per (way, precision).
+"""Reward-model training on whole rankings, three ways: one forward per pair side (each pair's chosen and rejected
+texts run as their own rows: what a pairwise trainer such as TRL's RewardTrainer does, and what this project did
+first); one forward per distinct response (InstructGPT's K passes per ranking of K); and that with each ranking's
+prompt run once, its K responses continuing from its KV cache (models.reward.RewardModel.pair_rewards today).
+The real base (SmolLM2-135M-Instruct, LoRA r8) on the real rankings (the English VADER ones the smollm2 preset
+trains on), batched as the reward stage batches them (reward.batch_by_ranking: batch_size whole rankings with all
+their pairs, the train split's empty negatives included). One JSON object per (way, precision).
 
-`rows_per_step` is the texts the backbone runs per step; `pairs_per_s` counts pairs trained; `loss_before` (the
-Bradley-Terry loss of every batch before any update) must agree between the two ways: only the work differs.
+`rows_per_step` is the texts the backbone runs per step (a shared prompt counts as a row), `tokens_per_step` the
+positions it runs (padding included); `pairs_per_s` counts pairs trained; `loss_before` (the Bradley-Terry loss of
+every batch before any update) must agree between the ways: only the work differs.
 
     python bench/reward_rankings.py                          # 12 steps of 2 rankings, fp32 and bf16
     python bench/reward_rankings.py --steps 6 --precisions bf16 --threads 2
@@ -35,15 +37,25 @@ def per_pair_side(rm, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, tor
     return rm(ids, mask).chunk(2)
 
 
+def distinct_texts(rm, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every distinct text once, whole: pair_rewards without the labels that mark the prompts."""
+    return rm.pair_rewards({k: v for k, v in batch.items() if not k.endswith("_labels")})
+
+
+WAYS = {"per_pair_side": per_pair_side, "distinct_texts": distinct_texts, "shared_prompts": None}
+
+
 def measure(rm, batches: list, rewards, precision: str, device: torch.device) -> dict:
     from models.reward import pairwise_loss
 
     dtype = DTYPES[precision]
     rows: list[int] = []
+    tokens: list[int] = []
     backbone = rm.model.hidden_states
 
     def counted(ids, **kwargs):  # the texts the backbone runs
         rows.append(ids.size(0))
+        tokens.append(ids.numel())
         return backbone(ids, **kwargs)
 
     rm.model.hidden_states = counted
@@ -54,10 +66,11 @@ def measure(rm, batches: list, rewards, precision: str, device: torch.device) ->
 
     with torch.no_grad(), autocast(device, dtype):
         loss_before = sum(loss_of(b).item() for b in batches) / len(batches)
-    seconds = timed_training(loss_of, rm, batches, device, dtype, warmed_up=rows.clear)
+    seconds = timed_training(loss_of, rm, batches, device, dtype, warmed_up=lambda: (rows.clear(), tokens.clear()))
     pairs = sum(b["chosen_ids"].size(0) for b in batches)
     return {"steps": len(batches), "seconds": round(seconds, 2), "pairs": pairs,
-            "rows_per_step": round(sum(rows) / len(batches), 1), "pairs_per_s": round(pairs / seconds, 2),
+            "rows_per_step": round(sum(rows) / len(batches), 1),
+            "tokens_per_step": round(sum(tokens) / len(batches), 1), "pairs_per_s": round(pairs / seconds, 2),
             "loss_before": round(loss_before, 4)}  # fmt: skip
 
 
@@ -95,7 +108,8 @@ def main() -> None:
         collate([dataset[i] for i in range(s, s + rc.batch_size)]) for s in range(0, len(dataset), rc.batch_size)
     ]
     for precision in args.precisions:
-        for way, rewards in (("per_pair_side", per_pair_side), ("distinct_texts", RewardModel.pair_rewards)):
+        for way, rewards in WAYS.items():
+            rewards = rewards or RewardModel.pair_rewards
             torch.manual_seed(0)
             lora = LoraConfig(r=args.lora_r, alpha=2.0 * args.lora_r).model_dump()
             rm = RewardModel.from_base(HFCausalLM.from_folder(folder), lora=lora).to(device).eval()  # no dropout

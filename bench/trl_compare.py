@@ -17,11 +17,20 @@ falls on both; each side's best round is reported.
 
     .venv-bench/bin/python bench/trl_compare.py                     # all four, preset tiny, 2 rounds
     .venv-bench/bin/python bench/trl_compare.py --measure sft dpo --rounds 3 --threads 1
+    .venv-bench/bin/python bench/trl_compare.py --base smollm2 --precision bf16     # the real model, LoRA, see below
     make bench-trl BENCH_ARGS="--threads 1"                         # creating the two venvs first if needed
 
 TRL comes from two virtual environments, neither of them the project's (.venv stays without TRL): .venv-bench (the
 newest TRL, for SFT, reward and DPO) and .venv-bench-ppo (trl==1.12.0, the last release with PPO, as
 trl.experimental.ppo); both have this project installed too. bench/README.md says what each side does per step.
+
+--base smollm2 measures the real model instead: SmolLM2-135M-Instruct from `alignops model fetch`'s cache under
+ALIGNOPS_HOME, with LoRA r8 (alpha 16, no dropout) on every attention and MLP projection, as the smollm2 preset trains
+it: alignops' modules on models.base.HFCausalLM, TRL's trainers on transformers' Llama with a peft LoraConfig. The
+hyperparameters come from configs/smollm2.yaml; the token data are random words of SmolLM2's vocabulary that encode
+to themselves one token each, so DPOTrainer's text round-trips to the same ids. Each side keeps its own design where
+the libraries differ: TRL's DPO and PPO take the reference as the policy with its adapters off, alignops keeps a frozen
+copy; TRL's PPO trains a whole value model, alignops a value head on the policy.
 """
 
 from __future__ import annotations
@@ -45,6 +54,10 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 
 MEASURES = ("sft", "reward", "ppo", "dpo")
+REAL_LORA = {"r": 8, "alpha": 16}  # configs/smollm2.yaml's lora sections (dropout 0, the default)
+REAL_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]  # peft's "all-linear"
+REAL_SEQ_LEN, REAL_BLOCK = 128, 8192  # tokens per SFT text / pair side on the real model; its context
+SMOLLM2_VOCAB, SMOLLM2_EOS = 49152, 2
 PRECISIONS = {"fp32": "32-true", "bf16": "bf16-mixed"}  # --precision -> Lightning's string (HF: bf16=True)
 UNITS = {"sft": "tokens/s", "reward": "pairs/s", "ppo": "episodes/s", "dpo": "pairs/s"}
 SIDES = ("alignops", "trl")
@@ -72,6 +85,9 @@ def _default_python(venv: str) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--preset", default="tiny", help="model shape and the defaults below from configs/<preset>.yaml")
+    p.add_argument(
+        "--base", choices=["smollm2"], help="the real model with LoRA instead (its preset's defaults; see above)"
+    )
     p.add_argument("--measure", nargs="+", choices=MEASURES, default=list(MEASURES), help="default: all four")
     p.add_argument("--rounds", type=int, default=2, help="alignops/TRL runs of each measure, alternating (default 2)")
     p.add_argument("--threads", type=int, help="torch threads of both sides (default: torch.get_num_threads())")
@@ -112,17 +128,21 @@ def build_spec(args: argparse.Namespace) -> dict:
 
     from alignops.config import load_config
 
-    cfg = load_config(args.preset)
+    preset = args.base or args.preset
+    cfg = load_config(preset)
     m, pc = cfg.model, cfg.ppo
-    block = m.block_size
-    T = args.seq_len or block
+    block = REAL_BLOCK if args.base else m.block_size
+    T = args.seq_len or (REAL_SEQ_LEN if args.base else block)
     new = args.max_new_tokens or pc.max_new_tokens
     spec = {
-        "preset": args.preset,
-        "model": dict(n_layer=m.n_layer, n_head=m.n_head, n_embd=m.n_embd, block_size=block),
-        "vocab_size": cfg.tokenizer.vocab_size,
-        "pad_id": 0,  # the data never contain it
-        "eos_id": cfg.tokenizer.vocab_size - 1,  # ends every response (SFT, pairs), never in prompts
+        "preset": preset,
+        # base: the real model (prepare() links its folder into the workdir); model: the preset's GPT otherwise
+        "base": {"name": args.base, "lora": REAL_LORA} if args.base else None,
+        "model": None if args.base else dict(n_layer=m.n_layer, n_head=m.n_head, n_embd=m.n_embd, block_size=block),
+        "vocab_size": SMOLLM2_VOCAB if args.base else cfg.tokenizer.vocab_size,
+        "pad_id": 0,  # the data never contain it (SmolLM2: <|endoftext|>)
+        # ends every response (SFT, pairs), never in prompts (SmolLM2: <|im_end|>, its chat template's end of turn)
+        "eos_id": SMOLLM2_EOS if args.base else cfg.tokenizer.vocab_size - 1,
         "seq_len": T,
         "prompt_len": T // 2,  # SFT and pairs: prompt tokens; the rest is the response, ending with EOS
         "sft": {"batch_size": args.sft_batch_size or cfg.sft.batch_size, "lr": cfg.sft.lr},
@@ -138,6 +158,7 @@ def build_spec(args: argparse.Namespace) -> dict:
             "ppo_epochs": args.ppo_epochs or pc.ppo_epochs,
             "max_new_tokens": new,
             "prompt_len": args.ppo_prompt_len or min(32, block - new),
+            "fixed_length": bool(args.base),  # a real model ends early; random weights seldom sample EOS
             "lr": pc.lr,
             "kl_coef": pc.init_kl_coef,
             "clip_range": pc.clip_range,
@@ -157,6 +178,13 @@ def build_spec(args: argparse.Namespace) -> dict:
         "seed": args.seed,
     }
     ppo = spec["ppo"]
+    if args.base:  # the sentiment experiment's rollouts: 16 prefixes, 24 new tokens, minibatch 4
+        ppo["rollout_batch_size"] = args.rollout_batch_size or cfg.experiment.rollout_batch_size or 16
+        ppo["max_new_tokens"] = args.max_new_tokens or cfg.experiment.max_new_tokens
+        ppo["temperature"] = cfg.experiment.temperature
+        arm = cfg.experiment.ppo  # the experiment's own PPO fields over the ppo section's
+        ppo.update(lr=arm.get("lr", pc.lr), kl_coef=arm.get("init_kl_coef", pc.init_kl_coef))
+        new = ppo["max_new_tokens"]
     if max(T, ppo["prompt_len"] + new) > block:
         raise SystemExit(
             f"--seq-len {T} or PPO prompt {ppo['prompt_len']} + {new} new tokens exceed block_size {block} of preset "
@@ -170,23 +198,38 @@ def build_spec(args: argparse.Namespace) -> dict:
 
 
 def prepare(spec: dict, workdir: Path) -> None:
-    """The initial weights (gpt/: an HF GPT-2 folder; heads.pt: reward and value heads) and the data (data.pt)."""
+    """The initial weights (gpt/: an HF GPT-2 folder, or base/: a link to the real model's; heads.pt: reward and
+    value heads) and the data (data.pt)."""
     import torch
 
-    from models.gpt import GPT, GPTConfig
     from models.heads import ScalarHead
 
     torch.manual_seed(spec["seed"])
-    config = GPTConfig(vocab_size=spec["vocab_size"], **spec["model"])
-    GPT(config).save_hf(workdir / "gpt")
-    heads = {name: ScalarHead(config.n_embd).state_dict() for name in ("reward", "value")}
+    if spec["base"]:
+        from bench._common import smollm2
+
+        folder, _ = smollm2()
+        (workdir / "base").symlink_to(folder, target_is_directory=True)
+        width = json.loads((folder / "config.json").read_text())["hidden_size"]
+        words = torch.tensor(_single_token_words(workdir / "base"))
+    else:
+        from models.gpt import GPT, GPTConfig
+
+        config = GPTConfig(vocab_size=spec["vocab_size"], **spec["model"])
+        GPT(config).save_hf(workdir / "gpt")
+        width = config.n_embd
+        words = torch.arange(1, spec["vocab_size"] - 1)  # tokens 1 .. V-2: never the pad (0) nor EOS (V-1)
+    heads = {name: ScalarHead(width).state_dict() for name in ("reward", "value")}
     torch.save(heads, workdir / "heads.pt")
 
-    V, T, P, eos = spec["vocab_size"], spec["seq_len"], spec["prompt_len"], spec["eos_id"]
+    T, P, eos = spec["seq_len"], spec["prompt_len"], spec["eos_id"]
     g = torch.Generator().manual_seed(spec["seed"])
 
-    def texts(n: int) -> torch.Tensor:  # tokens 1 .. V-2: never the pad (0) nor EOS (V-1) but where placed
-        ids = torch.randint(1, V - 1, (n, T), generator=g)
+    def tokens(n: int, length: int) -> torch.Tensor:
+        return words[torch.randint(len(words), (n, length), generator=g)]
+
+    def texts(n: int) -> torch.Tensor:  # no pad, EOS at the end only
+        ids = tokens(n, T)
         ids[:, -1] = eos
         return ids
 
@@ -200,10 +243,29 @@ def prepare(spec: dict, workdir: Path) -> None:
         "sft": texts(n_sft),
         "chosen": chosen,
         "rejected": rejected,
-        "prompts": torch.randint(1, V - 1, (n_prompts, ppo["prompt_len"]), generator=g),
+        "prompts": tokens(n_prompts, ppo["prompt_len"]),
     }
     torch.save(data, workdir / "data.pt")
     (workdir / "spec.json").write_text(json.dumps(spec, indent=2))
+
+
+def _single_token_words(folder: Path) -> list[int]:
+    """The ids of SmolLM2's vocabulary that are one lower-case word with its leading space (" the") and encode back to
+    themselves alone: any sequence of them decodes to a text that encodes to the same ids (every word starts at a
+    space, where the pre-tokenizer splits), which DPOTrainer, taking text, needs. About 21,000 of the 49,152."""
+    import re
+
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    ids = [
+        i
+        for i in range(len(tok))
+        if re.fullmatch(r" [a-z]{3,}", text := tok.decode([i])) and tok.encode(text, add_special_tokens=False) == [i]
+    ]
+    if len(ids) < 1000:
+        raise SystemExit(f"{folder}: only {len(ids)} single-token words in its vocabulary; is it SmolLM2's?")
+    return ids
 
 
 def run_worker(python: str, side: str, measure: str, workdir: Path, timeout: int) -> dict:
@@ -372,13 +434,20 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _shapes_line(spec: dict) -> str:
-    m, p = spec["model"], spec["ppo"]
+    m, p, base = spec["model"], spec["ppo"], spec["base"]
+    if base:
+        model = f"{base['name']} with LoRA r{base['lora']['r']} (alpha {base['lora']['alpha']}) on every projection"
+    else:
+        model = (
+            f"GPT-2 {m['n_layer']} layers x {m['n_embd']} wide, {m['n_head']} heads, vocab {spec['vocab_size']}, "
+            f"block {m['block_size']}"
+        )
     return (
-        f"GPT-2 {m['n_layer']} layers x {m['n_embd']} wide, {m['n_head']} heads, vocab {spec['vocab_size']}, "
-        f"block {m['block_size']}; SFT {spec['sft']['batch_size']} x {spec['seq_len']} tokens; reward "
+        f"{model}; SFT {spec['sft']['batch_size']} x {spec['seq_len']} tokens; reward "
         f"{spec['reward']['batch_size']} pairs, DPO {spec['dpo']['batch_size']} pairs, of 2 x {spec['seq_len']} tokens "
         f"(prompt {spec['prompt_len']}); PPO {p['rollout_batch_size']} episodes, minibatch {p['minibatch_size']}, "
-        f"{p['ppo_epochs']} epochs, prompt {p['prompt_len']} + {p['max_new_tokens']} new tokens; "
+        f"{p['ppo_epochs']} epochs, prompt {p['prompt_len']} + {p['max_new_tokens']} new tokens"
+        f"{' (fixed length)' if p['fixed_length'] else ''}; "
         f"steps {spec['warmup']} + {spec['steps']} timed, PPO {spec['ppo_warmup']} + {spec['ppo_steps']} timed"
     )
 
@@ -489,6 +558,21 @@ def _alignops_imports() -> dict:
     return {"torch": torch.__version__, "lightning": lightning.__version__}
 
 
+def _backbone(spec: dict, workdir: Path):
+    """The initial weights as alignops loads them: the preset's GPT, or the real model as models.base.HFCausalLM."""
+    if spec["base"]:
+        from models.base import HFCausalLM
+
+        return HFCausalLM.from_folder(workdir / "base")
+    from models.gpt import GPT
+
+    return GPT.from_hf(workdir / "gpt")
+
+
+def _lora(spec: dict) -> dict | None:
+    return spec["base"]["lora"] if spec["base"] else None
+
+
 def _lightning_fit(module, loader, max_steps: int, grad_clip: float | None, clock: StepClock, precision: str):
     import lightning as L
 
@@ -552,7 +636,6 @@ def alignops_sft(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
     from alignops.config import OptimConfig
     from alignops.data.loaders import collate_right_pad, resumable_loader
     from bench._memory import cpu_peak_rss
-    from models.gpt import GPT
     from models.lm import IGNORE_INDEX, LMModule
 
     s, W, N = spec["sft"], spec["warmup"], spec["steps"]
@@ -566,7 +649,7 @@ def alignops_sft(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
             rows.append({"input_ids": ids, "labels": labels})
         collate = collate_right_pad(spec["pad_id"])
         module = LMModule.from_base(
-            GPT.from_hf(workdir / "gpt"), max_steps=W + N, optim=OptimConfig(lr=s["lr"], warmup_steps=1)
+            _backbone(spec, workdir), lora=_lora(spec), max_steps=W + N, optim=OptimConfig(lr=s["lr"], warmup_steps=1)
         )
         with torch.no_grad():
             initial_loss = module.loss(collate(rows[:B]))[0].item()
@@ -583,7 +666,6 @@ def alignops_reward(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
     from alignops.data.loaders import resumable_loader
     from alignops.data.preferences import collate_pairs
     from bench._memory import cpu_peak_rss
-    from models.gpt import GPT
     from models.reward import RewardModel, pairwise_loss
 
     s, W, N = spec["reward"], spec["warmup"], spec["steps"]
@@ -593,7 +675,8 @@ def alignops_reward(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
         rows = _pair_rows(spec, data, (W + N) * B)
         collate = collate_pairs(spec["pad_id"])
         rm = RewardModel.from_base(
-            GPT.from_hf(workdir / "gpt"),
+            _backbone(spec, workdir),
+            lora=_lora(spec),
             max_steps=W + N,
             center_coef=s["center_coef"],
             optim=OptimConfig(lr=s["lr"], warmup_steps=1, weight_decay=0.01, beta2=0.999),
@@ -616,7 +699,6 @@ def alignops_dpo(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
     from alignops.data.preferences import collate_pairs
     from bench._memory import cpu_peak_rss
     from models.dpo import DPOModel
-    from models.gpt import GPT
 
     s, W, N = spec["dpo"], spec["warmup"], spec["steps"]
     B, clock = s["batch_size"], StepClock()
@@ -625,7 +707,8 @@ def alignops_dpo(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
         rows = _pair_rows(spec, data, (W + N) * B)
         collate = collate_pairs(spec["pad_id"])
         dpo = DPOModel.from_base(
-            GPT.from_hf(workdir / "gpt"),
+            _backbone(spec, workdir),
+            lora=_lora(spec),
             beta=s["beta"],
             max_steps=W + N,
             optim=OptimConfig(lr=s["lr"], warmup_steps=1, weight_decay=0.0, beta2=0.999),
@@ -644,7 +727,6 @@ def alignops_ppo(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
 
     from alignops.data.loaders import collate_left_pad, resumable_loader
     from bench._memory import cpu_peak_rss
-    from models.gpt import GPT
     from models.ppo.health import HealthBounds
     from models.ppo.module import PPOConfig, PPOModule
     from models.reward import RewardModel
@@ -667,13 +749,16 @@ def alignops_ppo(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
             init_kl_coef=p["kl_coef"],
             lr=p["lr"],
             max_grad_norm=spec["grad_clip"],
+            fixed_length=p["fixed_length"],
         )
-        policy = GPT.from_hf(workdir / "gpt")
-        reward = RewardModel.from_base(GPT.from_hf(workdir / "gpt"))
+        policy = _backbone(spec, workdir)
+        reward = RewardModel.from_base(_backbone(spec, workdir))
         reward.head.load_state_dict(heads["reward"])
         # the checks still run every iteration; no bound stops a benchmark of random weights
         health = HealthBounds(max_kl=math.inf, max_approx_kl=math.inf, max_ratio=math.inf, min_response_length=0)
-        module = PPOModule(policy, copy.deepcopy(policy), reward.eval(), config, spec["eos_id"], spec["pad_id"], health)
+        module = PPOModule(
+            policy, copy.deepcopy(policy), reward.eval(), config, spec["eos_id"], spec["pad_id"], health, _lora(spec)
+        )
         module.value_head.load_state_dict(heads["value"])
         rows = [{"input_ids": ids} for ids in data["prompts"][: (W + N) * B]]
         loader = resumable_loader(
@@ -712,13 +797,20 @@ def _words(spec: dict) -> list[str]:
     return [special.get(i, f"w{i}") for i in range(V)]
 
 
-def _hf_tokenizer(spec: dict):
-    """A word-level tokenizer with one word per id (_words): the data are token ids already, and a text "w5 w17 <eos>"
-    encodes to exactly [5, 17, eos_id]. No hub download (there is no network). The special tokens' words must not be
+def _hf_tokenizer(spec: dict, workdir: Path):
+    """The real model's own tokenizer (pad <|endoftext|>, id 0), or for a preset's GPT a word-level tokenizer with
+    one word per id (_words): the data are token ids already, and a text "w5 w17 <eos>" encodes to exactly
+    [5, 17, eos_id]. No hub download (there is no network). The special tokens' words must not be
     a prefix of other words: transformers matches added tokens inside words ("t1" would split "t1240")."""
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+    if spec["base"]:
+        tok = AutoTokenizer.from_pretrained(str(workdir / "base"), local_files_only=True)
+        tok.pad_token = tok.convert_ids_to_tokens(spec["pad_id"])
+        if tok.eos_token_id != spec["eos_id"]:
+            raise RuntimeError(f"the base's EOS is {tok.eos_token_id}, the data's {spec['eos_id']}")
+        return tok
     words = _words(spec)
     tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="<pad>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
@@ -727,28 +819,47 @@ def _hf_tokenizer(spec: dict):
 
 def _hf_lm(spec: dict, workdir: Path):
     import torch
-    from transformers import GPT2LMHeadModel
+    from transformers import AutoModelForCausalLM, GPT2LMHeadModel
 
-    model = GPT2LMHeadModel.from_pretrained(workdir / "gpt", dtype=torch.float32)
+    if spec["base"]:
+        model = AutoModelForCausalLM.from_pretrained(workdir / "base", dtype=torch.float32)
+    else:
+        model = GPT2LMHeadModel.from_pretrained(workdir / "gpt", dtype=torch.float32)
     model.config.pad_token_id = model.generation_config.pad_token_id = spec["pad_id"]
     model.config.eos_token_id = model.generation_config.eos_token_id = spec["eos_id"]
     return model
 
 
 def _hf_scorer(spec: dict, workdir: Path, head: dict):
-    """GPT2ForSequenceClassification (one label) from the same backbone weights, its score layer = our ScalarHead's
-    weight (the head's bias is 0 at initialisation; HF's score layer has none)."""
+    """GPT2ForSequenceClassification (LlamaForSequenceClassification on the real model; one label) from the same
+    backbone weights, its score layer = our ScalarHead's weight (the head's bias is 0 at initialisation; HF's score
+    layer has none)."""
     import torch
-    from transformers import GPT2ForSequenceClassification
+    from transformers import AutoModelForSequenceClassification, GPT2ForSequenceClassification
 
-    model = GPT2ForSequenceClassification.from_pretrained(
-        workdir / "gpt", num_labels=1, pad_token_id=spec["pad_id"], dtype=torch.float32
-    )
+    if spec["base"]:
+        cls, folder = AutoModelForSequenceClassification, "base"
+    else:
+        cls, folder = GPT2ForSequenceClassification, "gpt"
+    model = cls.from_pretrained(workdir / folder, num_labels=1, pad_token_id=spec["pad_id"], dtype=torch.float32)
     if head["linear.bias"].abs().max() != 0:
         raise ValueError("the reward/value head's bias is not 0: HF's score layer has no bias to hold it")
     with torch.no_grad():
         model.score.weight.copy_(head["linear.weight"])
     return model
+
+
+def _peft(spec: dict, task_type: str):
+    """peft's LoraConfig of the real model's adapters (alignops' REAL_LORA), or None (full fine-tuning)."""
+    if not spec["base"]:
+        return None
+    from peft import LoraConfig
+
+    lora = spec["base"]["lora"]
+    return LoraConfig(
+        r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=0.0, target_modules=REAL_TARGETS, bias="none",
+        task_type=task_type,
+    )  # fmt: skip
 
 
 def _trl_common(spec: dict, workdir: Path, max_steps: int, lr: float, batch_size: int) -> dict:
@@ -819,8 +930,9 @@ def trl_sft(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
             model=_hf_lm(spec, workdir),
             args=args,
             train_dataset=dataset,
-            processing_class=_hf_tokenizer(spec),
+            processing_class=_hf_tokenizer(spec, workdir),
             callbacks=[_hf_clock(clock)],
+            peft_config=_peft(spec, "CAUSAL_LM"),
         )
         _quiet(trainer)
         with torch.no_grad():
@@ -857,8 +969,9 @@ def trl_reward(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
             model=_hf_scorer(spec, workdir, heads["reward"]),
             args=args,
             train_dataset=dataset,
-            processing_class=_hf_tokenizer(spec),
+            processing_class=_hf_tokenizer(spec, workdir),
             callbacks=[_hf_clock(clock)],
+            peft_config=_peft(spec, "SEQ_CLS"),  # SEQ_CLS: the score layer trains whole, as alignops' head
         )
         _quiet(trainer)
         with torch.no_grad():
@@ -880,19 +993,24 @@ def trl_dpo(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
     B, clock, P = s["batch_size"], StepClock(), spec["prompt_len"]
     clock.load_before = round(os.getloadavg()[0], 2)
 
-    vocab = _words(spec)
+    if spec["base"]:  # the words of _single_token_words: each starts with its space, so the ids split anywhere
+        tokenizer = _hf_tokenizer(spec, workdir)
+        words, gap = tokenizer.decode, ""
+    else:
+        vocab = _words(spec)
 
-    def words(ids: list[int]) -> str:
-        return " ".join(vocab[i] for i in ids)
+        def words(ids: list[int]) -> str:
+            return " ".join(vocab[i] for i in ids)
 
+        gap = " "
     with cpu_peak_rss() as rss:
         n = (W + N) * B
         chosen, rejected = data["chosen"][:n].tolist(), data["rejected"][:n].tolist()
-        # DPOTrainer tokenizes text itself: the same ids as words; prompt + " " + response splits where the ids do,
+        # DPOTrainer tokenizes text itself: the same ids as words; prompt + gap + response splits where the ids do,
         # and every response already ends with the EOS word, so TRL adds no EOS of its own
         dataset = Dataset.from_dict(
             {
-                "prompt": [words(c[:P]) + " " for c in chosen],
+                "prompt": [words(c[:P]) + gap for c in chosen],
                 "chosen": [words(c[P:]) for c in chosen],
                 "rejected": [words(r[P:]) for r in rejected],
             }
@@ -900,11 +1018,12 @@ def trl_dpo(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
         args = DPOConfig(**_trl_common(spec, workdir, W + N, s["lr"], B), beta=s["beta"], max_length=spec["seq_len"])
         trainer = DPOTrainer(
             model=_hf_lm(spec, workdir),
-            ref_model=_hf_lm(spec, workdir),
+            ref_model=None if spec["base"] else _hf_lm(spec, workdir),  # with peft: the policy, adapters off
             args=args,
             train_dataset=dataset,
-            processing_class=_hf_tokenizer(spec),
+            processing_class=_hf_tokenizer(spec, workdir),
             callbacks=[_hf_clock(clock)],
+            peft_config=_peft(spec, "CAUSAL_LM"),
         )
         _quiet(trainer)
         first = trainer.train_dataset[0]
@@ -961,14 +1080,15 @@ def trl_ppo(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
         policy.generate = recorded_generate
         trainer = PPOTrainer(
             args=args,
-            processing_class=_hf_tokenizer(spec),
+            processing_class=_hf_tokenizer(spec, workdir),
             model=policy,
-            ref_model=_hf_lm(spec, workdir),
+            ref_model=None if spec["base"] else _hf_lm(spec, workdir),  # with peft: the policy, adapters off
             reward_model=_hf_scorer(spec, workdir, heads["reward"]),
             value_model=_hf_scorer(spec, workdir, heads["value"]),
             train_dataset=dataset,
             eval_dataset=dataset,
             callbacks=[_hf_clock(clock)],
+            peft_config=_peft(spec, "CAUSAL_LM"),
         )
         _quiet(trainer)
         trainer.train()
