@@ -54,7 +54,6 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 
 MEASURES = ("sft", "reward", "ppo", "dpo")
-REAL_LORA = {"r": 8, "alpha": 16}  # configs/smollm2.yaml's lora sections (dropout 0, the default)
 REAL_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]  # peft's "all-linear"
 REAL_SEQ_LEN, REAL_BLOCK = 128, 8192  # tokens per SFT text / pair side on the real model; its context
 SMOLLM2_VOCAB, SMOLLM2_EOS = 49152, 2
@@ -137,7 +136,7 @@ def build_spec(args: argparse.Namespace) -> dict:
     spec = {
         "preset": preset,
         # base: the real model (prepare() links its folder into the workdir); model: the preset's GPT otherwise
-        "base": {"name": args.base, "lora": REAL_LORA} if args.base else None,
+        "base": {"name": args.base, "lora": {"r": cfg.sft.lora.r, "alpha": cfg.sft.lora.alpha}} if args.base else None,
         "model": None if args.base else dict(n_layer=m.n_layer, n_head=m.n_head, n_embd=m.n_embd, block_size=block),
         "vocab_size": SMOLLM2_VOCAB if args.base else cfg.tokenizer.vocab_size,
         "pad_id": 0,  # the data never contain it (SmolLM2: <|endoftext|>)
@@ -850,7 +849,7 @@ def _hf_scorer(spec: dict, workdir: Path, head: dict):
 
 
 def _peft(spec: dict, task_type: str):
-    """peft's LoraConfig of the real model's adapters (alignops' REAL_LORA), or None (full fine-tuning)."""
+    """peft's LoraConfig of the real model's adapters (the preset's sft.lora, as alignops'), or None."""
     if not spec["base"]:
         return None
     from peft import LoraConfig

@@ -103,16 +103,20 @@ def shared_prefix_hidden_states(
     N, T = ids.shape
     lengths = attention_mask.long().sum(1)
     shared = torch.minimum(shared.long(), lengths - 1).clamp(min=0)
-    groups: dict[tuple[int, ...], int] = {}
-    keys = [tuple(ids[i, : int(n)].tolist()) for i, n in enumerate(shared)]
-    group = torch.tensor([groups.setdefault(k, len(groups)) for k in keys], device=ids.device)
+    keys = [tuple(ids[i, :n].tolist()) for i, n in enumerate(shared.tolist())]
+    groups: dict[tuple[int, ...], int] = {}  # prefix -> its group
+    firsts: list[int] = []  # a row of each group, in group order
+    for i, key in enumerate(keys):
+        if key not in groups:
+            groups[key] = len(firsts)
+            firsts.append(i)
+    group = torch.tensor([groups[key] for key in keys], device=ids.device)
     P = int(shared.max()) if N else 0
     R = int((lengths - shared).max()) if N else 0
     # the prefixes are left-padded to P and the rest right-padded to R: P + R positions, more than T when the longest
     # prompt and the longest response are different rows; the backbone's length checks count padded positions
     if P == 0 or len(groups) == N or P + R > T:
         return model.hidden_states(ids, attention_mask=attention_mask), attention_mask, torch.zeros_like(lengths)
-    firsts = [keys.index(k) for k in groups]  # one row per group, in group order
     prefix_len = shared[firsts]
     cols = torch.arange(P, device=ids.device)
     prefix_mask = (cols >= P - prefix_len.unsqueeze(1)).long()  # (G, P), left-padded: the cache ends at P

@@ -41,7 +41,7 @@ from torch import Tensor
 from torchmetrics import MeanMetric
 
 from models.base import CausalLM, as_spec, build_backbone, shared_prefix_hidden_states
-from models.lm import IGNORE_INDEX, BackboneModule, resolve_lora, resolve_optim, with_lora
+from models.lm import IGNORE_INDEX, BackboneModule, prompt_lengths, resolve_lora, resolve_optim, with_lora
 from models.ppo.rollout import logprobs_of
 
 
@@ -61,10 +61,10 @@ def response_logprob(model: CausalLM, ids: Tensor, mask: Tensor, labels: Tensor)
     the prompt is what comes before the first labelled token, its last token kept with the response (it predicts
     the response's first). The same log-probs as one forward over all rows, from fewer tokens."""
     T = ids.size(1)
-    cols = torch.arange(T, device=ids.device)
-    prompt_len = torch.where(labels != IGNORE_INDEX, cols, T).amin(dim=1)
-    hidden, suffix_mask, start = shared_prefix_hidden_states(model, ids, mask, prompt_len - 1)
-    at = (start.unsqueeze(1) + cols[: hidden.size(1)]).clamp(max=T - 1)  # each suffix position's place in its row
+    hidden, suffix_mask, start = shared_prefix_hidden_states(model, ids, mask, prompt_lengths(labels) - 1)
+    at = (start.unsqueeze(1) + torch.arange(hidden.size(1), device=ids.device)).clamp(
+        max=T - 1
+    )  # each suffix position's place in its row
     suffix_labels = labels.gather(1, at).masked_fill(suffix_mask == 0, IGNORE_INDEX)
     return sequence_logprob(model.lm_head(hidden), suffix_labels)
 

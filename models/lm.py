@@ -57,6 +57,13 @@ from models.lora import apply_lora, has_lora, load_base_weights, merge_lora
 IGNORE_INDEX = -100
 
 
+def prompt_lengths(labels: Tensor) -> Tensor:
+    """Tokens before each row's first labelled one (B,): its prompt, with labels -100 on prompt and padding; a row
+    with no label gets T."""
+    T = labels.size(1)
+    return torch.where(labels != IGNORE_INDEX, torch.arange(T, device=labels.device), T).amin(dim=1)
+
+
 def resolve_optim(optim: Any, max_steps: int) -> dict[str, Any]:
     """The optimizer settings as a checked plain dict (an OptimConfig, its dict, or None for its defaults): what
     save_hyperparameters stores."""

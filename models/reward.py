@@ -33,7 +33,7 @@ from torchmetrics import CatMetric, MeanMetric
 
 from models.base import as_spec, build_backbone, shared_prefix_hidden_states
 from models.heads import ScalarHead, last_token
-from models.lm import IGNORE_INDEX, BackboneModule, freeze_unread_lm_head, resolve_lora, resolve_optim, with_lora
+from models.lm import BackboneModule, freeze_unread_lm_head, prompt_lengths, resolve_lora, resolve_optim, with_lora
 
 
 def pairwise_loss(
@@ -134,9 +134,8 @@ class RewardModel(BackboneModule):
             return self(rows[:, :T], rows[:, T:])[which].chunk(2)
         # the pairs' prompts run once each: a prompt's tokens are those before the first labelled (response) one
         labels = torch.cat([batch["chosen_labels"], batch["rejected_labels"]])
-        first = torch.where(labels != IGNORE_INDEX, torch.arange(T, device=ids.device), T).amin(dim=1)
         prompt_len = torch.zeros(rows.size(0), dtype=torch.long, device=ids.device).scatter_reduce(
-            0, which, first, reduce="amin", include_self=False
+            0, which, prompt_lengths(labels), reduce="amin", include_self=False
         )  # a distinct text's prompt length (its copies agree on it but for truncation: the shortest then)
         hidden, mask, _ = shared_prefix_hidden_states(self.model, rows[:, :T], rows[:, T:], prompt_len)
         return self.head(last_token(hidden, mask)).float()[which].chunk(2)
