@@ -1,7 +1,8 @@
-"""Reward-model training on whole rankings, three ways: one forward per pair side (each pair's chosen and rejected
+"""Reward-model training on whole rankings, four ways: one forward per pair side (each pair's chosen and rejected
 texts run as their own rows: what a pairwise trainer such as TRL's RewardTrainer does, and what this project did
-first); one forward per distinct response (InstructGPT's K passes per ranking of K); and that with each ranking's
-prompt run once, its K responses continuing from its KV cache (models.reward.RewardModel.pair_rewards today).
+first); one forward per distinct response (InstructGPT's K passes per ranking of K); that with each ranking's
+prompt run once, its K responses continuing from its KV cache (models.reward.RewardModel.pair_rewards); and that
+with the frozen weights cast to bf16 once for the run (RewardModel.training_step today).
 The real base (SmolLM2-135M-Instruct, LoRA r8) on the real rankings (the English VADER ones the smollm2 preset
 trains on), batched as the reward stage batches them (reward.batch_by_ranking: batch_size whole rankings with all
 their pairs, the train split's empty negatives included). One JSON object per (way, precision).
@@ -42,7 +43,20 @@ def distinct_texts(rm, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, to
     return rm.pair_rewards({k: v for k, v in batch.items() if not k.endswith("_labels")})
 
 
-WAYS = {"per_pair_side": per_pair_side, "distinct_texts": distinct_texts, "shared_prompts": None}
+def shared_prompts(rm, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each prompt once too, the frozen LoRA base re-cast to bf16 at every forward (autocast's own casts)."""
+    return rm.pair_rewards(batch)
+
+
+def cast_once(rm, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """shared_prompts with the frozen weights' casts made once for the run, as RewardModel.training_step does
+    (BackboneModule.frozen_weights_cast)."""
+    with rm.frozen_weights_cast():
+        return rm.pair_rewards(batch)
+
+
+WAYS = {"per_pair_side": per_pair_side, "distinct_texts": distinct_texts, "shared_prompts": shared_prompts,
+        "shared_prompts_cast_once": cast_once}  # fmt: skip
 
 
 def measure(rm, batches: list, rewards, precision: str, device: torch.device) -> dict:
@@ -109,7 +123,6 @@ def main() -> None:
     ]
     for precision in args.precisions:
         for way, rewards in WAYS.items():
-            rewards = rewards or RewardModel.pair_rewards
             torch.manual_seed(0)
             lora = LoraConfig(r=args.lora_r, alpha=2.0 * args.lora_r).model_dump()
             rm = RewardModel.from_base(HFCausalLM.from_folder(folder), lora=lora).to(device).eval()  # no dropout

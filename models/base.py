@@ -98,8 +98,8 @@ def shared_prefix_hidden_states(
     all rows (causal attention: a prefix's states do not depend on what follows it), with fewer tokens; its
     gradient sums over the rows that read it. At least a row's last token stays out of the prefix, so every row
     has a hidden state of its own to read (a reward at its last token, the logit of its first response token).
-    Nothing shared (or no row longer than 1), or the padded prefix + rest longer than T: one plain forward, start
-    all 0."""
+    Nothing shared (or no row longer than 1), the padded prefix + rest longer than the model's positions, or no
+    fewer positions to run (G * P + N * R against N * T): one plain forward, start all 0."""
     N, T = ids.shape
     lengths = attention_mask.long().sum(1)
     shared = torch.minimum(shared.long(), lengths - 1).clamp(min=0)
@@ -113,9 +113,11 @@ def shared_prefix_hidden_states(
     group = torch.tensor([groups[key] for key in keys], device=ids.device)
     P = int(shared.max()) if N else 0
     R = int((lengths - shared).max()) if N else 0
-    # the prefixes are left-padded to P and the rest right-padded to R: P + R positions, more than T when the longest
-    # prompt and the longest response are different rows; the backbone's length checks count padded positions
-    if P == 0 or len(groups) == N or P + R > T:
+    # the prefixes are left-padded to P and the rest right-padded to R: P + R positions a row, more than T when the
+    # longest prompt and the longest response are different rows (the backbone's length check counts padded
+    # positions); worth it while the G prefix rows and N suffix rows run fewer positions than the N plain ones
+    G, width = len(groups), P + R
+    if P == 0 or G == N or width > model.max_positions or G * P + N * R >= N * T:
         return model.hidden_states(ids, attention_mask=attention_mask), attention_mask, torch.zeros_like(lengths)
     prefix_len = shared[firsts]
     cols = torch.arange(P, device=ids.device)
@@ -125,7 +127,7 @@ def shared_prefix_hidden_states(
     cols = torch.arange(R, device=ids.device)
     suffix_mask = (cols < (lengths - shared).unsqueeze(1)).long()  # (N, R), right-padded
     suffix_ids = ids.gather(1, (shared.unsqueeze(1) + cols).clamp(max=T - 1)) * suffix_mask
-    cache = model.new_cache(len(groups), P + R)
+    cache = model.new_cache(G, width)
     model.hidden_states(prefix_ids, attention_mask=prefix_mask, kv_cache=cache)
     cache.reorder(group)  # row i continues from its group's prefix
     full_mask = torch.cat([prefix_mask[group], suffix_mask], dim=1)

@@ -156,7 +156,8 @@ class DistillModel(BackboneModule):
         return distill_loss(self(ids, mask), teacher, batch["labels"], mask, temperature or hp.temperature, hp.alpha)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        loss, stats = self.loss(batch)
+        with self.frozen_weights_cast():
+            loss, stats = self.loss(batch)
         n = batch["input_ids"].size(0)
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
         self.log("train/kl", stats["kl"], batch_size=n)

@@ -169,7 +169,8 @@ class DPOModel(BackboneModule):
         return dpo_loss(*self.pair_logps(batch), hp.beta, batch.get("weight"), hp.label_smoothing)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        loss, stats = self.loss(batch)
+        with self.frozen_weights_cast():
+            loss, stats = self.loss(batch)
         n = batch["chosen_ids"].size(0)
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
         self.log("train/accuracy", stats["rewards/accuracy"], batch_size=n)

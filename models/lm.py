@@ -29,6 +29,7 @@ or dtype: Trainer(accelerator=..., precision=...) decides (bf16-mixed included; 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import random
 import time
@@ -51,6 +52,7 @@ from torchmetrics.classification import (
 
 from models import optim as optimizers
 from models.base import CausalLM, as_spec, backbone_spec, build_backbone
+from models.generation import CastCache, autocast_weights
 from models.heads import ClassificationHead, last_token
 from models.lora import apply_lora, has_lora, load_base_weights, merge_lora
 
@@ -107,6 +109,19 @@ class BackboneModule(L.LightningModule):
         super().__init__()
         self._compiled = False
         self._rng_to_restore: dict[str, Any] | None = None
+        self._frozen_casts = CastCache()
+
+    def frozen_weights_cast(self) -> contextlib.AbstractContextManager:
+        """Wraps each step: under autocast (bf16-mixed) every frozen Linear weight (LoRA base layers, a frozen
+        reference or teacher) is swapped for its bf16 cast, made once for the whole fit, not at every forward
+        (models.generation.autocast_weights with a CastCache). Autocast re-casts a frozen weight at each call, and a
+        step makes several: the reward model's prompt and response forwards, DPO's policy and reference (SmolLM2:
+        about 0.1 s a cast). A no-op outside autocast, and under FSDP, whose flat parameters own the Linears'."""
+        from lightning.pytorch.strategies import FSDPStrategy
+
+        if self._trainer is not None and isinstance(self.trainer.strategy, FSDPStrategy):
+            return contextlib.nullcontext()
+        return autocast_weights(self, cache=self._frozen_casts)
 
     @classmethod
     def from_base(cls, model: CausalLM, dropout: float | None = None, **hparams: Any) -> BackboneModule:
@@ -170,10 +185,12 @@ class BackboneModule(L.LightningModule):
     # Validation and test share one code path: each subclass accumulates a batch in _eval_step(batch, stage) and
     # logs the whole set's figures in _log_eval(stage), stage being "val" or "test".
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "val")
+        with self.frozen_weights_cast():
+            self._eval_step(batch, "val")
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "test")
+        with self.frozen_weights_cast():
+            self._eval_step(batch, "test")
 
     def on_validation_epoch_end(self) -> None:
         self._log_eval("val")
@@ -249,7 +266,8 @@ class LMModule(BackboneModule):
         return batch
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        loss, _ = self.loss(batch)
+        with self.frozen_weights_cast():
+            loss, _ = self.loss(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].size(0))
         self._log_lr()
         return loss
@@ -321,7 +339,8 @@ class ClassifierModule(BackboneModule):
         return self.head(last_token(hidden, attention_mask)).float()
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        loss = F.cross_entropy(self(batch["input_ids"], batch["attention_mask"]), batch["label"])
+        with self.frozen_weights_cast():
+            loss = F.cross_entropy(self(batch["input_ids"], batch["attention_mask"]), batch["label"])
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["label"].size(0))
         self._log_lr()
         return loss

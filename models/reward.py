@@ -145,7 +145,8 @@ class RewardModel(BackboneModule):
         return {"targets" if self.hparams.soft_targets else "weights": batch["weight"]}
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        chosen, rejected = self.pair_rewards(batch)
+        with self.frozen_weights_cast():
+            chosen, rejected = self.pair_rewards(batch)
         hp = self.hparams
         loss = pairwise_loss(chosen, rejected, margin=hp.margin, center_coef=hp.center_coef, **self._agreement(batch))
         n = chosen.size(0)

@@ -71,7 +71,8 @@ class TokenTagger(BackboneModule):
         return F.cross_entropy(logits.flatten(0, 1), batch["labels"].flatten(), ignore_index=IGNORE_INDEX), logits
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        loss, _ = self.loss(batch)
+        with self.frozen_weights_cast():
+            loss, _ = self.loss(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].size(0))
         self._log_lr()
         return loss

@@ -65,8 +65,9 @@ Design choices:
   Trainer(accelerator=..., precision=...) decides.
 - Speed under bf16 autocast (bench/rlhf.py --base smollm2: one experiment iteration on SmolLM2 with LoRA, 16
   prompts x 24 tokens, 10.0-10.4 s -> 6.8-7.3 s): sampling folds the LoRA adapters into weights cast to bf16 once
-  per call (models.generation.autocast_weights); the scoring forwards and the update cast the frozen weights
-  (LoRA base, reference, reward model) once rather than at each forward; the response logits are one 2-D matmul
+  per call (models.generation.autocast_weights); the scoring forwards and the update read the frozen weights
+  (LoRA base, reference, reward model) cast once for the whole run (BackboneModule.frozen_weights_cast's CastCache),
+  not at each forward; the response logits are one 2-D matmul
   with the temperature applied before it and EOS suppressed in place, read through one log-softmax.
 - Exact resume: the checkpoint carries the global RNG states (models.lm.BackboneModule) and the KL controller's beta;
   each iteration draws its sampling seed and minibatch order from the global CPU RNG, so a resumed run samples the
@@ -324,7 +325,7 @@ class PPOModule(BackboneModule):
         full_mask = torch.cat([attention_mask, mask.to(attention_mask.dtype)], dim=1)  # (B, P + N)
 
         logp, values, ref_logp = [], [], []
-        with self._frozen_weights_cast():
+        with self._scoring_casts():
             for i in range(0, B, cfg.minibatch_size):  # in minibatches: the (b, N, V) float32 logits bound memory
                 seqs, m = sequences[i : i + cfg.minibatch_size], full_mask[i : i + cfg.minibatch_size]
                 logprobs, hidden = self._response_logprobs(self.model, seqs, m, P)
@@ -365,8 +366,8 @@ class PPOModule(BackboneModule):
         optimizer = self.optimizers()
         P = r.prompt_len
         per_step = []
-        # the policy's frozen weights (LoRA base layers) cast once for the update, not at every forward
-        with autocast_weights(self.model, keep=[self.model.lm_head]):
+        # the policy's frozen weights (LoRA base layers) read as casts made once for the run, not at every forward
+        with autocast_weights(self.model, keep=[self.model.lm_head], cache=self._frozen_casts):
             for _ in range(cfg.ppo_epochs):
                 order = torch.randperm(r.sequences.size(0)).to(r.sequences.device)  # global CPU RNG, as the seed
                 for rows in order.split(cfg.minibatch_size):
@@ -421,15 +422,16 @@ class PPOModule(BackboneModule):
                 logits[:, self.eos_id] = torch.finfo(logits.dtype).min
             return logits.view(B, N, -1).log_softmax(dim=-1), hidden
 
-    def _frozen_weights_cast(self) -> contextlib.ExitStack:
-        """The rollout's forwards with every frozen Linear weight (the reference's, the reward model's, the policy's
-        LoRA base layers) cast to the autocast dtype once, not at each forward (models.generation.autocast_weights);
-        the lm_heads stay float32, read in float32 by _response_logprobs (or, the reward model's, not read)."""
-        stack = contextlib.ExitStack()
-        stack.enter_context(autocast_weights(self.model, keep=[self.model.lm_head]))
-        stack.enter_context(autocast_weights(self.reference, keep=[self.reference.lm_head]))
+    def _scoring_casts(self) -> contextlib.ExitStack:
+        """The rollout's scoring forwards with every frozen Linear weight (the reference's, the reward model's, the
+        policy's LoRA base layers) in the autocast dtype, cast once for the run (models.generation.autocast_weights,
+        the module's CastCache), not at each forward; the lm_heads stay float32, read in float32 by
+        _response_logprobs (or, the reward model's, not read). PPO's own frozen_weights_cast, the lm_heads kept."""
+        stack, cache = contextlib.ExitStack(), self._frozen_casts  # kept for the run: the weights never change
+        stack.enter_context(autocast_weights(self.model, keep=[self.model.lm_head], cache=cache))
+        stack.enter_context(autocast_weights(self.reference, keep=[self.reference.lm_head], cache=cache))
         if isinstance(self.reward, RewardModel):
-            stack.enter_context(autocast_weights(self.reward, keep=[self.reward.model.lm_head]))
+            stack.enter_context(autocast_weights(self.reward, keep=[self.reward.model.lm_head], cache=cache))
         return stack
 
     def _score(self, sequences: Tensor, attention_mask: Tensor) -> Tensor:

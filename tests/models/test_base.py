@@ -135,6 +135,11 @@ def test_shared_prefixes_run_once_with_the_states_and_gradients_of_one_forward(s
     # prefix is A's first 4: a group of its own), left-padded to 5; then all 6 rows' remaining tokens
     assert seen == [(4, 5), (6, hidden.size(1))]
     assert start.tolist() == [5, 5, 4, 3, 3, 4]
+    _assert_one_forwards(model, ids, mask, hidden, suffix_mask, start)
+
+
+def _assert_one_forwards(model, ids, mask, hidden, suffix_mask, start) -> None:
+    """shared_prefix_hidden_states' states and their gradients equal one plain forward's at the same positions."""
     torch.manual_seed(1)
     weight = torch.randn(hidden.size(-1))
     (hidden * weight).sum(-1).mul(suffix_mask).sum().backward()
@@ -154,15 +159,40 @@ def test_shared_prefixes_run_once_with_the_states_and_gradients_of_one_forward(s
             torch.testing.assert_close(grads[name], p.grad, atol=1e-5, rtol=1e-4, msg=name)
 
 
+@pytest.mark.parametrize("shape", ["gpt", "llama"])
+def test_rows_longer_padded_than_the_batch_still_share_when_that_runs_fewer_positions(shape: str) -> None:
+    """The longest prompt and the longest response in different rows: the left-padded prefixes plus the
+    right-padded rest (5 + 5) are longer than the rows (7), yet 2 x 5 + 9 x 5 positions are fewer than 9 x 7."""
+    from models.base import shared_prefix_hidden_states
+
+    torch.manual_seed(0)
+    if shape == "gpt":
+        model = GPT(GPTConfig(vocab_size=VOCAB, n_layer=2, n_head=2, n_embd=32, block_size=10)).eval()
+    else:
+        model = HFCausalLM(tiny_model(shape))
+    g = torch.Generator().manual_seed(5)
+    a, b = torch.randint(3, VOCAB, (5,), generator=g).tolist(), torch.randint(3, VOCAB, (2,), generator=g).tolist()
+    rows = [a + torch.randint(3, VOCAB, (1 + i % 2,), generator=g).tolist() for i in range(8)]
+    rows.append(b + torch.randint(3, VOCAB, (5,), generator=g).tolist())
+    ids = torch.tensor([row + [0] * (7 - len(row)) for row in rows])
+    mask = torch.tensor([[1] * len(row) + [0] * (7 - len(row)) for row in rows])
+    hidden, suffix_mask, start = shared_prefix_hidden_states(model, ids, mask, torch.tensor([5] * 8 + [2]))
+    assert hidden.shape[:2] == (9, 5) and start.tolist() == [5] * 8 + [2]
+    _assert_one_forwards(model, ids, mask, hidden, suffix_mask, start)
+
+
 def test_nothing_shared_is_one_plain_forward() -> None:
-    """Distinct prompts, no prompts, or a padded prefix + rest longer than the rows (the longest prompt and the
-    longest response in different rows, which the backbone's block_size would refuse): one plain forward."""
+    """Distinct prompts, no prompts, a padded prefix + rest longer than the backbone's positions (block_size 9
+    against 5 + 6), or sharing that would run as many positions as the rows: one plain forward."""
     from models.base import shared_prefix_hidden_states
 
     model = GPT(GPTConfig(vocab_size=VOCAB, n_layer=1, n_head=2, n_embd=16, block_size=9)).eval()
     ids, mask, shared = _shared_rows(extra=0)
     hidden, out_mask, start = shared_prefix_hidden_states(model, ids, mask, shared)
     assert hidden.shape == (6, 9, 16) and torch.equal(out_mask, mask) and start.tolist() == [0] * 6
+    roomy = GPT(GPTConfig(vocab_size=VOCAB, n_layer=1, n_head=2, n_embd=16, block_size=32)).eval()
+    hidden, out_mask, start = shared_prefix_hidden_states(roomy, ids, mask, shared)
+    assert hidden.shape == (6, 9, 16) and start.tolist() == [0] * 6  # 4 x 5 + 6 x 6 positions against 6 x 9
     rows = [0, 3, 5]  # three different prompts
     for prefix_len in (shared[rows], torch.zeros(3, dtype=torch.long)):
         hidden, out_mask, start = shared_prefix_hidden_states(model, ids[rows], mask[rows], prefix_len)

@@ -270,8 +270,8 @@ def test_bf16_mixed_with_lora_trains_as_with_a_weight_cast_per_forward(tmp_path:
     real = ppo_module.autocast_weights
 
     @contextlib.contextmanager
-    def spy(model, keep=()):
-        with real(model, keep):
+    def spy(model, keep=(), **kw):
+        with real(model, keep, **kw):
             casts_seen.append(any(p.dtype == torch.bfloat16 for p in model.parameters()))
             yield
 
@@ -279,7 +279,7 @@ def test_bf16_mixed_with_lora_trains_as_with_a_weight_cast_per_forward(tmp_path:
         if cast_once:
             monkeypatch.setattr(ppo_module, "autocast_weights", spy)
         else:  # the oracle, PPO as before: autocast casts every frozen weight at each forward (sampling unchanged)
-            monkeypatch.setattr(ppo_module, "autocast_weights", lambda model, keep=(): contextlib.nullcontext())
+            monkeypatch.setattr(ppo_module, "autocast_weights", lambda model, keep=(), **kw: contextlib.nullcontext())
         torch.manual_seed(1)
         rm = RewardModel(GPTConfig(vocab_size=V, block_size=32, n_layer=1, n_head=2, n_embd=16))
         policy = tiny_gpt(0)
