@@ -129,17 +129,20 @@ def reward_against_kl(curves: Mapping[str, Sequence[tuple[float, float]]], rows:
     (right; rows of alignops.evaluation.continuations), the independent judge beside what was optimised."""
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for i, (name, points) in enumerate(curves.items()):
-        left.plot([k for k, _ in points], [r for _, r in points], marker=".", color=_COLORS[i % 4], label=name)
+    # one colour per arm (an arm's curve and its points share it): the 10 of matplotlib's cycle, as a full run has
+    # 6 arms (4 colours gave the shuffled control the first seed's)
+    color = {name: f"C{i % 10}" for i, name in enumerate(dict.fromkeys([*curves, *(r["name"] for r in rows)]))}
+    for name, points in curves.items():
+        left.plot([k for k, _ in points], [r for _, r in points], marker=".", color=color[name], label=name)
     left.set(xlabel="KL to SFT (nats, training)", ylabel="reward-model score (training)", title="over training")
-    for i, row in enumerate(rows):
+    for row in rows:
         right.scatter(
-            row["kl"], row.get("win_rate/vader", float("nan")), color=_COLORS[i % 4], label=f"{row['name']} VADER"
+            row["kl"], row.get("win_rate/vader", float("nan")), color=color[row["name"]], label=f"{row['name']} VADER"
         )
         right.scatter(
             row["kl"],
             row.get("win_rate/afinn", float("nan")),
-            color=_COLORS[i % 4],
+            color=color[row["name"]],
             marker="x",
             label=f"{row['name']} AFINN",
         )
