@@ -40,6 +40,7 @@ import lightning as L
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from lightning.pytorch.strategies import FSDPStrategy
 from torch import Tensor
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import (
@@ -116,12 +117,15 @@ class BackboneModule(L.LightningModule):
         reference or teacher) is swapped for its bf16 cast, made once for the whole fit, not at every forward
         (models.generation.autocast_weights with a CastCache). Autocast re-casts a frozen weight at each call, and a
         step makes several: the reward model's prompt and response forwards, DPO's policy and reference (SmolLM2:
-        about 0.1 s a cast). A no-op outside autocast, and under FSDP, whose flat parameters own the Linears'."""
-        from lightning.pytorch.strategies import FSDPStrategy
-
+        about 0.1 s a cast). A no-op outside autocast, and under FSDP, whose flat parameters own the Linears'. The
+        casts are dropped when the fit ends (on_fit_end), so the module does not carry them into export and
+        evaluation."""
         if self._trainer is not None and isinstance(self.trainer.strategy, FSDPStrategy):
             return contextlib.nullcontext()
         return autocast_weights(self, cache=self._frozen_casts)
+
+    def on_fit_end(self) -> None:
+        self._frozen_casts.clear()  # one bf16 copy of the frozen weights: needed while training only
 
     @classmethod
     def from_base(cls, model: CausalLM, dropout: float | None = None, **hparams: Any) -> BackboneModule:

@@ -64,6 +64,7 @@ def test_a_bf16_fit_casts_each_frozen_weight_once_and_trains_as_before(make, cpu
     def fit(module):
         cpu_trainer(max_steps=4, precision="bf16-mixed", num_sanity_val_steps=0).fit(module, data, data)
         assert all(p.dtype == torch.float32 for p in module.parameters())  # every original back in place
+        assert len(module._frozen_casts) == 0  # the bf16 copies are dropped with the fit
         return {k: v.clone() for k, v in module.state_dict().items()}
 
     once = fit(module := make())
@@ -80,7 +81,8 @@ def test_a_bf16_fit_casts_each_frozen_weight_once_and_trains_as_before(make, cpu
 
 def test_without_autocast_nothing_is_cast(cpu_trainer, monkeypatch) -> None:
     casts = []
-    monkeypatch.setattr(generation, "_cast", lambda p, dtype: casts.append(p))
+    real_cast = generation._cast
+    monkeypatch.setattr(generation, "_cast", lambda p, dtype: casts.append(p) or real_cast(p, dtype))
     module = LMModule.from_base(GPT(CONFIG), lora=LORA, max_steps=2, optim=OPTIM)
     batch = {"input_ids": torch.randint(1, 16, (2, 8)), "labels": torch.randint(1, 16, (2, 8))}
     before = copy.deepcopy(module.state_dict())
