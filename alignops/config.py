@@ -525,6 +525,12 @@ class ExperimentConfig(_Config):
         "the experiment's short runs and its reward scale need their own. Sampling (temperature, max_new_tokens, "
         "fixed_length), method and control come from the experiment and its arms, not from here.",
     )
+    second_ppo: dict[str, Any] = Field(
+        {},
+        description="Fields of the ppo section the second method's arm trains with over experiment.ppo's, e.g. "
+        "{lr: 2.5e-4}: a group method's advantages are scaled otherwise than PPO's, so the same step size can move "
+        "it further (validated like experiment.ppo).",
+    )
     min_reward_agreement: float = Field(
         0.5,
         ge=0,

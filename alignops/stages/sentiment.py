@@ -97,12 +97,13 @@ def reward_config(cfg: PipelineConfig, sft_uri: str) -> PipelineConfig:
     return experiment_config(cfg).model_copy(update={"reward": _section(cfg.reward, fields, "reward")})
 
 
-def _section(section, fields: dict[str, Any], name: str):
-    """`fields` validated as a section of `section`'s type: a field experiment.<name> misspelt is an error."""
+def _section(section, fields: dict[str, Any], name: str, given: str = ""):
+    """`fields` validated as a section of `section`'s type: a misspelt field of `given` (default experiment.<name>)
+    is an error."""
     try:
         return type(section).model_validate(fields)
     except ValueError as e:
-        raise ConfigError(f"experiment.{name} does not make a valid {name} section: {e}") from e
+        raise ConfigError(f"{given or f'experiment.{name}'} does not make a valid {name} section: {e}") from e
 
 
 def reused_reward(cfg: PipelineConfig, sft_uri: str) -> str | None:
@@ -134,15 +135,20 @@ ARM_FIELDS = ("method", "reward_control", "max_new_tokens", "fixed_length", "tem
 
 
 def arm_config(cfg: PipelineConfig, arm: Arm, sft_uri: str, reward_uri: str) -> PipelineConfig:
-    """The PPO stage's config of one arm: the ppo section with experiment.ppo's fields over it (validated: a
-    misspelt field is an error), its method, control and seed, on the experiment's prefixes."""
+    """The PPO stage's config of one arm: the ppo section with experiment.ppo's fields over it (and, for the second
+    method's arm, experiment.second_ppo's over those; validated: a misspelt field is an error), its method, control
+    and seed, on the experiment's prefixes."""
     ec = cfg.experiment
-    if clash := sorted(set(ec.ppo) & set(ARM_FIELDS)):
-        raise ConfigError(
-            f"experiment.ppo sets {clash}: the experiment sets those itself (experiment.method, second_method, "
-            "controls, max_new_tokens, fixed_length, temperature); set them there instead"
-        )
-    fields = cfg.ppo.model_dump() | ec.ppo
+    own = {"ppo": ec.ppo} | ({"second_ppo": ec.second_ppo} if arm.kind == SECOND else {})
+    for name, section in own.items():
+        if clash := sorted(set(section) & set(ARM_FIELDS)):
+            raise ConfigError(
+                f"experiment.{name} sets {clash}: the experiment sets those itself (experiment.method, "
+                "second_method, controls, max_new_tokens, fixed_length, temperature); set them there instead"
+            )
+    fields = cfg.ppo.model_dump()
+    for section in own.values():
+        fields |= section
     fields |= {
         "base_model": sft_uri, "reward_model": reward_uri, "method": arm.method, "reward_control": arm.control,
         "sources": ec.sources, "max_new_tokens": ec.max_new_tokens, "fixed_length": ec.fixed_length,
@@ -153,7 +159,8 @@ def arm_config(cfg: PipelineConfig, arm: Arm, sft_uri: str, reward_uri: str) -> 
     prompts = ec.rollout_batch_size or fields["rollout_batch_size"]
     group = fields["group_size"] if arm.method in GROUP_METHODS else 1
     fields["rollout_batch_size"] = max(1, prompts // group)
-    return experiment_config(cfg).model_copy(update={"ppo": _section(cfg.ppo, fields, "ppo"), "seed": arm.seed})
+    ppo = _section(cfg.ppo, fields, "ppo", "/".join(f"experiment.{name}" for name in own))
+    return experiment_config(cfg).model_copy(update={"ppo": ppo, "seed": arm.seed})
 
 
 def heldout_prefixes(cfg: PipelineConfig) -> list[dict[str, Any]]:

@@ -70,6 +70,18 @@ def test_arms_and_their_configs(built: PipelineConfig) -> None:
         wrong = built.model_copy(update={"experiment": ec.model_copy(update={"ppo": bad})})
         with pytest.raises(ConfigError, match=f"(?s)experiment.ppo.*{message}"):
             sentiment.arm_config(wrong, quick[0], "models:/alignops-sft/1", "models:/alignops-sentiment-reward/1")
+    # experiment.second_ppo's fields over those for the second method's arm alone; checked like experiment.ppo's
+    second = ec.model_copy(update={"ppo": {"lr": 5e-4, "init_kl_coef": 0.2}, "second_ppo": {"lr": 2.5e-4}})
+    own = built.model_copy(update={"experiment": second})
+    grpo = sentiment.arm_config(own, full[3], "models:/alignops-sft/1", "models:/alignops-sentiment-reward/1")
+    assert (grpo.ppo.method, grpo.ppo.lr, grpo.ppo.init_kl_coef) == ("grpo", 2.5e-4, 0.2)
+    for arm in (full[0], full[4], full[5]):  # the main method's arms and the controls keep experiment.ppo's
+        assert sentiment.arm_config(own, arm, "models:/alignops-sft/1", "models:/r/1").ppo.lr == 5e-4
+    for bad, message in (({"lrr": 1e-3}, "valid ppo section.*lrr"), ({"method": "rloo"}, "method")):
+        wrong = built.model_copy(update={"experiment": ec.model_copy(update={"second_ppo": bad})})
+        with pytest.raises(ConfigError, match=f"(?s)experiment.second_ppo.*{message}"):
+            sentiment.arm_config(wrong, full[3], "models:/alignops-sft/1", "models:/alignops-sentiment-reward/1")
+        sentiment.arm_config(wrong, full[0], "models:/alignops-sft/1", "models:/r/1")  # not the main arm's
     # held out: English VADER prefixes from the rollout set's test split, never a train prompt
     held = sentiment.heldout_prefixes(built)
     train = {r["prompt"] for r in sentiment.datasets.load_split(built.data.data_dir, "rollout_prompts", "train")}
