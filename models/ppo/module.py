@@ -391,6 +391,11 @@ class PPOModule(BackboneModule):
                         self.manual_backward(loss)
                     self.clip_gradients(optimizer, gradient_clip_val=cfg.max_grad_norm, gradient_clip_algorithm="norm")
                     optimizer.step()
+                    # torch.autocast caches its casts of trainable weights for the whole region and never checks
+                    # that they changed. Lightning's bf16-mixed turns that cache off, but a loop that runs an
+                    # iteration in one plain autocast region (bench/rlhf.py, a user's own) had every forward after
+                    # the first step read the iteration's starting weights: ratios and clipping blind to the steps.
+                    torch.clear_autocast_cache()
                     per_step.append(
                         torch.stack([pg_loss, vf_loss, entropy, pg.clipfrac, pg.approx_kl, pg.ratio_max]).detach()
                     )

@@ -298,6 +298,33 @@ def test_bf16_mixed_with_lora_trains_as_with_a_weight_cast_per_forward(tmp_path:
     assert all(torch.equal(once[1][k], per_forward[1][k]) for k in once[1])
 
 
+def test_in_one_bf16_autocast_region_every_minibatch_reads_the_weights_as_the_last_step_left_them() -> None:
+    """torch.autocast caches its bf16 casts of trainable weights for the whole region (unless cache_enabled=False,
+    as Lightning's bf16-mixed sets it) and never checks that they changed. A loop that runs an iteration in one
+    region (bench/rlhf.py, a user's own) made every minibatch forward after the first step read the iteration's
+    starting weights, so the ratios and the clipping never saw the steps taken: update() clears the cache after
+    each step. The check: each minibatch's hidden states equal a forward with the cache off."""
+    model = module(config(rollout_batch_size=16, minibatch_size=4, ppo_epochs=2, lr=1e-2))
+    L.Fabric(accelerator="cpu", devices=1, precision="32-true").setup(model, model.configure_optimizers())
+    original = model._response_logprobs
+    gaps = []  # per policy forward of the update: |hidden states as read - hidden states with the cache off|
+
+    def checked(policy, sequences, attention_mask, P):
+        logprobs, hidden = original(policy, sequences, attention_mask, P)
+        if torch.is_grad_enabled():  # the update's forwards (the rollout's run under no_grad)
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):
+                fresh = policy.hidden_states(sequences, attention_mask=attention_mask)[:, P - 1 : -1]
+            gaps.append((hidden.float() - fresh.float()).abs().max().item())
+        return logprobs, hidden
+
+    model._response_logprobs = checked
+    prompts = left_pad([Prompts(16)[i] for i in range(16)])
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # one region, as bench/rlhf.py runs an iteration
+        model.update(model.rollout(prompts["input_ids"], prompts["attention_mask"]))
+    assert len(gaps) == model.config.steps_per_iteration  # 2 epochs x 4 minibatches
+    assert max(gaps) == 0.0, gaps
+
+
 def test_under_bf16_mixed_the_lm_head_matmuls_of_the_update_stay_float32(tmp_path: Path) -> None:
     """The log-probs' lm_head runs in float32 with autocast off; its backward must too. Lightning runs training_step,
     and so manual_backward, inside autocast, where the backward's matmuls were cast to bf16 (and the vocabulary
