@@ -312,8 +312,9 @@ def test_in_one_bf16_autocast_region_every_minibatch_reads_the_weights_as_the_la
     def checked(policy, sequences, attention_mask, P):
         logprobs, hidden = original(policy, sequences, attention_mask, P)
         if torch.is_grad_enabled():  # the update's forwards (the rollout's run under no_grad)
-            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):
-                fresh = policy.hidden_states(sequences, attention_mask=attention_mask)[:, P - 1 : -1]
+            # under grad as the update's forward, so the same attention kernel (models.base.training_attention)
+            with torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):
+                fresh = policy.hidden_states(sequences, attention_mask=attention_mask)[:, P - 1 : -1].detach()
             gaps.append((hidden.float() - fresh.float()).abs().max().item())
         return logprobs, hidden
 

@@ -1,0 +1,85 @@
+"""models.base.training_attention: on CPU, a training forward's attention runs as plain matmuls (SDPA's math
+backend, whose backward is faster than CPU flash attention's); generation, scoring, GPUs and attention too big for
+the memory bound keep the fused kernel. The states and gradients are the fused kernel's."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import models.gpt as gpt_module
+from models import base
+from models.base import HFCausalLM, training_attention
+from models.gpt import GPT, GPTConfig
+from tests.support.hf_models import SHAPES, tiny_model
+
+FLASH = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default
+SOFTMAX_BACKWARD = torch.ops.aten._softmax_backward_data.default  # math attention is composite: its parts show
+
+
+class Ops(TorchDispatchMode):
+    """The aten ops a block runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.seen.add(func)
+        return func(*args, **(kwargs or {}))
+
+
+def _fused(kernel) -> bool:
+    return isinstance(kernel, contextlib.nullcontext)
+
+
+def test_the_kernel_is_chosen_by_device_grad_and_size() -> None:
+    cpu = torch.device("cpu")
+    with torch.enable_grad():
+        assert not _fused(training_attention(8, 4, 64, 64, cpu))  # CPU training: math
+        assert _fused(training_attention(8, 4, 64, 64, torch.device("cuda")))  # GPUs: the fused kernels win
+        assert _fused(training_attention(16, 9, 2048, 2048, cpu))  # probabilities over MATH_ATTENTION_BYTES
+        keys = base.MATH_ATTENTION_BYTES // 4  # float32 probabilities of 1 x 1 x 1 x keys
+        assert not _fused(training_attention(1, 1, 1, keys, cpu)) and _fused(training_attention(1, 1, 1, keys + 1, cpu))
+    with torch.no_grad():
+        assert _fused(training_attention(8, 4, 64, 64, cpu))  # generation and scoring: no backward to save
+
+
+def _states_and_grads(model, ids, mask) -> tuple[torch.Tensor, list[torch.Tensor], set]:
+    model.zero_grad()
+    with Ops() as ops:
+        hidden = model.hidden_states(ids, attention_mask=mask)
+        (hidden.float() ** 2).mean().backward()
+    return hidden.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None], ops.seen
+
+
+@pytest.mark.parametrize("shape", ("gpt", *SHAPES))
+def test_training_forwards_skip_flash_attention_with_the_same_states_and_gradients(shape: str, monkeypatch) -> None:
+    torch.manual_seed(0)
+    if shape == "gpt":
+        model = GPT(GPTConfig(vocab_size=64, block_size=32, n_layer=2, n_head=2, n_embd=32))
+    else:
+        model = HFCausalLM(tiny_model(shape))
+    ids = torch.randint(1, 64, (3, 12))
+    mask = torch.ones_like(ids)
+    mask[1, :3] = 0  # a left-padded row: the masked path too
+    with torch.no_grad(), Ops() as ops:
+        model.hidden_states(ids, attention_mask=mask)
+    assert FLASH in ops.seen  # generation and scoring keep the fused kernel
+
+    hidden, grads, seen = _states_and_grads(model, ids, mask)
+    assert FLASH not in seen and SOFTMAX_BACKWARD in seen
+
+    # the oracle: training as it ran before, the fused kernel forward and backward
+    for module in (gpt_module, base):
+        monkeypatch.setattr(module, "training_attention", lambda *a: sdpa_kernel(SDPBackend.FLASH_ATTENTION))
+    oracle, oracle_grads, seen = _states_and_grads(model, ids, mask)
+    assert FLASH in seen and len(grads) == len(oracle_grads) > 0
+    real = mask.bool()
+    torch.testing.assert_close(hidden[real], oracle[real], atol=1e-5, rtol=1e-4)
+    for ours, theirs in zip(grads, oracle_grads, strict=True):
+        torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-4)
