@@ -152,7 +152,9 @@ class BackboneModule(L.LightningModule):
             self._compiled = True
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer, scheduler = optimizers.build(self, self.hparams.optim, self.hparams.max_steps)
+        optimizer, scheduler = optimizers.build(
+            self, self.hparams.optim, self.hparams.max_steps, fused=not optimizers.gradients_scaled(self)
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:

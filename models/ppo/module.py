@@ -251,7 +251,7 @@ class PPOModule(BackboneModule):
         optim = {"optimizer": cfg.optimizer, "lr": cfg.lr, "weight_decay": cfg.weight_decay, "beta1": 0.9,
                  "beta2": 0.999, "momentum": 0.9, "schedule": "constant", "warmup_steps": 0, "min_lr_ratio": 1.0,
                  "l1": 0.0, "l2": 0.0}  # fmt: skip
-        optimizer, _ = optimizers.build(self.model, optim, max_steps=1)
+        optimizer, _ = optimizers.build(self.model, optim, max_steps=1, fused=not optimizers.gradients_scaled(self))
         optimizer.add_param_group(
             {"params": list(self.value_head.parameters()), "weight_decay": 0.0, "lr": cfg.value_lr or cfg.lr}
         )

@@ -9,6 +9,7 @@ import lightning as L
 import pytest
 import torch
 import torch.nn as nn
+from lightning.pytorch.plugins import MixedPrecision
 
 from alignops.config import ConfigError, OptimConfig, list_presets, load_config
 from alignops.data.loaders import PackedBlocks, resumable_loader
@@ -47,6 +48,46 @@ def test_each_optimizer_builds_and_steps(name):
     assert len(changed) == len(list(module.parameters())), "every parameter moves after one step"
     if name == "sgd":
         assert optimizer.param_groups[0]["momentum"] == 0.9
+
+
+def test_adam_steps_fused_as_the_foreach_loop_does():
+    def three_steps(fused: bool) -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        module = LMModule(GPTConfig(**GPT_SHAPE), optim=OptimConfig(lr=1e-2, warmup_steps=0), max_steps=10)
+        optimizer, _ = build(module, module.hparams.optim, module.hparams.max_steps, fused=fused)
+        assert optimizer.defaults["fused"] is (True if fused else None)
+        ids = _stream(64).view(4, 16)
+        for _ in range(3):
+            module.loss({"input_ids": ids, "labels": ids})[0].backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        return {n: p.detach().clone() for n, p in module.named_parameters()}
+
+    fused, loop = three_steps(True), three_steps(False)
+    for name in fused:  # 3 steps of lr 1e-2 move a weight up to 3e-2; the kernels' rounding differs by < 1e-5
+        torch.testing.assert_close(fused[name], loop[name], rtol=1e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize(("precision", "fused"), [("32-true", True), ("bf16-mixed", True), ("16-mixed", None)])
+def test_trainer_clips_gradients_with_adam_fused_unless_fp16_scales_them(precision, fused):
+    # bf16-mixed: Lightning's plugin refuses to clip for an optimizer that says it unscales gradients itself (a
+    # fused one), though no GradScaler runs; 16-mixed has one, so its Adam is not fused
+    torch.manual_seed(0)
+    module = LMModule(GPTConfig(**GPT_SHAPE), optim=OptimConfig(lr=1e-2, warmup_steps=0), max_steps=3)
+    norms = []  # the gradients' norm each step used: a step's post-hook sees them as clipped
+
+    def watch(optimizer, args, kwargs) -> None:
+        norms.append(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in module.parameters()])).item())
+
+    module.on_train_start = lambda: module.optimizers().optimizer.register_step_post_hook(watch)
+    # the Trainer turns precision "16-mixed" on CPU into bf16-mixed; the plugin itself runs fp16 with a GradScaler
+    options = {"plugins": [MixedPrecision("16-mixed", "cpu")]} if precision == "16-mixed" else {"precision": precision}
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=3, gradient_clip_val=1e-3, **options,
+                        logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        enable_checkpointing=False)  # fmt: skip
+    trainer.fit(module, resumable_loader(PackedBlocks(_stream(), 16), batch_size=8, seed=0))
+    assert trainer.optimizers[0].defaults["fused"] is fused
+    assert len(norms) == 3 and all(n <= 1e-3 * 1.001 for n in norms), norms  # every step clipped to the bound
 
 
 def test_schedules_warm_up_then_follow_their_curve():
