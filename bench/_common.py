@@ -30,9 +30,12 @@ def resolve_device(name: str | None = None) -> torch.device:
 
 
 def resolve_dtype(name: str | None, device: torch.device) -> torch.dtype:
-    """`name` ("fp32", "bf16", "fp16") or, when None/"auto", the default compute dtype: bf16 on CUDA, fp32 on CPU."""
+    """`name` ("fp32", "bf16", "fp16") or, when None/"auto", the stages' default compute dtype (alignops.precision):
+    bf16 on CUDA and on a CPU with native bf16 matmuls (AVX512-BF16 or AMX), fp32 on other CPUs."""
     if name in (None, "auto"):
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        from alignops.precision import cpu_supports_bf16
+
+        return torch.bfloat16 if device.type == "cuda" or cpu_supports_bf16() else torch.float32
     try:
         return DTYPES[name.lower()]
     except KeyError:

@@ -5,9 +5,9 @@ Without: generate always uses the cache, so the baseline here is a plain loop th
 growing sequence and takes the argmax of the last position (lm_head on that position only, as generate does).
 Timed time includes the prefill; tokens/s counts new tokens over all rows (batch x new_tokens / seconds).
 
-Weights are cast to --dtype (inference: default bf16 on CUDA, fp32 on CPU). Greedy tokens are compared in that
-dtype; in bf16 a near-tie can round differently between the cached and uncached kernels, so for a non-fp32 dtype
-the comparison is repeated in fp32 ("tokens_identical_fp32"), where the two must agree.
+Weights are cast to --dtype (inference: default bf16 on CUDA and on a CPU with native bf16, else fp32). Greedy
+tokens are compared in that dtype; in bf16 a near-tie can round differently between the cached and uncached
+kernels, so for a non-fp32 dtype the comparison is repeated in fp32 ("tokens_identical_fp32"), where the two must agree.
 
     python bench/generation.py                      # tiny and small, batch 1 and 8, one JSON object per line
     python bench/generation.py --preset small --batch-size 8 --repeats 5
@@ -140,7 +140,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prompt-len", type=int, default=32)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
-    parser.add_argument("--dtype", default="auto", help="weights: fp32, bf16, fp16 (default: bf16 cuda, fp32 cpu)")
+    parser.add_argument(
+        "--dtype", default="auto", help="weights: fp32, bf16, fp16 (default: bf16 on cuda or a bf16 cpu, else fp32)"
+    )
     parser.add_argument("--repeats", type=int, help="timed runs after a warmup, best kept (default: 5 cuda, 3 cpu)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch.get_num_threads())")
     parser.add_argument("--seed", type=int, default=0)

@@ -1,7 +1,7 @@
 """Achievable matmul peak of this machine: the denominator of MFU.
 
 Times square matmuls C = A @ B (2 * n**3 FLOPs each) at a few sizes, best of N samples per size, and reports the
-fastest. fp32 on CPU and bf16 on CUDA by default.
+fastest. By default bf16 on CUDA and on a CPU with native bf16 (AVX512-BF16/AMX), fp32 on other CPUs.
 
     python bench/matmul_peak.py                     # {"device": ..., "dtype": ..., "tflops": ..., "size": ...}
     python bench/matmul_peak.py --dtype bf16 --sizes 1024 2048 4096 --repeats 20
@@ -87,7 +87,9 @@ def measure_peak_flops(device: torch.device | str, dtype: torch.dtype) -> float:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
-    parser.add_argument("--dtype", default="auto", help="fp32, bf16, fp16 (default: bf16 on cuda, fp32 on cpu)")
+    parser.add_argument(
+        "--dtype", default="auto", help="fp32, bf16, fp16 (default: bf16 on cuda or a bf16 cpu, else fp32)"
+    )
     parser.add_argument(
         "--sizes", type=int, nargs="+", help="matrix sizes n (default: 512 1024 2048 on cpu, 2048 4096 8192 on cuda)"
     )

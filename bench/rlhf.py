@@ -423,7 +423,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--measure", nargs="+", choices=MEASURES, help="default: all three")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
     parser.add_argument(
-        "--dtype", default="auto", help="autocast dtype: fp32 (no autocast), bf16 (default: bf16 cuda, fp32 cpu)"
+        "--dtype",
+        default="auto",
+        help="autocast dtype: fp32 (no autocast), bf16 (default: bf16 on cuda or a bf16 cpu, else fp32)",
     )
     parser.add_argument("--steps", type=int, help="timed steps / PPO iterations (default: 20 on cuda, 5 on cpu)")
     parser.add_argument("--warmup", type=int, help="untimed steps / iterations first (default: 5 on cuda, 1 on cpu)")

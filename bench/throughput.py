@@ -3,7 +3,8 @@
 One training step = forward + cross-entropy + backward + AdamW step on random tokens (batch_size x block_size).
 Warmup steps are run first (allocator, kernel selection, torch.compile), then the timed steps. MFU is the
 achieved FLOP/s (GPT.flops_per_token() x tokens/s) over the matmul peak measured by bench/matmul_peak.py in the
-same dtype on the same device. CUDA: bf16 autocast by default (fp32 weights and AdamW state); CPU: fp32.
+same dtype on the same device. By default bf16 autocast (fp32 weights and AdamW state) on CUDA and on a CPU with
+native bf16 (AVX512-BF16/AMX), as the stages train (alignops.precision); fp32 on other CPUs.
 
     python bench/throughput.py                      # both presets, one JSON object per line
     python bench/throughput.py --preset tiny
@@ -60,8 +61,8 @@ def bench_train(
     model = GPT(config).to(device)  # weights stay fp32: autocast computes in `dtype`
     model.train()
     fwd = torch.compile(model) if compile else model
-    # fused AdamW is one kernel per step on CUDA; on CPU the default (foreach) implementation
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1, fused=device.type == "cuda")
+    # fused AdamW: one kernel a step, on CUDA and CPU alike (what models.optim.build gives the stages)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1, fused=True)
     x = torch.randint(V, (B, T), device=device)
     y = torch.randint(V, (B, T), device=device)
 
@@ -149,7 +150,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument("--" + name.replace("_", "-"), type=int)
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
     parser.add_argument(
-        "--dtype", default="auto", help="autocast dtype: fp32 (no autocast), bf16, fp16 (default: bf16 cuda, fp32 cpu)"
+        "--dtype",
+        default="auto",
+        help="autocast dtype: fp32 (no autocast), bf16, fp16 (default: bf16 on cuda or a bf16 cpu, else fp32)",
     )
     parser.add_argument("--steps", type=int, help="timed steps (default: 50 on cuda, 5 on cpu)")
     parser.add_argument("--warmup", type=int, help="untimed steps first (default: 10 on cuda, 2 on cpu)")
