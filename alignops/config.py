@@ -543,6 +543,12 @@ class ExperimentConfig(_Config):
         None, ge=1, description="RL iterations of each arm; None: ppo.iterations (sized for the pipeline's run)."
     )
     rollout_batch_size: int | None = Field(None, ge=1, description="Prompts per iteration; None: ppo's.")
+    quick: dict[str, Any] = Field(
+        {},
+        description="Fields of this section that --quick runs with instead, e.g. {simulated_labels: 200, reward: "
+        "{max_steps: 160}}: fewer labels and a shorter reward-model fit keep the one-seed variant under 30 minutes. "
+        "A dict field (reward, ppo) is merged into the full run's; validated like the section.",
+    )
 
 
 class TrackingConfig(_Config):

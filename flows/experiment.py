@@ -28,6 +28,7 @@ from flows import tasks
 @flow(name="alignops-experiment-sentiment")
 def sentiment_experiment(preset: str = "tiny", overrides: list[str] | None = None, quick: bool = False) -> dict:
     cfg = load_config(preset, overrides or [])
+    cfg = sentiment.quick_config(cfg) if quick else cfg
     log = get_run_logger()
     with tracking.pipeline_run(cfg, run_name=f"experiment-sentiment-{cfg.name}") as parent:
         sft = tracking.pin_uri(cfg.experiment.sft_model or f"models:/{cfg.tracking.model_prefix}-sft/latest")

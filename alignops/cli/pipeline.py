@@ -47,7 +47,12 @@ def experiment_sentiment(
     preset: Preset = "tiny",
     overrides: Overrides = None,
     quick: Annotated[
-        bool, typer.Option("--quick", help="The main method on the first seed alone (no controls, no second method).")
+        bool,
+        typer.Option(
+            "--quick",
+            help="The main method on the first seed alone (no controls, no second method), with experiment.quick's "
+            "fields over the experiment section.",
+        ),
     ] = False,
 ) -> None:
     """Ziegler et al.'s sentiment-continuation experiment: RL on the SFT policy against a reward model trained on

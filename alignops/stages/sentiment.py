@@ -74,6 +74,18 @@ def arms(ec: ExperimentConfig, quick: bool) -> list[Arm]:
     return out
 
 
+def quick_config(cfg: PipelineConfig) -> PipelineConfig:
+    """cfg as --quick runs it: experiment.quick's fields over the experiment section (a dict field such as reward
+    merged into the full run's); a misspelt field is an error."""
+    ec = cfg.experiment
+    fields = ec.model_dump()
+    for key, value in ec.quick.items():
+        merge = isinstance(fields.get(key), dict) and isinstance(value, dict) and key != "quick"
+        fields[key] = fields[key] | value if merge else value
+    fields["quick"] = {}
+    return cfg.model_copy(update={"experiment": _section(ec, fields, "experiment", given="experiment.quick")})
+
+
 def experiment_config(cfg: PipelineConfig) -> PipelineConfig:
     """cfg with the arms' models registered under <prefix>-sentiment-*: the experiment never moves the pipeline's
     `latest` policy or reward model."""

@@ -40,6 +40,19 @@ def test_a_reward_model_that_cannot_tell_stops_the_experiment(built: PipelineCon
     sentiment.require_agreement(off, coin, "models:/r/1")
 
 
+def test_quick_runs_with_experiment_quick_over_the_section() -> None:
+    cfg = load_config("smollm2")
+    full, quick = cfg.experiment, sentiment.quick_config(cfg).experiment
+    assert (quick.simulated_labels, quick.quick) == (full.quick["simulated_labels"], {})
+    assert full.simulated_labels > quick.simulated_labels
+    # a dict field is merged: the quick fit keeps the full run's lr and validation, with its own max_steps
+    assert quick.reward == full.reward | {"max_steps": full.quick["reward"]["max_steps"]} != full.reward
+    assert (quick.seeds, quick.ppo, quick.iterations) == (full.seeds, full.ppo, full.iterations)  # the rest: as full
+    typo = cfg.model_copy(update={"experiment": full.model_copy(update={"quick": {"simulated_label": 10}})})
+    with pytest.raises(ConfigError, match="(?s)experiment.quick.*simulated_label"):
+        sentiment.quick_config(typo)
+
+
 def test_arms_and_their_configs(built: PipelineConfig) -> None:
     ec = built.experiment
     assert [a.name for a in sentiment.arms(ec, quick=False)] == [
