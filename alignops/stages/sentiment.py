@@ -80,7 +80,7 @@ def quick_config(cfg: PipelineConfig) -> PipelineConfig:
     ec = cfg.experiment
     fields = ec.model_dump()
     for key, value in ec.quick.items():
-        merge = isinstance(fields.get(key), dict) and isinstance(value, dict) and key != "quick"
+        merge = isinstance(fields.get(key), dict) and isinstance(value, dict)
         fields[key] = fields[key] | value if merge else value
     fields["quick"] = {}
     return cfg.model_copy(update={"experiment": _section(ec, fields, "experiment", given="experiment.quick")})

@@ -50,7 +50,7 @@ def test_each_optimizer_builds_and_steps(name):
         assert optimizer.param_groups[0]["momentum"] == 0.9
 
 
-def test_adam_steps_fused_as_the_foreach_loop_does():
+def test_adam_steps_fused_as_the_per_parameter_loop_does():
     def three_steps(fused: bool) -> dict[str, torch.Tensor]:
         torch.manual_seed(0)
         module = LMModule(GPTConfig(**GPT_SHAPE), optim=OptimConfig(lr=1e-2, warmup_steps=0), max_steps=10)
