@@ -251,10 +251,11 @@ class LMModule(BackboneModule):
         (alignops.data.loaders.PackedExamples) gives the same figure as the same examples padded: every target
         token counts once, and each sequence attends only to itself."""
         logits = self(batch["input_ids"], batch.get("attention_mask"), batch.get("position_ids")).float()
-        targets = batch["labels"][:, 1:]  # position t predicts token t + 1
-        loss_sum = F.cross_entropy(
-            logits[:, :-1].flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
-        )
+        # position t predicts token t + 1; the last position gets an ignored target rather than its logits being
+        # sliced off: flattening logits[:, :-1] copies the (B, T, V) tensor forward and backward, 30-40 ms of a
+        # 340 ms small-preset step (bf16)
+        targets = F.pad(batch["labels"][:, 1:], (0, 1), value=IGNORE_INDEX)
+        loss_sum = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
         n = (targets != IGNORE_INDEX).sum()
         return loss_sum / n.clamp(min=1), n
 

@@ -126,6 +126,31 @@ def test_causal_lm_learns_and_schedules(cpu_trainer, tok, tmp_path: Path) -> Non
     assert metrics["val/loss"] < 0.5 * baseline  # far better than token frequencies alone
 
 
+def test_loss_is_the_mean_cross_entropy_of_each_supervised_next_token() -> None:
+    # position t predicts token t + 1; -100 (a prompt, padding) is no target; the last position predicts nothing
+    torch.manual_seed(0)
+    model = LMModule(
+        GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=11),
+        max_steps=10,
+        optim=OptimConfig(warmup_steps=0),
+    )
+    ids = torch.randint(11, (2, 6))
+    labels = ids.clone()
+    labels[0, :3] = -100  # row 0: a 3-token prompt
+    labels[1, 4:] = -100  # row 1: 2 tokens of padding
+    with torch.no_grad():
+        logits = model(ids).float()
+        terms = [
+            -logits[b, t].log_softmax(-1)[labels[b, t + 1]]
+            for b in range(2)
+            for t in range(5)
+            if labels[b, t + 1] != -100
+        ]
+        loss, n = model.loss({"input_ids": ids, "labels": labels})
+    assert n.item() == len(terms) == 3 + 3
+    assert loss.item() == pytest.approx(torch.stack(terms).mean().item(), rel=1e-6)
+
+
 def test_val_loss_is_token_weighted(cpu_trainer, tok, tmp_path: Path) -> None:
     # two batches with very different numbers of supervised tokens: the mean of batch means would be wrong
     records = [{"prompt": "sky?", "response": "a"}, {"prompt": "pet?", "response": "the cat sat on the mat log."}]
