@@ -34,7 +34,7 @@ class Ops(TorchDispatchMode):
 
 
 def _fused(kernel) -> bool:
-    return isinstance(kernel, contextlib.nullcontext)
+    return not isinstance(kernel, contextlib._GeneratorContextManager)
 
 
 def test_the_kernel_is_chosen_by_device_grad_and_size() -> None:
@@ -83,3 +83,35 @@ def test_training_forwards_skip_flash_attention_with_the_same_states_and_gradien
     torch.testing.assert_close(hidden[real], oracle[real], atol=1e-5, rtol=1e-4)
     for ours, theirs in zip(grads, oracle_grads, strict=True):
         torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-4)
+
+
+class AttentionUpcasts(TorchDispatchMode):
+    """How many (batch, heads, tokens, head_dim) tensors are cast to float32: SDPA's math backend upcasting q, k, v."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func is torch.ops.aten._to_copy.default and out.dim() == 4 and out.dtype == torch.float32:
+            self.count += 1
+        return out
+
+
+def test_bf16_training_attention_is_not_upcast_and_the_flag_is_put_back(monkeypatch) -> None:
+    # Under bf16 autocast the math backend cast q, k, v to float32 and autocast cast its matmuls back to bf16:
+    # copies that bought no precision, 12 % of the small GPT's bf16 step
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=64, block_size=32, n_layer=2, n_head=2, n_embd=32))
+    ids = torch.randint(64, (3, 12))
+    before = torch.backends.cuda.fp16_bf16_reduction_math_sdp_allowed()
+    with AttentionUpcasts() as casts, torch.autocast("cpu", torch.bfloat16):
+        model.hidden_states(ids).float().sum().backward()
+    assert casts.count == 0
+    assert torch.backends.cuda.fp16_bf16_reduction_math_sdp_allowed() == before
+    # the control: the math backend as it runs by default (what training_attention chose before), which the test sees
+    monkeypatch.setattr(gpt_module, "training_attention", lambda *a: sdpa_kernel(SDPBackend.MATH))
+    with AttentionUpcasts() as casts, torch.autocast("cpu", torch.bfloat16):
+        model.hidden_states(ids).float().sum().backward()
+    assert casts.count >= 3 * 2  # at least q, k, v of each layer
