@@ -1,6 +1,7 @@
 """Pretraining throughput of models.gpt.GPT: tokens/s, ms/step, achieved TFLOP/s and MFU.
 
-One training step = forward + cross-entropy + backward + AdamW step on random tokens (batch_size x block_size).
+One training step = forward + cross-entropy + backward + AdamW step on random tokens (batch_size x block_size); the
+cross-entropy is the stages' (models.cross_entropy, as models.lm.LMModule.loss computes it).
 Warmup steps are run first (allocator, kernel selection, torch.compile), then the timed steps. MFU is the
 achieved FLOP/s (GPT.flops_per_token() x tokens/s) over the matmul peak measured by bench/matmul_peak.py in the
 same dtype on the same device. By default bf16 autocast (fp32 weights and AdamW state) on CUDA and on a CPU with
@@ -26,7 +27,6 @@ import json  # noqa: E402
 import time  # noqa: E402
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 from bench._common import (  # noqa: E402
     autocast,
@@ -38,6 +38,7 @@ from bench._common import (  # noqa: E402
     synchronize,
 )
 from bench.matmul_peak import measure_peak_flops  # noqa: E402
+from models.cross_entropy import cross_entropy_sum  # noqa: E402
 from models.gpt import GPT, GPTConfig  # noqa: E402
 
 PRESETS = preset_shapes()  # configs/*.yaml: the shapes the stages train
@@ -69,7 +70,8 @@ def bench_train(
     def step() -> torch.Tensor:
         with autocast(device, dtype):
             logits = fwd(x)
-            loss = F.cross_entropy(logits.view(-1, V), y.view(-1))
+            # the stages' loss (models.lm.LMModule.loss): the gradient made in the forward, float32 arithmetic
+            loss = cross_entropy_sum(logits.view(-1, V), y.view(-1)) / y.numel()
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

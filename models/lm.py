@@ -53,11 +53,10 @@ from torchmetrics.classification import (
 
 from models import optim as optimizers
 from models.base import CausalLM, as_spec, backbone_spec, build_backbone
+from models.cross_entropy import IGNORE_INDEX, cross_entropy_sum
 from models.generation import CastCache, autocast_weights
 from models.heads import ClassificationHead, last_token
 from models.lora import apply_lora, has_lora, load_base_weights, merge_lora
-
-IGNORE_INDEX = -100
 
 
 def prompt_lengths(labels: Tensor) -> Tensor:
@@ -250,12 +249,13 @@ class LMModule(BackboneModule):
         """(mean cross-entropy over the supervised next-token targets, their number). A packed batch
         (alignops.data.loaders.PackedExamples) gives the same figure as the same examples padded: every target
         token counts once, and each sequence attends only to itself."""
-        logits = self(batch["input_ids"], batch.get("attention_mask"), batch.get("position_ids")).float()
+        logits = self(batch["input_ids"], batch.get("attention_mask"), batch.get("position_ids"))
         # position t predicts token t + 1; the last position gets an ignored target rather than its logits being
         # sliced off: flattening logits[:, :-1] copies the (B, T, V) tensor forward and backward, 30-40 ms of a
         # 340 ms small-preset step (bf16)
         targets = F.pad(batch["labels"][:, 1:], (0, 1), value=IGNORE_INDEX)
-        loss_sum = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
+        # float32 arithmetic on logits of any dtype, the gradient made in the forward (models.cross_entropy)
+        loss_sum = cross_entropy_sum(logits.flatten(0, 1), targets.flatten(), IGNORE_INDEX)
         n = (targets != IGNORE_INDEX).sum()
         return loss_sum / n.clamp(min=1), n
 
