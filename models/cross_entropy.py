@@ -47,11 +47,11 @@ class _CrossEntropySum(torch.autograd.Function):
         grad = torch.empty_like(logits) if with_grad else None
         total = torch.zeros((), dtype=torch.float32, device=logits.device)
         rows = max(1, CHUNK_ELEMENTS // max(V, 1))
+        keeps = targets != ignore_index
+        indices = torch.where(keeps, targets, 0).unsqueeze(1)  # an ignored row reads column 0, then counts 0
         for start in range(0, N, rows):
             stop = min(start + rows, N)
-            target = targets[start:stop]
-            keep = target != ignore_index
-            index = torch.where(keep, target, 0).unsqueeze(1)  # an ignored row reads column 0, then counts 0
+            keep, index = keeps[start:stop], indices[start:stop]
             # one exp pass: x - max, then exp; the loss is log(sum) - (x - max)[target], the gradient the
             # softmax minus the one-hot target, both zero on an ignored row
             x = logits[start:stop].to(torch.float32, copy=True)  # a copy also of float32 logits: x changes in place
