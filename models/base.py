@@ -26,6 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -86,16 +87,43 @@ class CausalLM(Protocol):
 MATH_ATTENTION_BYTES = 64 * 2**20
 
 
-def training_attention(batch: int, heads: int, queries: int, keys: int, device: torch.device):
-    """The attention kernel of one forward: on CPU under autograd, when its probabilities fit MATH_ATTENTION_BYTES,
-    plain matmuls and a softmax (SDPA's math backend) in the inputs' dtype; otherwise the default (fused) choice.
-    CPU flash attention's backward is the slow part of a small step: a GPT of 6 x 320 at 16 x 127 tokens in bf16
-    trains 11 % faster (641 -> 572 ms a step), its gradients as close to float32's (relative error 0.0072 either
-    way); PPO's update at trl_compare's small shape 1.57 -> 1.41 s. Generation (no grad) and GPUs keep the fused
-    kernels."""
-    if device.type != "cpu" or not torch.is_grad_enabled() or batch * heads * queries * keys * 4 > MATH_ATTENTION_BYTES:
-        return contextlib.nullcontext()
-    return _math_attention()
+def math_attention_fits(batch: int, heads: int, queries: int, keys: int, device: torch.device) -> bool:
+    """Whether one forward's attention runs as plain matmuls and a softmax in the inputs' dtype rather than a fused
+    kernel: on CPU, when its probabilities fit MATH_ATTENTION_BYTES and the forward is under autograd or a decoding
+    step (one query per row).
+    - Training: CPU flash attention's backward is the slow part of a small step: a GPT of 6 x 320 at 16 x 127 tokens
+      in bf16 trains 11 % faster (641 -> 572 ms a step), its gradients as close to float32's (relative error 0.0072
+      either way); PPO's update at trl_compare's small shape 1.57 -> 1.41 s.
+    - Decoding: the fused kernel's fixed cost dominates one query: 16 rows x 5 heads x 64 cached keys in bf16,
+      545 -> 212 us a layer (2 cores, 1 thread).
+    Scoring forwards without grad (many queries: the fused kernel wins there, 2.0 against 3.1 ms at 64 x 64) and GPUs
+    keep the fused kernels. The GPT computes it itself (plain_attention); a Hugging Face model through SDPA's math
+    backend (attention_kernel)."""
+    if device.type != "cpu" or batch * heads * queries * keys * 4 > MATH_ATTENTION_BYTES:
+        return False
+    return torch.is_grad_enabled() or queries == 1
+
+
+def attention_kernel(batch: int, heads: int, queries: int, keys: int, device: torch.device):
+    """SDPA's math backend, in the inputs' dtype, where math_attention_fits; otherwise the default (fused) choice."""
+    return _math_attention() if math_attention_fits(batch, heads, queries, keys, device) else contextlib.nullcontext()
+
+
+def plain_attention(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor | None, dropout_p: float = 0.0) -> Tensor:
+    """softmax(q k^T / sqrt(d) where allowed, -inf elsewhere) v in the inputs' dtype: q (B, H, T, d), k and v
+    (B, H, S, d), allowed a boolean mask broadcastable to (B, H, T, S), None for causal (T == S). What SDPA's math
+    backend computes, without its bool-to-float mask conversion and its "safe softmax" (isneginf, all, where over
+    the scores, for rows with no key allowed; the GPT's masks always allow each query itself): at the small shape
+    (16 x 127 tokens, bf16) a layer's attention forward and backward 26 -> 19 ms, the output's and gradients'
+    errors against float64 no larger (gradient relative error 0.0047 against 0.0053)."""
+    T, S = q.size(-2), k.size(-2)
+    if allowed is None:
+        allowed = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
+    scores = (q * q.size(-1) ** -0.5) @ k.transpose(-2, -1)  # (B, H, T, S)
+    probs = scores.masked_fill_(~allowed, float("-inf")).softmax(dim=-1)
+    if dropout_p:
+        probs = F.dropout(probs, dropout_p)
+    return probs @ v
 
 
 @contextlib.contextmanager
@@ -248,7 +276,7 @@ class HFCausalLM(nn.Module):
             raise ValueError(f"sequence of {past + T} tokens exceeds the model's {self.max_positions} positions")
         if attention_mask is None and position_ids is not None and kv_cache is None:
             # packed rows (position ids restarting at 0): no mask, so transformers builds the per-sequence one
-            with training_attention(B, self._heads, T, T, idx.device):
+            with attention_kernel(B, self._heads, T, T, idx.device):
                 out = self.backbone(input_ids=idx, position_ids=position_ids, use_cache=False)
             return out.last_hidden_state
         if attention_mask is None:
@@ -260,7 +288,7 @@ class HFCausalLM(nn.Module):
             )
         if position_ids is None:
             position_ids = real_token_positions(attention_mask, past)
-        with training_attention(B, self._heads, T, past + T, idx.device):
+        with attention_kernel(B, self._heads, T, past + T, idx.device):
             out = self.backbone(
                 input_ids=idx,
                 attention_mask=attention_mask,

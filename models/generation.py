@@ -14,11 +14,13 @@ rows every EXIT_CHECK_EVERY steps (see there); beam search reads its candidates 
 The logits processors are small pure functions (apply_repetition_penalty, top_k_filter, top_p_filter), usable on
 their own; so is the sampler (draw).
 
-Under autocast (Trainer(precision="bf16-mixed") runs every step inside one), each call casts the model's frozen
-Linear weights to the autocast dtype once (autocast_weights), with LoRA adapters folded in, rather than at every
-token. Autocast caches its casts only for weights that require grad, so a frozen weight, a LoRA base layer's or a
-frozen reference's, was cast again at every decoding step: on SmolLM2 with LoRA r8 that was half the sampling time
-(bench/rlhf.py --base smollm2: 4.0 s -> 1.8 s for 16 rows x 24 tokens, with draw below). The tokens are those of
+Under autocast (Trainer(precision="bf16-mixed") runs every step inside one), each call casts the model's Linear
+weights to the autocast dtype once (autocast_weights), with LoRA adapters folded in, rather than at every token.
+Autocast caches its casts only for weights that require grad, and not at all under Lightning's bf16-mixed (its
+autocast has cache_enabled=False), so a frozen weight (a LoRA base layer's, a frozen reference's) and, in a
+training run, every trained one was cast again at every decoding step: on SmolLM2 with LoRA r8 that was half the
+sampling time (bench/rlhf.py --base smollm2: 4.0 s -> 1.8 s for 16 rows x 24 tokens, with draw below); for the
+small preset's fully trained PPO policy, see bench/README.md. The tokens are those of
 autocast's own casts (of the merged weights, for a LoRA model): a Linear under autocast computes in that dtype.
 """
 
@@ -137,7 +139,11 @@ def draw(probs: Tensor, generator: torch.Generator | None = None) -> tuple[Tenso
 
 @contextlib.contextmanager
 def autocast_weights(
-    model: nn.Module, keep: Iterable[nn.Module] = (), merge_lora: bool = False, cache: CastCache | None = None
+    model: nn.Module,
+    keep: Iterable[nn.Module] = (),
+    merge_lora: bool = False,
+    cache: CastCache | None = None,
+    trainable: bool = False,
 ) -> Iterator[None]:
     """Inside the block, every frozen float32 nn.Linear weight and bias of model (requires_grad False: a LoRA
     base layer's, a reference's, a reward model's) is cast to the autocast dtype, once; the original Parameters
@@ -158,7 +164,13 @@ def autocast_weights(
 
     cache (a CastCache the caller keeps): the casts outlive the block, so the next block over the same frozen
     weights swaps them in without casting again. A training module keeps one for the whole fit: its frozen weights
-    never change, and a weight that does (loaded in place from a checkpoint) is cast anew."""
+    never change, and a weight that does (loaded in place from a checkpoint) is cast anew.
+
+    trainable (no-grad blocks only: decoding): the trainable weights too, cast once for the block and never cached
+    (a step changes them between blocks). Lightning's bf16-mixed runs autocast with its cache off, so a trained
+    policy's weights were otherwise cast again at every decoding step."""
+    if trainable and torch.is_grad_enabled():
+        raise RuntimeError("autocast_weights(trainable=True) swaps trainable weights for casts: only under no_grad")
     device_type = next(model.parameters()).device.type
     if not torch.is_autocast_enabled(device_type):
         yield
@@ -181,10 +193,11 @@ def autocast_weights(
                 continue
             for name in ("weight", "bias"):
                 p = module._parameters.get(name)
-                if p is None or p.dtype != torch.float32 or p.requires_grad:
+                if p is None or p.dtype != torch.float32 or (p.requires_grad and not trainable):
                     continue  # (a merged LoRA base weight is bf16 already)
                 if id(p) not in casts:
-                    casts[id(p)] = cache.cast(p, dtype) if cache is not None else _cast(p, dtype)
+                    cached = cache is not None and not p.requires_grad
+                    casts[id(p)] = cache.cast(p, dtype) if cached else _cast(p, dtype)
                 swapped.append((module, name, p))
                 module._parameters[name] = casts[id(p)]
         yield
@@ -270,7 +283,7 @@ def generate(
         if token is not None and not 0 <= token < vocab_size:
             # finished rows keep feeding pad through the model, so it must be a real token id
             raise ValueError(f"{name}={token} is not a token id of the model (vocab_size {vocab_size})")
-    with autocast_weights(model, merge_lora=True):
+    with autocast_weights(model, merge_lora=True, trainable=True):
         if config.num_beams > 1:
             return _beam_search(model, input_ids, attention_mask, config)
         return _greedy_or_sample(model, input_ids, attention_mask, config)

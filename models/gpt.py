@@ -29,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.base import packed_segments, real_token_positions, training_attention
+from models.base import math_attention_fits, packed_segments, plain_attention, real_token_positions
 
 
 @dataclass
@@ -105,14 +105,12 @@ class CausalSelfAttention(nn.Module):
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         if kv_cache is not None:
             k, v = kv_cache.update(self.layer_idx, k, v)  # (B, n_head, T_past + T, head_dim)
-        with training_attention(B, self.n_head, T, k.size(2), x.device):
+        dropout_p = self.dropout if self.training else 0.0
+        if math_attention_fits(B, self.n_head, T, k.size(2), x.device):
+            y = plain_attention(q, k, v, attn_mask, dropout_p)
+        else:
             y = F.scaled_dot_product_attention(
-                q,
-                k,
-                v,
-                attn_mask=attn_mask,
-                dropout_p=self.dropout if self.training else 0.0,
-                is_causal=attn_mask is None,
+                q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=attn_mask is None
             )
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, n_head, T, head_dim) -> (B, T, C)
         return self.resid_dropout(self.c_proj(y))

@@ -1,6 +1,6 @@
 """PPO math for RLHF as small pure tensor functions; the PPO loop only composes them.
 
-    rollout     logprobs_of, response_mask, token_entropy: per-token quantities of a sampled batch
+    rollout     logprobs_of, head_logprobs, response_mask, token_entropy: per-token quantities of a sampled batch
     kl          kl_k1, kl_k3 estimators; FixedKLController, AdaptiveKLController (resumable)
     advantages  masked_mean, masked_var, masked_whiten; gae -> (advantages, returns)
     losses      kl_penalized_rewards, policy_loss, value_loss, entropy_from_logits

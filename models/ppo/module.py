@@ -60,8 +60,10 @@ Design choices:
   "Found N module(s) in eval mode" warning at fit start is this.
 - Log-probs are computed from logits / temperature, for policy and reference alike: the distribution sampled from.
   top_k / top_p filtering is not applied to them (keep both None for exactly on-policy ratios).
-- lm_head runs in float32 with autocast off: bf16 logits round log-probs by ~1e-2, which would make every ratio
-  noisy; so does its backward (update() calls backward outside autocast). No device or dtype is fixed here:
+- The log-probs' logits are float32 with autocast off (models.ppo.rollout.head_logprobs): bf16 logits round
+  log-probs by ~1e-2, which would make every ratio noisy. Their backward runs in autocast's dtype, as every other
+  layer's: the gradient with respect to the logits is made in the forward, chunk by chunk, and the two backward
+  matmuls run in bf16 (small preset, trl_compare PPO: see bench/README.md). No device or dtype is fixed here:
   Trainer(accelerator=..., precision=...) decides.
 - Speed under bf16 autocast (bench/rlhf.py --base smollm2: one experiment iteration on SmolLM2 with LoRA, 16
   prompts x 24 tokens, 10.0-10.4 s -> 6.8-7.3 s): sampling folds the LoRA adapters into weights cast to bf16 once
@@ -90,7 +92,6 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
 from models import optim as optimizers
@@ -105,7 +106,7 @@ from models.ppo.health import APPROX_KL, EOS_RATE, KL, LENGTH, RATIO_MAX, SFT_LE
 from models.ppo.kl import AdaptiveKLController, FixedKLController
 from models.ppo.losses import kl_penalized_rewards, policy_loss, value_loss
 from models.ppo.reward_scale import RewardScale, controlled
-from models.ppo.rollout import at_tokens, entropy_of, response_mask
+from models.ppo.rollout import head_logprobs, response_mask
 from models.reward import RewardModel
 
 Scorer = Callable[[Tensor, Tensor], Tensor]  # (input_ids (B, T), attention_mask (B, T)) -> scores (B,)
@@ -326,13 +327,12 @@ class PPOModule(BackboneModule):
 
         logp, values, ref_logp = [], [], []
         with self._scoring_casts():
-            for i in range(0, B, cfg.minibatch_size):  # in minibatches: the (b, N, V) float32 logits bound memory
+            for i in range(0, B, cfg.minibatch_size):  # in minibatches: the hidden states and scores bound memory
                 seqs, m = sequences[i : i + cfg.minibatch_size], full_mask[i : i + cfg.minibatch_size]
-                logprobs, hidden = self._response_logprobs(self.model, seqs, m, P)
-                logp.append(at_tokens(logprobs, seqs[:, P:]))
-                values.append(torch.zeros_like(logp[-1]) if group else self.value_head(hidden).float())
-                ref_logprobs, _ = self._response_logprobs(self.reference, seqs, m, P)
-                ref_logp.append(at_tokens(ref_logprobs, seqs[:, P:]))
+                policy_logp, _, hidden = self._response_logprobs(self.model, seqs, m, P)
+                logp.append(policy_logp)
+                values.append(torch.zeros_like(policy_logp) if group else self.value_head(hidden).float())
+                ref_logp.append(self._response_logprobs(self.reference, seqs, m, P)[0])
             score = self._score(sequences, full_mask)  # logged as ppo/reward: a control arm's moves show against it
         logp, values, ref_logp = torch.cat(logp), torch.cat(values), torch.cat(ref_logp)
 
@@ -372,21 +372,21 @@ class PPOModule(BackboneModule):
                 order = torch.randperm(r.sequences.size(0)).to(r.sequences.device)  # global CPU RNG, as the seed
                 for rows in order.split(cfg.minibatch_size):
                     seqs, mask = r.sequences[rows], r.mask[rows]
-                    logprobs, hidden = self._response_logprobs(self.model, seqs, r.attention_mask[rows], P)
-                    logp = at_tokens(logprobs, seqs[:, P:])
+                    logp, entropy, hidden = self._response_logprobs(
+                        self.model, seqs, r.attention_mask[rows], P, entropy_grad=cfg.ent_coef > 0
+                    )
                     pg_loss, pg = policy_loss(logp, r.logp[rows], r.advantages[rows], mask, cfg.clip_range)
                     if cfg.method in GROUP_ADVANTAGES:  # no critic
                         vf_loss = torch.zeros((), device=logp.device)
                     else:
                         values = self.value_head(hidden.detach() if critic_only else hidden).float()
                         vf_loss, _ = value_loss(values, r.values[rows], r.returns[rows], mask, cfg.clip_range_value)
-                    # without a bonus the entropy is only reported: no backward through a softmax over the vocabulary
-                    entropy = masked_mean(entropy_of(logprobs if cfg.ent_coef else logprobs.detach()), mask)
+                    # without a bonus the entropy is only reported: it then has no gradient (head_logprobs)
+                    entropy = masked_mean(entropy, mask)
                     loss = vf_loss if critic_only else pg_loss + cfg.vf_coef * vf_loss - cfg.ent_coef * entropy
                     optimizer.zero_grad()
                     # backward outside autocast, as PyTorch advises: each op's backward then runs in its forward's
-                    # dtype. Inside it (training_step runs under autocast) the float32 lm_head's backward ran in
-                    # bf16, casting the vocabulary matrix at every minibatch (0.1 s each on SmolLM2).
+                    # dtype (training_step runs under autocast, where a backward would cast again)
                     with torch.autocast(loss.device.type, enabled=False):
                         self.manual_backward(loss)
                     self.clip_gradients(optimizer, gradient_clip_val=cfg.max_grad_norm, gradient_clip_algorithm="norm")
@@ -406,26 +406,26 @@ class PPOModule(BackboneModule):
 
     # ---- pieces ------------------------------------------------------------------------------------------------
     def _response_logprobs(
-        self, model: CausalLM, sequences: Tensor, attention_mask: Tensor, P: int
-    ) -> tuple[Tensor, Tensor]:
-        """(log-probs (B, N, V) float32, hidden (B, N, C)) at the N positions that predict the response: the
-        log-softmax of logits / temperature, EOS impossible under fixed_length (the distribution the responses
-        were drawn from; read with models.ppo.rollout.at_tokens and entropy_of).
+        self, model: CausalLM, sequences: Tensor, attention_mask: Tensor, P: int, entropy_grad: bool = False
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """(log-probs (B, N) of the response tokens, entropies (B, N), both float32; hidden (B, N, C)) at the N
+        positions that predict the response, under softmax(logits / temperature) with EOS impossible under
+        fixed_length: the distribution the responses were drawn from (models.ppo.rollout.head_logprobs: float32
+        logits, never kept whole; the backward in autocast's dtype). entropy_grad: the entropies carry a gradient.
 
         Column P - 1 + t predicts response token t (column P + t): the slice [P - 1 : -1] (one-position shift)."""
         hidden = model.hidden_states(sequences, attention_mask=attention_mask)[:, P - 1 : -1]  # (B, N, C)
         B, N, C = hidden.shape
-        head, T = model.lm_head, self.config.temperature
-        bias = None if getattr(head, "bias", None) is None else head.bias.float() / T
-        with torch.autocast(hidden.device.type, enabled=False):  # float32 logits, also under bf16 autocast
-            # The temperature scales the (B * N, C) hidden states, not the (B * N, V) logits, and EOS is suppressed
-            # in place (one column), so the only pass over the logits is the log-softmax. One 2-D matrix: F.linear
-            # runs a 3-D slice as a batched matmul over a broadcast weight, whose backward took 0.2 s a minibatch on
-            # SmolLM2 (ten times the mm's).
-            logits = F.linear(hidden.float().reshape(B * N, C) / T, head.weight.float(), bias)
-            if self.config.fixed_length:  # after the temperature: finfo.min / T < 1 would be -inf (see suppress_token)
-                logits[:, self.eos_id] = torch.finfo(logits.dtype).min
-            return logits.view(B, N, -1).log_softmax(dim=-1), hidden
+        head = model.lm_head
+        device = head.weight.device.type
+        low_weight = None  # a frozen lm_head (LoRA) read by the backward as a cast made once for the run
+        if torch.is_grad_enabled() and not head.weight.requires_grad and torch.is_autocast_enabled(device):
+            low_weight = self._frozen_casts.cast(head.weight, torch.get_autocast_dtype(device))
+        logp, entropy = head_logprobs(
+            hidden.reshape(B * N, C), head.weight, getattr(head, "bias", None), sequences[:, P:].reshape(B * N),
+            self.config.temperature, self.eos_id if self.config.fixed_length else None, entropy_grad, low_weight,
+        )  # fmt: skip
+        return logp.view(B, N), entropy.view(B, N), hidden
 
     def _scoring_casts(self) -> contextlib.ExitStack:
         """The rollout's scoring forwards with every frozen Linear weight (the reference's, the reward model's, the

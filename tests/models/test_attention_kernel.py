@@ -1,6 +1,7 @@
-"""models.base.training_attention: on CPU, a training forward's attention runs as plain matmuls (SDPA's math
-backend, whose backward is faster than CPU flash attention's); generation, scoring, GPUs and attention too big for
-the memory bound keep the fused kernel. The states and gradients are the fused kernel's."""
+"""models.base.math_attention_fits and attention_kernel: on CPU, a training forward's attention runs as plain
+matmuls (the GPT's plain_attention, SDPA's math backend for a Hugging Face model; their backward is faster than CPU
+flash attention's), and so does a decoding step (one query); scoring, prefill, GPUs and attention too big for the
+memory bound keep the fused kernel. The states and gradients are the fused kernel's."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ import contextlib
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import models.gpt as gpt_module
 from models import base
-from models.base import HFCausalLM, training_attention
+from models.base import HFCausalLM, attention_kernel
 from models.gpt import GPT, GPTConfig
 from tests.support.hf_models import SHAPES, tiny_model
 
@@ -40,13 +42,16 @@ def _fused(kernel) -> bool:
 def test_the_kernel_is_chosen_by_device_grad_and_size() -> None:
     cpu = torch.device("cpu")
     with torch.enable_grad():
-        assert not _fused(training_attention(8, 4, 64, 64, cpu))  # CPU training: math
-        assert _fused(training_attention(8, 4, 64, 64, torch.device("cuda")))  # GPUs: the fused kernels win
-        assert _fused(training_attention(16, 9, 2048, 2048, cpu))  # probabilities over MATH_ATTENTION_BYTES
+        assert not _fused(attention_kernel(8, 4, 64, 64, cpu))  # CPU training: math
+        assert _fused(attention_kernel(8, 4, 64, 64, torch.device("cuda")))  # GPUs: the fused kernels win
+        assert _fused(attention_kernel(16, 9, 2048, 2048, cpu))  # probabilities over MATH_ATTENTION_BYTES
         keys = base.MATH_ATTENTION_BYTES // 4  # float32 probabilities of 1 x 1 x 1 x keys
-        assert not _fused(training_attention(1, 1, 1, keys, cpu)) and _fused(training_attention(1, 1, 1, keys + 1, cpu))
+        assert not _fused(attention_kernel(1, 1, 1, keys, cpu)) and _fused(attention_kernel(1, 1, 1, keys + 1, cpu))
     with torch.no_grad():
-        assert _fused(training_attention(8, 4, 64, 64, cpu))  # generation and scoring: no backward to save
+        assert _fused(attention_kernel(8, 4, 64, 64, cpu))  # scoring, a prompt's prefill: no backward to save
+        assert not _fused(attention_kernel(8, 4, 1, 64, cpu))  # a decoding step: one query, math is faster
+        assert _fused(attention_kernel(8, 4, 1, 64, torch.device("cuda")))
+        assert _fused(attention_kernel(1, 1, 1, keys + 1, cpu))  # the size bound holds here too
 
 
 def _states_and_grads(model, ids, mask) -> tuple[torch.Tensor, list[torch.Tensor], set]:
@@ -75,8 +80,8 @@ def test_training_forwards_skip_flash_attention_with_the_same_states_and_gradien
     assert FLASH not in seen and SOFTMAX_BACKWARD in seen
 
     # the oracle: training as it ran before, the fused kernel forward and backward
-    for module in (gpt_module, base):
-        monkeypatch.setattr(module, "training_attention", lambda *a: sdpa_kernel(SDPBackend.FLASH_ATTENTION))
+    monkeypatch.setattr(gpt_module, "math_attention_fits", lambda *a: False)  # the GPT: SDPA's default, flash
+    monkeypatch.setattr(base, "attention_kernel", lambda *a: sdpa_kernel(SDPBackend.FLASH_ATTENTION))
     oracle, oracle_grads, seen = _states_and_grads(model, ids, mask)
     assert FLASH in seen and len(grads) == len(oracle_grads) > 0
     real = mask.bool()
@@ -99,9 +104,10 @@ class AttentionUpcasts(TorchDispatchMode):
         return out
 
 
-def test_bf16_training_attention_is_not_upcast_and_the_flag_is_put_back(monkeypatch) -> None:
+def test_bf16_attention_kernel_is_not_upcast_and_the_flag_is_put_back(monkeypatch) -> None:
     # Under bf16 autocast the math backend cast q, k, v to float32 and autocast cast its matmuls back to bf16:
-    # copies that bought no precision, 12 % of the small GPT's bf16 step
+    # copies that bought no precision, 12 % of the small GPT's bf16 step. The GPT now computes the math itself
+    # (plain_attention); a Hugging Face model runs SDPA's math backend with the upcast off (models.base).
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=64, block_size=32, n_layer=2, n_head=2, n_embd=32))
     ids = torch.randint(64, (3, 12))
@@ -110,8 +116,32 @@ def test_bf16_training_attention_is_not_upcast_and_the_flag_is_put_back(monkeypa
         model.hidden_states(ids).float().sum().backward()
     assert casts.count == 0
     assert torch.backends.cuda.fp16_bf16_reduction_math_sdp_allowed() == before
-    # the control: the math backend as it runs by default (what training_attention chose before), which the test sees
-    monkeypatch.setattr(gpt_module, "training_attention", lambda *a: sdpa_kernel(SDPBackend.MATH))
-    with AttentionUpcasts() as casts, torch.autocast("cpu", torch.bfloat16):
+    # the control: the math backend as it runs by default (what attention_kernel chose before), which the test sees
+    monkeypatch.setattr(gpt_module, "math_attention_fits", lambda *a: False)
+    with AttentionUpcasts() as casts, torch.autocast("cpu", torch.bfloat16), sdpa_kernel(SDPBackend.MATH):
         model.hidden_states(ids).float().sum().backward()
     assert casts.count >= 3 * 2  # at least q, k, v of each layer
+
+
+def test_plain_attention_is_sdpas_attention() -> None:
+    """models.base.plain_attention against SDPA in float32: causal (no mask), a padding mask, and a decoding step
+    (one query against cached keys); dropout, when asked for, changes the output."""
+    from models.base import plain_attention
+    from models.gpt import attention_bias
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 7, 8) for _ in range(3))
+    torch.testing.assert_close(plain_attention(q, k, v, None), F.scaled_dot_product_attention(q, k, v, is_causal=True))
+    padding = torch.ones(2, 7, dtype=torch.long)
+    padding[0, :3] = 0  # a left-padded row: its padding queries see only themselves
+    allowed = attention_bias(7, 0, padding, q.device)
+    torch.testing.assert_close(
+        plain_attention(q, k, v, allowed), F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+    )
+    step = attention_bias(1, 6, padding, q.device)  # the 7th token's query against 6 cached positions and itself
+    torch.testing.assert_close(
+        plain_attention(q[:, :, -1:], k, v, step), F.scaled_dot_product_attention(q[:, :, -1:], k, v, attn_mask=step)
+    )
+    torch.manual_seed(1)
+    dropped = plain_attention(q, k, v, None, dropout_p=0.5)
+    assert not torch.allclose(dropped, plain_attention(q, k, v, None))

@@ -227,7 +227,7 @@ def test_sequence_classifier_learns_and_reports(cpu_trainer, tok, tmp_path: Path
     expected = {f"val/{m}" for m in ("loss", "accuracy", "precision", "recall", "f1", "f1_negative", "f1_positive")}
     assert set(metrics) == expected
     # chance is 0.5. One example moves accuracy by 0.025, and 90 steps amplify any bitwise change: the math attention
-    # kernel of CPU training (models.base.training_attention) ended this run at 36 of 40, macro-F1 0.8997
+    # kernel of CPU training (models.base.attention_kernel) ended this run at 36 of 40, macro-F1 0.8997
     assert metrics["val/accuracy"] >= 0.85 and metrics["val/f1"] >= 0.85, metrics
     assert model.confusion_matrix["val"].shape == (2, 2)
     assert model.confusion_matrix["val"].sum().item() == len(val)

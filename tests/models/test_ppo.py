@@ -7,11 +7,12 @@ import math
 import pytest
 import torch
 
+from models.ppo import rollout
 from models.ppo.advantages import gae, masked_mean, masked_var, masked_whiten
 from models.ppo.health import HealthBounds, check_health
 from models.ppo.kl import AdaptiveKLController, FixedKLController, kl_k1, kl_k3
 from models.ppo.losses import entropy_from_logits, kl_penalized_rewards, policy_loss, value_loss
-from models.ppo.rollout import logprobs_of, response_mask, token_entropy
+from models.ppo.rollout import head_logprobs, logprobs_of, response_mask, token_entropy
 
 NAN = float("nan")
 
@@ -48,6 +49,84 @@ def test_entropy():
     close(token_entropy(logits), [[1.3862944, 0.5623351]], atol=1e-4)
     close(entropy_from_logits(logits, torch.tensor([[1, 0]])), 1.3862944, atol=1e-4)  # second token masked
     close(entropy_from_logits(logits, torch.tensor([[1.0, 1.0]])), (1.3862944 + 0.5623351) / 2, atol=1e-4)
+
+
+def _head_reference(hidden, weight, bias, tokens, temperature, suppress):
+    """head_logprobs by the plain route: whole float32 logits, -inf for the suppressed column, log-softmax."""
+    logits = torch.nn.functional.linear(hidden.float(), weight.float(), bias.float()) / temperature
+    if suppress is not None:
+        logits = logits.index_fill(1, torch.tensor([suppress]), float("-inf"))
+    logprobs = logits.log_softmax(dim=-1)
+    p = logprobs.exp()
+    entropy = -(p * torch.where(p > 0, logprobs, 0.0)).sum(dim=-1)
+    return logprobs.gather(1, tokens.unsqueeze(1)).squeeze(1), entropy
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 4, 64])  # one row, chunks that do not divide the 23 rows, one chunk
+@pytest.mark.parametrize("suppress", [None, 3])
+def test_head_logprobs_match_log_softmax_of_the_logits_with_their_gradients(monkeypatch, chunk_rows, suppress):
+    V = 40
+    monkeypatch.setattr(rollout, "CHUNK_ELEMENTS", chunk_rows * V)
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(23, 8, generator=g, requires_grad=True)
+    weight = torch.randn(V, 8, generator=g, requires_grad=True)
+    bias = torch.randn(V, generator=g, requires_grad=True)
+    tokens = torch.randint(0, V, (23,), generator=g)
+    tokens = tokens if suppress is None else tokens.masked_fill(tokens == suppress, 0)  # never the impossible one
+    up_logp, up_entropy = torch.randn(23, generator=g), torch.randn(23, generator=g)
+
+    logp, entropy = head_logprobs(hidden, weight, bias, tokens, 0.7, suppress, entropy_grad=True)
+    ref_logp, ref_entropy = _head_reference(hidden, weight, bias, tokens, 0.7, suppress)
+    torch.testing.assert_close(logp, ref_logp, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(entropy, ref_entropy, atol=1e-5, rtol=1e-5)
+    grads = torch.autograd.grad((logp * up_logp).sum() + (entropy * up_entropy).sum(), [hidden, weight, bias])
+    ref_grads = torch.autograd.grad(
+        (ref_logp * up_logp).sum() + (ref_entropy * up_entropy).sum(), [hidden, weight, bias]
+    )
+    for got, want in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_head_logprobs_entropy_is_reported_without_gradient_unless_asked():
+    hidden, weight = torch.randn(5, 4, requires_grad=True), torch.randn(9, 4, requires_grad=True)
+    tokens = torch.tensor([0, 1, 2, 3, 4])
+    logp, entropy = head_logprobs(hidden, weight, None, tokens)
+    assert logp.requires_grad and not entropy.requires_grad
+    (grad,) = torch.autograd.grad(logp.sum(), [hidden])  # and the log-probs' gradient is the log-softmax's
+    (want,) = torch.autograd.grad(_head_reference(hidden, weight, torch.zeros(9), tokens, 1.0, None)[0].sum(), [hidden])
+    torch.testing.assert_close(grad, want, atol=1e-5, rtol=1e-4)
+    with torch.no_grad():
+        assert not head_logprobs(hidden, weight, None, tokens)[0].requires_grad
+
+
+def test_head_logprobs_under_bf16_autocast_keep_float32_values_and_run_the_backward_in_bf16():
+    g = torch.Generator().manual_seed(1)
+    hidden = torch.randn(12, 16, generator=g, requires_grad=True)
+    weight = torch.randn(30, 16, generator=g, requires_grad=True)
+    tokens = torch.randint(0, 30, (12,), generator=g)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logp, _ = head_logprobs(hidden, weight, None, tokens)
+    ref_logp, _ = _head_reference(hidden, weight, torch.zeros(30), tokens, 1.0, None)
+    torch.testing.assert_close(logp, ref_logp, atol=1e-5, rtol=1e-5)  # the values: float32 arithmetic, exactly
+    logp.sum().backward()
+    ref_grad = torch.autograd.grad(ref_logp.sum(), [weight])[0]
+    assert hidden.grad.dtype == weight.grad.dtype == torch.float32
+    # bf16 matmuls: close to the float32 gradient at bf16's precision, not at float32's
+    torch.testing.assert_close(weight.grad, ref_grad, atol=2e-2, rtol=2e-2)
+    assert not torch.equal(weight.grad, ref_grad)
+    # a frozen weight's cached bf16 cast (low_weight) gives the same gradient as the cast made in the backward
+    frozen = weight.detach()
+    grads = []
+    for low_weight in (None, frozen.bfloat16()):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logp, _ = head_logprobs(hidden, frozen, None, tokens, low_weight=low_weight)
+        grads.append(torch.autograd.grad(logp.sum(), [hidden])[0])
+    assert torch.equal(grads[0], grads[1])
+
+
+def test_head_logprobs_refuse_unflattened_inputs():
+    with pytest.raises(ValueError, match="flatten the batch and time dimensions"):
+        head_logprobs(torch.randn(2, 3, 4), torch.randn(9, 4), None, torch.zeros(2, 3, dtype=torch.long))
 
 
 # ---- masked statistics --------------------------------------------------------------------------------------

@@ -309,14 +309,14 @@ def test_in_one_bf16_autocast_region_every_minibatch_reads_the_weights_as_the_la
     original = model._response_logprobs
     gaps = []  # per policy forward of the update: |hidden states as read - hidden states with the cache off|
 
-    def checked(policy, sequences, attention_mask, P):
-        logprobs, hidden = original(policy, sequences, attention_mask, P)
+    def checked(policy, sequences, attention_mask, P, entropy_grad=False):
+        logp, entropy, hidden = original(policy, sequences, attention_mask, P, entropy_grad)
         if torch.is_grad_enabled():  # the update's forwards (the rollout's run under no_grad)
-            # under grad as the update's forward, so the same attention kernel (models.base.training_attention)
+            # under grad as the update's forward, so the same attention kernel (models.base.math_attention_fits)
             with torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):
                 fresh = policy.hidden_states(sequences, attention_mask=attention_mask)[:, P - 1 : -1].detach()
             gaps.append((hidden.float() - fresh.float()).abs().max().item())
-        return logprobs, hidden
+        return logp, entropy, hidden
 
     model._response_logprobs = checked
     prompts = left_pad([Prompts(16)[i] for i in range(16)])
@@ -326,22 +326,22 @@ def test_in_one_bf16_autocast_region_every_minibatch_reads_the_weights_as_the_la
     assert max(gaps) == 0.0, gaps
 
 
-def test_under_bf16_mixed_the_lm_head_matmuls_of_the_update_stay_float32(tmp_path: Path) -> None:
-    """The log-probs' lm_head runs in float32 with autocast off; its backward must too. Lightning runs training_step,
-    and so manual_backward, inside autocast, where the backward's matmuls were cast to bf16 (and the vocabulary
-    matrix copied at every minibatch): the update now calls backward outside it."""
+def test_under_bf16_mixed_the_update_takes_float32_logits_and_a_bf16_lm_head_backward(tmp_path: Path) -> None:
+    """The log-probs' logits are float32 (a bf16 logit rounds the log-prob by ~1e-2, noise in every ratio); the
+    lm_head's backward matmuls run in bf16, as every other layer's under bf16-mixed (models.ppo.rollout.
+    head_logprobs): in float32 they were the larger part of the head's cost."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    head_shapes = {(V, 32), (32, V)}  # lm_head's weight and its transpose (n_embd 32); no other matrix has them
-    dtypes = []
+    forward, backward = [], []  # input dtypes of the matmuls that read or make a vocabulary-wide (V) matrix
 
     class HeadMatmuls(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
             if func in (torch.ops.aten.mm.default, torch.ops.aten.addmm.default):
                 tensors = [a for a in args if isinstance(a, torch.Tensor)]
-                if head_shapes & {tuple(t.shape) for t in tensors}:
-                    dtypes.append({t.dtype for t in tensors})
-            return func(*args, **(kwargs or {}))
+                if any(V in t.shape for t in tensors):  # V = 50: no other dimension of the tiny model has it
+                    (forward if out.size(-1) == V else backward).append({t.dtype for t in tensors})
+            return out
 
     model = module(config(rollout_batch_size=16, minibatch_size=8, ppo_epochs=1))
     update = model.update
@@ -352,8 +352,9 @@ def test_under_bf16_mixed_the_lm_head_matmuls_of_the_update_stay_float32(tmp_pat
 
     model.update = watched_update
     fit(model, 1, tmp_path, precision="bf16-mixed")
-    assert len(dtypes) >= 4  # forward and backward of both minibatches
-    assert all(d == {torch.float32} for d in dtypes), dtypes
+    assert len(forward) == 2 and len(backward) == 4  # 2 minibatches: logits; gradients to hidden states and weight
+    assert all(d == {torch.float32} for d in forward), forward
+    assert all(d == {torch.bfloat16} for d in backward), backward
 
 
 def test_exact_resume_from_mid_run_checkpoint(tmp_path: Path) -> None:
@@ -541,14 +542,12 @@ def test_fixed_length_below_temperature_one_keeps_every_log_prob_finite() -> Non
     """The temperature divides the logits before EOS is suppressed: the other order turns the suppressed logit
     (the most negative float) into -inf below temperature 1, and the entropy over the vocabulary into NaN. The
     log-probs are those of the tempered distribution without EOS, the one sampled from."""
-    from models.ppo.rollout import entropy_of
-
     batch = left_pad([Prompts(8, seed=1)[i] for i in range(8)])
     model = module(config(fixed_length=True, temperature=0.7, max_new_tokens=6, rollout_batch_size=8, minibatch_size=4))
     torch.manual_seed(0)
     r = model.rollout(batch["input_ids"], batch["attention_mask"])
-    logprobs, _ = model._response_logprobs(model.model, r.sequences, r.attention_mask, r.prompt_len)
-    assert bool(torch.isfinite(logprobs).all()) and bool(torch.isfinite(entropy_of(logprobs)).all())
+    logp, entropy, _ = model._response_logprobs(model.model, r.sequences, r.attention_mask, r.prompt_len)
+    assert bool(torch.isfinite(logp).all()) and bool(torch.isfinite(entropy).all())
     with torch.no_grad():
         own = model.model(r.sequences, attention_mask=r.attention_mask)[:, r.prompt_len - 1 : -1].float() / 0.7
     own[..., EOS] = float("-inf")

@@ -85,7 +85,13 @@ def plain_gpt():
     return tiny_gpt(seed=3).requires_grad_(False)  # frozen, as a reference: autocast would cast it at every step
 
 
-@pytest.mark.parametrize("make", [plain_gpt, lora_gpt, lora_llama], ids=["frozen gpt", "lora gpt", "lora llama"])
+def trained_gpt():
+    return tiny_gpt(seed=3)  # trainable, as PPO's policy: Lightning's autocast (cache off) cast it at every step
+
+
+@pytest.mark.parametrize(
+    "make", [plain_gpt, trained_gpt, lora_gpt, lora_llama], ids=["frozen gpt", "trained gpt", "lora gpt", "lora llama"]
+)
 @pytest.mark.parametrize("name", list(DECODING))
 def test_under_autocast_the_tokens_are_the_merged_models_with_a_cast_per_step(monkeypatch, make, name):
     """generate() casts the frozen weights once and folds LoRA adapters into them: the tokens are those autocast
@@ -137,6 +143,17 @@ def test_the_casts_last_for_the_block_and_the_parameters_come_back():
     with pytest.raises(RuntimeError, match="inside"), torch.autocast("cpu", torch.bfloat16), autocast_weights(model):
         raise RuntimeError("inside")
     assert all(p is before[n][0] and p.dtype == torch.float32 for n, p in model.named_parameters())
+
+
+def test_trainable_weights_are_cast_for_a_no_grad_block_only():
+    model = lora_gpt()
+    adapter = model.transformer.h[0].attn.c_attn.lora_A["default"]
+    original = adapter.weight
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16), autocast_weights(model, trainable=True):
+        assert adapter.weight.dtype == torch.bfloat16  # decoding: no gradient to cut off, no step inside the block
+    assert adapter.weight is original and original.requires_grad
+    with pytest.raises(RuntimeError, match="only under no_grad"), autocast_weights(model, trainable=True):
+        pass
 
 
 def test_outside_autocast_nothing_is_cast():
