@@ -77,13 +77,14 @@ def head_logprobs(
 
     The forward is float32 throughout, autocast or not: bf16 logits would round every log-prob by ~1e-2 and add
     that noise to each ratio and KL term (measured on SmolLM2: the log-ratio's error std 0.030 -> 0.050 between two
-    policies 0.1 % apart). It walks the rows in chunks (on CPU; one chunk elsewhere): logits, one exp pass, the
-    log-prob, the entropy, and the gradient with respect to the logits (softmax minus one-hot), so no (M, V)
-    log-softmax is kept and no log-softmax backward runs. The backward runs in the dtype autocast had at the call
-    (bf16 under bf16-mixed, float32 otherwise), as every other layer's backward: the gradient kept in that dtype, the
-    two matmuls (to the hidden states and to the weight) in it. At the small preset the float32 backward's two
-    matmuls were the larger part of PPO's lm_head cost. low_weight: the weight already in that dtype (a frozen
-    weight's cached cast, as models.generation.CastCache keeps), else it is cast at each backward."""
+    policies 0.1 % apart). The logits come from one matmul; then a chunk of rows at a time (on CPU; one chunk
+    elsewhere): one exp pass, the log-prob, the entropy, and the gradient with respect to the logits (softmax minus
+    one-hot), so no (M, V) log-softmax is kept and no log-softmax backward runs. The backward runs in the dtype
+    autocast had at the call (bf16 under bf16-mixed, float32 otherwise), as every other layer's backward: the
+    gradient kept in that dtype, the two matmuls (to the hidden states and to the weight) in it. At the small
+    preset the float32 backward's two matmuls were the larger part of PPO's lm_head cost. low_weight: the weight
+    already in that dtype (a frozen weight's cached cast, as models.generation.CastCache keeps), else it is cast
+    at each backward."""
     if hidden.dim() != 2 or tokens.shape != hidden.shape[:1] or weight.dim() != 2 or weight.size(1) != hidden.size(1):
         raise ValueError(
             f"head_logprobs takes hidden (M, C), weight (V, C) and tokens (M,), got {tuple(hidden.shape)}, "
@@ -109,12 +110,15 @@ class _HeadLogprobs(torch.autograd.Function):
             w = weight.float()
             b = None if bias is None else bias.float() / temperature
             index = tokens.unsqueeze(1)
+            # one matmul for every row: a (V, C) head far larger than the cache (SmolLM2's, 113 MB) is read once,
+            # where a matmul per chunk of rows read it again for each (its PPO iteration 15.3-15.8 -> 17.3 s)
+            logits = F.linear(scaled, w, b)  # (M, V) tempered float32 logits, changed in place below
+            if suppress is not None:  # finfo.min, not -inf: exp gives 0 and 0 * x stays 0 (no NaN)
+                logits[:, suppress] = torch.finfo(logits.dtype).min
             rows = max(1, CHUNK_ELEMENTS // V) if device == "cpu" else M
             for start in range(0, M, rows):
                 stop = min(start + rows, M)
-                x = F.linear(scaled[start:stop], w, b)  # (r, V) tempered float32 logits
-                if suppress is not None:  # finfo.min, not -inf: exp gives 0 and 0 * x stays 0 (no NaN)
-                    x[:, suppress] = torch.finfo(x.dtype).min
+                x = logits[start:stop]  # (r, V): the softmax's passes run while the chunk is in cache
                 x.sub_(x.amax(dim=1, keepdim=True))
                 p = x.exp()
                 sums = p.sum(dim=1)
