@@ -70,7 +70,7 @@ Design choices:
   per call (models.generation.autocast_weights); the scoring forwards and the update read the frozen weights
   (LoRA base, reference, reward model) cast once for the whole run (BackboneModule.frozen_weights_cast's CastCache),
   not at each forward; the response logits are one 2-D matmul
-  with the temperature applied before it and EOS suppressed in place, read through one log-softmax.
+  with the temperature applied to the hidden states before it and EOS suppressed in place (head_logprobs).
 - Exact resume: the checkpoint carries the global RNG states (models.lm.BackboneModule) and the KL controller's beta;
   each iteration draws its sampling seed and minibatch order from the global CPU RNG, so a resumed run samples the
   same responses on any device. The data position is alignops.data.loaders.resumable_loader's. The checkpoint's
