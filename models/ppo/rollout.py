@@ -132,7 +132,8 @@ class _HeadLogprobs(torch.autograd.Function):
                 if d_logp is not None:
                     d_logp[start:stop] = p.scatter_add_(1, index[start:stop], p.new_full((stop - start, 1), -1.0))
         if with_grad:
-            ctx.save_for_backward(d_logp, d_entropy, scaled.to(low), weight, low_weight)
+            weight_input = scaled.to(low) if ctx.needs_input_grad[1] else None  # read only for the weight's gradient
+            ctx.save_for_backward(d_logp, d_entropy, weight_input, weight, low_weight)
             ctx.temperature, ctx.hidden_dtype = temperature, hidden.dtype
         if not entropy_grad:
             ctx.mark_non_differentiable(entropy)

@@ -145,3 +145,24 @@ def test_plain_attention_is_sdpas_attention() -> None:
     torch.manual_seed(1)
     dropped = plain_attention(q, k, v, None, dropout_p=0.5)
     assert not torch.allclose(dropped, plain_attention(q, k, v, None))
+
+
+def test_decoding_steps_skip_the_fused_kernel() -> None:
+    """One query per row: the fused kernel's fixed cost dominates, so a decoding step runs the math (the GPT's
+    plain_attention); the prompt's prefill (many queries, no grad) keeps the fused kernel, once per layer."""
+    from models.generation import GenerationConfig, generate
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=64, block_size=32, n_layer=2, n_head=2, n_embd=32)).eval()
+    ids = torch.randint(1, 64, (3, 6))
+    calls = []
+
+    class FusedCalls(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is FLASH:
+                calls.append(args[0].size(-2))  # the queries of each fused call
+            return func(*args, **(kwargs or {}))
+
+    with FusedCalls():
+        generate(model, ids, torch.ones_like(ids), GenerationConfig(max_new_tokens=4))
+    assert calls == [6, 6]  # the prefill of each of the 2 layers; none of the 3 decoding steps

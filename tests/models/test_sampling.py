@@ -145,6 +145,23 @@ def test_the_casts_last_for_the_block_and_the_parameters_come_back():
     assert all(p is before[n][0] and p.dtype == torch.float32 for n, p in model.named_parameters())
 
 
+def test_generate_reads_a_trained_models_weights_as_one_cast_per_call():
+    """Lightning's bf16-mixed autocast keeps no cast cache, so a trained policy's weights were cast at every token:
+    generate() swaps in one bf16 cast per call, and the Parameters come back after it."""
+    model = trained_gpt()
+    layer = model.transformer.h[0].mlp.c_fc
+    original = layer.weight
+    seen = []  # (dtype, identity) of the weight each forward of the layer reads
+    hook = layer.register_forward_pre_hook(lambda m, args: seen.append((m.weight.dtype, id(m.weight))))
+    ids, mask = batch()
+    with torch.autocast("cpu", torch.bfloat16, cache_enabled=False):
+        generate(model, ids % 60 + 1, mask, GenerationConfig(max_new_tokens=5))
+    hook.remove()
+    assert len(seen) == 5  # the prompt's forward and 4 decoding steps
+    assert {dtype for dtype, _ in seen} == {torch.bfloat16} and len({ident for _, ident in seen}) == 1
+    assert layer.weight is original and original.requires_grad
+
+
 def test_trainable_weights_are_cast_for_a_no_grad_block_only():
     model = lora_gpt()
     adapter = model.transformer.h[0].attn.c_attn.lora_A["default"]
