@@ -64,7 +64,11 @@ class CausalLM(Protocol):
         position_ids: Tensor | None = None,
         kv_cache: Cache | None = None,
     ) -> Tensor:
-        """Last hidden states (B, T, d), after the final norm: what lm_head and the reward/value heads read."""
+        """Last hidden states (B, T, d), after the final norm: what lm_head and the reward/value heads read.
+
+        attention_mask: (B, past + T), 1 = real token; or, where the model has mask_matrices = True and without a
+        cache, a mask matrix (B, 1, T, T), True where query t may attend key s (packed or tree-shaped rows: see
+        shared_prefix_hidden_states), given with the position_ids of the tokens (check_mask_matrix)."""
 
     def __call__(
         self,
@@ -109,21 +113,57 @@ def attention_kernel(batch: int, heads: int, queries: int, keys: int, device: to
     return _math_attention() if math_attention_fits(batch, heads, queries, keys, device) else contextlib.nullcontext()
 
 
-def plain_attention(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor | None, dropout_p: float = 0.0) -> Tensor:
+def plain_attention(
+    q: Tensor, k: Tensor, v: Tensor, allowed: Tensor | None, dropout_p: float = 0.0, scale: float | None = None
+) -> Tensor:
     """softmax(q k^T / sqrt(d) where allowed, -inf elsewhere) v in the inputs' dtype: q (B, H, T, d), k and v
     (B, H, S, d), allowed a boolean mask broadcastable to (B, H, T, S), None for causal (T == S). What SDPA's math
     backend computes, without its bool-to-float mask conversion and its "safe softmax" (isneginf, all, where over
     the scores, for rows with no key allowed; the GPT's masks always allow each query itself): at the small shape
     (16 x 127 tokens, bf16) a layer's attention forward and backward 26 -> 19 ms, the output's and gradients'
-    errors against float64 no larger (gradient relative error 0.0047 against 0.0053)."""
+    errors against float64 no larger (gradient relative error 0.0047 against 0.0053). scale: 1/sqrt(d) unless given."""
     T, S = q.size(-2), k.size(-2)
     if allowed is None:
         allowed = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
-    scores = (q * q.size(-1) ** -0.5) @ k.transpose(-2, -1)  # (B, H, T, S)
+    scores = (q * (q.size(-1) ** -0.5 if scale is None else scale)) @ k.transpose(-2, -1)  # (B, H, T, S)
     probs = scores.masked_fill_(~allowed, float("-inf")).softmax(dim=-1)
     if dropout_p:
         probs = F.dropout(probs, dropout_p)
     return probs @ v
+
+
+PLAIN_ATTENTION = "alignops_plain"  # the name plain_attention is registered under in transformers' AttentionInterface
+
+
+def _plain_attention_interface() -> str:
+    """Register plain_attention as a transformers attention function, once; returns its name.
+
+    What SDPA's math backend computes for a mask matrix, as plain_attention does for the GPT: a Hugging Face model
+    runs it in place of SDPA for the mask matrices shared_prefix_hidden_states builds (boolean, each query allowed
+    itself, so no row is empty and SDPA's safe softmax has nothing to catch). SmolLM2 + LoRA reward step, in
+    torch.profiler: SDPA math's isneginf, all and where over the scores took 28 of 1,020 ms of CPU time a step."""
+    from transformers import AttentionInterface
+
+    if PLAIN_ATTENTION not in AttentionInterface._global_mapping:
+        AttentionInterface.register(PLAIN_ATTENTION, _plain_attention_forward)
+    return PLAIN_ATTENTION
+
+
+def _plain_attention_forward(
+    module: nn.Module,
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attention_mask: Tensor,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[Tensor, None]:
+    """transformers' attention function signature: q (B, H, T, d), k and v (B, H_kv, S, d) -> ((B, T, H, d), None)."""
+    groups = query.size(1) // key.size(1)
+    if groups > 1:  # grouped-query attention: each key/value head serves `groups` consecutive query heads
+        key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
+    return plain_attention(query, key, value, attention_mask, dropout, scaling).transpose(1, 2).contiguous(), None
 
 
 @contextlib.contextmanager
@@ -142,6 +182,22 @@ def _math_attention():
         torch.backends.cuda.allow_fp16_bf16_reduction_math_sdp(allowed)
 
 
+def check_mask_matrix(
+    mask: Tensor, position_ids: Tensor | None, kv_cache: Cache | None, T: int, max_positions: int
+) -> None:
+    """Refuse a (B, 1, T, T) attention mask that hidden_states cannot read as one: a boolean matrix over the new
+    tokens, with their position ids (nothing can be inferred from a mask matrix), no cache, positions in range."""
+    B = position_ids.size(0) if position_ids is not None else mask.size(0)
+    if mask.dtype != torch.bool or mask.shape != (B, 1, T, T):
+        raise ValueError(
+            f"a mask matrix is boolean (batch, 1, {T}, {T}), True = may attend; got {mask.dtype} {tuple(mask.shape)}"
+        )
+    if kv_cache is not None or position_ids is None or position_ids.shape != (B, T):
+        raise ValueError(f"a mask matrix comes with position_ids ({B}, {T}) and without a KV cache")
+    if int(position_ids.max()) >= max_positions:
+        raise ValueError(f"position {int(position_ids.max())} is past the model's {max_positions} positions")
+
+
 def real_token_positions(attention_mask: Tensor, past: int) -> Tensor:
     """Position ids (B, T) of the new tokens that count real tokens only; padding gets 0 (nothing real
     attends to it). attention_mask: (B, past + T)."""
@@ -155,46 +211,103 @@ def shared_prefix_hidden_states(
     run once: (hidden (N, R, d), its mask (N, R), start (N,)), hidden[i, j] being row i's position start[i] + j.
 
     ids, attention_mask (N, T), 1 = real token, padding on the right. shared (N,): how many leading tokens of each
-    row other rows may share (its prompt's length). The rows are grouped by those tokens; each group's prefix runs
-    once, into a KV cache that every row of the group then continues from. The same function as one forward over
-    all rows (causal attention: a prefix's states do not depend on what follows it), with fewer tokens; its
-    gradient sums over the rows that read it. At least a row's last token stays out of the prefix, so every row
-    has a hidden state of its own to read (a reward at its last token, the logit of its first response token).
-    Nothing shared (or no row longer than 1), the padded prefix + rest longer than the model's positions, or no
-    fewer positions to run (G * P + N * R against N * T): one plain forward, start all 0."""
+    row other rows may share (its prompt's length). The rows are grouped by those tokens, a group's prefix is laid
+    down once with the rest of each of its rows after it, and the groups are packed into rows of at most
+    PACK_WIDTH x T tokens (first fit, longest first) that one forward runs under a tree-shaped mask (tree_mask): a
+    row's rest attends to its prefix and causally to itself, never to another row's rest or another group, at the
+    positions it has in its own row. The same function as one forward over all rows (causal attention: a prefix's
+    states do not depend on what follows it), from fewer tokens, padding included; its gradient sums over the rows
+    that read a prefix. At least a row's last token stays out of the prefix, so every row has a hidden state of its
+    own to read (a reward at its last token, the logit of its first response token).
+
+    Why one packed forward rather than the prefixes into a KV cache that the rests continue from: on CPU a forward's
+    fixed costs (casts, norms, LoRA's small matmuls) are paid per call and small matmuls run slower, so two forwards
+    of 128 and 256 tokens cost more than one of 384 (SmolLM2 + LoRA reward step, bf16, 2 threads, CPU time in
+    torch.profiler: 1,213 ms a step with the cache, 1,057 ms packed). The packed row's attention computes every
+    query against every key of the row, the masked ones too: on the small GPT (d = 320, 1 thread) the two ways
+    cost the same.
+
+    A group too long for one packed row is split, its prefix repeated. A model that takes no (B, 1, T, T) mask
+    (mask_matrices), a single row, or no fewer positions to run (packed rows x their width against N x T): one plain
+    forward, start all 0."""
     N, T = ids.shape
     lengths = attention_mask.long().sum(1)
     shared = torch.minimum(shared.long(), lengths - 1).clamp(min=0)
-    keys = [tuple(ids[i, :n].tolist()) for i, n in enumerate(shared.tolist())]
-    groups: dict[tuple[int, ...], int] = {}  # prefix -> its group
-    firsts: list[int] = []  # a row of each group, in group order
-    for i, key in enumerate(keys):
-        if key not in groups:
-            groups[key] = len(firsts)
-            firsts.append(i)
-    group = torch.tensor([groups[key] for key in keys], device=ids.device)
-    P = int(shared.max()) if N else 0
-    R = int((lengths - shared).max()) if N else 0
-    # the prefixes are left-padded to P and the rest right-padded to R: P + R positions a row, more than T when the
-    # longest prompt and the longest response are different rows (the backbone's length check counts padded
-    # positions); worth it while the G prefix rows and N suffix rows run fewer positions than the N plain ones
-    G, width = len(groups), P + R
-    if P == 0 or G == N or width > model.max_positions or G * P + N * R >= N * T:
+
+    def plain() -> tuple[Tensor, Tensor, Tensor]:
         return model.hidden_states(ids, attention_mask=attention_mask), attention_mask, torch.zeros_like(lengths)
-    prefix_len = shared[firsts]
-    cols = torch.arange(P, device=ids.device)
-    prefix_mask = (cols >= P - prefix_len.unsqueeze(1)).long()  # (G, P), left-padded: the cache ends at P
-    source = (cols - (P - prefix_len).unsqueeze(1)).clamp(min=0)
-    prefix_ids = ids[firsts].gather(1, source) * prefix_mask
-    cols = torch.arange(R, device=ids.device)
-    suffix_mask = (cols < (lengths - shared).unsqueeze(1)).long()  # (N, R), right-padded
-    suffix_ids = ids.gather(1, (shared.unsqueeze(1) + cols).clamp(max=T - 1)) * suffix_mask
-    cache = model.new_cache(G, width)
-    model.hidden_states(prefix_ids, attention_mask=prefix_mask, kv_cache=cache)
-    cache.reorder(group)  # row i continues from its group's prefix
-    full_mask = torch.cat([prefix_mask[group], suffix_mask], dim=1)
-    hidden = model.hidden_states(suffix_ids, attention_mask=full_mask, kv_cache=cache)
+
+    if N < 2 or not getattr(model, "mask_matrices", False) or not bool(lengths.all()):
+        return plain()
+    lens, starts, room = lengths.tolist(), shared.tolist(), PACK_WIDTH * T
+    groups: list[list[int]] = []  # each a prefix's rows (the empty prefix too: rows then packed side by side)
+    sizes: list[int] = []  # a group's tokens: its prefix once, then each row's rest
+    last: dict[tuple[int, ...], int] = {}  # prefix -> its latest group
+    for i, n in enumerate(starts):
+        g = last.get(key := tuple(ids[i, :n].tolist()))
+        if g is None or sizes[g] + lens[i] - n > room:
+            g = last[key] = len(groups)
+            groups.append([])
+            sizes.append(n)
+        groups[g].append(i)
+        sizes[g] += lens[i] - n
+    packs: list[list[int]] = []  # the groups in each packed row
+    free: list[int] = []
+    for g in sorted(range(len(groups)), key=lambda g: -sizes[g]):
+        p = next((p for p, f in enumerate(free) if sizes[g] <= f), len(packs))
+        if p == len(packs):
+            packs.append([])
+            free.append(room)
+        packs[p].append(g)
+        free[p] -= sizes[g]
+    width = room - min(free)
+    if len(packs) * width >= N * T:
+        return plain()
+    R = max(n - s for n, s in zip(lens, starts, strict=True))
+    source = torch.zeros(len(packs), width, dtype=torch.long)  # each packed token's index in ids.view(-1)
+    group = torch.full((len(packs), width), -1, dtype=torch.long)  # -1: padding
+    branch = torch.full((len(packs), width), -1, dtype=torch.long)  # 0: the group's prefix; k: its k-th row's rest
+    position = torch.zeros(len(packs), width, dtype=torch.long)
+    picks = torch.zeros(N, R, dtype=torch.long)  # row i's j-th state: its index in the packed (rows x width) states
+    for p, pack in enumerate(packs):
+        at = 0
+        for g in pack:
+            n = starts[groups[g][0]]
+            for k, i in enumerate(groups[g], start=1):
+                first, count = (0, n + lens[i] - n) if k == 1 else (n, lens[i] - n)  # the prefix with the first rest
+                span = slice(at, at + count)
+                source[p, span] = i * T + torch.arange(first, first + count)
+                position[p, span] = torch.arange(first, first + count)
+                group[p, span], branch[p, span] = g, k
+                if k == 1:
+                    branch[p, at : at + n] = 0
+                picks[i] = p * width + at + count - (lens[i] - n) + torch.arange(R).clamp(max=lens[i] - n - 1)
+                at += count  # a row's picks past its end read its last state again
+    device = ids.device
+    group, branch = group.to(device), branch.to(device)
+    packed_ids = ids.reshape(-1)[source.to(device)].masked_fill(group < 0, 0)
+    hidden = model.hidden_states(packed_ids, attention_mask=tree_mask(group, branch), position_ids=position.to(device))
+    hidden = hidden.reshape(-1, hidden.size(-1))[picks.to(device).reshape(-1)].view(N, R, -1)
+    suffix_mask = (torch.arange(R, device=device) < (lengths - shared).unsqueeze(1)).long()
     return hidden, suffix_mask, shared
+
+
+# How much wider than the rows a packed row of shared_prefix_hidden_states may be: its attention costs up to
+# PACK_WIDTH^2 a plain row's; two holds a prompt under two responses of the prompt's length (a pair, DPO's or a
+# ranking's).
+PACK_WIDTH = 2
+
+
+def tree_mask(group: Tensor, branch: Tensor) -> Tensor:
+    """(B, 1, T, T) boolean attention mask of packed rows, True = may attend. group (B, T): which shared prefix a
+    token belongs under, -1 for padding; branch (B, T): 0 for the prefix itself, k > 0 for the k-th sequence that
+    continues it. A token attends causally to its group's prefix and to its own branch; padding attends to padding,
+    so no row of the mask is empty."""
+    T = group.size(-1)
+    causal = torch.ones(T, T, dtype=torch.bool, device=group.device).tril()
+    same_group = group.unsqueeze(-1) == group.unsqueeze(-2)
+    query, key = branch.unsqueeze(-1), branch.unsqueeze(-2)
+    return (causal & same_group & ((key == 0) | (key == query))).unsqueeze(1)
 
 
 def packed_segments(position_ids: Tensor) -> Tensor | None:
@@ -263,6 +376,15 @@ class HFCausalLM(nn.Module):
     def max_positions(self) -> int:
         return int(self.model.config.get_text_config().max_position_embeddings)
 
+    @property
+    def mask_matrices(self) -> bool:
+        """Whether hidden_states takes a (B, 1, T, T) mask: transformers passes a 4D mask as it is to SDPA (boolean)
+        and to eager attention (added to the scores); FlashAttention and flex attention take none, and a sliding
+        window (Mistral's) would be lost, as transformers applies it only to the masks it builds."""
+        config = self.model.config.get_text_config()
+        sliding = getattr(config, "sliding_window", None) is not None and getattr(config, "use_sliding_window", True)
+        return self.model.config._attn_implementation in ("sdpa", "eager") and not sliding
+
     def hidden_states(
         self,
         idx: Tensor,
@@ -271,6 +393,23 @@ class HFCausalLM(nn.Module):
         kv_cache: HFCache | None = None,
     ) -> Tensor:
         B, T = idx.shape
+        if attention_mask is not None and attention_mask.dim() == 4:
+            check_mask_matrix(attention_mask, position_ids, kv_cache, T, self.max_positions)
+            config = self.model.config
+            if config._attn_implementation == "eager":  # eager attention adds the mask to its scores
+                attention_mask = torch.zeros(attention_mask.shape, device=idx.device).masked_fill(
+                    ~attention_mask, torch.finfo(torch.float32).min
+                )
+            implementation = config._attn_implementation
+            if implementation == "sdpa" and math_attention_fits(B, self._heads, T, T, idx.device):
+                config._attn_implementation = _plain_attention_interface()  # SDPA's math, without its safe softmax
+            try:
+                out = self.backbone(
+                    input_ids=idx, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+                )
+            finally:
+                config._attn_implementation = implementation
+            return out.last_hidden_state
         past = 0 if kv_cache is None else kv_cache.length
         if past + T > self.max_positions:
             raise ValueError(f"sequence of {past + T} tokens exceeds the model's {self.max_positions} positions")

@@ -17,7 +17,7 @@ Batches: chosen_ids, chosen_mask, rejected_ids, rejected_mask (B, T), right-padd
 alignops.data.preferences.collate_pairs pads them; chosen_labels, rejected_labels (B, T) aligned with the ids, -100
 on the prompt and on padding (alignops.data.loaders.SFTDataset's convention: labels[t] is the token at t); weight
 (B,) optional. Chosen and rejected run as one forward per model, each distinct prompt once (response_logprob: the
-responses continue from the prompt's KV cache).
+responses after the prompt in one packed row).
 
 The reference is a registered submodule with requires_grad False and always in eval mode: it is not in the
 optimizer, but it is in the checkpoint (one more copy of the backbone's weights), so a resumed or reloaded run has it.
@@ -57,7 +57,7 @@ def sequence_logprob(logits: Tensor, labels: Tensor) -> Tensor:
 
 def response_logprob(model: CausalLM, ids: Tensor, mask: Tensor, labels: Tensor) -> Tensor:
     """sequence_logprob of model's logits, each distinct prompt run once: a pair's chosen and rejected responses
-    continue from its KV cache (models.base.shared_prefix_hidden_states). ids, mask, labels (B, T), right-padded;
+    follow it in one packed row (models.base.shared_prefix_hidden_states). ids, mask, labels (B, T), right-padded;
     the prompt is what comes before the first labelled token, its last token kept with the response (it predicts
     the response's first). The same log-probs as one forward over all rows, from fewer tokens."""
     T = ids.size(1)

@@ -29,7 +29,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.base import math_attention_fits, packed_segments, plain_attention, real_token_positions
+from models.base import (
+    check_mask_matrix,
+    math_attention_fits,
+    packed_segments,
+    plain_attention,
+    real_token_positions,
+)
 
 
 @dataclass
@@ -157,6 +163,8 @@ def attention_bias(T: int, past: int, attention_mask: Tensor | None, device: tor
 
 
 class GPT(nn.Module):
+    mask_matrices = True  # hidden_states takes a (B, 1, T, T) attention mask (models.base.CausalLM)
+
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.config = config
@@ -198,12 +206,19 @@ class GPT(nn.Module):
         """Final hidden states (B, T, n_embd) after ln_f: what lm_head reads, and what a reward/value head reads.
 
         idx (B, T) are the new tokens. attention_mask (B, past + T) covers the cached positions too: 1 real token,
-        0 padding. position_ids (B, T) default to counting real tokens only, so a left-padded row gets the same
-        positions, hence the same outputs on its real tokens, as the same row without padding. Without a mask and a
+        0 padding; or, without a cache, a (B, 1, T, T) mask matrix with its position_ids (models.base.CausalLM).
+        position_ids (B, T) default to counting real tokens only, so a left-padded row gets the same positions, hence
+        the same outputs on its real tokens, as the same row without padding. Without a mask and a
         cache, position ids that restart at 0 inside a row mark packed sequences (models.base.packed_segments):
         each attends to itself only, as it would alone.
         """
         B, T = idx.shape
+        if attention_mask is not None and attention_mask.dim() == 4:
+            check_mask_matrix(attention_mask, position_ids, kv_cache, T, self.config.block_size)
+            x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(position_ids))
+            for block in self.transformer.h:
+                x = block(x, attention_mask, None)
+            return self.transformer.ln_f(x)
         past = 0 if kv_cache is None else kv_cache.length
         if past + T > self.config.block_size:
             raise ValueError(f"sequence of {past + T} tokens exceeds block_size {self.config.block_size}")

@@ -9,7 +9,8 @@ ScalarHead reading each text's last real token, trained on preference pairs with
 Batches come from alignops.data.preferences.collate_pairs: chosen_ids, rejected_ids (B, T) right-padded to one T,
 chosen_mask, rejected_mask (B, T), weight (B,). Chosen and rejected run as one forward over the distinct texts
 (a ranking's pairs share their responses: pair_rewards), and with chosen_labels / rejected_labels (-100 on the
-prompt) each distinct prompt runs once, the responses continuing from its KV cache.
+prompt) each distinct prompt runs once, packed with its responses into one row.
+
 
 Metrics: train/loss, train/accuracy, train/lr; over the whole val (test) set: val/loss (the training objective),
 val/accuracy (share of pairs with chosen reward > rejected, unweighted), val/reward_mean, val/reward_std (over
@@ -124,7 +125,7 @@ class RewardModel(BackboneModule):
         A ranking of K responses gives K(K-1)/2 pairs, so each response is in K-1 of them: the forward runs once
         per distinct text (InstructGPT: K forward passes, not K(K-1)), 4 rather than 12 for K = 4, and the
         gradient of a text sums over its pairs. With labels (-100 on the prompt, as collate_pairs gives) each
-        distinct prompt runs once too, its K responses continuing from its KV cache
+        distinct prompt runs once too, its K responses after it in one packed row
         (models.base.shared_prefix_hidden_states): the same rewards from fewer tokens."""
         ids = torch.cat([batch["chosen_ids"], batch["rejected_ids"]])  # (2B, T): collate_pairs pads to one T
         mask = torch.cat([batch["chosen_mask"], batch["rejected_mask"]])

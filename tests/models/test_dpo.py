@@ -219,14 +219,14 @@ def test_a_pairs_prompt_runs_once_with_the_log_probs_and_gradients_of_one_forwar
     data = [(prompt, *rest) for prompt, (_, *rest) in zip(prompts, pairs(4, seed=1), strict=True)]
     data[2] = (data[2][0], [GOOD], data[2][2], 1.0)  # a one-token response
     batch = pair_batch(data)
-    # 3 more columns of padding: room for the longest prompt before the longest response (else: one plain forward)
-    for key in [k for k in batch if k != "weight"]:
-        batch[key] = torch.nn.functional.pad(batch[key], (0, 3), value=-100 if key.endswith("labels") else 0)
     seen = []
     hook = model.model.transformer.wte.register_forward_hook(lambda _m, args, _out: seen.append(args[0].size(0)))
     pc, pr, rc, rr = model.pair_logps(batch)
     hook.remove()
-    assert seen == [3, 8]  # 3 distinct prompts but their last tokens (pairs 0 and 1 share one), then 8 responses
+    # one forward of 4 packed rows, not 8: pairs 0 and 1 share their prompt but its last token (2 + 7 + 5 and
+    # 2 + 7 + 6 tokens: 2 + 7 + 5 + 7 + 6 does not fit 2 x 9), pair 2's prompt but its last token under its two
+    # responses, pair 3's 1-token prompt has none to share (its rows side by side, 8 + 8)
+    assert seen == [4]
     dpo_loss(pc, pr, rc, rr, beta=0.5)[0].backward()
     grads = {n: p.grad.clone() for n, p in model.model.named_parameters()}
     model.zero_grad()

@@ -88,3 +88,45 @@ def test_without_autocast_nothing_is_cast(cpu_trainer, monkeypatch) -> None:
     before = copy.deepcopy(module.state_dict())
     cpu_trainer(max_steps=2).fit(module, DataLoader([batch, batch], batch_size=None))
     assert casts == [] and any(not torch.equal(before[k], v) for k, v in module.state_dict().items())
+
+
+def test_an_adapters_bf16_input_is_not_cast_to_float32_and_back() -> None:
+    """peft casts an adapter's input to the adapter's float32 weights, then autocast casts it back to bf16: inside
+    autocast_weights the round trip is left out (forward and backward), with the same output; outside, as before."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Float32Copies(TorchDispatchMode):
+        """Records every float32 tensor of x's shape an op makes."""
+
+        def __init__(self, shape) -> None:
+            super().__init__()
+            self.shape, self.made = shape, 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if isinstance(out, torch.Tensor) and out.dtype == torch.float32 and tuple(out.shape) == self.shape:
+                self.made += 1
+            return out
+
+    torch.manual_seed(0)
+    model = apply_lora(GPT(CONFIG), LoraConfig(r=4, alpha=8))
+    layer = model.transformer.h[0].attn.c_proj  # reads the attention's output: bf16 under autocast
+    x = torch.randn(2, 5, 32, dtype=torch.bfloat16)
+    weight = torch.randn(2, 5, 32, dtype=torch.bfloat16)
+
+    def run(block) -> tuple[torch.Tensor, torch.Tensor, int]:
+        inp = x.clone().requires_grad_(True)
+        with torch.autocast("cpu", torch.bfloat16), block, Float32Copies((2, 5, 32)) as copies:
+            out = layer(inp)
+            (out * weight).sum().backward()
+        return out, inp.grad, copies.made
+
+    peft_cast = run(contextlib.nullcontext())
+    with torch.autocast("cpu", torch.bfloat16), autocast_weights(model):
+        assert not layer.cast_input_dtype_enabled
+    assert layer.cast_input_dtype_enabled  # put back
+    ours = run(autocast_weights(model))
+    assert peft_cast[2] >= 2 and ours[2] == 0  # peft's cast forward and its gradient's back, then none
+    torch.testing.assert_close(ours[:2], peft_cast[:2], atol=0, rtol=0)
+    with autocast_weights(model):  # no autocast: nothing changes
+        assert layer.cast_input_dtype_enabled

@@ -208,9 +208,9 @@ def test_soft_targets_stop_at_the_pairs_agreement() -> None:
 
 
 def test_a_rankings_texts_run_once_whatever_pairs_they_are_in(tok) -> None:
-    """K ranked responses make K(K-1)/2 pairs: pair_rewards runs the backbone once per distinct text (here 4 rows,
-    not 12), and their shared prompt once (1 row, then the 4 responses from its KV cache), with the same rewards
-    and the same gradients as a forward per pair side."""
+    """K ranked responses make K(K-1)/2 pairs: pair_rewards runs the backbone once per distinct text (here 4, not
+    12), and their shared prompt once (one packed row: the prompt, then the 4 responses), with the same rewards and
+    the same gradients as a forward per pair side."""
     torch.manual_seed(0)
     model = RewardModel(gpt_config(tok)).eval()  # eval: no dropout, so both ways are comparable exactly
     ranking = {**rankings(1, seed=3)[0], "responses": ["good film", "a film", "bad film on the mat", "bad"]}
@@ -222,8 +222,9 @@ def test_a_rankings_texts_run_once_whatever_pairs_they_are_in(tok) -> None:
     chosen, rejected = model.pair_rewards(batch)
     hook.remove()
     prompt = int((batch["chosen_labels"][0] == -100).long().cumprod(0).sum())  # tokens before the response
-    longest = max(int(m.sum()) for m in (*batch["chosen_mask"], *batch["rejected_mask"]))
-    assert rows == [(1, prompt), (4, longest - prompt)]
+    ids, mask = (torch.cat([batch[f"chosen_{k}"], batch[f"rejected_{k}"]]) for k in ("ids", "mask"))
+    texts = {tuple(row[: int(m.sum())].tolist()) for row, m in zip(ids, mask, strict=True)}
+    assert len(texts) == 4 and rows == [(1, prompt + sum(len(text) - prompt for text in texts))]
     pairwise_loss(chosen, rejected).backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad()
