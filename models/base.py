@@ -207,6 +207,12 @@ def real_token_positions(attention_mask: Tensor, past: int) -> Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, past:]
 
 
+# How much wider than the rows a packed row of shared_prefix_hidden_states may be: its attention costs up to
+# PACK_WIDTH^2 a plain row's; two holds a prompt under two responses of the prompt's length (a pair, DPO's or a
+# ranking's).
+PACK_WIDTH = 2
+
+
 def shared_prefix_hidden_states(
     model: CausalLM, ids: Tensor, attention_mask: Tensor, shared: Tensor
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -277,7 +283,7 @@ def shared_prefix_hidden_states(
         for g in pack:
             n = starts[groups[g][0]]
             for k, i in enumerate(groups[g], start=1):
-                first, count = (0, n + lens[i] - n) if k == 1 else (n, lens[i] - n)  # the prefix with the first rest
+                first, count = (0, lens[i]) if k == 1 else (n, lens[i] - n)  # the prefix comes with the first rest
                 span = slice(at, at + count)
                 source[p, span] = i * T + torch.arange(first, first + count)
                 position[p, span] = torch.arange(first, first + count)
@@ -293,12 +299,6 @@ def shared_prefix_hidden_states(
     hidden = hidden.reshape(-1, hidden.size(-1))[picks.to(device).reshape(-1)].view(N, R, -1)
     suffix_mask = (torch.arange(R, device=device) < (lengths - shared).unsqueeze(1)).long()
     return hidden, suffix_mask, shared
-
-
-# How much wider than the rows a packed row of shared_prefix_hidden_states may be: its attention costs up to
-# PACK_WIDTH^2 a plain row's; two holds a prompt under two responses of the prompt's length (a pair, DPO's or a
-# ranking's).
-PACK_WIDTH = 2
 
 
 def tree_mask(group: Tensor, branch: Tensor) -> Tensor:
@@ -399,11 +399,11 @@ class HFCausalLM(nn.Module):
         if attention_mask is not None and attention_mask.dim() == 4:
             check_mask_matrix(attention_mask, position_ids, kv_cache, T, self.max_positions)
             config = self.model.config
-            if config._attn_implementation == "eager":  # eager attention adds the mask to its scores
+            implementation = config._attn_implementation
+            if implementation == "eager":  # eager attention adds the mask to its scores
                 attention_mask = torch.zeros(attention_mask.shape, device=idx.device).masked_fill(
                     ~attention_mask, torch.finfo(torch.float32).min
                 )
-            implementation = config._attn_implementation
             if implementation == "sdpa" and math_attention_fits(B, self._heads, T, T, idx.device):
                 config._attn_implementation = _plain_attention_interface()  # SDPA's math, without its safe softmax
             try:

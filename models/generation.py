@@ -186,10 +186,9 @@ def autocast_weights(
     casts: dict[int, nn.Parameter] = {}  # one cast per tensor, however many Linears share it
     swapped: list[tuple[nn.Module, str, nn.Parameter]] = []
     merged = _mergeable_lora_layers(model) if merge_lora else []
-    uncast = _casting_adapters(model)
+    tuners = sys.modules.get("peft.tuners.tuners_utils")  # None when peft was never imported: no adapter to find
+    uncast: list[nn.Module] = []  # peft layers whose input cast is left to autocast for the block
     try:
-        for layer in uncast:
-            layer.cast_input_dtype_enabled = False
         for layer in merged:
             base, p = layer.get_base_layer(), layer.get_base_layer().weight
             with torch.no_grad(), torch.autocast(device_type, enabled=False):  # float32, as merge_lora's
@@ -198,6 +197,10 @@ def autocast_weights(
             base._parameters["weight"] = nn.Parameter(weight.to(dtype), requires_grad=False)
             layer._disable_adapters = True  # the forward then runs base_layer alone (peft's own switch)
         for module in model.modules():
+            casting = tuners is not None and isinstance(module, tuners.BaseTunerLayer)
+            if casting and getattr(module, "cast_input_dtype_enabled", False):
+                module.cast_input_dtype_enabled = False
+                uncast.append(module)
             if not isinstance(module, nn.Linear) or id(module) in kept:
                 continue
             for name in ("weight", "bias"):
@@ -246,19 +249,6 @@ class CastCache:
 
     def __len__(self) -> int:
         return len(self._casts)
-
-
-def _casting_adapters(model: nn.Module) -> list:
-    """model's peft layers that cast their input to their adapter's dtype (see autocast_weights); empty when peft was
-    never imported."""
-    tuners = sys.modules.get("peft.tuners.tuners_utils")
-    if tuners is None:
-        return []
-    return [
-        m
-        for m in model.modules()
-        if isinstance(m, tuners.BaseTunerLayer) and getattr(m, "cast_input_dtype_enabled", False)
-    ]
 
 
 def _mergeable_lora_layers(model: nn.Module) -> list:

@@ -35,6 +35,7 @@ from models.base import (
     packed_segments,
     plain_attention,
     real_token_positions,
+    tree_mask,
 )
 
 
@@ -212,13 +213,22 @@ class GPT(nn.Module):
         cache, position ids that restart at 0 inside a row mark packed sequences (models.base.packed_segments):
         each attends to itself only, as it would alone.
         """
+        attn_mask, position_ids, past = self._attention_inputs(idx, attention_mask, position_ids, kv_cache)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(position_ids))  # (B, T, C)
+        for block in self.transformer.h:
+            x = block(x, attn_mask, kv_cache)
+        if kv_cache is not None:
+            kv_cache.length = past + idx.size(1)
+        return self.transformer.ln_f(x)
+
+    def _attention_inputs(
+        self, idx: Tensor, attention_mask: Tensor | None, position_ids: Tensor | None, kv_cache: KVCache | None
+    ) -> tuple[Tensor | None, Tensor, int]:
+        """hidden_states' inputs checked and completed: (the blocks' attention mask, position ids, cached positions)."""
         B, T = idx.shape
-        if attention_mask is not None and attention_mask.dim() == 4:
+        if attention_mask is not None and attention_mask.dim() == 4:  # a mask matrix, read as it is
             check_mask_matrix(attention_mask, position_ids, kv_cache, T, self.config.block_size)
-            x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(position_ids))
-            for block in self.transformer.h:
-                x = block(x, attention_mask, None)
-            return self.transformer.ln_f(x)
+            return attention_mask, position_ids, 0
         past = 0 if kv_cache is None else kv_cache.length
         if past + T > self.config.block_size:
             raise ValueError(f"sequence of {past + T} tokens exceeds block_size {self.config.block_size}")
@@ -242,15 +252,8 @@ class GPT(nn.Module):
         if attention_mask is not None or kv_cache is not None:
             attn_mask = attention_bias(T, past, attention_mask, idx.device)
         elif packed and (segments := packed_segments(position_ids)) is not None:  # each packed sequence sees itself
-            same = segments.unsqueeze(-1) == segments.unsqueeze(-2)  # (B, T, T)
-            attn_mask = (attention_bias(T, 0, None, idx.device) & same).unsqueeze(1)  # (B, 1, T, T)
-
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(position_ids))  # (B, T, C)
-        for block in self.transformer.h:
-            x = block(x, attn_mask, kv_cache)
-        if kv_cache is not None:
-            kv_cache.length = past + T
-        return self.transformer.ln_f(x)
+            attn_mask = tree_mask(segments, torch.zeros_like(segments))  # (B, 1, T, T): sequences with no prefix
+        return attn_mask, position_ids, past
 
     def forward(
         self,
