@@ -261,8 +261,8 @@ def _ppo_inputs(shape: dict, config: PPOConfig, args: argparse.Namespace, device
 
     folder, tok = smollm2()
     reward = RewardModel.from_base(HFCausalLM.from_folder(folder)).eval()
-    policy, reference = HFCausalLM.from_folder(folder), HFCausalLM.from_folder(folder)
-    module = PPOModule(policy, reference, reward, config, eos_id=tok.eos_id, pad_id=tok.pad_id, lora=SMOLLM2_LORA)
+    policy = HFCausalLM.from_folder(folder)  # its reference: itself with the LoRA adapters off, as the stage runs it
+    module = PPOModule(policy, None, reward, config, eos_id=tok.eos_id, pad_id=tok.pad_id, lora=SMOLLM2_LORA)
     texts = [tok.chat(SMOLLM2_PROMPTS[i % len(SMOLLM2_PROMPTS)]) for i in range(B)]
     prompts = collate_left_pad(tok.pad_id)([{"input_ids": torch.tensor(ids)} for ids in tok.encode_batch(texts)])
     return module.to(device), prompts["input_ids"].to(device), prompts["attention_mask"].to(device)

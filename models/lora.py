@@ -18,7 +18,8 @@ full fine-tuning's; the adapters' size saving matters for storage only, and the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 
 import torch.nn as nn
 from torch import Tensor
@@ -98,6 +99,29 @@ def merge_lora(model: nn.Module) -> nn.Module:
     for p in model.parameters():
         p.requires_grad_(True)  # as a base is before LoRA: the next stage decides what trains
     return model
+
+
+@contextlib.contextmanager
+def adapters_off(model: nn.Module) -> Iterator[nn.Module]:
+    """The model as its base inside the block: every LoRA layer runs its base layer alone (peft's disable_adapters
+    flag), put back on exit; the adapters' requires_grad is left alone (peft's enable_adapters would set it). An RL
+    policy's reference, as TRL's trainers take it: the base's weights are the SFT model's, so no frozen copy of them
+    is kept (SmolLM2's GRPO: 540 MB of float32 weights and their bf16 cast)."""
+    from peft.tuners.lora import LoraLayer
+
+    layers = [m for m in _inner(model).modules() if isinstance(m, LoraLayer)]
+    if not layers:
+        raise ValueError("adapters_off: the model has no LoRA layers (apply_lora first)")
+    if any(layer.merged for layer in layers):
+        raise ValueError("adapters_off: adapters are merged into the weights; unmerge them first")
+    before = [layer.disable_adapters for layer in layers]
+    for layer in layers:
+        layer._disable_adapters = True
+    try:
+        yield model
+    finally:
+        for layer, disabled in zip(layers, before, strict=True):
+            layer._disable_adapters = disabled
 
 
 def has_lora(model: nn.Module) -> bool:

@@ -36,6 +36,13 @@ class PPOConfig(BaseModel):
     rollout_batch_size: int = Field(64, ge=1, description="Prompts sampled per iteration (the loader's batch).")
     minibatch_size: int = Field(16, ge=1, description="Episodes per optimizer step; divides the iteration's episodes.")
     ppo_epochs: int = Field(4, ge=1, description="Passes over each rollout.")
+    forward_batch_size: int = Field(
+        64,
+        ge=1,
+        description="Episodes per scoring forward in the rollout (policy, reference, reward model; no gradient): "
+        "larger runs the matmuls nearer their peak, smaller bounds the memory (TRL's "
+        "local_rollout_forward_batch_size).",
+    )
     max_new_tokens: int = Field(64, ge=1, description="Response length cap; no EOS by then counts as missing EOS.")
     fixed_length: bool = Field(
         False,

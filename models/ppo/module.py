@@ -3,6 +3,7 @@
     config = PPOConfig(rollout_batch_size=64, minibatch_size=16, ppo_epochs=4, max_new_tokens=64)
     ppo = PPOModule.from_base(sft_model, reward=reward_model, config=config, eos_id=eos, pad_id=pad)
     # or PPOModule(policy=sft_model, reference=copy.deepcopy(sft_model), reward=..., config=..., eos_id=..., pad_id=...)
+    # with LoRA, reference=None: the policy with its adapters off is the reference (from_base's choice), no copy
     loader = resumable_loader(prompts, batch_size=config.rollout_batch_size, drop_last=True, collate_fn=left_pad)
     Trainer(max_steps=iterations * config.steps_per_iteration, log_every_n_steps=1).fit(ppo, loader)
     ppo.policy_model().save("out/ppo")       # LoRA merged, when the hparam `lora` adapted the policy
@@ -55,6 +56,10 @@ Design choices:
   forwards (policy, reference) rather than three and training one backbone rather than two: half the memory and
   compute of a separate critic on 2 CPU cores or one GPU. The price is that the value loss also moves the policy's
   trunk (vf_coef keeps it small). A critic initialised from the reward model is a possible later option.
+- A LoRA policy's reference is itself with its adapters off (reference=None, from_base's choice with lora;
+  models.lora.adapters_off), as TRL's trainers take it: its base weights are the SFT model's, so a frozen copy
+  would hold them twice (SmolLM2: 540 MB in float32 and the copy's bf16 cast for the run). Log-probs equal the
+  copy's to the bit (the same base layers, the adapters' B A x left out).
 - Dropout is off throughout (train() keeps every submodule in eval mode, as TRL's PPO disables dropout): with
   dropout the first minibatch's ratio pi / pi_old would not be 1 and the clip would fire on noise. Lightning's
   "Found N module(s) in eval mode" warning at fit start is this.
@@ -71,6 +76,9 @@ Design choices:
   (LoRA base, reference, reward model) cast once for the whole run (BackboneModule.frozen_weights_cast's CastCache),
   not at each forward; the response logits are one 2-D matmul
   with the temperature applied to the hidden states before it and EOS suppressed in place (head_logprobs).
+  The scoring forwards take forward_batch_size episodes at a time (TRL's local_rollout_forward_batch_size), not the
+  update's minibatches: without a gradient nothing but a chunk's hidden states is held, and larger matmuls run
+  nearer the peak (trl_compare's SmolLM2 PPO, 32 episodes: scoring 5.6-6.8 -> 4.7-5.3 s an iteration).
 - Exact resume: the checkpoint carries the global RNG states (models.lm.BackboneModule) and the KL controller's beta;
   each iteration draws its sampling seed and minibatch order from the global CPU RNG, so a resumed run samples the
   same responses on any device. The data position is alignops.data.loaders.resumable_loader's. The checkpoint's
@@ -99,6 +107,7 @@ from models.base import CausalLM
 from models.generation import GenerationConfig, autocast_weights, generate
 from models.heads import ScalarHead
 from models.lm import BackboneModule, resolve_lora, with_lora
+from models.lora import adapters_off
 from models.ppo.advantages import gae, masked_mean, masked_whiten
 from models.ppo.config import PPOConfig
 from models.ppo.group import grpo_advantages, rloo_advantages
@@ -178,7 +187,7 @@ class PPOModule(BackboneModule):
     def __init__(
         self,
         policy: CausalLM,
-        reference: CausalLM,
+        reference: CausalLM | None,
         reward: RewardModel | Scorer,
         config: PPOConfig,
         eos_id: int,
@@ -190,7 +199,12 @@ class PPOModule(BackboneModule):
         self.automatic_optimization = False  # one iteration makes several optimizer steps: update() runs them
         if reference is policy:
             raise ValueError("reference is the policy object itself: pass a frozen copy, copy.deepcopy(policy)")
-        if reference.vocab_size != policy.vocab_size:
+        if reference is None and lora is None:
+            raise ValueError(
+                "reference=None takes the LoRA policy with its adapters off as the reference: give lora, or pass a "
+                "frozen copy of the policy, copy.deepcopy(policy)"
+            )
+        if reference is not None and reference.vocab_size != policy.vocab_size:
             raise ValueError(
                 f"policy and reference vocabularies differ ({policy.vocab_size} vs {reference.vocab_size}): "
                 "the reference must be the policy's starting point (the SFT model)"
@@ -205,7 +219,8 @@ class PPOModule(BackboneModule):
         nn.init.zeros_(self.value_head.linear.weight)  # V = 0 everywhere at the start (see Design choices)
         self.reward_scale = RewardScale() if config.normalize_rewards else RewardScale(0.0, 1.0)
         self.sft_length: float | None = None  # the first rollout's mean length (the policy is still SFT's)
-        self.reference = reference.requires_grad_(False)
+        # None: the policy with its adapters off (models.lora.adapters_off), whose base weights are the SFT model's
+        self.reference = None if reference is None else reference.requires_grad_(False)
         self.reward = reward.requires_grad_(False) if isinstance(reward, nn.Module) else reward
         if config.target_kl is None:
             self.kl_controller = FixedKLController(config.init_kl_coef)
@@ -216,11 +231,13 @@ class PPOModule(BackboneModule):
 
     @classmethod
     def from_base(cls, model: CausalLM, dropout: float | None = None, **hparams: Any) -> PPOModule:
-        """PPO on `model` itself (trained in place) against a frozen copy of it as the reference. dropout must stay
-        None: PPO runs every submodule in eval mode (see Design choices)."""
+        """PPO on `model` itself (trained in place) against it as the reference: with LoRA (hparams' lora) the policy
+        with its adapters off, as TRL does, otherwise a frozen copy. dropout must stay None: PPO runs every submodule
+        in eval mode (see Design choices)."""
         if dropout is not None:
             raise ValueError("PPO runs without dropout (every submodule in eval mode): leave dropout None")
-        return cls(policy=model, reference=copy.deepcopy(model), **hparams)
+        reference = None if resolve_lora(hparams.get("lora")) is not None else copy.deepcopy(model)
+        return cls(policy=model, reference=reference, **hparams)
 
     def policy_model(self) -> CausalLM:
         """The trained policy, for saving (model.save) and serving: LoRA merged (export())."""
@@ -327,14 +344,16 @@ class PPOModule(BackboneModule):
 
         logp, values, ref_logp = [], [], []
         with self._scoring_casts():
-            for i in range(0, B, cfg.minibatch_size):  # in minibatches: the hidden states and scores bound memory
-                seqs, m = sequences[i : i + cfg.minibatch_size], full_mask[i : i + cfg.minibatch_size]
+            # in chunks of forward_batch_size, not the update's minibatches (see Speed above)
+            score = []  # logged as ppo/reward: a control arm's moves show against it
+            for i in range(0, B, cfg.forward_batch_size):
+                seqs, m = sequences[i : i + cfg.forward_batch_size], full_mask[i : i + cfg.forward_batch_size]
                 policy_logp, _, hidden = self._response_logprobs(self.model, seqs, m, P)
                 logp.append(policy_logp)
                 values.append(torch.zeros_like(policy_logp) if group else self.value_head(hidden).float())
-                ref_logp.append(self._response_logprobs(self.reference, seqs, m, P)[0])
-            score = self._score(sequences, full_mask)  # logged as ppo/reward: a control arm's moves show against it
-        logp, values, ref_logp = torch.cat(logp), torch.cat(values), torch.cat(ref_logp)
+                ref_logp.append(self._reference_logprobs(seqs, m, P))
+                score.append(self._score(seqs, m))
+        logp, values, ref_logp, score = torch.cat(logp), torch.cat(values), torch.cat(ref_logp), torch.cat(score)
 
         missing_eos = torch.zeros_like(score) if cfg.fixed_length else (~self._has_eos(response, mask)).float()
         trained_on = controlled(score, cfg.reward_control)
@@ -427,6 +446,14 @@ class PPOModule(BackboneModule):
         )  # fmt: skip
         return logp.view(B, N), entropy.view(B, N), hidden
 
+    def _reference_logprobs(self, sequences: Tensor, attention_mask: Tensor, P: int) -> Tensor:
+        """The reference's (B, N) response log-probs: the frozen reference's, or the LoRA policy's with its adapters
+        off (the same base weights and casts, the adapters' B A x left out)."""
+        if self.reference is not None:
+            return self._response_logprobs(self.reference, sequences, attention_mask, P)[0]
+        with adapters_off(self.model):
+            return self._response_logprobs(self.model, sequences, attention_mask, P)[0]
+
     def _scoring_casts(self) -> contextlib.ExitStack:
         """The rollout's scoring forwards with every frozen Linear weight (the reference's, the reward model's, the
         policy's LoRA base layers) in the autocast dtype, cast once for the run (models.generation.autocast_weights,
@@ -434,7 +461,8 @@ class PPOModule(BackboneModule):
         _response_logprobs (or, the reward model's, not read). PPO's own frozen_weights_cast, the lm_heads kept."""
         stack, cache = contextlib.ExitStack(), self._frozen_casts  # kept for the run: the weights never change
         stack.enter_context(autocast_weights(self.model, keep=[self.model.lm_head], cache=cache))
-        stack.enter_context(autocast_weights(self.reference, keep=[self.reference.lm_head], cache=cache))
+        if self.reference is not None:
+            stack.enter_context(autocast_weights(self.reference, keep=[self.reference.lm_head], cache=cache))
         if isinstance(self.reward, RewardModel):
             stack.enter_context(autocast_weights(self.reward, keep=[self.reward.model.lm_head], cache=cache))
         return stack

@@ -13,7 +13,6 @@ either padding side; distillation runs between any two bases of one vocabulary.
 
 from __future__ import annotations
 
-import copy
 import json
 import subprocess
 import sys
@@ -334,8 +333,9 @@ def test_ppo_iteration_on_a_hugging_face_policy(shape: str, method: str, lora: b
         torch.testing.assert_close(m.policy_model().eval()(ids), expected, atol=1e-5, rtol=1e-4)
     assert not has_lora(m.policy_model())
     # a rebuilt module (same frozen inputs, same hparams) takes the trained state: the resume path
-    rebuilt = PPOModule.from_base(copy.deepcopy(m.reference), reward=m.reward, config=m.config, eos_id=EOS,
-                                  pad_id=PAD, lora=m.hparams.lora)  # fmt: skip
+    assert (m.reference is None) == lora  # a LoRA policy's reference: the policy with its adapters off
+    rebuilt = PPOModule.from_base(base(shape), reward=m.reward, config=m.config, eos_id=EOS, pad_id=PAD,
+                                  lora=m.hparams.lora)  # fmt: skip
     rebuilt.load_state_dict(m.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(rebuilt.model(ids), expected, atol=0, rtol=0)

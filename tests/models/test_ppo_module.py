@@ -250,6 +250,30 @@ def test_rollout_logprobs_are_shifted_by_one_and_the_scorer_sees_right_aligned_t
     assert (r.rewards[r.mask == 0] == 0).all() and (r.advantages[r.mask == 0] == 0).all()
 
 
+def test_rollout_scores_in_chunks_of_forward_batch_size_as_in_one() -> None:
+    """The scoring forwards (policy, reference, reward) run forward_batch_size episodes at a time, not the update's
+    minibatches; the chunking changes nothing a rollout returns."""
+    chunks = []
+
+    def counting_score(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        chunks.append(ids.size(0))
+        return target_count(ids, mask)
+
+    batch = left_pad([Prompts(32, seed=1)[i] for i in range(32)])
+    rollouts = {}
+    for size in (5, 64):
+        model = module(config(forward_batch_size=size, minibatch_size=4), reward=counting_score)
+        torch.nn.init.normal_(model.value_head.linear.weight)  # values that differ by position and row
+        chunks.clear()
+        torch.manual_seed(0)
+        rollouts[size] = model.rollout(batch["input_ids"], batch["attention_mask"])
+        assert chunks == ([5] * 6 + [2] if size == 5 else [32])
+    chunked, whole = rollouts[5], rollouts[64]
+    assert torch.equal(chunked.sequences, whole.sequences)
+    for name in ("logp", "ref_logp", "values", "score", "advantages", "returns"):
+        torch.testing.assert_close(getattr(chunked, name), getattr(whole, name), atol=1e-5, rtol=1e-5)
+
+
 def test_bf16_mixed_with_a_reward_model(tmp_path: Path) -> None:
     torch.manual_seed(1)
     rm = RewardModel(GPTConfig(vocab_size=V, block_size=32, n_layer=1, n_head=2, n_embd=16))
@@ -414,6 +438,35 @@ def test_a_lora_policys_checkpoint_holds_what_trains_and_resumes_exactly(tmp_pat
     assert set(state) == trained | {"value_head.linear.weight", "value_head.linear.bias"}
 
 
+def test_a_lora_policys_reference_is_the_policy_with_its_adapters_off(tmp_path: Path) -> None:
+    """from_base with LoRA keeps no copy of the base as the reference (TRL's way): the policy with its adapters off
+    gives the frozen copy's log-probs to the bit, before and after the adapters moved."""
+    lora = {"r": 4, "alpha": 8}
+    cfg = config(rollout_batch_size=16, minibatch_size=8, ppo_epochs=1, lr=1e-2)
+    shared = PPOModule.from_base(tiny_gpt(0), reward=target_count, config=cfg, eos_id=EOS, pad_id=PAD, lora=lora)
+    policy = tiny_gpt(0)  # the same weights and, drawn next, the same adapters' initialisation
+    copied = PPOModule(policy, copy.deepcopy(policy), target_count, cfg, EOS, PAD, lora=lora)
+    assert shared.reference is None and not any(k.startswith("reference.") for k in shared.state_dict())
+    assert PPOModule.from_base(tiny_gpt(0), reward=target_count, config=cfg, eos_id=EOS, pad_id=PAD).reference
+
+    batch = left_pad([Prompts(16, seed=2)[i] for i in range(16)])
+    first = []
+    for m in (shared, copied):
+        torch.manual_seed(0)
+        first.append(m.rollout(batch["input_ids"], batch["attention_mask"]))
+    assert torch.equal(first[0].ref_logp, first[1].ref_logp) and torch.equal(first[0].logp, first[0].ref_logp)
+    stats = {}
+    for name, m in (("shared", shared), ("copied", copied)):
+        torch.manual_seed(1)  # the same sampling seeds and minibatch orders in both fits
+        stats[name] = fit(m, 3, tmp_path / name, prompts=48)
+    for i in (1, 2, 3):  # the KL to the reference: the same reference log-probs all along
+        assert stats["shared"][i]["ppo/kl"] == stats["copied"][i]["ppo/kl"], i
+    assert stats["shared"][3]["ppo/kl"] > 1e-3  # the adapters moved: the reference is not the policy
+    layers = [m for m in shared.model.modules() if type(m).__module__.startswith("peft")]
+    assert layers and not any(getattr(m, "disable_adapters", False) for m in layers)  # switched back on
+    assert all(p.requires_grad for n, p in shared.model.named_parameters() if "lora_" in n)
+
+
 def test_invalid_setups_fail_with_a_clear_message() -> None:
     with pytest.raises(ValueError, match="must divide rollout_batch_size"):
         config(minibatch_size=12)
@@ -422,6 +475,8 @@ def test_invalid_setups_fail_with_a_clear_message() -> None:
     policy = tiny_gpt()
     with pytest.raises(ValueError, match="deepcopy"):
         PPOModule(policy, policy, target_count, config(), eos_id=EOS, pad_id=PAD)
+    with pytest.raises(ValueError, match="reference=None takes the LoRA policy"):
+        PPOModule(policy, None, target_count, config(), eos_id=EOS, pad_id=PAD)
     model = module(config())
     batch = left_pad([Prompts(32)[i] for i in range(32)])
     with pytest.raises(ValueError, match="left-padded"):
