@@ -1,5 +1,5 @@
-"""alignops against TRL on this machine: SFT tokens/s, reward-model pairs/s, PPO episodes/s and DPO pairs/s, each
-with its peak memory, printed as a table of ratios (alignops / TRL) and one JSON line.
+"""alignops against TRL on this machine: SFT tokens/s, reward-model pairs/s, PPO and GRPO episodes/s and DPO pairs/s,
+each with its peak memory, printed as a table of ratios (alignops / TRL) and one JSON line.
 
 Both sides train the same GPT-2-shaped model (a preset's shape, configs/<preset>.yaml) from the same initial weights
 (models.gpt.GPT saved with save_hf; TRL loads that folder as transformers' GPT2LMHeadModel /
@@ -15,13 +15,13 @@ the next, as each loop runs it, data loading and logging included), in wall-cloc
 absolute and as growth (bench/_memory.py). alignops and TRL runs of a measure alternate, so load from other jobs
 falls on both; each side's best round is reported.
 
-    .venv-bench/bin/python bench/trl_compare.py                     # all four, preset tiny, 2 rounds
+    .venv-bench/bin/python bench/trl_compare.py                     # all five, preset tiny, 2 rounds
     .venv-bench/bin/python bench/trl_compare.py --measure sft dpo --rounds 3 --threads 1
     .venv-bench/bin/python bench/trl_compare.py --base smollm2 --precision bf16     # the real model, LoRA, see below
     make bench-trl BENCH_ARGS="--threads 1"                         # creating the two venvs first if needed
 
 TRL comes from two virtual environments, neither of them the project's (.venv stays without TRL): .venv-bench (the
-newest TRL, for SFT, reward and DPO) and .venv-bench-ppo (trl==1.12.0, the last release with PPO, as
+newest TRL, for SFT, reward, GRPO and DPO) and .venv-bench-ppo (trl==1.12.0, the last release with PPO, as
 trl.experimental.ppo); both have this project installed too. bench/README.md says what each side does per step.
 
 --base smollm2 measures the real model instead: SmolLM2-135M-Instruct from `alignops model fetch`'s cache under
@@ -29,8 +29,9 @@ ALIGNOPS_HOME, with LoRA r8 (alpha 16, no dropout) on every attention and MLP pr
 it: alignops' modules on models.base.HFCausalLM, TRL's trainers on transformers' Llama with a peft LoraConfig. The
 hyperparameters come from configs/smollm2.yaml; the token data are random words of SmolLM2's vocabulary that encode
 to themselves one token each, so DPOTrainer's text round-trips to the same ids. Each side keeps its own design where
-the libraries differ: TRL's DPO and PPO take the reference as the policy with its adapters off, alignops keeps a frozen
-copy; TRL's PPO trains a whole value model, alignops a value head on the policy.
+the libraries differ: TRL's DPO, PPO and GRPO take the reference as the policy with its adapters off, as alignops'
+PPO and GRPO do, where alignops' DPO keeps a frozen copy; TRL's PPO trains a whole value model, alignops a value head
+on the policy; TRL's GRPO puts the KL in its loss, alignops' in the reward (as TRL's RLOO).
 """
 
 from __future__ import annotations
@@ -53,12 +54,12 @@ import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
-MEASURES = ("sft", "reward", "ppo", "dpo")
+MEASURES = ("sft", "reward", "ppo", "grpo", "dpo")
 REAL_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]  # peft's "all-linear"
 REAL_SEQ_LEN, REAL_BLOCK = 128, 8192  # tokens per SFT text / pair side on the real model; its context
 SMOLLM2_VOCAB, SMOLLM2_EOS = 49152, 2
 PRECISIONS = {"fp32": "32-true", "bf16": "bf16-mixed"}  # --precision -> Lightning's string (HF: bf16=True)
-UNITS = {"sft": "tokens/s", "reward": "pairs/s", "ppo": "episodes/s", "dpo": "pairs/s"}
+UNITS = {"sft": "tokens/s", "reward": "pairs/s", "ppo": "episodes/s", "grpo": "episodes/s", "dpo": "pairs/s"}
 SIDES = ("alignops", "trl")
 RESULT_MARK = "@@trl_compare@@ "  # prefixes the worker's result line on stdout
 # nothing may be fetched from the Hugging Face hub (there is no network), nor reported anywhere
@@ -87,13 +88,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--base", choices=["smollm2"], help="the real model with LoRA instead (its preset's defaults; see above)"
     )
-    p.add_argument("--measure", nargs="+", choices=MEASURES, default=list(MEASURES), help="default: all four")
+    p.add_argument("--measure", nargs="+", choices=MEASURES, default=list(MEASURES), help="default: all five")
     p.add_argument("--rounds", type=int, default=2, help="alignops/TRL runs of each measure, alternating (default 2)")
     p.add_argument("--threads", type=int, help="torch threads of both sides (default: torch.get_num_threads())")
     p.add_argument("--steps", type=int, default=40, help="timed optimizer steps of sft/reward/dpo (default 40)")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first (default 5)")
-    p.add_argument("--ppo-steps", type=int, default=8, help="timed PPO iterations (default 8)")
-    p.add_argument("--ppo-warmup", type=int, default=2, help="untimed PPO iterations first (default 2)")
+    p.add_argument("--ppo-steps", type=int, default=8, help="timed PPO / GRPO iterations (default 8)")
+    p.add_argument("--ppo-warmup", type=int, default=2, help="untimed PPO / GRPO iterations first (default 2)")
     g = p.add_argument_group("shapes (default: the preset's)")
     g.add_argument("--seq-len", type=int, help="tokens per SFT text and per side of a pair (default: block_size)")
     g.add_argument("--sft-batch-size", type=int, help="texts per SFT step (default: sft.batch_size)")
@@ -106,6 +107,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--ppo-epochs", type=int, help="passes over each rollout (default: ppo.ppo_epochs)")
     g.add_argument("--max-new-tokens", type=int, help="PPO response length (default: ppo.max_new_tokens)")
     g.add_argument("--ppo-prompt-len", type=int, help="PPO prompt tokens (default: min(32, block - max_new_tokens))")
+    g.add_argument(
+        "--group-size", type=int, help="GRPO samples per prompt (default: ppo.group_size); episodes as PPO's"
+    )
     g = p.add_argument_group("interpreters")
     g.add_argument("--alignops-python", default=sys.executable, help="runs the alignops side (default: this one)")
     g.add_argument("--trl-python", default=_default_python(".venv-bench"), help="newest TRL (default: .venv-bench)")
@@ -184,6 +188,14 @@ def build_spec(args: argparse.Namespace) -> dict:
         arm = cfg.experiment.ppo  # the experiment's own PPO fields over the ppo section's
         ppo.update(lr=arm.get("lr", pc.lr), kl_coef=arm.get("init_kl_coef", pc.init_kl_coef))
         new = ppo["max_new_tokens"]
+    # GRPO on PPO's sampling budget, as the sentiment experiment compares them: the same episodes an iteration, from
+    # rollout_batch_size / group_size prompts; the same minibatches, epochs, lengths, temperature and KL coefficient
+    spec["grpo"] = {"group_size": args.group_size or pc.group_size}
+    if ppo["rollout_batch_size"] % spec["grpo"]["group_size"]:
+        raise SystemExit(
+            f"--group-size {spec['grpo']['group_size']} must divide the {ppo['rollout_batch_size']} episodes of an "
+            "iteration"
+        )
     if max(T, ppo["prompt_len"] + new) > block:
         raise SystemExit(
             f"--seq-len {T} or PPO prompt {ppo['prompt_len']} + {new} new tokens exceed block_size {block} of preset "
@@ -284,7 +296,7 @@ def run_worker(python: str, side: str, measure: str, workdir: Path, timeout: int
 
 def _check_interpreters(args: argparse.Namespace, measures: list[str]) -> None:
     need = {"alignops": args.alignops_python}
-    if set(measures) - {"ppo"}:
+    if set(measures) - {"ppo"}:  # GRPO too: the newest TRL's GRPOTrainer
         need["newest TRL (.venv-bench)"] = args.trl_python
     if "ppo" in measures:
         need["trl==1.12.0 (.venv-bench-ppo)"] = args.trl_ppo_python
@@ -446,8 +458,10 @@ def _shapes_line(spec: dict) -> str:
         f"{spec['reward']['batch_size']} pairs, DPO {spec['dpo']['batch_size']} pairs, of 2 x {spec['seq_len']} tokens "
         f"(prompt {spec['prompt_len']}); PPO {p['rollout_batch_size']} episodes, minibatch {p['minibatch_size']}, "
         f"{p['ppo_epochs']} epochs, prompt {p['prompt_len']} + {p['max_new_tokens']} new tokens"
-        f"{' (fixed length)' if p['fixed_length'] else ''}; "
-        f"steps {spec['warmup']} + {spec['steps']} timed, PPO {spec['ppo_warmup']} + {spec['ppo_steps']} timed"
+        f"{' (fixed length)' if p['fixed_length'] else ''}; GRPO the same episodes, "
+        f"{p['rollout_batch_size'] // spec['grpo']['group_size']} prompts x {spec['grpo']['group_size']} samples; "
+        f"steps {spec['warmup']} + {spec['steps']} timed, PPO / GRPO {spec['ppo_warmup']} + {spec['ppo_steps']} "
+        "iterations timed"
     )
 
 
@@ -719,7 +733,9 @@ def alignops_dpo(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
     return _measured(clock, rss, W, N, B, initial_loss=initial_loss, versions=versions)
 
 
-def alignops_ppo(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
+def alignops_ppo(spec: dict, data: dict, heads: dict, workdir: Path, method: str = "ppo") -> dict:
+    """PPO, or with method "grpo" GRPO on the same episodes an iteration (group_size samples of each of
+    rollout_batch_size / group_size prompts), the same PPOModule and stage."""
     versions = _alignops_imports()
     import copy
     import math
@@ -731,12 +747,16 @@ def alignops_ppo(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
     from models.reward import RewardModel
 
     p, W, N = spec["ppo"], spec["ppo_warmup"], spec["ppo_steps"]
-    B, clock = p["rollout_batch_size"], StepClock()
+    B, clock = p["rollout_batch_size"], StepClock()  # episodes an iteration
+    G = spec["grpo"]["group_size"] if method == "grpo" else 1
     clock.load_before = round(os.getloadavg()[0], 2)
     with cpu_peak_rss() as rss:
         config = PPOConfig(
-            rollout_batch_size=B,
+            method=method,
+            group_size=max(G, 2),  # read by grpo only (PPOConfig refuses a group of 1 there)
+            rollout_batch_size=B // G,  # prompts
             minibatch_size=p["minibatch_size"],
+            forward_batch_size=B,  # the scoring forwards on the whole rollout, as TRL's side below
             ppo_epochs=p["ppo_epochs"],
             max_new_tokens=p["max_new_tokens"],
             temperature=p["temperature"],
@@ -755,13 +775,15 @@ def alignops_ppo(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
         reward.head.load_state_dict(heads["reward"])
         # the checks still run every iteration; no bound stops a benchmark of random weights
         health = HealthBounds(max_kl=math.inf, max_approx_kl=math.inf, max_ratio=math.inf, min_response_length=0)
+        # with LoRA the reference is the policy with its adapters off (as TRL's side and the ppo stage), else a copy
+        reference = None if _lora(spec) else copy.deepcopy(policy)
         module = PPOModule(
-            policy, copy.deepcopy(policy), reward.eval(), config, spec["eos_id"], spec["pad_id"], health, _lora(spec)
+            policy, reference, reward.eval(), config, spec["eos_id"], spec["pad_id"], health, _lora(spec)
         )
         module.value_head.load_state_dict(heads["value"])
-        rows = [{"input_ids": ids} for ids in data["prompts"][: (W + N) * B]]
+        rows = [{"input_ids": ids} for ids in data["prompts"][: (W + N) * B // G]]
         loader = resumable_loader(
-            _Rows(rows), B, seed=spec["seed"], collate_fn=collate_left_pad(spec["pad_id"]), drop_last=True
+            _Rows(rows), B // G, seed=spec["seed"], collate_fn=collate_left_pad(spec["pad_id"]), drop_last=True
         )
         steps = (W + N) * config.steps_per_iteration
         trainer = _lightning_fit(module, loader, steps, None, clock, spec["precision"])  # update() clips
@@ -770,7 +792,13 @@ def alignops_ppo(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
     return _measured(clock, rss, W, N, B, response_len_last=round(response_len, 2), versions=versions)
 
 
-ALIGNOPS = {"sft": alignops_sft, "reward": alignops_reward, "dpo": alignops_dpo, "ppo": alignops_ppo}
+def alignops_grpo(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
+    return alignops_ppo(spec, data, heads, workdir, method="grpo")
+
+
+ALIGNOPS = {
+    "sft": alignops_sft, "reward": alignops_reward, "dpo": alignops_dpo, "ppo": alignops_ppo, "grpo": alignops_grpo
+}  # fmt: skip
 
 
 # ---- TRL: its trainers on transformers' GPT-2 ------------------------------------------------------------------------
@@ -888,7 +916,8 @@ def _trl_common(spec: dict, workdir: Path, max_steps: int, lr: float, batch_size
     )
 
 
-def _hf_clock(clock: StepClock):
+def _hf_clock(clock: StepClock, every: int = 1):
+    """Marks the start and the end of every `every`-th optimizer step (GRPO: of each generation's last step)."""
     from transformers import TrainerCallback
 
     class Clock(TrainerCallback):
@@ -896,7 +925,8 @@ def _hf_clock(clock: StepClock):
             clock.mark()
 
         def on_step_end(self, args, state, control, **kwargs):
-            clock.mark()
+            if state.global_step % every == 0:
+                clock.mark()
 
     return Clock()
 
@@ -1055,7 +1085,7 @@ def trl_ppo(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
             num_mini_batches=B // p["minibatch_size"],  # minibatch_size episodes per optimizer step
             num_ppo_epochs=p["ppo_epochs"],
             response_length=p["max_new_tokens"],
-            local_rollout_forward_batch_size=B,  # generate the whole rollout batch in one call, as alignops
+            local_rollout_forward_batch_size=B,  # generate and score the whole rollout in one call each, as alignops
             num_sample_generations=0,  # no extra sample generations for display
             stop_token_id=None,  # no stop: every response runs to response_length (alignops: random weights
             temperature=p["temperature"],  # rarely sample EOS, so its responses run to max_new_tokens too)
@@ -1094,7 +1124,79 @@ def trl_ppo(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
     return _measured(clock, rss, W, N, B, response_len_last=new_tokens[-1], optim=args.optim, versions=versions)
 
 
-TRL = {"sft": trl_sft, "reward": trl_reward, "dpo": trl_dpo, "ppo": trl_ppo}
+def trl_grpo(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
+    """TRL's GRPOTrainer (the newest TRL, transformers' generate: no vLLM on CPU) on alignops' GRPO shapes: the same
+    prompts, group_size samples each, minibatches of minibatch_size completions (one optimizer step each, generation
+    every episodes / minibatch steps), beta = PPO's KL coefficient (so a reference forward runs, as alignops' KL
+    in the reward), the reward model scoring. TRL's own loss (its default loss_type) and text round trip: it decodes
+    the completions and tokenizes prompt + completion again for the reward model."""
+    versions = _trl_imports()
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    from bench._memory import cpu_peak_rss
+
+    p, W, N = spec["ppo"], spec["ppo_warmup"], spec["ppo_steps"]
+    B, G, M = p["rollout_batch_size"], spec["grpo"]["group_size"], p["minibatch_size"]
+    per_generation = B // M  # minibatches of one generation; each pass over them takes that many optimizer steps
+    per_iteration = per_generation * p["ppo_epochs"]  # optimizer steps between two generations
+    clock = StepClock()
+    clock.load_before = round(os.getloadavg()[0], 2)
+    tokenizer = _hf_tokenizer(spec, workdir)
+    if spec["base"]:  # single-token words, each with its leading space: ids split where the words do
+        words, gap = tokenizer.decode, ""
+    else:
+        vocab = _words(spec)
+
+        def words(ids: list[int]) -> str:
+            return " ".join(vocab[i] for i in ids)
+
+        gap = " "
+    with cpu_peak_rss() as rss:
+        prompts = data["prompts"][: (W + N) * B // G].tolist()
+        dataset = Dataset.from_dict({"prompt": [words(ids) + gap for ids in prompts]})
+        common = _trl_common(spec, workdir, (W + N) * per_iteration, p["lr"], M)
+        args = GRPOConfig(
+            **common,
+            num_generations=G,
+            steps_per_generation=per_generation,  # generation batch B = M * per_generation, B / G prompts
+            num_iterations=p["ppo_epochs"],  # passes over each generation, as ppo_epochs
+            max_completion_length=p["max_new_tokens"],
+            # fixed length as alignops' rollouts: EOS cannot end a completion before max_completion_length
+            generation_kwargs={"min_new_tokens": p["max_new_tokens"]} if p["fixed_length"] else None,
+            temperature=p["temperature"],
+            beta=p["kl_coef"],
+            epsilon=p["clip_range"],
+            log_completions=False,
+        )
+        trainer = GRPOTrainer(
+            model=_hf_lm(spec, workdir),
+            reward_funcs=_hf_scorer(spec, workdir, heads["reward"]),
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            reward_processing_classes=_hf_tokenizer(spec, workdir),
+            callbacks=[_hf_clock(clock, every=per_iteration)],
+            peft_config=_peft(spec, "CAUSAL_LM"),
+        )
+        _quiet(trainer)
+        first = tokenizer(dataset[0]["prompt"], add_special_tokens=False)["input_ids"]
+        if first != prompts[0]:
+            raise RuntimeError("GRPOTrainer's prompts tokenize to other ids than alignops gets: the comparison is off")
+        lengths: list[float] = []  # each generation's mean completion length, read before the final log clears it
+        generate = trainer._generate
+
+        def recorded_generate(*a, **kw):
+            out = generate(*a, **kw)
+            lengths.append(trainer._metrics["train"]["completions/mean_length"][-1])
+            return out
+
+        trainer._generate = recorded_generate
+        trainer.train()
+    return _measured(clock, rss, W, N, B, response_len_last=lengths[-1], optim=args.optim, versions=versions)
+
+
+TRL = {"sft": trl_sft, "reward": trl_reward, "dpo": trl_dpo, "ppo": trl_ppo, "grpo": trl_grpo}
 
 
 if __name__ == "__main__":
