@@ -748,12 +748,13 @@ def alignops_ppo(spec: dict, data: dict, heads: dict, workdir: Path, method: str
 
     p, W, N = spec["ppo"], spec["ppo_warmup"], spec["ppo_steps"]
     B, clock = p["rollout_batch_size"], StepClock()  # episodes an iteration
-    G = spec["grpo"]["group_size"] if method == "grpo" else 1
+    group_size = spec["grpo"]["group_size"]
+    G = group_size if method == "grpo" else 1  # samples per prompt
     clock.load_before = round(os.getloadavg()[0], 2)
     with cpu_peak_rss() as rss:
         config = PPOConfig(
             method=method,
-            group_size=max(G, 2),  # read by grpo only (PPOConfig refuses a group of 1 there)
+            group_size=group_size,  # read by grpo only
             rollout_batch_size=B // G,  # prompts
             minibatch_size=p["minibatch_size"],
             forward_batch_size=B,  # the scoring forwards on the whole rollout, as TRL's side below
@@ -822,6 +823,20 @@ def _words(spec: dict) -> list[str]:
     """The word of each token id: "<pad>", "<eos>" for the special ids, "w<id>" for the others."""
     V, special = spec["vocab_size"], {spec["pad_id"]: "<pad>", spec["eos_id"]: "<eos>"}
     return [special.get(i, f"w{i}") for i in range(V)]
+
+
+def _as_text(spec: dict, workdir: Path):
+    """(words, gap): words(ids) is the text TRL's text-taking trainers (DPO, GRPO) get for token ids, and a prompt's
+    text + gap + its continuation's splits where the ids do. The real model's single-token words each start with
+    their space (_single_token_words), so no gap; a preset's word-level tokenizer splits on a space."""
+    if spec["base"]:
+        return _hf_tokenizer(spec, workdir).decode, ""
+    vocab = _words(spec)
+
+    def words(ids: list[int]) -> str:
+        return " ".join(vocab[i] for i in ids)
+
+    return words, " "
 
 
 def _hf_tokenizer(spec: dict, workdir: Path):
@@ -1021,17 +1036,7 @@ def trl_dpo(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
     s, W, N = spec["dpo"], spec["warmup"], spec["steps"]
     B, clock, P = s["batch_size"], StepClock(), spec["prompt_len"]
     clock.load_before = round(os.getloadavg()[0], 2)
-
-    if spec["base"]:  # the words of _single_token_words: each starts with its space, so the ids split anywhere
-        tokenizer = _hf_tokenizer(spec, workdir)
-        words, gap = tokenizer.decode, ""
-    else:
-        vocab = _words(spec)
-
-        def words(ids: list[int]) -> str:
-            return " ".join(vocab[i] for i in ids)
-
-        gap = " "
+    words, gap = _as_text(spec, workdir)
     with cpu_peak_rss() as rss:
         n = (W + N) * B
         chosen, rejected = data["chosen"][:n].tolist(), data["rejected"][:n].tolist()
@@ -1143,15 +1148,7 @@ def trl_grpo(spec: dict, data: dict, heads: dict, workdir: Path) -> dict:
     clock = StepClock()
     clock.load_before = round(os.getloadavg()[0], 2)
     tokenizer = _hf_tokenizer(spec, workdir)
-    if spec["base"]:  # single-token words, each with its leading space: ids split where the words do
-        words, gap = tokenizer.decode, ""
-    else:
-        vocab = _words(spec)
-
-        def words(ids: list[int]) -> str:
-            return " ".join(vocab[i] for i in ids)
-
-        gap = " "
+    words, gap = _as_text(spec, workdir)
     with cpu_peak_rss() as rss:
         prompts = data["prompts"][: (W + N) * B // G].tolist()
         dataset = Dataset.from_dict({"prompt": [words(ids) + gap for ids in prompts]})

@@ -14,7 +14,7 @@ import torch
 from alignops.config import LoraConfig
 from models.base import HFCausalLM
 from models.gpt import GPT, GPTConfig
-from models.lora import ADAPTER_PREFIX, apply_lora, count_parameters, has_lora, merge_lora
+from models.lora import ADAPTER_PREFIX, adapters_off, apply_lora, count_parameters, has_lora, merge_lora
 from tests.support.hf_models import SHAPES, VOCAB, tiny_model
 
 KINDS = ("gpt", *SHAPES)
@@ -72,6 +72,31 @@ def test_only_adapters_train_and_merged_logits_equal_adapter(kind: str) -> None:
     with torch.no_grad():
         merged = model(ids)
     torch.testing.assert_close(merged, adapted, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ("gpt", "llama"))
+def test_adapters_off_gives_the_base_and_puts_the_adapters_back(kind: str) -> None:
+    """Inside adapters_off a trained LoRA model computes its base's logits exactly; after it, its own again."""
+    ids = torch.randint(0, VOCAB, (2, 10), generator=torch.Generator().manual_seed(1))
+    base = _model(kind)
+    with torch.no_grad():
+        expected_base = base(ids)
+    model = apply_lora(base, LoraConfig(r=2, alpha=4))
+    _train(model)
+    with torch.no_grad():
+        adapted = model(ids)
+        with adapters_off(model):
+            off = model(ids)
+        again = model(ids)
+    assert torch.equal(off, expected_base) and not torch.allclose(adapted, expected_base)
+    assert torch.equal(again, adapted)
+    assert all(p.requires_grad for n, p in model.named_parameters() if ADAPTER_PREFIX in n)
+    with pytest.raises(ValueError, match="no LoRA layers"), adapters_off(_model(kind)):
+        pass
+    for layer in (m for m in model.modules() if hasattr(m, "merge") and hasattr(m, "merged")):
+        layer.merge()
+    with pytest.raises(ValueError, match="merged"), adapters_off(model):
+        pass
 
 
 def test_targets_are_checked() -> None:
