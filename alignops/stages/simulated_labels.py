@@ -11,7 +11,8 @@ of the policy itself. Here nobody can: the labeler is a model of the VADER rater
 text's mean rating on its character n-grams (fit on the texts they rated, rankings/train), and every record it
 writes says so (annotator "simulated:..."; derived). It is neither judge of the experiment (the VADER and AFINN
 lexicons), and it reads words, not sentences, so it carries over to continuations: 0.66 agreement with VADER on
-the same SFT pairs.
+the same SFT pairs. It ties its close calls (experiment.labeler_tie_margin): where it separates two continuations
+by little it orders them as VADER does hardly more often than chance, and a tie trains nothing.
 """
 
 from __future__ import annotations
@@ -69,26 +70,38 @@ def labeler_accuracy(labeler: Callable[[Sequence[str]], list[float]], records: S
     return sum(1.0 if c > r else 0.5 if c == r else 0.0 for c, r in zip(chosen, rejected, strict=True)) / len(pairs)
 
 
-def ranking_of(scores: Sequence[float]) -> list:
-    """A ranking in the rankings set's form, best first, equal scores tied in one group: [[0, 2], 1, 3]."""
-    order = sorted(set(scores), reverse=True)
-    groups = [[i for i, s in enumerate(scores) if s == value] for value in order]
-    return [g if len(g) > 1 else g[0] for g in groups]
+def ranking_of(scores: Sequence[float], tie_margin: float = 0.0) -> list:
+    """A ranking in the rankings set's form, best first: [[0, 2], 1, 3]. Scores tie in one group when each lies
+    within tie_margin of the next higher one in it (a new group starts at a gap wider than tie_margin); at 0 only
+    equal scores tie."""
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])
+    groups = [[order[0]]] if order else []
+    for i in order[1:]:
+        if scores[groups[-1][-1]] - scores[i] > tie_margin:
+            groups.append([])
+        groups[-1].append(i)
+    return [sorted(g) if len(g) > 1 else g[0] for g in groups]
 
 
 def rankings(
-    prompts: Sequence[str], continuations: Sequence[str], k: int, labeler: Callable[[Sequence[str]], list[float]]
+    prompts: Sequence[str],
+    continuations: Sequence[str],
+    k: int,
+    labeler: Callable[[Sequence[str]], list[float]],
+    tie_margin: float = 0.0,
 ) -> list[dict]:
     """One ranking record per prompt of its k continuations (continuations[i * k : (i + 1) * k] are prompt i's),
-    ordered by the labeler; a prompt whose continuations repeat one another is left out (nothing to compare)."""
+    ordered by the labeler, ratings within tie_margin tied (ranking_of); a prompt whose continuations repeat one
+    another or all tie is left out (nothing to compare)."""
     scores = labeler(continuations)
     out = []
     for i, prompt in enumerate(prompts):
         texts, mine = list(continuations[i * k : (i + 1) * k]), scores[i * k : (i + 1) * k]
-        if len(set(texts)) < k or not all(t.strip() for t in texts):
+        ranking = ranking_of(mine, tie_margin)
+        if len(set(texts)) < k or not all(t.strip() for t in texts) or len(ranking) < 2:
             continue
         out.append({
-            "prompt": prompt, "responses": texts, "ranking": ranking_of(mine), "annotator": LABELER,
+            "prompt": prompt, "responses": texts, "ranking": ranking, "annotator": LABELER,
             "source": SOURCE, "derived": True, "agreement": None,
         })  # fmt: skip
     return out
@@ -130,13 +143,14 @@ def label(cfg: PipelineConfig, sft_uri: str, parent_run_id: str | None = None) -
             True, cfg.seed + VAL_SEED_OFFSET * (split == "val"), fixed_length=ec.fixed_length,
             temperature=ec.temperature,
         )  # fmt: skip
-        made[split] = rankings(prompts, out.texts, k, labeler)
+        made[split] = rankings(prompts, out.texts, k, labeler, ec.labeler_tie_margin)
     records = assign_splits(made["train"], made["val"], rankings_train, cfg.data.split_salt)
     if not (records["train"] and records["val"] and records["test"]):
         raise ModelError(
             f"the simulated labeler made {', '.join(f'{len(r)} {s}' for s, r in records.items())} rankings of "
-            f"{sft_uri}'s continuations (repeated or leaking ones are left out); the reward model needs each split: "
-            "raise experiment.simulated_labels."
+            f"{sft_uri}'s continuations (repeated, all-tied or leaking ones are left out); the reward model needs "
+            "each split: raise experiment.simulated_labels, or lower experiment.labeler_tie_margin "
+            f"({cfg.experiment.labeler_tie_margin})."
         )
 
     def edit(copy: Path) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from alignops.config import PipelineConfig
 from alignops.data import datasets
+from alignops.errors import ModelError
 from alignops.stages import pretrain, sentiment, sft
 from alignops.stages.simulated_labels import (
     LABELER,
@@ -24,6 +25,16 @@ from alignops.stages.simulated_labels import (
 def test_ranking_of_puts_the_best_first_and_ties_together() -> None:
     assert ranking_of([0.1, 0.5, 0.1, -2.0]) == [1, [0, 2], 3]
     assert ranking_of([1.0, 1.0]) == [[0, 1]]
+
+
+def test_ranking_of_ties_close_calls_within_the_margin() -> None:
+    """A labeler who cannot tell two continuations apart ties them: a new group starts only at a gap wider than
+    the margin, so a chain of close calls is one group."""
+    scores = [0.1, 1.2, 0.4, -2.0]
+    assert ranking_of(scores) == [1, 2, 0, 3]
+    assert ranking_of(scores, tie_margin=0.5) == [1, [0, 2], 3]  # 0.4 - 0.1 within it, 1.2 - 0.4 not
+    assert ranking_of(scores, tie_margin=0.8) == [[0, 1, 2], 3]  # 1.2 -> 0.4 -> 0.1: a chain of close calls
+    assert ranking_of(scores, tie_margin=5.0) == [[0, 1, 2, 3]]
 
 
 def test_the_labeler_learns_the_raters_not_a_lexicon() -> None:
@@ -59,6 +70,9 @@ def test_rankings_group_k_continuations_per_prompt_and_skip_repeats() -> None:
         True,
         None,
     )
+    # within the tie margin: "ab" and "abc" tie, so p has nothing to compare and is left out; "abcd" is 2 longer
+    assert rankings(["p"], ["ab", "abc"], 2, labeler, tie_margin=1.0) == []
+    assert rankings(["p"], ["ab", "abcd"], 2, labeler, tie_margin=1.0)[0]["ranking"] == [1, 0]
 
 
 def test_held_out_rankings_never_share_a_continuation_with_training() -> None:
@@ -100,6 +114,11 @@ def test_label_writes_validated_versioned_rankings_of_the_policys_continuations(
     again = label(cfg, sft_uri)  # replaces its earlier rankings, never adds beside them
     after = {s: len(datasets.load_split(cfg.data.data_dir, "rankings", s)) for s in datasets.SPLITS}
     assert after == {s: before[s] + again[s] for s in datasets.SPLITS}
+    # experiment.labeler_tie_margin reaches the labeler: wider than any two ratings, every prefix ties, none is kept
+    tied = cfg.model_copy(update={"experiment": cfg.experiment.model_copy(update={"labeler_tie_margin": 100.0})})
+    with pytest.raises(ModelError, match="made 0 train, 0 val, 0 test rankings"):
+        label(tied, sft_uri)
+    assert {s: len(datasets.load_split(cfg.data.data_dir, "rankings", s)) for s in datasets.SPLITS} == after
     # and the experiment's reward model then learns from them alone
     assert sentiment.reward_config(cfg, sft_uri).reward.sources == [SOURCE]
     assert sentiment.reward_config(built, sft_uri).reward.sources == built.experiment.sources
