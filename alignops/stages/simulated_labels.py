@@ -150,7 +150,7 @@ def label(cfg: PipelineConfig, sft_uri: str, parent_run_id: str | None = None) -
             f"the simulated labeler made {', '.join(f'{len(r)} {s}' for s, r in records.items())} rankings of "
             f"{sft_uri}'s continuations (repeated, all-tied or leaking ones are left out); the reward model needs "
             "each split: raise experiment.simulated_labels, or lower experiment.labeler_tie_margin "
-            f"({cfg.experiment.labeler_tie_margin})."
+            f"({ec.labeler_tie_margin})."
         )
 
     def edit(copy: Path) -> None:
