@@ -209,18 +209,24 @@ AGREEMENT_SEED = 1_000_003  # the SFT policy's second draw for reward_agreement:
 
 
 def reward_agreement(
-    cfg: PipelineConfig, sft_uri: str, reward_uri: str, prompts: list[str], models, sft_samples: dict[int, Samples]
+    cfg: PipelineConfig, sft_uri: str, reward_uri: str, prompts: list[str], models, sft_samples: dict[tuple, Samples]
 ) -> WinRate:
     """The reward model against the primary judge on pairs of the SFT policy's continuations of the held-out
     prefixes (continuations.reward_judge_agreement): the first seed's samples (kept in sft_samples, the arms compare
     with them) and a second, independent draw. A few minutes that tell whether the hours of RL can work."""
     ec = cfg.experiment
     sft, reward = models.get(sft_uri), models.get(reward_uri)
-    seed = ec.seeds[0]
-    if seed not in sft_samples:
-        sft_samples[seed] = sample(sft, prompts, seed, sft, reward, ec)[0]
+    key = _samples_key(ec.seeds[0], sft_uri, reward_uri)
+    if key not in sft_samples:
+        sft_samples[key] = sample(sft, prompts, ec.seeds[0], sft, reward, ec)[0]
     other = sample(sft, prompts, AGREEMENT_SEED, None, reward, ec)[0]  # read for its rewards and texts alone
-    return reward_judge_agreement(sft_samples[seed], other, JUDGES[PRIMARY_JUDGE])
+    return reward_judge_agreement(sft_samples[key], other, JUDGES[PRIMARY_JUDGE])
+
+
+def _samples_key(seed: int, sft_uri: str, reward_uri: str) -> tuple[int, str, str]:
+    """The SFT samples' key in a shared cache: they carry the reward model's scores, so a cache kept across reward
+    models (a script comparing two) must not hand one model's scores to the other."""
+    return seed, sft_uri, reward_uri
 
 
 def require_agreement(cfg: PipelineConfig, agreement: WinRate, reward_uri: str) -> None:
@@ -258,19 +264,21 @@ def measure(
     reward_uri: str,
     prompts: list[str],
     models,
-    sft_samples: dict[int, Samples],
+    sft_samples: dict[tuple, Samples],
 ) -> dict[str, Any]:
     """One arm's row: its metrics against the SFT policy on the held-out prefixes (continuations.arm_metrics), the
     SFT samples drawn with the same seed. models: an evaluation.models.ModelCache shared by the arms; sft_samples:
-    the SFT policy's samples by seed, shared by the arms too (every arm of one seed compares with the same ones)."""
+    the SFT policy's samples by (seed, SFT, reward model), shared by the arms too (every arm of one seed compares
+    with the same ones)."""
     from alignops.evaluation.scoring import sequence_kl
 
     ec = cfg.experiment
     policy, sft, reward = models.get(policy_uri), models.get(sft_uri), models.get(reward_uri)
     mine, responses = sample(policy, prompts, arm.seed, sft, reward, ec)
-    if arm.seed not in sft_samples:
-        sft_samples[arm.seed] = sample(sft, prompts, arm.seed, sft, reward, ec)[0]
-    theirs = sft_samples[arm.seed]
+    key = _samples_key(arm.seed, sft_uri, reward_uri)
+    if key not in sft_samples:
+        sft_samples[key] = sample(sft, prompts, arm.seed, sft, reward, ec)[0]
+    theirs = sft_samples[key]
     kl = sequence_kl(policy.gpt, sft.gpt, responses, _pad(policy), ec.batch_size)
     metrics = arm_metrics(mine, theirs, JUDGES, kl)
     return {"name": arm.name, "arm": arm.kind, "method": arm.method, "seed": arm.seed, "policy": policy_uri} | metrics

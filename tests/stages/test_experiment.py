@@ -15,7 +15,8 @@ from alignops.config import ConfigError, PipelineConfig, load_config
 from alignops.data import datasets
 from alignops.errors import ModelError
 from alignops.evaluation.metrics import WinRate
-from alignops.stages import pretrain, sentiment, sft, simulated_labels
+from alignops.evaluation.models import ModelCache
+from alignops.stages import pretrain, reward, sentiment, sft, simulated_labels
 from flows.experiment import sentiment_experiment
 
 TINY_EXPERIMENT = [
@@ -149,6 +150,16 @@ def test_experiment_flow_one_seed_and_the_controls(built: PipelineConfig, built_
     table = mlflow.artifacts.download_artifacts(run_id=result["report_run_id"], artifact_path="results/results.json")
     assert [r["name"] for r in json.loads(Path(table).read_text(encoding="utf-8"))] == [r["name"] for r in rows]
     assert "figures/reward_vs_kl.png" in tracking.artifact_paths(result["report_run_id"], "figures")
+
+    # SFT samples scored by another reward model are never compared with this one's scores (a cache shared across
+    # reward models once reported wrong reward-model win rates)
+    cfg = load_config("tiny", built_project.overrides + labelled)
+    other = reward.run(sentiment.reward_config(cfg.model_copy(update={"seed": 1}), result["sft"])).model_uri
+    arm, prompts = sentiment.arms(cfg.experiment, quick=True)[0], [r["prompt"] for r in sentiment.heldout_prefixes(cfg)]
+    cache, models = {}, ModelCache()
+    by_other = sentiment.measure(cfg, arm, rows[0]["policy"], result["sft"], other, prompts, models, cache)
+    by_own = sentiment.measure(cfg, arm, rows[0]["policy"], result["sft"], result["reward"], prompts, models, cache)
+    assert by_own["score/reward_sft"] == pytest.approx(rows[0]["score/reward_sft"]) != by_other["score/reward_sft"]
 
     # the reward model learnt from the simulated labeler's rankings of the SFT policy's continuations alone
     reward_run = tracking.model_version_tags(result["reward"])[tracking.RUN_ID_TAG]
