@@ -209,24 +209,34 @@ AGREEMENT_SEED = 1_000_003  # the SFT policy's second draw for reward_agreement:
 
 
 def reward_agreement(
-    cfg: PipelineConfig, sft_uri: str, reward_uri: str, prompts: list[str], models, sft_samples: dict[tuple, Samples]
+    cfg: PipelineConfig,
+    sft_uri: str,
+    reward_uri: str,
+    prompts: list[str],
+    models,
+    sft_samples: dict[tuple[int, str, str], Samples],
 ) -> WinRate:
     """The reward model against the primary judge on pairs of the SFT policy's continuations of the held-out
     prefixes (continuations.reward_judge_agreement): the first seed's samples (kept in sft_samples, the arms compare
     with them) and a second, independent draw. A few minutes that tell whether the hours of RL can work."""
     ec = cfg.experiment
-    sft, reward = models.get(sft_uri), models.get(reward_uri)
-    key = _samples_key(ec.seeds[0], sft_uri, reward_uri)
-    if key not in sft_samples:
-        sft_samples[key] = sample(sft, prompts, ec.seeds[0], sft, reward, ec)[0]
-    other = sample(sft, prompts, AGREEMENT_SEED, None, reward, ec)[0]  # read for its rewards and texts alone
-    return reward_judge_agreement(sft_samples[key], other, JUDGES[PRIMARY_JUDGE])
+    mine = _sft_samples(cfg, ec.seeds[0], sft_uri, reward_uri, prompts, models, sft_samples)
+    # a second, independent draw, read for its rewards and texts alone (no reference likelihood)
+    other = sample(models.get(sft_uri), prompts, AGREEMENT_SEED, None, models.get(reward_uri), ec)[0]
+    return reward_judge_agreement(mine, other, JUDGES[PRIMARY_JUDGE])
 
 
-def _samples_key(seed: int, sft_uri: str, reward_uri: str) -> tuple[int, str, str]:
-    """The SFT samples' key in a shared cache: they carry the reward model's scores, so a cache kept across reward
-    models (a script comparing two) must not hand one model's scores to the other."""
-    return seed, sft_uri, reward_uri
+def _sft_samples(
+    cfg: PipelineConfig, seed: int, sft_uri: str, reward_uri: str, prompts: list[str], models, cache: dict
+) -> Samples:
+    """The SFT policy's samples with `seed`, drawn once per cache. Keyed by seed, SFT and reward model: they carry the
+    reward model's scores, so a cache kept across reward models (a script comparing two) must not hand one model's
+    scores to the other."""
+    key = seed, sft_uri, reward_uri
+    if key not in cache:
+        sft = models.get(sft_uri)
+        cache[key] = sample(sft, prompts, seed, sft, models.get(reward_uri), cfg.experiment)[0]
+    return cache[key]
 
 
 def require_agreement(cfg: PipelineConfig, agreement: WinRate, reward_uri: str) -> None:
@@ -264,7 +274,7 @@ def measure(
     reward_uri: str,
     prompts: list[str],
     models,
-    sft_samples: dict[tuple, Samples],
+    sft_samples: dict[tuple[int, str, str], Samples],
 ) -> dict[str, Any]:
     """One arm's row: its metrics against the SFT policy on the held-out prefixes (continuations.arm_metrics), the
     SFT samples drawn with the same seed. models: an evaluation.models.ModelCache shared by the arms; sft_samples:
@@ -275,10 +285,7 @@ def measure(
     ec = cfg.experiment
     policy, sft, reward = models.get(policy_uri), models.get(sft_uri), models.get(reward_uri)
     mine, responses = sample(policy, prompts, arm.seed, sft, reward, ec)
-    key = _samples_key(arm.seed, sft_uri, reward_uri)
-    if key not in sft_samples:
-        sft_samples[key] = sample(sft, prompts, arm.seed, sft, reward, ec)[0]
-    theirs = sft_samples[key]
+    theirs = _sft_samples(cfg, arm.seed, sft_uri, reward_uri, prompts, models, sft_samples)
     kl = sequence_kl(policy.gpt, sft.gpt, responses, _pad(policy), ec.batch_size)
     metrics = arm_metrics(mine, theirs, JUDGES, kl)
     return {"name": arm.name, "arm": arm.kind, "method": arm.method, "seed": arm.seed, "policy": policy_uri} | metrics
