@@ -134,7 +134,8 @@ class TrainerConfig(_Config):
     precision: str | None = Field(
         None,
         description="Lightning precision; None or 'auto' picks bf16-mixed on a GPU or CPU with native bf16 "
-        "(alignops.precision), else 32-true.",
+        "(alignops.precision), else 32-true. Evaluation and sampling outside Lightning run at the same precision "
+        "(bf16 or fp16 autocast, else fp32).",
     )
     compile: bool = Field(False, description="torch.compile the model (faster steps on GPU after warm-up).")
     log_every_n_steps: int = Field(10, ge=1, description="How often training metrics go to MLflow.")

@@ -14,6 +14,7 @@ import torch
 
 from alignops.chat import chat_tokenizer
 from alignops.data.loaders import collate_left_pad
+from alignops.precision import inference_autocast
 from models.base import CausalLM
 from models.generation import GenerationConfig, generate
 
@@ -36,22 +37,26 @@ def decoding(strategy: str = "greedy", **options) -> GenerationConfig:
 
 
 class Generator:
-    def __init__(self, gpt: CausalLM, tokenizer, device: str | torch.device = "cpu") -> None:
-        """gpt: any base (models.base.CausalLM); tokenizer: the project's or a transformers tokenizer."""
+    def __init__(
+        self, gpt: CausalLM, tokenizer, device: str | torch.device = "cpu", precision: str | None = None
+    ) -> None:
+        """gpt: any base (models.base.CausalLM); tokenizer: the project's or a transformers tokenizer; precision:
+        trainer.precision's values (None: bf16 autocast where the hardware has it, alignops.precision)."""
         self.gpt = gpt.to(device).eval()
         self.tokenizer = tokenizer  # as loaded (stages encode with it directly)
         self.text = chat_tokenizer(tokenizer)  # template, EOS and pad: the same for every kind of tokenizer
         self.device = torch.device(device)
+        self.precision = precision
         self.eos_id, self.pad_id = self.text.eos_id, self.text.pad_id
 
     @classmethod
-    def from_dir(cls, folder: Path, device: str | None = None) -> Generator:
+    def from_dir(cls, folder: Path, device: str | None = None, precision: str | None = None) -> Generator:
         from alignops.artifacts import load_model
 
         loaded = load_model(folder)
         if device is None:  # int8 kernels run on the CPU only
             device = "cuda" if torch.cuda.is_available() and loaded.meta.quantization is None else "cpu"
-        return cls(loaded.gpt, loaded.tokenizer, device)
+        return cls(loaded.gpt, loaded.tokenizer, device, precision)
 
     def _max_token_chars(self) -> int:
         """The longest vocabulary entry in characters (byte-level: one per byte), at least 1."""
@@ -76,7 +81,8 @@ class Generator:
         rows = [{"input_ids": torch.tensor(ids[-room:])} for ids in self.text.encode_batch(texts)]
         batch = collate_left_pad(self.pad_id)(rows)  # keep each prompt's end; every row ends where generation starts
         input_ids, mask, width = batch["input_ids"], batch["attention_mask"], batch["input_ids"].size(1)
-        sequences, lengths = generate(self.gpt, input_ids.to(self.device), mask.to(self.device), config)
+        with inference_autocast(self.precision, self.device, self.gpt):  # an int8 model: fp32
+            sequences, lengths = generate(self.gpt, input_ids.to(self.device), mask.to(self.device), config)
         out = []
         for row, n in enumerate(lengths.tolist()):
             out.append(self.text.decode(sequences[row, width : width + n].tolist()))  # never a character cut at the end

@@ -191,7 +191,8 @@ def queue_label_answers(cfg: PipelineConfig, samples: str | None) -> Outputs:
     from alignops.stages import feedback
 
     uri = feedback.label_model_uri(cfg)
-    return {"model_uri": uri, "queued": feedback.queue_answers(uri, Path(samples)) if samples else 0}
+    queued = feedback.queue_answers(uri, Path(samples), precision=cfg.trainer.precision) if samples else 0
+    return {"model_uri": uri, "queued": queued}
 
 
 @task(name="promote", **RETRIES)

@@ -14,6 +14,9 @@ Figures:
   test_loss, test_ppl     next-token loss on the corpus test split (alignops.evaluation.scoring.lm_loss)
   agreement, exact_match  greedy outputs (EOS honoured) against the original's: the share of positions with the
                  same token over the longer output, and the share of prompts with identical outputs
+
+Every figure is read in fp32, without the bf16 autocast evaluation runs under (alignops.precision): the int8
+kernels have no bf16 path, and a delta against the original must come from the compression alone.
 """
 
 from __future__ import annotations

@@ -59,6 +59,7 @@ from alignops.errors import ModelError
 from alignops.evaluation import ner as ner_eval
 from alignops.evaluation.models import CAUSAL_LM, ModelCache, same_tokenizer
 from alignops.jsonl import write_jsonl
+from alignops.precision import inference_autocast, inference_precision
 from alignops.stages.data import require_valid
 
 __all__ = ["CAUSAL_LM", "EvaluateResult", "EvaluationError", "ModelCache", "default_baseline", "run"]
@@ -111,10 +112,11 @@ def run(cfg: PipelineConfig, model_uri: str | None = None, parent_run_id: str | 
     ec = cfg.evaluate
     uri = tracking.version_uri(model_uri or ec.model or f"models:/{cfg.tracking.model_prefix}-policy/latest")
     folder = tracking.resolve_model(uri)
-    if ner_eval.is_tagger(folder):  # a ner model: entity scores on the ner set (alignops.evaluation.ner)
-        run_id, metrics = ner_eval.evaluate_registered(cfg, uri, folder, parent_run_id)
-        return EvaluateResult(run_id, uri, None, metrics, None)
     models = ModelCache()
+    if ner_eval.is_tagger(folder):  # a ner model: entity scores on the ner set (alignops.evaluation.ner)
+        with inference_autocast(cfg.trainer.precision, models.device):
+            run_id, metrics = ner_eval.evaluate_registered(cfg, uri, folder, parent_run_id)
+        return EvaluateResult(run_id, uri, None, metrics, None)
     model = models.get(uri)
     kind = model.meta.kind
     parent = model.meta.parent  # alignops.json; else the registered version's lineage tag
@@ -144,16 +146,16 @@ def run(cfg: PipelineConfig, model_uri: str | None = None, parent_run_id: str | 
             if reference.meta.kind == CAUSAL_LM and same_tokenizer(reference, model):
                 reference_uri = parent  # a token-level KL needs the same tokenizer
         reward_uri = _reward_model_uri(cfg)
+    # every model pass at the precision training uses (bf16 autocast where the hardware has it; fp32 with int8)
+    used_models = [models.get(u).gpt for u in (uri, baseline_uri, reference_uri, reward_uri) if u]
+    precision = inference_precision(cfg.trainer.precision, models.device, *used_models)
 
-    with tracking.stage_run("evaluate", cfg, ec, parent_run_id) as stage:
+    with (
+        tracking.stage_run("evaluate", cfg, ec, parent_run_id) as stage,
+        inference_autocast(cfg.trainer.precision, models.device, *used_models),
+    ):
         out_dir = settings.home() / "evaluations" / stage.run_id
-        stage.set_tags({
-            tracking.MODEL_TAG: uri,
-            tracking.MODEL_KIND_TAG: kind,
-            tracking.EVAL_BASELINE_TAG: baseline_uri or "none",
-            tracking.REWARD_MODEL_TAG: reward_uri or "none",
-            tracking.REFERENCE_MODEL_TAG: reference_uri or "none",
-        })  # fmt: skip
+        stage.set_tags(tracking.evaluation_run_tags(uri, kind, baseline_uri, reward_uri, reference_uri, precision))
         used = ["classification/test"]
         metrics: dict[str, float] = {}
         plots: dict[str, Path] = {}
@@ -196,9 +198,7 @@ def run(cfg: PipelineConfig, model_uri: str | None = None, parent_run_id: str | 
         for plot in plots.values():
             stage.log_artifact(plot, "figures")
         if tracking.ModelRef.is_registry_uri(uri):
-            tracking.set_model_version_tags(
-                uri, {tracking.EVAL_RUN_TAG: stage.run_id, tracking.EVAL_BASELINE_TAG: baseline_uri or "none"}
-            )
+            tracking.mark_evaluated(uri, stage.run_id, baseline_uri)
         return EvaluateResult(stage.run_id, uri, baseline_uri, metrics, samples_path)
 
 

@@ -137,24 +137,29 @@ def label_model_uri(cfg: PipelineConfig) -> str:
     return base_models.fetch_and_register(name, cfg.data.cache_dir or settings.home() / "cache").uri
 
 
-def queue_answers(model_uri: str, samples_path: Path, database_url: str | None = None) -> int:
+def queue_answers(
+    model_uri: str, samples_path: Path, database_url: str | None = None, precision: str | None = None
+) -> int:
     """Another model's greedy answers to the prompts of an evaluation's samples, queued beside them in the
     preference store (same sample ids, so one labeling task holds them all). For a from-scratch tiny policy this
     is what keeps a labeler's first task from being byte noise alone, and the rankings then say how far the policy
-    is from a real model. Returns the answers added (idempotent per model version and prompt, like queue_samples)."""
+    is from a real model. Returns the answers added (idempotent per model version and prompt, like queue_samples).
+    precision: trainer.precision (None: bf16 autocast where the hardware has it, alignops.precision)."""
     from alignops.artifacts import load_model
     from alignops.data.sources import read_jsonl
     from alignops.evaluation.scoring import generate_responses
     from alignops.feedback.store import Store
+    from alignops.precision import inference_autocast
 
     rows = read_jsonl(samples_path)
     if not rows:
         return 0
     model = load_model(tracking.resolve_model(model_uri))
     model.gpt.eval()
-    out = generate_responses(
-        model.gpt, model.tokenizer, [r["prompt"] for r in rows], LABEL_ANSWER_TOKENS, batch_size=16, sample=False
-    )
+    with inference_autocast(precision, next(model.gpt.parameters()).device, model.gpt):
+        out = generate_responses(
+            model.gpt, model.tokenizer, [r["prompt"] for r in rows], LABEL_ANSWER_TOKENS, batch_size=16, sample=False
+        )
     samples = [
         {"sample_id": r["sample_id"], "prompt": r["prompt"], "completion": text}
         for r, text in zip(rows, out.texts, strict=True)

@@ -72,19 +72,22 @@ def _sampled_scores(scorer, gpt, tokenizer, prompts: list[str], cfg: PipelineCon
 
     from alignops.data.loaders import collate_right_pad, pad_id
     from alignops.evaluation.scoring import generate_responses
+    from alignops.precision import inference_autocast
 
-    out = generate_responses(
-        gpt, tokenizer, prompts, cfg.ppo.max_new_tokens, batch_size=16, sample=True, seed=cfg.seed,
-        fixed_length=cfg.ppo.fixed_length, temperature=cfg.ppo.temperature,
-    )  # fmt: skip
-    block = gpt.max_positions
-    rows = [
-        {"input_ids": torch.tensor((p + r)[-block:])} for p, r in zip(out.prompt_ids, out.response_ids, strict=True)
-    ]
-    batch = collate_right_pad(pad_id(tokenizer))(rows)
-    with torch.no_grad():
-        score = scorer.score if hasattr(scorer, "score") else scorer  # a RewardModel, or a TextScorer
-        mean = float(score(batch["input_ids"], batch["attention_mask"]).mean())
+    device = next(gpt.parameters()).device
+    with inference_autocast(cfg.trainer.precision, device, gpt):  # the precision the rollouts were trained in
+        out = generate_responses(
+            gpt, tokenizer, prompts, cfg.ppo.max_new_tokens, batch_size=16, sample=True, seed=cfg.seed,
+            fixed_length=cfg.ppo.fixed_length, temperature=cfg.ppo.temperature,
+        )  # fmt: skip
+        block = gpt.max_positions
+        rows = [
+            {"input_ids": torch.tensor((p + r)[-block:])} for p, r in zip(out.prompt_ids, out.response_ids, strict=True)
+        ]
+        batch = collate_right_pad(pad_id(tokenizer))(rows)
+        with torch.no_grad():
+            score = scorer.score if hasattr(scorer, "score") else scorer  # a RewardModel, or a TextScorer
+            mean = float(score(batch["input_ids"], batch["attention_mask"]).mean())
     lengths = [len(r) for r in out.response_ids]
     return {
         "reward": mean,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from alignops import tracking
 from alignops.config import PipelineConfig
+from alignops.precision import inference_autocast
 from alignops.stages import training
 from alignops.stages.data import require_valid
 
@@ -61,11 +62,11 @@ def _text_scorer(model, tok, max_len: int):
     return score
 
 
-def _sft_replies(base, prompts: list[str], seed: int) -> dict[str, str]:
+def _sft_replies(base, prompts: list[str], seed: int, precision: str | None) -> dict[str, str]:
     """The SFT model's sampled reply to each prompt: what "a typical reply" means to the emptiness check."""
     from alignops.inference import Generator, decoding
 
-    completions = Generator(base.gpt, base.tokenizer).complete(
+    completions = Generator(base.gpt, base.tokenizer, precision=precision).complete(
         prompts, decoding("sample", max_new_tokens=32, seed=seed)
     )
     return dict(zip(prompts, completions, strict=True))
@@ -112,14 +113,15 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
         whole = training.trained(trainer, module)  # whole weights under FSDP too
         scorer = _text_scorer(whole.eval(), start.chat, rc.max_len or base.gpt.max_positions)
         test_pairs = pairs["test"][:: max(1, len(pairs["test"]) // BIAS_PAIRS)]  # spread: every source in it
-        replies = _sft_replies(base, sorted({p.prompt for p in test_pairs})[:BIAS_PROMPTS], cfg.seed)
-        evidence = measure(scorer, test_pairs, replies, lambda text: len(start.chat.encode_batch([text])[0]))
-        metrics.update(evidence.metrics())
         prompts = [p.prompt for p in test_pairs]
-        chosen, rejected = (
-            scorer(prompts, [p.chosen for p in test_pairs]),
-            scorer(prompts, [p.rejected for p in test_pairs]),
-        )
+        with inference_autocast(cfg.trainer.precision, next(whole.parameters()).device, whole):  # as it was trained
+            replies = _sft_replies(base, sorted(set(prompts))[:BIAS_PROMPTS], cfg.seed, cfg.trainer.precision)
+            evidence = measure(scorer, test_pairs, replies, lambda text: len(start.chat.encode_batch([text])[0]))
+            chosen, rejected = (
+                scorer(prompts, [p.chosen for p in test_pairs]),
+                scorer(prompts, [p.rejected for p in test_pairs]),
+            )
+        metrics.update(evidence.metrics())
         by_source = accuracy_by_source(chosen, rejected, test_pairs)
         metrics.update({f"reward/accuracy/{family}": value for family, value in by_source.items()})
         lexicon = lexicon_baseline_accuracy(pairs["test"])

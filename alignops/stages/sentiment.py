@@ -18,7 +18,8 @@ of its continuations. The arms' models are registered under <prefix>-sentiment-*
 The reward model learns from the VADER raters' rankings of human-written sentences, or, with
 experiment.simulated_labels, from a simulated labeler's rankings of the SFT policy's own continuations
 (stages.simulated_labels). Every continuation, in training and in the measurement, is experiment.max_new_tokens
-long and sampled at experiment.temperature.
+long and sampled at experiment.temperature, and every model pass runs at trainer.precision (bf16 autocast where
+the hardware has it, as the arms train; alignops.precision).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from alignops.evaluation.continuations import (
     time_to_target,
 )
 from alignops.evaluation.metrics import WinRate
+from alignops.precision import inference_autocast, inference_precision
 from alignops.stages import training
 from models.ppo.config import GROUP_METHODS
 
@@ -220,9 +222,10 @@ def reward_agreement(
     prefixes (continuations.reward_judge_agreement): the first seed's samples (kept in sft_samples, the arms compare
     with them) and a second, independent draw. A few minutes that tell whether the hours of RL can work."""
     ec = cfg.experiment
-    mine = _sft_samples(cfg, ec.seeds[0], sft_uri, reward_uri, prompts, models, sft_samples)
-    # a second, independent draw, read for its rewards and texts alone (no reference likelihood)
-    other = sample(models.get(sft_uri), prompts, AGREEMENT_SEED, None, models.get(reward_uri), ec)[0]
+    with inference_autocast(cfg.trainer.precision, models.device, models.get(sft_uri).gpt, models.get(reward_uri).gpt):
+        mine = _sft_samples(cfg, ec.seeds[0], sft_uri, reward_uri, prompts, models, sft_samples)
+        # a second, independent draw, read for its rewards and texts alone (no reference likelihood)
+        other = sample(models.get(sft_uri), prompts, AGREEMENT_SEED, None, models.get(reward_uri), ec)[0]
     return reward_judge_agreement(mine, other, JUDGES[PRIMARY_JUDGE])
 
 
@@ -284,11 +287,15 @@ def measure(
 
     ec = cfg.experiment
     policy, sft, reward = models.get(policy_uri), models.get(sft_uri), models.get(reward_uri)
-    mine, responses = sample(policy, prompts, arm.seed, sft, reward, ec)
-    theirs = _sft_samples(cfg, arm.seed, sft_uri, reward_uri, prompts, models, sft_samples)
-    kl = sequence_kl(policy.gpt, sft.gpt, responses, _pad(policy), ec.batch_size)
+    passes = policy.gpt, sft.gpt, reward.gpt
+    with inference_autocast(cfg.trainer.precision, models.device, *passes):  # the precision the arms trained in
+        mine, responses = sample(policy, prompts, arm.seed, sft, reward, ec)
+        theirs = _sft_samples(cfg, arm.seed, sft_uri, reward_uri, prompts, models, sft_samples)
+        kl = sequence_kl(policy.gpt, sft.gpt, responses, _pad(policy), ec.batch_size)
     metrics = arm_metrics(mine, theirs, JUDGES, kl)
-    return {"name": arm.name, "arm": arm.kind, "method": arm.method, "seed": arm.seed, "policy": policy_uri} | metrics
+    precision = inference_precision(cfg.trainer.precision, models.device, *passes)
+    row = {"name": arm.name, "arm": arm.kind, "method": arm.method, "seed": arm.seed, "policy": policy_uri}
+    return row | {"precision": precision} | metrics
 
 
 @dataclass(frozen=True)
@@ -329,7 +336,10 @@ def report(
             numbers = {k: v for k, v in row.items() if isinstance(v, float | int) and k != "seed"}
             stage.log_metrics({f"{row['name'].replace(' ', '_')}/{k}": float(v) for k, v in numbers.items()})
         stage.log_metrics(agreement.as_metrics("reward_judge_agreement"))
-        stage.set_tags({tracking.EXPERIMENT_TARGETS_TAG: "met" if not missed else "missed: " + "; ".join(missed)})
+        stage.set_tags({
+            tracking.EXPERIMENT_TARGETS_TAG: "met" if not missed else "missed: " + "; ".join(missed),
+            tracking.PRECISION_TAG: ",".join(sorted({row["precision"] for row in rows})) or "none",
+        })  # fmt: skip
         return ExperimentResult(rows, missed, table, stage.run_id)
 
 

@@ -62,7 +62,8 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
         prompts = [r["prompt"] for r in datasets.load_split(cfg.data.data_dir, "eval_prompts", "test")]
         prompts = prompts[: cfg.sft.sample_prompts]
         if prompts and tracking.is_rank_zero():  # the samples are logged by rank 0 alone
-            completions = Generator(gpt, base.tokenizer).complete(prompts, decoding("greedy", max_new_tokens=48))
+            generator = Generator(gpt, base.tokenizer, precision=cfg.trainer.precision)
+            completions = generator.complete(prompts, decoding("greedy", max_new_tokens=48))
             samples = [{"prompt": p, "completion": c} for p, c in zip(prompts, completions, strict=True)]
             stage.log_dict({"samples": samples}, "samples/sft_samples.json")
 

@@ -126,23 +126,26 @@ def label(cfg: PipelineConfig, sft_uri: str, parent_run_id: str | None = None) -
     the rankings written per split."""
     from alignops.evaluation.models import ModelCache
     from alignops.evaluation.scoring import generate_responses
+    from alignops.precision import inference_autocast
     from alignops.stages.data import bounds
 
     ec, data_dir = cfg.experiment, cfg.data.data_dir
     rankings_train = [r for r in datasets.load_split(data_dir, "rankings", "train") if r["source"] != SOURCE]
     labeler = fit_labeler(training.of_sources(rankings_train, ec.sources))
-    model = ModelCache().get(sft_uri)
+    models = ModelCache()
+    model = models.get(sft_uri)
     k, n = ec.labels_per_prompt, ec.simulated_labels
     made: dict[str, list[dict]] = {}
     for split, count in (("train", n), ("val", max(n // 8, 4))):
         prefixes = training.spread(training.of_sources(datasets.load_split(data_dir, "rollout_prompts", split),
                                                        ec.sources), count)  # fmt: skip
         prompts = [r["prompt"] for r in prefixes]
-        out = generate_responses(
-            model.gpt, model.tokenizer, [p for p in prompts for _ in range(k)], ec.max_new_tokens, ec.batch_size,
-            True, cfg.seed + VAL_SEED_OFFSET * (split == "val"), fixed_length=ec.fixed_length,
-            temperature=ec.temperature,
-        )  # fmt: skip
+        with inference_autocast(cfg.trainer.precision, models.device, model.gpt):  # as the experiment samples
+            out = generate_responses(
+                model.gpt, model.tokenizer, [p for p in prompts for _ in range(k)], ec.max_new_tokens,
+                ec.batch_size, True, cfg.seed + VAL_SEED_OFFSET * (split == "val"), fixed_length=ec.fixed_length,
+                temperature=ec.temperature,
+            )  # fmt: skip
         made[split] = rankings(prompts, out.texts, k, labeler, ec.labeler_tie_margin)
     records = assign_splits(made["train"], made["val"], rankings_train, cfg.data.split_salt)
     if not (records["train"] and records["val"] and records["test"]):

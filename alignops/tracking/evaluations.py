@@ -21,6 +21,7 @@ from alignops.tracking.tags import (
     EVAL_RUN_TAG,
     MODEL_KIND_TAG,
     MODEL_TAG,
+    PRECISION_TAG,
     REFERENCE_MODEL_TAG,
     REWARD_MODEL_TAG,
 )
@@ -29,17 +30,24 @@ NONE = "none"  # the value of a tag naming no model (no baseline, no reward mode
 
 
 def evaluation_run_tags(
-    uri: str, kind: str, baseline_uri: str | None, reward_uri: str | None = None, reference_uri: str | None = None
+    uri: str,
+    kind: str,
+    baseline_uri: str | None,
+    reward_uri: str | None = None,
+    reference_uri: str | None = None,
+    precision: str | None = None,
 ) -> dict[str, str]:
-    """The tags of an evaluate run: the version it evaluated, that model's kind, and the baseline, reward
-    model and KL reference it was measured with ("none" for each it had none of)."""
-    return {
+    """The tags of an evaluate run: the version it evaluated, that model's kind, the baseline, reward model and KL
+    reference it was measured with ("none" for each it had none of), and the precision its model passes ran at
+    (alignops.precision.inference_precision; left out when not given)."""
+    tags = {
         MODEL_TAG: uri,
         MODEL_KIND_TAG: kind,
         EVAL_BASELINE_TAG: baseline_uri or NONE,
         REWARD_MODEL_TAG: reward_uri or NONE,
         REFERENCE_MODEL_TAG: reference_uri or NONE,
     }
+    return tags | ({PRECISION_TAG: precision} if precision else {})
 
 
 def mark_evaluated(uri: str, run_id: str, baseline_uri: str | None) -> None:

@@ -39,6 +39,7 @@ EVAL_BASELINE_TAG = "alignops.eval_baseline"  # on a version and its evaluate ru
 MODEL_TAG = "alignops.model"  # on an evaluate/fewshot run: the version it evaluated
 MODEL_KIND_TAG = "alignops.model_kind"  # on an evaluate run: the evaluated model's kind (lm, classifier, tagger)
 REFERENCE_MODEL_TAG = "alignops.reference_model"  # on an evaluate run: the KL reference, or "none"
+PRECISION_TAG = "alignops.precision"  # on an evaluate or experiment run: the precision its model passes ran at
 
 # ---- Promotion (alignops/stages/promote.py)
 PROMOTION_TAG = "alignops.promotion"  # on a version: the latest decision about it

@@ -7,7 +7,9 @@ import hashlib
 import json
 import math
 
+import mlflow
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from alignops import tracking
@@ -150,6 +152,27 @@ def test_classifier_predicts_directly_nested_under_a_parent_run(chain) -> None:
     run = next(s for s in tracking.search_runs("evaluate") if s.run_id == r.run_id)
     assert run.parent_run_id == parent
     assert tracking.model_version_tags(models["classifier"])[tracking.EVAL_BASELINE_TAG] == "none"
+
+
+def test_every_model_pass_runs_at_the_trainer_precision(chain) -> None:
+    """Evaluation reads a model at the precision training uses (trainer.precision: bf16 autocast where the hardware
+    has it, alignops.precision), seen from every module's forward; 32-true evaluates in fp32."""
+    cfg, _, models = chain
+    seen: set[torch.dtype] = set()
+
+    def record(module, args, output) -> None:
+        seen.add(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32)
+
+    hook = torch.nn.modules.module.register_module_forward_hook(record)
+    try:
+        for precision, expected in (("bf16-mixed", torch.bfloat16), ("32-true", torch.float32)):
+            seen.clear()
+            trainer = cfg.trainer.model_copy(update={"precision": precision})
+            r = evaluate.run(cfg.model_copy(update={"trainer": trainer}), model_uri=models["classifier"])
+            assert seen == {expected}, precision
+            assert mlflow.MlflowClient().get_run(r.run_id).data.tags[tracking.PRECISION_TAG] == precision
+    finally:
+        hook.remove()
 
 
 def test_reward_model_is_scored_on_held_out_rankings(chain) -> None:

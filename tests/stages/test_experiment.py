@@ -9,6 +9,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import torch
 
 from alignops import tracking
 from alignops.config import ConfigError, PipelineConfig, load_config
@@ -16,6 +17,7 @@ from alignops.data import datasets
 from alignops.errors import ModelError
 from alignops.evaluation.metrics import WinRate
 from alignops.evaluation.models import ModelCache
+from alignops.precision import BF16_MIXED, FP32
 from alignops.stages import pretrain, reward, sentiment, sft, simulated_labels
 from flows.experiment import sentiment_experiment
 
@@ -145,6 +147,9 @@ def test_experiment_flow_one_seed_and_the_controls(built: PipelineConfig, built_
     assert not client.search_model_versions("name='alignops-policy'")
     report = client.get_run(result["report_run_id"])
     assert report.data.tags[tracking.EXPERIMENT_TARGETS_TAG].startswith("missed: ")
+    # the rows were read at the trainer precision: the fixtures' fp32 (bf16 below)
+    assert report.data.tags[tracking.PRECISION_TAG] == built.trainer.precision == FP32
+    assert {row["precision"] for row in rows} == {FP32}
     decisive = sum(report.data.metrics[f"reward_judge_agreement_{k}"] for k in ("wins", "losses", "ties"))
     assert decisive <= n and result["table"].startswith("Reward model vs vader on pairs of SFT continuations")
     table = mlflow.artifacts.download_artifacts(run_id=result["report_run_id"], artifact_path="results/results.json")
@@ -156,10 +161,24 @@ def test_experiment_flow_one_seed_and_the_controls(built: PipelineConfig, built_
     cfg = load_config("tiny", built_project.overrides + labelled)
     other = reward.run(sentiment.reward_config(cfg.model_copy(update={"seed": 1}), result["sft"])).model_uri
     arm, prompts = sentiment.arms(cfg.experiment, quick=True)[0], [r["prompt"] for r in sentiment.heldout_prefixes(cfg)]
-    cache, models = {}, ModelCache()
-    by_other = sentiment.measure(cfg, arm, rows[0]["policy"], result["sft"], other, prompts, models, cache)
-    by_own = sentiment.measure(cfg, arm, rows[0]["policy"], result["sft"], result["reward"], prompts, models, cache)
+    cache, models, seen = {}, ModelCache(), set()
+
+    def record(module, args, output) -> None:  # the precision of every module's forward
+        seen.add(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32)
+
+    hook = torch.nn.modules.module.register_module_forward_hook(record)
+    try:
+        by_other = sentiment.measure(cfg, arm, rows[0]["policy"], result["sft"], other, prompts, models, cache)
+        by_own = sentiment.measure(cfg, arm, rows[0]["policy"], result["sft"], result["reward"], prompts, models, cache)
+        fp32, _ = set(seen), seen.clear()
+        bf16 = cfg.model_copy(update={"trainer": cfg.trainer.model_copy(update={"precision": BF16_MIXED})})
+        in_bf16 = sentiment.measure(bf16, arm, rows[0]["policy"], result["sft"], result["reward"], prompts, models, {})
+    finally:
+        hook.remove()
     assert by_own["score/reward_sft"] == pytest.approx(rows[0]["score/reward_sft"]) != by_other["score/reward_sft"]
+    # every model pass of a measurement runs at trainer.precision, and the row says which
+    assert (fp32, by_own["precision"]) == ({torch.float32}, FP32)
+    assert (seen, in_bf16["precision"]) == ({torch.bfloat16}, BF16_MIXED)
 
     # the reward model learnt from the simulated labeler's rankings of the SFT policy's continuations alone
     reward_run = tracking.model_version_tags(result["reward"])[tracking.RUN_ID_TAG]
