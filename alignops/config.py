@@ -124,6 +124,14 @@ AUTO_PRECISION = "auto"  # alignops.precision.AUTO: decided by the hardware
 PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true", "transformer-engine")
 
 
+def check_precision(value: str | None) -> str | None:
+    """`value` if it is a precision alignops runs at (None, 'auto' or one of PRECISIONS); else a ValueError that
+    names them. trainer.precision and the --precision options of `alignops generate` and `alignops serve`."""
+    if value not in (None, AUTO_PRECISION) and value not in PRECISIONS:
+        raise ValueError(f"precision {value!r} is not one of {AUTO_PRECISION}, {', '.join(PRECISIONS)}")
+    return value
+
+
 class TrainerConfig(_Config):
     """Where and how Lightning trains: the same stage code on a laptop CPU and on many GPUs."""
 
@@ -144,8 +152,7 @@ class TrainerConfig(_Config):
     def _known_values(self) -> TrainerConfig:
         if self.accelerator not in ACCELERATORS:
             raise ValueError(f"accelerator {self.accelerator!r} is not one of {', '.join(ACCELERATORS)}")
-        if self.precision not in (None, AUTO_PRECISION) and self.precision not in PRECISIONS:
-            raise ValueError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        check_precision(self.precision)
         return self
 
 

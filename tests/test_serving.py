@@ -11,6 +11,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from alignops import tracking
@@ -20,6 +21,7 @@ from alignops.config import load_config
 from alignops.data.tokenizer import train_tokenizer
 from alignops.inference import Generator, decoding
 from tests.support import processes
+from tests.support.precision import forward_precisions
 
 PROMPTS = ["Write a tweet about the river.", "天地人"]
 
@@ -62,6 +64,27 @@ def test_pyfunc_from_the_registry_by_alias(champion: Path) -> None:
     # an alias nobody holds: `alignops serve` says so instead of starting a server that cannot load it
     outcome = CliRunner().invoke(app, ["serve", "--model", "models:/served@challenger"])
     assert outcome.exit_code == 2 and "no version of 'served' has the alias 'challenger'" in outcome.output
+
+
+def test_served_and_generated_at_the_chosen_precision(champion: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`alignops serve --precision` (the env var its scoring server reads) and `alignops generate --precision`
+    decode at the precision asked for, seen in every module's forward; a value alignops does not run at is a
+    usage error before any model loads."""
+    from alignops.tracking.serving import PRECISION_ENV
+
+    for precision, expected in (("bf16-mixed", torch.bfloat16), ("32-true", torch.float32)):
+        monkeypatch.setenv(PRECISION_ENV, precision)
+        served = mlflow.pyfunc.load_model("models:/served@champion")
+        with forward_precisions() as seen:
+            served.predict(PROMPTS[:1], params={"max_new_tokens": 2})
+        assert seen == {expected}, precision
+        args = ["generate", "--model", "models:/served@champion", "--prompt", "hi", "--max-new-tokens", "2"]
+        with forward_precisions() as seen:
+            outcome = CliRunner().invoke(app, [*args, "--precision", precision])
+        assert outcome.exit_code == 0 and seen == {expected}, outcome.output
+    for command in (["generate", "--prompt", "hi"], ["serve"]):
+        outcome = CliRunner().invoke(app, [*command, "--model", "models:/served@champion", "--precision", "fp8"])
+        assert outcome.exit_code == 2 and "precision 'fp8' is not one of auto, 32-true" in outcome.output
 
 
 def post(url: str, body: dict) -> dict:

@@ -48,6 +48,11 @@ Overrides = Annotated[
     list[str] | None, typer.Option("--set", "-s", help="Override a field, e.g. --set tokenizer.vocab_size=1024.")
 ]
 
+PRECISION_HELP = (
+    "auto: bf16 autocast where the CPU or GPU has native bf16, else fp32 (alignops.precision); 32-true: fp32; "
+    "or another of trainer.precision's values. An int8 model always runs in fp32."
+)
+
 
 def echo(message: str, err: bool = False) -> None:
     typer.echo(message, err=err)

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from alignops.cli.common import (
+    PRECISION_HELP,
     app,
     echo,
     labels_app,
@@ -80,6 +81,7 @@ def serve(
     model: Annotated[str, typer.Option(help="models:/<name>@champion, models:/<name>/<version>, ...")],
     host: Annotated[str, typer.Option(help="Interface to listen on; 0.0.0.0 for every one.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 5000,
+    precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "auto",
 ) -> None:
     """Serve a registered model over HTTP with MLflow's scoring server (POST /invocations) until Ctrl-C."""
     from alignops import settings
@@ -87,10 +89,15 @@ def serve(
     with user_errors():  # an unusable ALIGNOPS_HOME is a user error here too
         settings.apply_offline_env()
     from alignops import tracking
-    from alignops.errors import ModelError
+    from alignops.config import check_precision
+    from alignops.errors import ConfigError, ModelError
     from alignops.tracking_server import require_reachable
 
     with user_errors():
+        try:
+            check_precision(precision)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None  # a usage error, exit 2, before a server starts
         require_reachable()
         version = tracking.version_uri(model)
         if version.startswith("models:/") and not tracking.model_version_exists(version):
@@ -98,7 +105,7 @@ def serve(
     request = '{"inputs": ["Write a tweet."], "params": {"strategy": "sample", "max_new_tokens": 32, "top_p": 0.9}}'
     echo(f"serving {model} ({version}) on http://{host}:{port}; Ctrl-C stops it. Ask it:\n"
           f"  curl -s http://{host}:{port}/invocations -H 'Content-Type: application/json' -d '{request}'")  # fmt: skip
-    raise typer.Exit(tracking.serve(model, host, port))
+    raise typer.Exit(tracking.serve(model, host, port, precision))
 
 
 @app.command("dashboard")

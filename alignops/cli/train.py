@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from alignops.cli.common import (
+    PRECISION_HELP,
     Overrides,
     Preset,
     app,
@@ -106,6 +107,7 @@ def generate_cmd(
     num_beams: int = 4,
     seed: int | None = None,
     raw: Annotated[bool, typer.Option(help="Continue the text as is, without the chat template.")] = False,
+    precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "auto",
 ) -> None:
     """Complete prompts with a registered model."""
     from alignops import settings
@@ -113,6 +115,7 @@ def generate_cmd(
     with user_errors():  # an unusable ALIGNOPS_HOME is a user error here too
         settings.apply_offline_env()
     from alignops import tracking
+    from alignops.config import check_precision
     from alignops.errors import ConfigError
     from alignops.inference import Generator, decoding
     from alignops.tracking_server import require_reachable
@@ -130,10 +133,11 @@ def generate_cmd(
             options["num_beams"] = num_beams
         try:
             config = decoding(strategy, **options)
+            check_precision(precision)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None  # printed as a usage error, exit 2
         require_reachable()
-        generator = Generator.from_dir(tracking.resolve_model(model))
+        generator = Generator.from_dir(tracking.resolve_model(model), precision=precision)
         for p, completion in zip(prompt, generator.complete(prompt, config, chat=not raw), strict=True):
             echo(f"### {p}\n{completion}\n")
 

@@ -14,6 +14,10 @@ from typing import Any
 
 from alignops.tracking.backend import tracking_uri
 
+# The precision a served model decodes at (alignops.precision: auto, 32-true, ...), set by `alignops serve
+# --precision` for the scoring server it starts; unset: auto.
+PRECISION_ENV = "ALIGNOPS_SERVE_PRECISION"
+
 
 def pyfunc_model():
     """The served form of a model folder: predict(prompts, params) -> completions. Built lazily so that
@@ -33,7 +37,7 @@ def pyfunc_model():
 
                 self.tagger = Tagger.from_dir(folder)
                 return
-            self.generator = Generator.from_dir(folder)
+            self.generator = Generator.from_dir(folder, precision=os.environ.get(PRECISION_ENV) or None)
 
         def predict(self, context, model_input, params: dict[str, Any] | None = None) -> list[str]:
             from alignops.tracking import served_input  # checks the request before anything is tokenized
@@ -72,16 +76,19 @@ SERVING_PARAMS = {
 }
 
 
-def serve(model_uri: str, host: str = "127.0.0.1", port: int = 5000) -> int:
+def serve(model_uri: str, host: str = "127.0.0.1", port: int = 5000, precision: str | None = None) -> int:
     """Serve a registered model with MLflow's scoring server (POST /invocations) until interrupted; returns
     the server's exit code. In this environment (`--env-manager local`): the model needs alignops and torch,
-    which a fresh virtualenv would have to install."""
+    which a fresh virtualenv would have to install. precision: what it decodes at (None: auto, bf16 autocast where
+    the hardware has it; alignops.precision)."""
     import sys
 
     # MLflow starts the server as `bash -c "exec uvicorn ..."`: uvicorn must be on PATH even when this Python's
     # environment was never activated (.venv/bin/alignops called by its path)
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri(), "PATH": path}
+    if precision is not None:
+        env[PRECISION_ENV] = precision
     command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
                "-h", host, "-p", str(port)]  # fmt: skip
     try:

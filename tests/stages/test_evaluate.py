@@ -18,6 +18,7 @@ from alignops.config import load_config
 from alignops.evaluation.human import summarize_version
 from alignops.stages import classify, data, evaluate, fewshot, ppo, pretrain, reward, sft, tokenizer
 from tests.conftest import project_checkout
+from tests.support.precision import forward_precisions
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -158,21 +159,12 @@ def test_every_model_pass_runs_at_the_trainer_precision(chain) -> None:
     """Evaluation reads a model at the precision training uses (trainer.precision: bf16 autocast where the hardware
     has it, alignops.precision), seen from every module's forward; 32-true evaluates in fp32."""
     cfg, _, models = chain
-    seen: set[torch.dtype] = set()
-
-    def record(module, args, output) -> None:
-        seen.add(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32)
-
-    hook = torch.nn.modules.module.register_module_forward_hook(record)
-    try:
-        for precision, expected in (("bf16-mixed", torch.bfloat16), ("32-true", torch.float32)):
-            seen.clear()
-            trainer = cfg.trainer.model_copy(update={"precision": precision})
+    for precision, expected in (("bf16-mixed", torch.bfloat16), ("32-true", torch.float32)):
+        trainer = cfg.trainer.model_copy(update={"precision": precision})
+        with forward_precisions() as seen:
             r = evaluate.run(cfg.model_copy(update={"trainer": trainer}), model_uri=models["classifier"])
-            assert seen == {expected}, precision
-            assert mlflow.MlflowClient().get_run(r.run_id).data.tags[tracking.PRECISION_TAG] == precision
-    finally:
-        hook.remove()
+        assert seen == {expected}, precision
+        assert mlflow.MlflowClient().get_run(r.run_id).data.tags[tracking.PRECISION_TAG] == precision
 
 
 def test_reward_model_is_scored_on_held_out_rankings(chain) -> None:

@@ -20,6 +20,7 @@ from alignops.evaluation.models import ModelCache
 from alignops.precision import BF16_MIXED, FP32
 from alignops.stages import pretrain, reward, sentiment, sft, simulated_labels
 from flows.experiment import sentiment_experiment
+from tests.support.precision import forward_precisions
 
 TINY_EXPERIMENT = [
     "reward.min_accuracy=0.0", "reward.bias_checks=false",
@@ -161,20 +162,13 @@ def test_experiment_flow_one_seed_and_the_controls(built: PipelineConfig, built_
     cfg = load_config("tiny", built_project.overrides + labelled)
     other = reward.run(sentiment.reward_config(cfg.model_copy(update={"seed": 1}), result["sft"])).model_uri
     arm, prompts = sentiment.arms(cfg.experiment, quick=True)[0], [r["prompt"] for r in sentiment.heldout_prefixes(cfg)]
-    cache, models, seen = {}, ModelCache(), set()
-
-    def record(module, args, output) -> None:  # the precision of every module's forward
-        seen.add(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32)
-
-    hook = torch.nn.modules.module.register_module_forward_hook(record)
-    try:
+    cache, models = {}, ModelCache()
+    with forward_precisions() as fp32:
         by_other = sentiment.measure(cfg, arm, rows[0]["policy"], result["sft"], other, prompts, models, cache)
         by_own = sentiment.measure(cfg, arm, rows[0]["policy"], result["sft"], result["reward"], prompts, models, cache)
-        fp32, _ = set(seen), seen.clear()
-        bf16 = cfg.model_copy(update={"trainer": cfg.trainer.model_copy(update={"precision": BF16_MIXED})})
+    bf16 = cfg.model_copy(update={"trainer": cfg.trainer.model_copy(update={"precision": BF16_MIXED})})
+    with forward_precisions() as seen:
         in_bf16 = sentiment.measure(bf16, arm, rows[0]["policy"], result["sft"], result["reward"], prompts, models, {})
-    finally:
-        hook.remove()
     assert by_own["score/reward_sft"] == pytest.approx(rows[0]["score/reward_sft"]) != by_other["score/reward_sft"]
     # every model pass of a measurement runs at trainer.precision, and the row says which
     assert (fp32, by_own["precision"]) == ({torch.float32}, FP32)
