@@ -14,7 +14,7 @@ import torch
 
 from alignops.chat import chat_tokenizer
 from alignops.data.loaders import collate_left_pad
-from alignops.precision import inference_autocast
+from alignops.precision import autocast, inference_precision
 from models.base import CausalLM
 from models.generation import GenerationConfig, generate
 
@@ -46,7 +46,7 @@ class Generator:
         self.tokenizer = tokenizer  # as loaded (stages encode with it directly)
         self.text = chat_tokenizer(tokenizer)  # template, EOS and pad: the same for every kind of tokenizer
         self.device = torch.device(device)
-        self.precision = precision
+        self.precision = inference_precision(precision, self.device, self.gpt)  # resolved once, not per call
         self.eos_id, self.pad_id = self.text.eos_id, self.text.pad_id
 
     @classmethod
@@ -81,7 +81,7 @@ class Generator:
         rows = [{"input_ids": torch.tensor(ids[-room:])} for ids in self.text.encode_batch(texts)]
         batch = collate_left_pad(self.pad_id)(rows)  # keep each prompt's end; every row ends where generation starts
         input_ids, mask, width = batch["input_ids"], batch["attention_mask"], batch["input_ids"].size(1)
-        with inference_autocast(self.precision, self.device, self.gpt):  # an int8 model: fp32
+        with autocast(self.precision, self.device):  # an int8 model: fp32
             sequences, lengths = generate(self.gpt, input_ids.to(self.device), mask.to(self.device), config)
         out = []
         for row, n in enumerate(lengths.tolist()):

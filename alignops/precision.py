@@ -12,6 +12,9 @@ the PPO stage's before/after check) run at the same precision, under inference_a
 
     with inference_autocast(cfg.trainer.precision, models.device):
         out = generate_responses(...)
+
+A caller that also records the precision resolves it once: precision = inference_precision(...), then
+autocast(precision, device).
 """
 
 from __future__ import annotations
@@ -104,8 +107,15 @@ def inference_autocast(requested: str | None, device, *models, **hardware) -> co
     attention run in the low precision (the experiment's sampling and scoring of SmolLM2 ran 1.6x faster than in
     fp32; its KL to the SFT policy moved 4.81 -> 4.80 nats, the SFT model's own per-token KL(fp32 || bf16) was
     0.0014 nats). fp32: none."""
+    return autocast(inference_precision(requested, device, *models, **hardware), device)
+
+
+def autocast(precision: str, device) -> contextlib.AbstractContextManager:
+    """The autocast of a precision already resolved (inference_precision's answer) on `device`: for a caller that
+    also records the precision, so it is resolved once."""
     import torch
 
-    device = torch.device(device)
-    dtype = AUTOCAST_DTYPES.get(inference_precision(requested, device, *models, **hardware))
-    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=getattr(torch, dtype))
+    dtype = AUTOCAST_DTYPES.get(precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=getattr(torch, dtype))

@@ -82,6 +82,9 @@ def test_served_and_generated_at_the_chosen_precision(champion: Path, monkeypatc
         with forward_precisions() as seen:
             outcome = CliRunner().invoke(app, [*args, "--precision", precision])
         assert outcome.exit_code == 0 and seen == {expected}, outcome.output
+    monkeypatch.setenv(PRECISION_ENV, "fp8")  # set by hand, not by `alignops serve`: refused at load, by name
+    with pytest.raises(Exception, match=f"{PRECISION_ENV}: precision 'fp8' is not one of"):
+        mlflow.pyfunc.load_model("models:/served@champion")
     for command in (["generate", "--prompt", "hi"], ["serve"]):
         outcome = CliRunner().invoke(app, [*command, "--model", "models:/served@champion", "--precision", "fp8"])
         assert outcome.exit_code == 2 and "precision 'fp8' is not one of auto, 32-true" in outcome.output

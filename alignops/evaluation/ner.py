@@ -232,9 +232,12 @@ def is_tagger(folder: Path) -> bool:
     return meta.is_file() and json.loads(meta.read_text(encoding="utf-8")).get("kind") == KIND
 
 
-def evaluate_registered(cfg, uri: str, folder: Path, parent_run_id: str | None = None) -> tuple[str, dict[str, float]]:
+def evaluate_registered(
+    cfg, uri: str, folder: Path, parent_run_id: str | None = None, precision: str | None = None
+) -> tuple[str, dict[str, float]]:
     """The evaluate stage for a ner model: eval/... entity scores on the ner test split, the baseline beside them,
-    the figure; the version is tagged with the run like every evaluated model. Returns (run id, metrics)."""
+    the figure; the version is tagged with the run like every evaluated model. precision: what the caller runs the
+    tagger at (alignops.precision.inference_precision), for the run's tag. Returns (run id, metrics)."""
     import hashlib
 
     from alignops import settings
@@ -242,7 +245,7 @@ def evaluate_registered(cfg, uri: str, folder: Path, parent_run_id: str | None =
 
     test = spread_test(cfg)
     with tracking.stage_run("evaluate", cfg, cfg.evaluate, parent_run_id) as stage:
-        stage.set_tags({tracking.MODEL_TAG: uri, tracking.MODEL_KIND_TAG: KIND, tracking.EVAL_BASELINE_TAG: "none"})
+        stage.set_tags(tracking.evaluation_run_tags(uri, KIND, None, precision=precision))
         out_dir = settings.home() / "evaluations" / stage.run_id
         found = report(cfg, Tagger.from_dir(folder, cfg.ner.max_len), test, "eval", out_dir)
         path = datasets.split_files(cfg.data.data_dir)["ner/test"]
@@ -250,8 +253,7 @@ def evaluate_registered(cfg, uri: str, folder: Path, parent_run_id: str | None =
         stage.log_metrics(found.metrics)
         stage.log_artifact(found.figure, "figures")
         if tracking.ModelRef.is_registry_uri(uri):
-            tags = {tracking.EVAL_RUN_TAG: stage.run_id, tracking.EVAL_BASELINE_TAG: "none"}
-            tracking.set_model_version_tags(uri, tags)
+            tracking.mark_evaluated(uri, stage.run_id, None)
         return stage.run_id, found.metrics
 
 

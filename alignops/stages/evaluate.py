@@ -59,7 +59,7 @@ from alignops.errors import ModelError
 from alignops.evaluation import ner as ner_eval
 from alignops.evaluation.models import CAUSAL_LM, ModelCache, same_tokenizer
 from alignops.jsonl import write_jsonl
-from alignops.precision import inference_autocast, inference_precision
+from alignops.precision import autocast, inference_precision
 from alignops.stages.data import require_valid
 
 __all__ = ["CAUSAL_LM", "EvaluateResult", "EvaluationError", "ModelCache", "default_baseline", "run"]
@@ -114,8 +114,9 @@ def run(cfg: PipelineConfig, model_uri: str | None = None, parent_run_id: str | 
     folder = tracking.resolve_model(uri)
     models = ModelCache()
     if ner_eval.is_tagger(folder):  # a ner model: entity scores on the ner set (alignops.evaluation.ner)
-        with inference_autocast(cfg.trainer.precision, models.device):
-            run_id, metrics = ner_eval.evaluate_registered(cfg, uri, folder, parent_run_id)
+        precision = inference_precision(cfg.trainer.precision, models.device)
+        with autocast(precision, models.device):
+            run_id, metrics = ner_eval.evaluate_registered(cfg, uri, folder, parent_run_id, precision)
         return EvaluateResult(run_id, uri, None, metrics, None)
     model = models.get(uri)
     kind = model.meta.kind
@@ -152,7 +153,7 @@ def run(cfg: PipelineConfig, model_uri: str | None = None, parent_run_id: str | 
 
     with (
         tracking.stage_run("evaluate", cfg, ec, parent_run_id) as stage,
-        inference_autocast(cfg.trainer.precision, models.device, *used_models),
+        autocast(precision, models.device),
     ):
         out_dir = settings.home() / "evaluations" / stage.run_id
         stage.set_tags(tracking.evaluation_run_tags(uri, kind, baseline_uri, reward_uri, reference_uri, precision))

@@ -114,8 +114,8 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> training.Train
         scorer = _text_scorer(whole.eval(), start.chat, rc.max_len or base.gpt.max_positions)
         test_pairs = pairs["test"][:: max(1, len(pairs["test"]) // BIAS_PAIRS)]  # spread: every source in it
         prompts = [p.prompt for p in test_pairs]
+        replies = _sft_replies(base, sorted(set(prompts))[:BIAS_PROMPTS], cfg.seed, cfg.trainer.precision)
         with inference_autocast(cfg.trainer.precision, next(whole.parameters()).device, whole):  # as it was trained
-            replies = _sft_replies(base, sorted(set(prompts))[:BIAS_PROMPTS], cfg.seed, cfg.trainer.precision)
             evidence = measure(scorer, test_pairs, replies, lambda text: len(start.chat.encode_batch([text])[0]))
             chosen, rejected = (
                 scorer(prompts, [p.chosen for p in test_pairs]),

@@ -43,7 +43,7 @@ from alignops.evaluation.continuations import (
     time_to_target,
 )
 from alignops.evaluation.metrics import WinRate
-from alignops.precision import inference_autocast, inference_precision
+from alignops.precision import autocast, inference_autocast, inference_precision
 from alignops.stages import training
 from models.ppo.config import GROUP_METHODS
 
@@ -287,13 +287,12 @@ def measure(
 
     ec = cfg.experiment
     policy, sft, reward = models.get(policy_uri), models.get(sft_uri), models.get(reward_uri)
-    passes = policy.gpt, sft.gpt, reward.gpt
-    with inference_autocast(cfg.trainer.precision, models.device, *passes):  # the precision the arms trained in
+    precision = inference_precision(cfg.trainer.precision, models.device, policy.gpt, sft.gpt, reward.gpt)
+    with autocast(precision, models.device):  # the precision the arms trained in
         mine, responses = sample(policy, prompts, arm.seed, sft, reward, ec)
         theirs = _sft_samples(cfg, arm.seed, sft_uri, reward_uri, prompts, models, sft_samples)
         kl = sequence_kl(policy.gpt, sft.gpt, responses, _pad(policy), ec.batch_size)
     metrics = arm_metrics(mine, theirs, JUDGES, kl)
-    precision = inference_precision(cfg.trainer.precision, models.device, *passes)
     row = {"name": arm.name, "arm": arm.kind, "method": arm.method, "seed": arm.seed, "policy": policy_uri}
     return row | {"precision": precision} | metrics
 

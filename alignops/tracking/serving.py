@@ -37,7 +37,7 @@ def pyfunc_model():
 
                 self.tagger = Tagger.from_dir(folder)
                 return
-            self.generator = Generator.from_dir(folder, precision=os.environ.get(PRECISION_ENV) or None)
+            self.generator = Generator.from_dir(folder, precision=served_precision())
 
         def predict(self, context, model_input, params: dict[str, Any] | None = None) -> list[str]:
             from alignops.tracking import served_input  # checks the request before anything is tokenized
@@ -53,6 +53,18 @@ def pyfunc_model():
                 raise served_input.invalid(str(exc)) from None
 
     return GenerativeModel()
+
+
+def served_precision() -> str | None:
+    """PRECISION_ENV's value, checked: a value alignops does not run at stops the server's start with the
+    variable's name, rather than serving in a precision nobody asked for."""
+    from alignops.config import check_precision
+
+    value = os.environ.get(PRECISION_ENV) or None
+    try:
+        return check_precision(value)
+    except ValueError as exc:
+        raise ValueError(f"{PRECISION_ENV}: {exc}; unset it, or `alignops serve --precision auto`") from None
 
 
 def set_served_model() -> None:

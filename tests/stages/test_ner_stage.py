@@ -12,7 +12,8 @@ import torch
 from alignops import tracking
 from alignops.config import OptimConfig, PipelineConfig
 from alignops.data import ner
-from alignops.evaluation.ner import Tagger
+from alignops.evaluation.ner import KIND, Tagger
+from alignops.precision import inference_precision
 from alignops.stages import evaluate, pretrain
 from alignops.stages import ner as ner_stage
 
@@ -56,6 +57,9 @@ def test_ner_on_the_own_gpt(built: PipelineConfig) -> None:
         "baseline/entity_f1_micro" in evaluated.metrics and "eval/entity_f1_margin_over_baseline" in evaluated.metrics
     )
     assert tracking.evaluation_of(result.model_uri)["metrics"]["eval/f1_ORG"] == pytest.approx(logged["test/f1_ORG"])
+    run_tags = client.get_run(evaluated.run_id).data.tags  # the tags every evaluate run has, the precision too
+    assert run_tags[tracking.MODEL_KIND_TAG] == KIND and run_tags[tracking.REWARD_MODEL_TAG] == "none"
+    assert run_tags[tracking.PRECISION_TAG] == inference_precision(cfg.trainer.precision, "cpu")
 
     tagger = Tagger.from_dir(result.model_dir)
     text = "中国政府在北京。"
