@@ -54,7 +54,8 @@ clean:
 
 # alignops against TRL (bench/trl_compare.py, bench/README.md), in two venvs of their own so .venv stays without TRL:
 # .venv-bench has the newest TRL (SFT, reward, DPO), .venv-bench-ppo trl==1.12.0 (the last release with PPO).
-# The small preset, then the real model (SmolLM2-135M-Instruct, LoRA, bf16; fetched into ALIGNOPS_HOME on first use).
+# The small preset, then the real model (SmolLM2-135M-Instruct, LoRA, bf16 where the CPU has it natively; fetched into
+# ALIGNOPS_HOME on first use).
 # Extra arguments to both: make bench-trl BENCH_ARGS="--threads 1 --rounds 3"
 BENCH_STAMP := .installed-$(shell cat pyproject.toml requirements/constraints.txt | cksum | cut -d' ' -f1)
 .PHONY: bench-venvs bench-trl
@@ -78,5 +79,5 @@ bench-venvs: .venv-bench/$(BENCH_STAMP) .venv-bench-ppo/$(BENCH_STAMP)
 	rm -f .venv-bench-ppo/.installed-* && touch $@
 
 bench-trl: bench-venvs
-	.venv-bench/bin/python bench/trl_compare.py $(BENCH_ARGS)
-	.venv-bench/bin/python bench/trl_compare.py --base smollm2 --precision bf16 $(BENCH_ARGS)
+	.venv-bench/bin/python bench/trl_compare.py --preset small $(BENCH_ARGS)
+	.venv-bench/bin/python bench/trl_compare.py --base smollm2 --precision auto $(BENCH_ARGS)

@@ -17,7 +17,7 @@ falls on both; each side's best round is reported.
 
     .venv-bench/bin/python bench/trl_compare.py                     # all five, preset tiny, 2 rounds
     .venv-bench/bin/python bench/trl_compare.py --measure sft dpo --rounds 3 --threads 1
-    .venv-bench/bin/python bench/trl_compare.py --base smollm2 --precision bf16     # the real model, LoRA, see below
+    .venv-bench/bin/python bench/trl_compare.py --base smollm2 --precision auto     # the real model, LoRA, see below
     make bench-trl BENCH_ARGS="--threads 1"                         # creating the two venvs first if needed
 
 TRL comes from two virtual environments, neither of them the project's (.venv stays without TRL): .venv-bench (the
@@ -117,12 +117,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--trl-ppo-python", default=_default_python(".venv-bench-ppo"), help="trl==1.12.0 (default: .venv-bench-ppo)"
     )
     p.add_argument(
-        "--precision", choices=PRECISIONS, default="fp32", help="fp32, or bf16 autocast on both sides (default fp32)"
+        "--precision",
+        choices=[*PRECISIONS, "auto"],
+        default="fp32",
+        help="fp32, bf16 autocast on both sides, or auto: bf16 where the CPU has native bf16 (AVX512-BF16/AMX), fp32\n"
+        "elsewhere, where bf16 is emulated at about 1 %% of fp32's speed (alignops.precision) (default fp32)",
     )
     p.add_argument("--timeout", type=int, default=900, help="seconds one measurement may take (default 900)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--worker", nargs=3, metavar=("SIDE", "MEASURE", "WORKDIR"), help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.precision == "auto":  # this bench runs on the CPU only: the CPU decides
+        from alignops.precision import cpu_supports_bf16
+
+        args.precision = "bf16" if cpu_supports_bf16() else "fp32"
+    return args
 
 
 def build_spec(args: argparse.Namespace) -> dict:
