@@ -127,10 +127,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--worker", nargs=3, metavar=("SIDE", "MEASURE", "WORKDIR"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.precision == "auto":  # this bench runs on the CPU only: the CPU decides
-        from alignops.precision import cpu_supports_bf16
+    if args.precision == "auto":  # the stages' own rule (alignops.precision), on the CPU this bench runs on
+        from alignops.precision import resolve_precision
 
-        args.precision = "bf16" if cpu_supports_bf16() else "fp32"
+        args.precision = {v: k for k, v in PRECISIONS.items()}[resolve_precision(None, accelerator="cpu")]
     return args
 
 
