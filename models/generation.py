@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from models.base import Cache, CausalLM
+from models.sharding import holds_whole_weights
 
 # Decoding steps between two reads of "has every row ended?". Each read makes the host wait for the device, so it
 # is not done per token; once every row has ended, at most EXIT_CHECK_EVERY - 1 further steps run (pad only).
@@ -174,11 +175,16 @@ def autocast_weights(
     matmul: a round trip of every bf16 input (the attention output into o_proj, the MLP's into down_proj) and of
     its gradient. Inside the block that cast is left to autocast (peft's own switch, cast_input_dtype_enabled):
     the same values, four copies fewer per such layer and step (SmolLM2 + LoRA reward step, 2 x 192 tokens, in
-    torch.profiler: the casts into down_proj alone took 25 of 1,057 ms of CPU time a step)."""
+    torch.profiler: the casts into down_proj alone took 25 of 1,057 ms of CPU time a step).
+
+    A no-op for a sharded model (models.sharding), except inside models.sharding.gathered, where its weights are
+    whole."""
     if trainable and torch.is_grad_enabled():
         raise RuntimeError("autocast_weights(trainable=True) swaps trainable weights for casts: only under no_grad")
     device_type = next(model.parameters()).device.type
-    if not torch.is_autocast_enabled(device_type):
+    if not torch.is_autocast_enabled(device_type) or not holds_whole_weights(model):
+        # sharded (FSDP2) outside models.sharding.gathered: a weight is a shard outside its unit's forward, gathered
+        # anew at each forward; autocast casts it there
         yield
         return
     dtype = torch.get_autocast_dtype(device_type)

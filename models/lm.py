@@ -57,6 +57,7 @@ from models.cross_entropy import IGNORE_INDEX, cross_entropy_sum
 from models.generation import CastCache, autocast_weights
 from models.heads import ClassificationHead, last_token
 from models.lora import apply_lora, has_lora, load_base_weights, merge_lora
+from models.sharding import is_sharded
 
 
 def prompt_lengths(labels: Tensor) -> Tensor:
@@ -139,9 +140,22 @@ class BackboneModule(L.LightningModule):
         """Copy `model`'s weights into the backbone (into the base layers when LoRA adapts them)."""
         load_base_weights(self.model, model.state_dict())
 
-    def export(self) -> CausalLM:
+    def export(self) -> CausalLM | None:
         """The trained backbone, ready to save: self.model itself, or with LoRA a merged copy (plain layers, no
-        peft; the module keeps its adapters)."""
+        peft; the module keeps its adapters).
+
+        Sharded (models.sharding, RL under FSDP): every rank must call it, as the shards are gathered (a collective)
+        into a whole copy, built anew, on rank 0's CPU; the other ranks get None."""
+        if is_sharded(self.model):
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+            options = StateDictOptions(full_state_dict=True, cpu_offload=True)  # whole tensors, on rank 0 only
+            state = get_model_state_dict(self.model, options=options)
+            if self.global_rank != 0:
+                return None
+            whole = with_lora(build_backbone(backbone_spec(self.model)), self.hparams.get("lora"))
+            whole.load_state_dict(state)
+            return merge_lora(whole) if has_lora(whole) else whole
         return merge_lora(copy.deepcopy(self.model)) if has_lora(self.model) else self.model
 
     def configure_model(self) -> None:

@@ -15,7 +15,9 @@ ppo/reward_gain is measured on its test split, against the SFT policy with the s
 Several devices (--set trainer.devices=2 --set trainer.strategy=ddp): Lightning DDP, each rank rolling out its own
 share of each iteration's prompts (ppo.rollout_batch_size per device); gradients are averaged, and reward scale,
 whitening, logged figures, health checks and the KL controller use every rank's batch together
-(models.ppo.module). Not FSDP: policy, reference, value head and reward model are whole on every device.
+(models.ppo.module). Under FSDP (--set trainer.strategy=fsdp: FSDP2, training.sharded_strategy) the policy, the
+reference and the reward model are sharded block by block over the ranks (models.sharding), gathered whole for
+decoding; rank 0 gathers the trained policy, evaluates and publishes it.
 
 A health check after every rollout and update (NaN/inf, KL or approx-KL beyond bounds, collapsed responses) stops
 the run; the policy is then rolled back to the last healthy checkpoint (or the SFT model), registered as such, and
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 
 from alignops import tracking
 from alignops.artifacts import load_model
-from alignops.config import ConfigError, PipelineConfig, TrainConfig
+from alignops.config import PipelineConfig, TrainConfig
 from alignops.data import datasets
 from alignops.errors import ModelError
 from alignops.stages import training
@@ -96,19 +98,46 @@ def _sampled_scores(scorer, gpt, tokenizer, prompts: list[str], cfg: PipelineCon
     }
 
 
+def _reward_scorer(reward_loaded):
+    """The frozen RewardModel (eval mode) of a loaded reward-model folder."""
+    from models.reward import RewardModel
+
+    scorer = RewardModel.from_base(reward_loaded.gpt)
+    scorer.head.load_state_dict(reward_loaded.head.state_dict())
+    return scorer.eval()
+
+
+def _last_healthy_policy(start, lora: dict | None):
+    """A stopped run's policy: the last checkpoint's weights (the last healthy iteration's), else the SFT policy.
+
+    Built anew from the SFT folder, LoRA merged: a checkpoint holds the trained parameters only (a LoRA policy's
+    frozen base is the SFT model's), and the module's own policy may be sharded."""
+    import torch
+
+    from models.lm import with_lora
+    from models.lora import has_lora, merge_lora
+
+    policy = load_model(start.folder).gpt
+    last = start.stage_dir.checkpoints / "last.ckpt"
+    if not last.is_file():
+        return policy
+    state = torch.load(last, map_location="cpu", weights_only=True)["state_dict"]
+    trained = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
+    policy = with_lora(policy, lora)
+    policy.load_state_dict({**policy.state_dict(), **trained})
+    return merge_lora(policy) if has_lora(policy) else policy
+
+
 def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
     require_valid(cfg)
-    import torch
 
     from alignops.data.loaders import PromptDataset, collate_left_pad, resumable_loader
     from alignops.stages.reward_function import TextScorer, load_reward_function
     from models.ppo.health import HealthBounds
     from models.ppo.module import PPOModule, UnhealthyRun
-    from models.reward import RewardModel
 
     pc = cfg.ppo
-    if cfg.trainer.strategy == "fsdp":  # the policy, its reference, value head and reward model are not sharded
-        raise ConfigError("PPO does not run under FSDP: use --set trainer.strategy=ddp (or auto on one device).")
+    sharded = cfg.trainer.strategy == "fsdp"  # FSDP2: policy, reference and reward model sharded block by block
     start = training.start_from_base(cfg, "ppo", pc, default="sft")
     sft = start.model
     tokenizer = sft.tokenizer
@@ -121,9 +150,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
         _gate(reward_uri, reward_loaded.meta)
         if reward_loaded.meta.tokenizer_sha256 != sft.meta.tokenizer_sha256:
             raise ValueError(f"{reward_uri} and {start.uri} use different tokenizers: train both from one tokenizer.")
-        scorer = RewardModel.from_base(reward_loaded.gpt)
-        scorer.head.load_state_dict(reward_loaded.head.state_dict())
-        scorer.eval()
+        scorer = _reward_scorer(reward_loaded)
 
     ppo_config = pc.algorithm()  # the stage config is PPOConfig plus models, iterations and health bounds
     health = HealthBounds(
@@ -158,25 +185,26 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
             stage.log_metrics({"data/rollout_prompts": len(train_prompts)} | training.parameter_counts(module.model))
         # one logged row per iteration (an iteration is one training batch of prompts)
         trainer = training.build_trainer(
-            _with_unused_parameters(cfg), train_cfg, start.stage_dir, tracking.lightning_logger(stage.run_id), 1
-        )
+            _with_unused_parameters(cfg), train_cfg, start.stage_dir, tracking.lightning_logger(stage.run_id), 1,
+            strategy=training.sharded_strategy() if sharded else None,
+        )  # fmt: skip
         stopped, policy = None, None
         try:
             trainer.fit(module, loader, ckpt_path=start.checkpoint)
-        except UnhealthyRun as exc:
+        except UnhealthyRun as exc:  # every rank raises it (the checks read every rank's figures together)
             stopped = exc.reasons
             stage.set_tags({tracking.PPO_STOPPED_TAG: f"iteration {exc.iteration}: " + "; ".join(exc.reasons)})
             stage.log_text(str(exc), "health/stopped.txt")
-            last = start.stage_dir.checkpoints / "last.ckpt"
-            if last.is_file():  # roll back to the last healthy weights; else to the SFT policy itself
-                state = torch.load(last, map_location="cpu", weights_only=True)["state_dict"]
-                trained = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
-                # a checkpoint holds the trained parameters only (a LoRA policy's frozen base is the SFT model's)
-                module.model.load_state_dict({**module.model.state_dict(), **trained})
-            else:
-                policy = load_model(start.folder).gpt
+            policy = _last_healthy_policy(start, lora)
 
-        policy = (module.policy_model() if policy is None else policy).cpu().eval()
+        if policy is None:
+            policy = module.policy_model()  # sharded: gathered onto rank 0 (every rank calls it), None elsewhere
+        if policy is None or (sharded and not trainer.is_global_zero):
+            # the other ranks of a sharded run: their models are shards, and rank 0 evaluates and publishes alone
+            return PPOResult(stage.run_id, None, None, {}, None, stopped)
+        policy = policy.cpu().eval()
+        if sharded and not pc.reward_function:  # the module's reward model is sharded: score with a whole one
+            scorer = _reward_scorer(reward_loaded)
         # held out: the rollout set's test split, taken evenly across the file (English and Chinese mixed)
         test_records = training.of_sources(
             datasets.load_split(cfg.data.data_dir, "rollout_prompts", "test"), pc.sources

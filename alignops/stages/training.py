@@ -118,13 +118,37 @@ def resolve_strategy(cfg: PipelineConfig) -> Any:
     return FSDPStrategy(auto_wrap_policy={Block}, state_dict_type="full")
 
 
+def sharded_strategy() -> Any:
+    """trainer.strategy 'fsdp' for the RL stages: FSDP2 (torch's fully_shard) through Lightning's
+    ModelParallelStrategy, every rank data-parallel, the module sharding itself in configure_model (models.sharding:
+    PPOModule shards its policy, reference and reward model block by block). Unlike Lightning's FSDPStrategy (FSDP1,
+    which needs a GPU) it runs on CPUs over gloo too. Checkpoints are single full files, as resolve_strategy's."""
+    from lightning.pytorch.strategies import ModelParallelStrategy
+
+    class DataParallelFSDP(ModelParallelStrategy):
+        def setup_environment(self) -> None:
+            # every process one data-parallel rank: the mesh ModelParallelStrategy's "auto" sizes would make a
+            # tensor-parallel one of a node's devices
+            self._data_parallel_size, self._tensor_parallel_size = self.num_nodes * self.num_processes, 1
+            super().setup_environment()
+
+    return DataParallelFSDP(save_distributed_checkpoint=False)
+
+
 def build_trainer(
-    cfg: PipelineConfig, train: TrainConfig, stage_dir: StageDir, logger, log_every_n_steps: int | None = None
+    cfg: PipelineConfig,
+    train: TrainConfig,
+    stage_dir: StageDir,
+    logger,
+    log_every_n_steps: int | None = None,
+    strategy: Any = None,
 ):
-    """A Lightning Trainer for `train` steps on the configured hardware, checkpointing into stage_dir."""
+    """A Lightning Trainer for `train` steps on the configured hardware, checkpointing into stage_dir; strategy, when
+    given, in place of resolve_strategy's (sharded_strategy for RL under FSDP)."""
     import lightning as L
 
-    return L.Trainer(**trainer_kwargs(cfg, train, stage_dir, logger, log_every_n_steps))
+    kwargs = trainer_kwargs(cfg, train, stage_dir, logger, log_every_n_steps)
+    return L.Trainer(**(kwargs if strategy is None else kwargs | {"strategy": strategy}))
 
 
 def trainer_kwargs(

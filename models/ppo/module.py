@@ -79,6 +79,11 @@ Design choices:
   The scoring forwards take forward_batch_size episodes at a time (TRL's local_rollout_forward_batch_size), not the
   update's minibatches: without a gradient nothing but a chunk's hidden states is held, and larger matmuls run
   nearer the peak (trl_compare's SmolLM2 PPO, 32 episodes: scoring 5.6-6.8 -> 4.7-5.3 s an iteration).
+- Under FSDP (Lightning's ModelParallelStrategy: alignops.stages.training.sharded_strategy) configure_model shards
+  the policy, the reference and the reward model block by block (models.sharding) and the heads as units of their
+  own; decoding gathers the policy once per rollout (models.sharding.gathered), the weight casts above are left to
+  autocast (a sharded weight is gathered anew at each forward), and export() gathers the trained policy onto rank
+  0. The same figures and weights as DDP's (tests/models/test_ppo_sharded.py).
 - Exact resume: the checkpoint carries the global RNG states (models.lm.BackboneModule) and the KL controller's beta;
   each iteration draws its sampling seed and minibatch order from the global CPU RNG, so a resumed run samples the
   same responses on any device. The data position is alignops.data.loaders.resumable_loader's. The checkpoint's
@@ -117,6 +122,7 @@ from models.ppo.losses import kl_penalized_rewards, policy_loss, value_loss
 from models.ppo.reward_scale import RewardScale, controlled
 from models.ppo.rollout import head_logprobs, response_mask
 from models.reward import RewardModel
+from models.sharding import gathered, is_sharded, shard_causal_lm
 
 Scorer = Callable[[Tensor, Tensor], Tensor]  # (input_ids (B, T), attention_mask (B, T)) -> scores (B,)
 
@@ -260,7 +266,26 @@ class PPOModule(BackboneModule):
             self.kl_controller.horizon = iterations * cfg.episodes_per_iteration
 
     def configure_model(self) -> None:
-        """No torch.compile: rollout shapes change every iteration and would recompile."""
+        """No torch.compile: rollout shapes change every iteration and would recompile. Under FSDP (Lightning's
+        ModelParallelStrategy, which hands every module its device mesh) the policy, the reference and the reward
+        model are sharded block by block over the data-parallel ranks (models.sharding), the value and reward heads
+        as units of their own; called once, before the optimizer is built over the sharded parameters."""
+        mesh = self.device_mesh
+        if mesh is None or is_sharded(self):
+            return
+        from torch.distributed.fsdp import fully_shard
+
+        mesh = mesh["data_parallel"] if mesh.mesh_dim_names and "data_parallel" in mesh.mesh_dim_names else mesh
+        shard_causal_lm(self.model, mesh)
+        fully_shard(self.value_head, mesh=mesh)
+        if self.reference is not None:
+            shard_causal_lm(self.reference, mesh)
+        if isinstance(self.reward, RewardModel):
+            shard_causal_lm(self.reward.model, mesh)
+            fully_shard(self.reward.head, mesh=mesh)
+        # the strategy loads a checkpoint's weights itself, before on_load_checkpoint could add the frozen ones it
+        # leaves out (on_save_checkpoint): those keys are then missing by design, and the module keeps its own
+        self.strict_loading = False
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         # the policy's parameters as every module's (configured optimizer, matrices decay), constant learning rate;
@@ -337,7 +362,8 @@ class PPOModule(BackboneModule):
             top_p=cfg.top_p, eos_token_id=self.eos_id, pad_token_id=self.pad_id, seed=seed,
             min_new_tokens=cfg.max_new_tokens if cfg.fixed_length else 0,
         )  # fmt: skip
-        sequences, _ = generate(self.model, input_ids, attention_mask, sampling)
+        with gathered(self.model):  # sharded (FSDP): whole weights for the whole decoding, not gathered per token
+            sequences, _ = generate(self.model, input_ids, attention_mask, sampling)
         response = sequences[:, P:]  # (B, N)
         mask = response_mask(response, self.eos_id)  # fixed_length: all 1 (EOS could not be drawn)
         full_mask = torch.cat([attention_mask, mask.to(attention_mask.dtype)], dim=1)  # (B, P + N)
@@ -522,6 +548,8 @@ class PPOModule(BackboneModule):
         self.kl_controller.load_state_dict(checkpoint["kl_controller"])
         self.reward_scale.load_state_dict(checkpoint["reward_scale"])
         self.sft_length = checkpoint["sft_length"]
+        if "state_dict" not in checkpoint:  # sharded: the strategy has loaded the weights already (configure_model)
+            return
         # the frozen weights are this module's own (the checkpoint left them out): keep them, strict loading stays
         frozen = self._frozen_keys()
         own = {k: v for k, v in self.state_dict().items() if k in frozen}

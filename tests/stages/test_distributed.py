@@ -302,3 +302,42 @@ def test_ppo_and_grpo_under_ddp(built: PipelineConfig, tiny_overrides: list[str]
     versions = client.search_model_versions("name='alignops-policy'")
     assert sorted(v.tags[tracking.METHOD_TAG] for v in versions) == ["grpo", "ppo"]
     assert all(v.tags[tracking.HEALTH_TAG] == "healthy" for v in versions)
+
+
+@pytest.mark.slow
+def test_ppo_stage_under_fsdp(built: PipelineConfig, tiny_overrides: list[str], home: Path) -> None:
+    """`alignops ppo --set trainer.strategy=fsdp` on 2 CPU processes: the policy, reference and reward model sharded
+    (models.sharding, FSDP2 over gloo), the trained policy gathered onto rank 0, which alone evaluates, tracks and
+    registers; the registered policy is a whole model that generates."""
+    from alignops.stages import reward, sft
+
+    pretrain.run(built)
+    sft.run(built)
+    reward.run(built.model_copy(update={"reward": built.reward.model_copy(update={"min_accuracy": 0.0})}))
+    uri = tracking.tracking_uri()
+    sets = [*tiny_overrides, f"data.cache_dir={built.data.cache_dir}", "trainer.accelerator=cpu", "trainer.devices=2",
+            "trainer.strategy=fsdp", "ppo.iterations=3", "ppo.rollout_batch_size=2", "ppo.minibatch_size=2",
+            "ppo.ppo_epochs=1", "ppo.max_new_tokens=6", "ppo.checkpoint_every_n_iterations=1", "ppo.eval_samples=4",
+            "ppo.critic_warmup_iterations=1"]  # fmt: skip
+    env = {**os.environ, "ALIGNOPS_HOME": str(home), "MLFLOW_TRACKING_URI": uri, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "alignops.cli", "ppo", "-p", "tiny", *_sets(sets)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert "MEMBER: 1/2" in out and "MEMBER: 2/2" in out and "Traceback" not in out, out[-4000:]
+    assert out.count("registered models:/alignops-policy/") == 1, out[-4000:]  # rank 1 printed nothing
+
+    client = mlflow.MlflowClient(uri)
+    runs = [r for r in client.search_runs([e.experiment_id for e in client.search_experiments()])
+            if r.info.run_name == "ppo"]  # fmt: skip
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert tracking.run_config(runs[0].info.run_id)["trainer"]["strategy"] == "fsdp"
+    assert sorted(m.step for m in client.get_metric_history(runs[0].info.run_id, "ppo/kl")) == [0, 1, 2]
+    assert "ppo/reward_gain" in runs[0].data.metrics  # rank 0 evaluated the gathered policy
+    (version,) = client.search_model_versions("name='alignops-policy'")
+    assert version.tags[tracking.HEALTH_TAG] == "healthy"
+    policy = load_model(tracking.resolve_model(f"models:/alignops-policy/{version.version}")).gpt
+    sft_policy = load_model(tracking.resolve_model("models:/alignops-sft/latest")).gpt
+    assert policy.state_dict().keys() == sft_policy.state_dict().keys()  # whole, plain layers: no shard, no adapter
+    moved = max((policy.state_dict()[k] - v).abs().max().item() for k, v in sft_policy.state_dict().items())
+    assert moved > 0  # trained (the critic warm-up iteration moves the value head only; two more move the policy)
