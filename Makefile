@@ -38,7 +38,8 @@ FAST_TESTS := tests/unit tests/models tests/evaluation tests/feedback tests/fail
 	--ignore=tests/data/test_imports.py --ignore=tests/models/test_modules_on_bases.py \
 	--deselect=tests/models/test_lm.py::test_compiled_model_trains_like_eager \
 	--deselect=tests/models/test_lora.py::test_merged_folder_loads_without_peft \
-	--deselect=tests/models/test_ppo_sharded.py::test_lora_ppo_under_fsdp_trains_as_under_ddp_with_half_of_every_model_on_each_rank
+	--deselect=tests/models/test_ppo_data_parallel.py::test_lora_ppo_under_ddp_trains_as_one_process_at_twice_the_batch \
+	--deselect=tests/models/test_ppo_data_parallel.py::test_lora_ppo_under_fsdp_trains_as_under_ddp_with_half_of_every_model_on_each_rank
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest $(FAST_TESTS)

@@ -15,9 +15,10 @@ ppo/reward_gain is measured on its test split, against the SFT policy with the s
 Several devices (--set trainer.devices=2 --set trainer.strategy=ddp): Lightning DDP, each rank rolling out its own
 share of each iteration's prompts (ppo.rollout_batch_size per device); gradients are averaged, and reward scale,
 whitening, logged figures, health checks and the KL controller use every rank's batch together
-(models.ppo.module). Under FSDP (--set trainer.strategy=fsdp: FSDP2, training.sharded_strategy) the policy, the
-reference and the reward model are sharded block by block over the ranks (models.sharding), gathered whole for
-decoding; rank 0 gathers the trained policy, evaluates and publishes it.
+(models.ppo.module): N ranks train as one process at N times the batch. Under FSDP (--set trainer.strategy=fsdp:
+FSDP2, training.sharded_strategy) the policy, the reference and the reward model are sharded block by block over
+the ranks (models.sharding), gathered whole for decoding; rank 0 gathers the trained policy, evaluates and
+publishes it.
 
 A health check after every rollout and update (NaN/inf, KL or approx-KL beyond bounds, collapsed responses) stops
 the run; the policy is then rolled back to the last healthy checkpoint (or the SFT model), registered as such, and

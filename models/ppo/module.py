@@ -83,7 +83,7 @@ Design choices:
   the policy, the reference and the reward model block by block (models.sharding) and the heads as units of their
   own; decoding gathers the policy once per rollout (models.sharding.gathered), the weight casts above are left to
   autocast (a sharded weight is gathered anew at each forward), and export() gathers the trained policy onto rank
-  0. The same figures and weights as DDP's (tests/models/test_ppo_sharded.py).
+  0. The same figures and weights as DDP's (tests/models/test_ppo_data_parallel.py).
 - Exact resume: the checkpoint carries the global RNG states (models.lm.BackboneModule) and the KL controller's beta;
   each iteration draws its sampling seed and minibatch order from the global CPU RNG, so a resumed run samples the
   same responses on any device. The data position is alignops.data.loaders.resumable_loader's. The checkpoint's
@@ -306,7 +306,10 @@ class PPOModule(BackboneModule):
         iteration = self.global_step // cfg.steps_per_iteration + 1
         start = time.perf_counter()
         beta = self.kl_controller.beta
-        r = self.rollout(batch["input_ids"], batch["attention_mask"])
+        # the iteration's randomness, two draws from the global CPU RNG (restored on resume) whatever the batch size,
+        # rank 0's on every rank: the sampling seed and the seed of the minibatches' order
+        sampling_seed, order_seed = self._broadcast(torch.randint(2**62, (2,)).tolist())
+        r = self.rollout(batch["input_ids"], batch["attention_mask"], seed=sampling_seed)
         B = r.sequences.size(0)
         rollout_stats = {
             "ppo/reward": r.score.mean(),
@@ -323,7 +326,7 @@ class PPOModule(BackboneModule):
         self._check(stats, iteration)  # before any update: a NaN reward must not reach the weights
         generated = time.perf_counter()
 
-        update_stats = self.update(r, critic_only=iteration <= cfg.critic_warmup_iterations)
+        update_stats = self.update(r, critic_only=iteration <= cfg.critic_warmup_iterations, order_seed=order_seed)
         self.kl_controller.update(stats["ppo/kl"], n_steps=B)
         done = time.perf_counter()
         stats.update(update_stats)
@@ -339,7 +342,7 @@ class PPOModule(BackboneModule):
         self.log_dict({name: stats[name] for name in METRICS}, on_step=True, on_epoch=False, batch_size=B)
 
     @torch.no_grad()
-    def rollout(self, input_ids: Tensor, attention_mask: Tensor) -> Rollout:
+    def rollout(self, input_ids: Tensor, attention_mask: Tensor, seed: int | None = None) -> Rollout:
         """Sample responses to left-padded prompts (B, P) and score them: steps 1-2 of an iteration."""
         cfg = self.config
         B, P = input_ids.shape
@@ -355,11 +358,18 @@ class PPOModule(BackboneModule):
             input_ids = input_ids.repeat_interleave(cfg.group_size, dim=0)
             attention_mask = attention_mask.repeat_interleave(cfg.group_size, dim=0)
             B = input_ids.size(0)
-        # global CPU RNG: restored on resume, the same on every device; each data-parallel rank its own stream
-        seed = int(torch.randint(2**62, ())) + self.global_rank
+        # seed None: drawn from the global CPU RNG. Every rank samples from one stream, each of its rows taking the
+        # draws of the row it is in every rank's batch together (the loader gives rank r prompts r, r + world, ...
+        # of it): data-parallel ranks sample what one process would at world times the batch
+        if seed is None:
+            seed = self._broadcast(int(torch.randint(2**62, ())))
+        world = 1 if self._trainer is None else self.trainer.world_size
+        prompts = torch.arange(input_ids.size(0) // (cfg.group_size if group else 1)) * world + self.global_rank
+        rows = (prompts[:, None] * cfg.group_size + torch.arange(cfg.group_size)).flatten() if group else prompts
         sampling = GenerationConfig(
             max_new_tokens=cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature, top_k=cfg.top_k,
             top_p=cfg.top_p, eos_token_id=self.eos_id, pad_token_id=self.pad_id, seed=seed,
+            global_rows=tuple(rows.tolist()), global_batch_size=B * world,
             min_new_tokens=cfg.max_new_tokens if cfg.fixed_length else 0,
         )  # fmt: skip
         with gathered(self.model):  # sharded (FSDP): whole weights for the whole decoding, not gathered per token
@@ -403,18 +413,20 @@ class PPOModule(BackboneModule):
             advantages = masked_whiten(advantages, mask, all_sum=self._all_sum)
         return Rollout(sequences, full_mask, P, mask, logp, ref_logp, values, score, kl, rewards, advantages, returns)
 
-    def update(self, r: Rollout, critic_only: bool = False) -> dict[str, float]:
+    def update(self, r: Rollout, critic_only: bool = False, order_seed: int | None = None) -> dict[str, float]:
         """ppo_epochs passes over shuffled minibatches of the rollout, one optimizer step each: step 3.
 
-        critic_only (critic warm-up): the value loss alone, through detached hidden states: only the head moves."""
+        critic_only (critic warm-up): the value loss alone, through detached hidden states: only the head moves.
+        order_seed: seeds the minibatches' order (None: the global CPU RNG draws it)."""
         cfg = self.config
+        shuffle = None if order_seed is None else torch.Generator().manual_seed(order_seed)
         optimizer = self.optimizers()
         P = r.prompt_len
         per_step = []
         # the policy's frozen weights (LoRA base layers) read as casts made once for the run, not at every forward
         with autocast_weights(self.model, keep=[self.model.lm_head], cache=self._frozen_casts):
             for _ in range(cfg.ppo_epochs):
-                order = torch.randperm(r.sequences.size(0)).to(r.sequences.device)  # global CPU RNG, as the seed
+                order = torch.randperm(r.sequences.size(0), generator=shuffle).to(r.sequences.device)
                 for rows in order.split(cfg.minibatch_size):
                     seqs, mask = r.sequences[rows], r.mask[rows]
                     logp, entropy, hidden = self._response_logprobs(
@@ -428,6 +440,13 @@ class PPOModule(BackboneModule):
                         vf_loss, _ = value_loss(values, r.values[rows], r.returns[rows], mask, cfg.clip_range_value)
                     # without a bonus the entropy is only reported: it then has no gradient (head_logprobs)
                     entropy = masked_mean(entropy, mask)
+                    # Each mean is over this rank's tokens, and data parallelism averages the ranks' gradients, which
+                    # would weigh every rank alike however many tokens it has: scaled by the rank's share of the
+                    # tokens, the average is the mean over every rank's tokens, one process's over the whole
+                    # minibatch (1 on one device)
+                    tokens = mask.sum().float()
+                    share = tokens / self._reduce(tokens, "mean")
+                    pg_loss, vf_loss, entropy = pg_loss * share, vf_loss * share, entropy * share
                     loss = vf_loss if critic_only else pg_loss + cfg.vf_coef * vf_loss - cfg.ent_coef * entropy
                     optimizer.zero_grad()
                     # backward outside autocast, as PyTorch advises: each op's backward then runs in its forward's
@@ -442,7 +461,9 @@ class PPOModule(BackboneModule):
                     # the first step read the iteration's starting weights: ratios and clipping blind to the steps.
                     torch.clear_autocast_cache()
                     per_step.append(
-                        torch.stack([pg_loss, vf_loss, entropy, pg.clipfrac, pg.approx_kl, pg.ratio_max]).detach()
+                        torch.stack(
+                            [pg_loss, vf_loss, entropy, pg.clipfrac * share, pg.approx_kl * share, pg.ratio_max]
+                        ).detach()
                     )
         steps = torch.stack(per_step)  # (optimizer steps, 6)
         means = self._reduce(steps[:, :5].mean(dim=0), "mean").tolist()
@@ -508,11 +529,17 @@ class PPOModule(BackboneModule):
     # gradients of every manual_backward. What is computed from a batch rather than per sample is reduced here, so
     # that every rank whitens, normalises, logs, checks health and adapts the KL coefficient on the same figures:
     # one rank alone stopping on a health check would leave the others waiting for it. The ranks' batches are the
-    # same size, so the mean over ranks is the batch mean.
+    # same size, so the mean over ranks is the batch mean. With the sampling seed shared and each row's draws its
+    # own (rollout), and the losses weighed by each rank's share of the tokens (update), N ranks train as one
+    # process at N times the batch (tests/models/test_ppo_data_parallel.py).
     def _reduce(self, t: Tensor, op: str) -> Tensor:
         """t reduced over the ranks ("sum", "mean" or "max") by Lightning's strategy (the identity on one device);
         t itself outside a Trainer."""
         return t if self._trainer is None else self.trainer.strategy.reduce(t.clone(), reduce_op=op)
+
+    def _broadcast(self, value: int) -> int:
+        """Rank 0's value on every rank (value itself outside a Trainer)."""
+        return value if self._trainer is None else self.trainer.strategy.broadcast(value, src=0)
 
     def _all_sum(self, t: Tensor) -> Tensor:
         return self._reduce(t, "sum")

@@ -145,3 +145,29 @@ def test_stops_soon_after_every_row_has_ended(monkeypatch):
     # the prefill, then one step per token until the first check after the last row's EOS (the step of that
     # check feeds nothing more): 2 * EXIT_CHECK_EVERY model calls, not 24
     assert len(calls) == 2 * EXIT_CHECK_EVERY < 24, (len(calls), last)
+
+
+@pytest.mark.parametrize("eos", [None, 7])
+def test_rows_of_a_larger_batch_sample_what_they_would_sample_in_it(eos):
+    """Data-parallel rollouts: a batch split every-other-row between two ranks, each naming its rows' places in the
+    whole batch (global_rows), samples the whole batch's tokens; without the names, the halves draw other tokens."""
+    from dataclasses import replace
+
+    model = tiny_gpt(seed=3)
+    ids, mask = batch()
+    config = GenerationConfig(max_new_tokens=20, eos_token_id=eos, do_sample=True, seed=5)
+    whole, whole_lengths = generate(model, ids, mask, config)
+    unnamed = []
+    for rank in (0, 1):
+        rows = list(range(rank, ids.size(0), 2))
+        part, lengths = generate(
+            model, ids[rows], mask[rows], replace(config, global_rows=tuple(rows), global_batch_size=6)
+        )
+        assert torch.equal(lengths, whole_lengths[rows])
+        assert torch.equal(part, whole[rows, : part.size(1)])  # cut at this half's longest row
+        unnamed.append(torch.equal(generate(model, ids[rows], mask[rows], config)[0], part))
+    assert not all(unnamed)
+    with pytest.raises(ValueError, match="global_rows and global_batch_size go together"):
+        GenerationConfig(global_rows=(0, 1))
+    with pytest.raises(ValueError, match="global_rows must lie in"):
+        GenerationConfig(global_rows=(0, 6), global_batch_size=6)

@@ -1,8 +1,8 @@
-"""PPO on two CPU ranks (gloo), under DDP or under FSDP (FSDP2, alignops.stages.training.sharded_strategy), for
-tests/models/test_ppo_sharded.py. A script, not a function: Lightning starts the second rank by running the command
-line again.
+"""PPO on two CPU ranks (gloo), under DDP or under FSDP (FSDP2, alignops.stages.training.sharded_strategy), or in
+one process at twice the batch, for tests/models/test_ppo_data_parallel.py. A script, not a function: Lightning
+starts the second rank by running the command line again.
 
-    python tests/support/ppo_two_ranks.py {ddp,fsdp} OUT [--lora] [--method grpo] [--iterations 3] [--resume CKPT]
+    python tests/support/ppo_two_ranks.py {ddp,fsdp,one} OUT [--lora] [--method grpo] [--iterations 3] [--resume CKPT]
                                                         [--hf llama | --hf-folder DIR] [--precision bf16-mixed]
 
 Writes OUT (torch.save, rank 0): every iteration's logged metrics, the trained policy's whole state dict
@@ -36,7 +36,7 @@ LORA = {"r": 4, "alpha": 8, "dropout": 0.0}
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("strategy", choices=["ddp", "fsdp"])
+    parser.add_argument("strategy", choices=["ddp", "fsdp", "one"], help="one: one process at twice the batch")
     parser.add_argument("out", type=Path)
     parser.add_argument("--lora", action="store_true")
     parser.add_argument("--method", default="ppo")
@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--precision", default="32-true")
     parser.add_argument("--max-new-tokens", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--minibatches", type=int, default=2, help="per epoch")
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -62,19 +63,21 @@ def main() -> None:
     else:
         policy, reward_base = tiny_gpt(0), tiny_gpt(1)
     reward = RewardModel.from_base(reward_base).eval()
-    group = {"group_size": 2, "rollout_batch_size": 4} if args.method != "ppo" else {"rollout_batch_size": 8}
-    cfg = config(
-        method=args.method, minibatch_size=4, ppo_epochs=2, max_new_tokens=args.max_new_tokens, lr=args.lr, **group
-    )
+    ranks = 1 if args.strategy == "one" else 2
+    prompts = (4 if args.method != "ppo" else 8) * 2 // ranks  # per rank: every run's iteration is 8 or 16 prompts
+    episodes = prompts * (2 if args.method != "ppo" else 1)
+    cfg = config(method=args.method, rollout_batch_size=prompts, minibatch_size=episodes // args.minibatches,
+                 ppo_epochs=2, max_new_tokens=args.max_new_tokens, lr=args.lr,
+                 **({"group_size": 2} if args.method != "ppo" else {}))  # fmt: skip
     module = PPOModule.from_base(policy, reward=reward, config=cfg, eos_id=EOS, pad_id=PAD,
                                  lora=LORA if args.lora else None)  # fmt: skip
     recorder = StatsRecorder()
     checkpoints = ModelCheckpoint(dirpath=args.out.parent / f"{args.out.stem}-ckpt", save_last=True,
                                   every_n_train_steps=cfg.steps_per_iteration)  # fmt: skip
     # GRPO never reads the value head: DDP must look for parameters without a gradient (as the stage has it)
-    strategy = sharded_strategy() if args.strategy == "fsdp" else "ddp_find_unused_parameters_true"
+    strategy = {"fsdp": sharded_strategy(), "ddp": "ddp_find_unused_parameters_true", "one": "auto"}[args.strategy]
     trainer = L.Trainer(
-        accelerator="cpu", devices=2, strategy=strategy,
+        accelerator="cpu", devices=ranks, strategy=strategy,
         max_steps=args.iterations * cfg.steps_per_iteration, logger=False, log_every_n_steps=1,
         enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False, precision=args.precision,
         callbacks=[recorder, checkpoints], default_root_dir=args.out.parent,

@@ -1,11 +1,12 @@
-"""PPO, GRPO and RLOO under FSDP (FSDP2 through alignops.stages.training.sharded_strategy) on 2 CPU ranks over gloo:
-the policy, its reference and the reward model sharded block by block (models.sharding), the trained policy
-gathered whole onto rank 0. Each case runs tests/support/ppo_two_ranks.py twice, under DDP and under FSDP, with the
-same seeds: sharding must change where the weights live and nothing else, so every iteration's logged figures and
-the trained policy must be DDP's (to float rounding: the gradients are reduced in another order).
+"""PPO, GRPO and RLOO on two CPU ranks over gloo: under DDP they train as one process at twice the batch, and under
+FSDP (FSDP2 through alignops.stages.training.sharded_strategy: the policy, its reference and the reward model sharded
+block by block, models.sharding; the trained policy gathered whole onto rank 0) as under DDP. Each case runs
+tests/support/ppo_two_ranks.py in both settings with the same seeds: data parallelism must change where the rows
+and the weights live and nothing else, so every iteration's logged figures and the trained policy must agree (to
+float rounding: matmuls of other shapes, gradients reduced in another order).
 
-    pytest tests/models/test_ppo_sharded.py            # LoRA PPO (about 30 s)
-    pytest tests/models/test_ppo_sharded.py -m slow    # full fine-tuning GRPO, a transformers base, exact resume
+    pytest tests/models/test_ppo_data_parallel.py            # LoRA PPO: DDP as one process, FSDP as DDP (~1 min)
+    pytest tests/models/test_ppo_data_parallel.py -m slow    # GRPO, bf16, a transformers base, exact resume
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ def two_ranks(strategy: str, out: Path, *args: str) -> dict:
     proc = subprocess.run([sys.executable, str(SCRIPT), strategy, str(out), *args], env=env, capture_output=True,
                           text=True, timeout=600)  # fmt: skip
     log = proc.stdout + proc.stderr
-    assert proc.returncode == 0 and "MEMBER: 2/2" in log, log[-4000:]
-    return torch.load(out, weights_only=False)
+    assert proc.returncode == 0 and (strategy == "one" or "MEMBER: 2/2" in log), log[-4000:]
+    return torch.load(out, weights_only=False) | {"log": log}
 
 
 def assert_same_training(sharded: dict, ddp: dict) -> None:
@@ -40,6 +41,22 @@ def assert_same_training(sharded: dict, ddp: dict) -> None:
     assert sharded["policy"].keys() == ddp["policy"].keys()
     for name, weight in ddp["policy"].items():
         torch.testing.assert_close(sharded["policy"][name], weight, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_lora_ppo_under_ddp_trains_as_one_process_at_twice_the_batch(tmp_path: Path) -> None:
+    """Each rank samples its rows' draws of one stream (models.generation's global_rows) and weighs its loss by its
+    share of the tokens. One minibatch an epoch: with several, each rank shuffles its own rows, so the minibatches
+    are other (equally random) partitions of the same rollout than one process's."""
+    one = two_ranks("one", tmp_path / "one.pt", "--lora", "--minibatches", "1")
+    assert "MEMBER" not in one["log"]
+    assert_same_training(two_ranks("ddp", tmp_path / "ddp.pt", "--lora", "--minibatches", "1"), one)
+
+
+@pytest.mark.slow
+def test_full_finetuning_grpo_under_ddp_trains_as_one_process_at_twice_the_batch(tmp_path: Path) -> None:
+    """Every row of a prompt's group sampled where one process samples it (rank r's prompts are r, r + 2, ...)."""
+    args = ("--method", "grpo", "--minibatches", "1")
+    assert_same_training(two_ranks("ddp", tmp_path / "ddp.pt", *args), two_ranks("one", tmp_path / "one.pt", *args))
 
 
 def test_lora_ppo_under_fsdp_trains_as_under_ddp_with_half_of_every_model_on_each_rank(tmp_path: Path) -> None:
