@@ -155,7 +155,8 @@ class BackboneModule(L.LightningModule):
                 return None
             whole = with_lora(build_backbone(backbone_spec(self.model)), self.hparams.get("lora"))
             whole.load_state_dict(state)
-            return merge_lora(whole) if has_lora(whole) else whole
+            dtype = next(self.model.parameters()).dtype  # bf16 under bf16-true, as unsharded export gives it
+            return (merge_lora(whole) if has_lora(whole) else whole).to(dtype)
         return merge_lora(copy.deepcopy(self.model)) if has_lora(self.model) else self.model
 
     def configure_model(self) -> None:

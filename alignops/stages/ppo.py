@@ -31,11 +31,14 @@ from dataclasses import dataclass
 
 from alignops import tracking
 from alignops.artifacts import load_model
-from alignops.config import PipelineConfig, TrainConfig
+from alignops.config import ConfigError, PipelineConfig, TrainConfig
 from alignops.data import datasets
 from alignops.errors import ModelError
+from alignops.precision import resolve_precision
 from alignops.stages import training
 from alignops.stages.data import require_valid
+
+SHARDED_PRECISIONS = ("32-true", "bf16-mixed", "bf16-true", "16-true")  # what ModelParallelStrategy runs
 
 
 class RewardModelRejected(ModelError):
@@ -100,7 +103,7 @@ def _sampled_scores(scorer, gpt, tokenizer, prompts: list[str], cfg: PipelineCon
 
 
 def _reward_scorer(reward_loaded):
-    """The frozen RewardModel (eval mode) of a loaded reward-model folder."""
+    """The frozen RewardModel (eval mode) of a loaded reward-model folder (a copy of its weights)."""
     from models.reward import RewardModel
 
     scorer = RewardModel.from_base(reward_loaded.gpt)
@@ -108,11 +111,12 @@ def _reward_scorer(reward_loaded):
     return scorer.eval()
 
 
-def _last_healthy_policy(start, lora: dict | None):
+def _last_healthy_policy(start, lora: dict | None, dtype):
     """A stopped run's policy: the last checkpoint's weights (the last healthy iteration's), else the SFT policy.
 
     Built anew from the SFT folder, LoRA merged: a checkpoint holds the trained parameters only (a LoRA policy's
-    frozen base is the SFT model's), and the module's own policy may be sharded."""
+    frozen base is the SFT model's), and the module's own policy may be sharded. In the trained policy's dtype
+    (bf16 under bf16-true), as export() gives it."""
     import torch
 
     from models.lm import with_lora
@@ -121,15 +125,22 @@ def _last_healthy_policy(start, lora: dict | None):
     policy = load_model(start.folder).gpt
     last = start.stage_dir.checkpoints / "last.ckpt"
     if not last.is_file():
-        return policy
+        return policy.to(dtype)
     state = torch.load(last, map_location="cpu", weights_only=True)["state_dict"]
     trained = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
     policy = with_lora(policy, lora)
     policy.load_state_dict({**policy.state_dict(), **trained})
-    return merge_lora(policy) if has_lora(policy) else policy
+    return (merge_lora(policy) if has_lora(policy) else policy).to(dtype)
 
 
 def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
+    sharded = cfg.trainer.strategy == "fsdp"  # FSDP2: policy, reference and reward model sharded block by block
+    precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    if sharded and precision not in SHARDED_PRECISIONS:  # refused before anything runs, not by the Trainer later
+        raise ConfigError(
+            f"trainer.precision {precision} does not run under FSDP (Lightning's ModelParallelStrategy): use one "
+            f"of {', '.join(SHARDED_PRECISIONS)}, or trainer.strategy=ddp"
+        )
     require_valid(cfg)
 
     from alignops.data.loaders import PromptDataset, collate_left_pad, resumable_loader
@@ -138,7 +149,6 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
     from models.ppo.module import PPOModule, UnhealthyRun
 
     pc = cfg.ppo
-    sharded = cfg.trainer.strategy == "fsdp"  # FSDP2: policy, reference and reward model sharded block by block
     start = training.start_from_base(cfg, "ppo", pc, default="sft")
     sft = start.model
     tokenizer = sft.tokenizer
@@ -152,6 +162,7 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
         if reward_loaded.meta.tokenizer_sha256 != sft.meta.tokenizer_sha256:
             raise ValueError(f"{reward_uri} and {start.uri} use different tokenizers: train both from one tokenizer.")
         scorer = _reward_scorer(reward_loaded)
+        del reward_loaded  # the scorer holds a copy: not two reward models for the whole run
 
     ppo_config = pc.algorithm()  # the stage config is PPOConfig plus models, iterations and health bounds
     health = HealthBounds(
@@ -196,16 +207,17 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
             stopped = exc.reasons
             stage.set_tags({tracking.PPO_STOPPED_TAG: f"iteration {exc.iteration}: " + "; ".join(exc.reasons)})
             stage.log_text(str(exc), "health/stopped.txt")
-            policy = _last_healthy_policy(start, lora)
+            if trainer.is_global_zero or not sharded:  # sharded: rank 0 alone evaluates and publishes
+                policy = _last_healthy_policy(start, lora, next(module.model.parameters()).dtype)
 
-        if policy is None:
+        if policy is None and stopped is None:
             policy = module.policy_model()  # sharded: gathered onto rank 0 (every rank calls it), None elsewhere
         if policy is None or (sharded and not trainer.is_global_zero):
             # the other ranks of a sharded run: their models are shards, and rank 0 evaluates and publishes alone
             return PPOResult(stage.run_id, None, None, {}, None, stopped)
         policy = policy.cpu().eval()
         if sharded and not pc.reward_function:  # the module's reward model is sharded: score with a whole one
-            scorer = _reward_scorer(reward_loaded)
+            scorer = _reward_scorer(load_model(tracking.resolve_model(reward_uri)))
         # held out: the rollout set's test split, taken evenly across the file (English and Chinese mixed)
         test_records = training.of_sources(
             datasets.load_split(cfg.data.data_dir, "rollout_prompts", "test"), pc.sources

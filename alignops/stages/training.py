@@ -122,8 +122,14 @@ def sharded_strategy() -> Any:
     """trainer.strategy 'fsdp' for the RL stages: FSDP2 (torch's fully_shard) through Lightning's
     ModelParallelStrategy, every rank data-parallel, the module sharding itself in configure_model (models.sharding:
     PPOModule shards its policy, reference and reward model block by block). Unlike Lightning's FSDPStrategy (FSDP1,
-    which needs a GPU) it runs on CPUs over gloo too. Checkpoints are single full files, as resolve_strategy's."""
+    which needs a GPU) it runs on CPUs over gloo too. Checkpoints are single full files, as resolve_strategy's, of
+    the trained weights only: a module's frozen_keys() (PPOModule's reference, reward model and LoRA base) are
+    neither gathered nor saved, and must be all a checkpoint lacks when it is loaded."""
+    from pathlib import Path
+
+    import torch
     from lightning.pytorch.strategies import ModelParallelStrategy
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     class DataParallelFSDP(ModelParallelStrategy):
         def setup_environment(self) -> None:
@@ -131,6 +137,27 @@ def sharded_strategy() -> Any:
             # tensor-parallel one of a node's devices
             self._data_parallel_size, self._tensor_parallel_size = self.num_nodes * self.num_processes, 1
             super().setup_environment()
+
+        def lightning_module_state_dict(self) -> dict[str, Any]:
+            # whole tensors on rank 0 only; the frozen models are left where they are, not gathered to be dropped
+            options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
+            return get_model_state_dict(self.model, options=options)
+
+        def load_checkpoint(self, checkpoint_path: Any, weights_only: bool | None = None) -> dict[str, Any]:
+            # the module loads non-strictly (its frozen weights are not in the file): what may be missing is checked
+            # here, against the file's keys (memory-mapped, so not read)
+            path = Path(self.broadcast(checkpoint_path))
+            module = self.lightning_module
+            saved = set(torch.load(path, map_location="cpu", mmap=True, weights_only=False)["state_dict"])
+            own = set(module.state_dict())
+            frozen = module.frozen_keys() if hasattr(module, "frozen_keys") else set()
+            missing, unexpected = own - saved - frozen, saved - own
+            if missing or unexpected:
+                raise KeyError(
+                    f"{path} does not fit this module: missing {sorted(missing)[:5]}, unexpected "
+                    f"{sorted(unexpected)[:5]}: resume with the settings (LoRA or not, method) it was saved with"
+                )
+            return super().load_checkpoint(path, weights_only)
 
     return DataParallelFSDP(save_distributed_checkpoint=False)
 

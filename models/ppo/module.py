@@ -122,7 +122,7 @@ from models.ppo.losses import kl_penalized_rewards, policy_loss, value_loss
 from models.ppo.reward_scale import RewardScale, controlled
 from models.ppo.rollout import head_logprobs, response_mask
 from models.reward import RewardModel
-from models.sharding import gathered, is_sharded, shard_causal_lm
+from models.sharding import gathered, is_sharded, shard_causal_lm, whole_root
 
 Scorer = Callable[[Tensor, Tensor], Tensor]  # (input_ids (B, T), attention_mask (B, T)) -> scores (B,)
 
@@ -279,9 +279,9 @@ class PPOModule(BackboneModule):
         shard_causal_lm(self.model, mesh)
         fully_shard(self.value_head, mesh=mesh)
         if self.reference is not None:
-            shard_causal_lm(self.reference, mesh)
+            shard_causal_lm(self.reference, mesh, frozen=True)
         if isinstance(self.reward, RewardModel):
-            shard_causal_lm(self.reward.model, mesh)
+            shard_causal_lm(self.reward.model, mesh, frozen=True)
             fully_shard(self.reward.head, mesh=mesh)
         # the strategy loads a checkpoint's weights itself, before on_load_checkpoint could add the frozen ones it
         # leaves out (on_save_checkpoint): those keys are then missing by design, and the module keeps its own
@@ -497,7 +497,8 @@ class PPOModule(BackboneModule):
         """The reference's (B, N) response log-probs: the frozen reference's, or the LoRA policy's with its adapters
         off (the same base weights and casts, the adapters' B A x left out)."""
         if self.reference is not None:
-            return self._response_logprobs(self.reference, sequences, attention_mask, P)[0]
+            with whole_root(self.reference):  # sharded: its lm_head is read after its forward
+                return self._response_logprobs(self.reference, sequences, attention_mask, P)[0]
         with adapters_off(self.model):
             return self._response_logprobs(self.model, sequences, attention_mask, P)[0]
 
@@ -567,7 +568,7 @@ class PPOModule(BackboneModule):
         checkpoint["kl_controller"] = self.kl_controller.state_dict()
         checkpoint["reward_scale"] = self.reward_scale.state_dict()
         checkpoint["sft_length"] = self.sft_length
-        frozen = self._frozen_keys()
+        frozen = self.frozen_keys()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -578,11 +579,11 @@ class PPOModule(BackboneModule):
         if "state_dict" not in checkpoint:  # sharded: the strategy has loaded the weights already (configure_model)
             return
         # the frozen weights are this module's own (the checkpoint left them out): keep them, strict loading stays
-        frozen = self._frozen_keys()
+        frozen = self.frozen_keys()
         own = {k: v for k, v in self.state_dict().items() if k in frozen}
         checkpoint["state_dict"] = {**checkpoint["state_dict"], **own}
 
-    def _frozen_keys(self) -> set[str]:
+    def frozen_keys(self) -> set[str]:
         """state_dict keys a checkpoint leaves out: the reference and reward model, and the policy's frozen
         parameters (a LoRA base: 135 M of SmolLM2's weights against 2.4 M trained), which no step changes. Saving
         them cost 2 s an iteration of the sentiment experiment (a 540 MB checkpoint every 2 iterations)."""

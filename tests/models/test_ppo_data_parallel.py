@@ -63,7 +63,8 @@ def test_lora_ppo_under_fsdp_trains_as_under_ddp_with_half_of_every_model_on_eac
     sharded = two_ranks("fsdp", tmp_path / "fsdp.pt", "--lora")
     ddp = two_ranks("ddp", tmp_path / "ddp.pt", "--lora")
     assert_same_training(sharded, ddp)
-    # rank 0 held half of the policy's and the reward model's weights (a few padding elements more), all of DDP's
+    # after an iteration, rank 0 held half of the policy's and the reward model's weights (a few padding elements
+    # more), all of DDP's
     assert sharded["local"]["policy"] == pytest.approx(0.5, abs=0.01)
     assert sharded["local"]["reward"] == pytest.approx(0.5, abs=0.01)
     assert ddp["local"]["policy"] == ddp["local"]["reward"] == 1.0
@@ -76,11 +77,12 @@ def test_lora_ppo_under_fsdp_trains_as_under_ddp_with_half_of_every_model_on_eac
 
 @pytest.mark.slow
 def test_full_finetuning_grpo_under_fsdp_trains_as_under_ddp(tmp_path: Path) -> None:
-    """Every policy weight trainable (the root unit's tied embedding and lm_head too), no critic."""
-    assert_same_training(
-        two_ranks("fsdp", tmp_path / "fsdp.pt", "--method", "grpo"),
-        two_ranks("ddp", tmp_path / "ddp.pt", "--method", "grpo"),
-    )
+    """Every policy weight trainable (the root unit's tied embedding and lm_head too), no critic; a frozen copy of
+    the policy as the reference, sharded too and kept so between its forwards (its root included)."""
+    sharded = two_ranks("fsdp", tmp_path / "fsdp.pt", "--method", "grpo")
+    assert_same_training(sharded, two_ranks("ddp", tmp_path / "ddp.pt", "--method", "grpo"))
+    assert sharded["local"]["reference"] == pytest.approx(0.5, abs=0.01)
+    assert sharded["local"]["reward"] == pytest.approx(0.5, abs=0.01)
 
 
 @pytest.mark.slow
@@ -115,6 +117,14 @@ def test_a_sharded_run_resumes_exactly_from_its_checkpoint(tmp_path: Path) -> No
         assert resumed["stats"][3][name] == whole["stats"][3][name], name
     for name, weight in whole["policy"].items():
         torch.testing.assert_close(resumed["policy"][name], weight, rtol=0, atol=0, msg=name)
+    # the module loads non-strictly (the frozen weights are not in the file), so the strategy checks the keys: a
+    # LoRA run's checkpoint does not resume a full fine-tuning run
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, str(SCRIPT), "fsdp", str(tmp_path / "wrong.pt"), "--resume", first["last"]]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "does not fit this module: missing ['model.lm_head.weight'" in proc.stderr, (
+        proc.stderr[-3000:]
+    )
 
 
 def test_blocks_are_found_in_the_project_gpt_and_a_transformers_model_and_a_model_without_them_is_refused() -> None:

@@ -34,6 +34,24 @@ from models.reward import RewardModel  # noqa: E402
 LORA = {"r": 4, "alpha": 8, "dropout": 0.0}
 
 
+class Shares(L.Callback):
+    """The share of each model's weights this rank holds after each iteration, before any checkpoint is written
+    (which would reshard everything): 1/2 of every sharded tensor, all of a whole one, as it is between rollouts."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, float] = {}
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: PPOModule, *args) -> None:
+        parts = {"policy": module.model, "reward": module.reward, "value_head": module.value_head}
+        if module.reference is not None:
+            parts["reference"] = module.reference
+        self.last = {
+            name: sum(getattr(p, "to_local", lambda p=p: p)().numel() for p in part.parameters())
+            / sum(p.numel() for p in part.parameters())
+            for name, part in parts.items()
+        }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("strategy", choices=["ddp", "fsdp", "one"], help="one: one process at twice the batch")
@@ -71,7 +89,7 @@ def main() -> None:
                  **({"group_size": 2} if args.method != "ppo" else {}))  # fmt: skip
     module = PPOModule.from_base(policy, reward=reward, config=cfg, eos_id=EOS, pad_id=PAD,
                                  lora=LORA if args.lora else None)  # fmt: skip
-    recorder = StatsRecorder()
+    recorder, shares = StatsRecorder(), Shares()
     checkpoints = ModelCheckpoint(dirpath=args.out.parent / f"{args.out.stem}-ckpt", save_last=True,
                                   every_n_train_steps=cfg.steps_per_iteration)  # fmt: skip
     # GRPO never reads the value head: DDP must look for parameters without a gradient (as the stage has it)
@@ -80,18 +98,13 @@ def main() -> None:
         accelerator="cpu", devices=ranks, strategy=strategy,
         max_steps=args.iterations * cfg.steps_per_iteration, logger=False, log_every_n_steps=1,
         enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False, precision=args.precision,
-        callbacks=[recorder, checkpoints], default_root_dir=args.out.parent,
+        callbacks=[recorder, shares, checkpoints], default_root_dir=args.out.parent,
     )  # fmt: skip
     # each rank reads its own half of every batch of prompts (alignops.data.loaders shards them)
     loader = resumable_loader(Prompts(64), batch_size=cfg.rollout_batch_size, seed=0, collate_fn=left_pad,
                               drop_last=True)  # fmt: skip
     trainer.fit(module, loader, ckpt_path=args.resume)
-    # the share of each model's weights this rank holds: 1/2 of every sharded tensor, all of a whole one
-    local = {
-        name: sum(getattr(p, "to_local", lambda p=p: p)().numel() for p in part.parameters())
-        / sum(p.numel() for p in part.parameters())
-        for name, part in (("policy", module.model), ("reward", module.reward), ("value_head", module.value_head))
-    }
+    local = shares.last
     policy = module.policy_model()  # a collective under FSDP: every rank calls it
     if trainer.is_global_zero:
         state = {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()}
