@@ -141,6 +141,8 @@ METRICS = (
     "ppo/time_generation_s",
     "ppo/time_update_s",
 )
+# checked after each update, not logged: NaN when a trained weight is not finite (PPOModule._nonfinite_weights)
+NONFINITE_WEIGHTS = "policy/nonfinite_weights"
 # logged name -> the name models.ppo.health reads; the rest are checked (finite) under their logged names
 _HEALTH_NAMES = {"ppo/kl": KL, "ppo/approx_kl": APPROX_KL, "ppo/response_len": LENGTH, "ppo/eos_rate": EOS_RATE}
 _FROZEN = ("reference.", "reward.")  # state_dict prefixes left out of checkpoints
@@ -468,7 +470,20 @@ class PPOModule(BackboneModule):
         steps = torch.stack(per_step)  # (optimizer steps, 6)
         means = self._reduce(steps[:, :5].mean(dim=0), "mean").tolist()
         names = ("ppo/policy_loss", "ppo/value_loss", "ppo/entropy", "ppo/clipfrac", "ppo/approx_kl")
-        return {**dict(zip(names, means, strict=True)), "ppo/ratio_max": self._reduce(steps[:, 5].max(), "max").item()}
+        return {
+            **dict(zip(names, means, strict=True)),
+            "ppo/ratio_max": self._reduce(steps[:, 5].max(), "max").item(),
+            NONFINITE_WEIGHTS: self._nonfinite_weights(),
+        }
+
+    def _nonfinite_weights(self) -> float:
+        """0.0, or NaN when a trained weight is not finite on any rank (the health check then stops the run). The
+        losses above were computed before the last optimizer step: a step that broke the weights would otherwise
+        pass this iteration's check and fail the next rollout's sampling, outside the health check and its roll
+        back. Each rank counts its own (its shard, under FSDP)."""
+        local = [getattr(p, "to_local", lambda p=p: p)() for p in self.parameters() if p.requires_grad]
+        bad = torch.stack([(~torch.isfinite(p.detach())).sum() for p in local]).sum().float()
+        return float("nan") if self._reduce(bad, "sum").item() else 0.0
 
     # ---- pieces ------------------------------------------------------------------------------------------------
     def _response_logprobs(

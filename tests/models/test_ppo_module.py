@@ -223,6 +223,30 @@ def test_planted_nan_reward_raises_unhealthy_run_before_any_update(tmp_path: Pat
     assert pickle.loads(pickle.dumps(error)).reasons == error.reasons  # survives Prefect / subprocess boundaries
 
 
+def test_an_update_that_breaks_the_weights_stops_the_run_in_its_own_iteration(tmp_path: Path) -> None:
+    """The last optimizer step of iteration 2 writes a NaN into one weight after every loss of the iteration was
+    computed: the iteration's own health check stops the run (and the stage rolls back), rather than the next
+    rollout's sampling failing on NaN logits outside the health check."""
+    model = module(config(rollout_batch_size=16, minibatch_size=8, ppo_epochs=1))  # 2 optimizer steps an iteration
+
+    class BreakWeights(L.Callback):
+        def on_train_start(self, trainer: L.Trainer, pl_module: PPOModule) -> None:
+            steps, weight = [], pl_module.model.transformer.h[0].mlp.c_fc.weight
+
+            def after_step(optimizer, args, kwargs) -> None:
+                steps.append(1)
+                if len(steps) == 4:
+                    with torch.no_grad():
+                        weight[0, 0] = float("nan")
+
+            trainer.optimizers[0].register_step_post_hook(after_step)
+
+    with pytest.raises(UnhealthyRun) as raised:
+        fit(model, 4, tmp_path, callbacks=[BreakWeights()])
+    assert raised.value.iteration == 2
+    assert raised.value.reasons == ["policy/nonfinite_weights is nan, not a finite number: the run diverged"]
+
+
 def test_rollout_logprobs_are_shifted_by_one_and_the_scorer_sees_right_aligned_texts() -> None:
     seen = {}
 
