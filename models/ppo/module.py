@@ -81,9 +81,10 @@ Design choices:
   nearer the peak (trl_compare's SmolLM2 PPO, 32 episodes: scoring 5.6-6.8 -> 4.7-5.3 s an iteration).
 - Under FSDP (Lightning's ModelParallelStrategy: alignops.stages.training.sharded_strategy) configure_model shards
   the policy, the reference and the reward model block by block (models.sharding) and the heads as units of their
-  own; decoding gathers the policy once per rollout (models.sharding.gathered), the weight casts above are left to
-  autocast (a sharded weight is gathered anew at each forward), and export() gathers the trained policy onto rank
-  0. The same figures and weights as DDP's (tests/models/test_ppo_data_parallel.py).
+  own; decoding gathers the policy once per rollout (models.sharding.gathered) and folds and casts its weights
+  there as above, the scoring forwards' and the update's casts are left to autocast (a sharded weight is gathered
+  anew at each forward), and export() gathers the trained policy onto rank 0. The same figures and weights as
+  DDP's (tests/models/test_ppo_data_parallel.py).
 - Exact resume: the checkpoint carries the global RNG states (models.lm.BackboneModule) and the KL controller's beta;
   each iteration draws its sampling seed and minibatch order from the global CPU RNG, so a resumed run samples the
   same responses on any device. The data position is alignops.data.loaders.resumable_loader's. The checkpoint's
