@@ -85,9 +85,10 @@ Design choices:
   there as above, the scoring forwards' and the update's casts are left to autocast (a sharded weight is gathered
   anew at each forward), and export() gathers the trained policy onto rank 0. The same figures and weights as
   DDP's (tests/models/test_ppo_data_parallel.py).
-- Exact resume: the checkpoint carries the global RNG states (models.lm.BackboneModule) and the KL controller's beta;
-  each iteration draws its sampling seed and minibatch order from the global CPU RNG, so a resumed run samples the
-  same responses on any device. The data position is alignops.data.loaders.resumable_loader's. The checkpoint's
+- Exact resume: the checkpoint carries the global RNG states (models.lm.BackboneModule), the KL controller's beta
+  and seed_base; each iteration's sampling seed and minibatch order derive from seed_base and the iteration's
+  number alone, so a resumed run samples the same responses on any device, and N data-parallel ranks the same as
+  one process. The data position is alignops.data.loaders.resumable_loader's. The checkpoint's
   state_dict holds the policy's trainable parameters (model.*: all of them, or its LoRA adapters) and the value head
   (value_head.*) only: the reference, the reward model and a LoRA policy's frozen base are inputs, so rebuild the
   module from them as for the run, then fit(ckpt_path=...).
@@ -228,6 +229,10 @@ class PPOModule(BackboneModule):
         nn.init.zeros_(self.value_head.linear.weight)  # V = 0 everywhere at the start (see Design choices)
         self.reward_scale = RewardScale() if config.normalize_rewards else RewardScale(0.0, 1.0)
         self.sft_length: float | None = None  # the first rollout's mean length (the policy is still SFT's)
+        # every iteration's randomness derives from this and the iteration's number alone (training_step): drawn
+        # here from the global RNG (the run's seed decides it), and not from the global RNG's state at each
+        # iteration, which Lightning's DDP reseeds at setup and one process does not
+        self.seed_base = int(torch.randint(2**62, ()))
         # None: the policy with its adapters off (models.lora.adapters_off), whose base weights are the SFT model's
         self.reference = None if reference is None else reference.requires_grad_(False)
         self.reward = reward.requires_grad_(False) if isinstance(reward, nn.Module) else reward
@@ -309,9 +314,10 @@ class PPOModule(BackboneModule):
         iteration = self.global_step // cfg.steps_per_iteration + 1
         start = time.perf_counter()
         beta = self.kl_controller.beta
-        # the iteration's randomness, two draws from the global CPU RNG (restored on resume) whatever the batch size,
-        # rank 0's on every rank: the sampling seed and the seed of the minibatches' order
-        sampling_seed, order_seed = self._broadcast(torch.randint(2**62, (2,)).tolist())
+        # the iteration's randomness, whatever the batch size, the device count or the global RNG's state: the
+        # sampling seed and the seed of the minibatches' order, from (seed_base, iteration); rank 0's on every rank
+        draws = torch.Generator().manual_seed(self.seed_base + iteration)
+        sampling_seed, order_seed = self._broadcast(torch.randint(2**62, (2,), generator=draws).tolist())
         r = self.rollout(batch["input_ids"], batch["attention_mask"], seed=sampling_seed)
         B = r.sequences.size(0)
         rollout_stats = {
@@ -584,6 +590,7 @@ class PPOModule(BackboneModule):
         checkpoint["kl_controller"] = self.kl_controller.state_dict()
         checkpoint["reward_scale"] = self.reward_scale.state_dict()
         checkpoint["sft_length"] = self.sft_length
+        checkpoint["seed_base"] = self.seed_base
         frozen = self.frozen_keys()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
 
@@ -592,6 +599,7 @@ class PPOModule(BackboneModule):
         self.kl_controller.load_state_dict(checkpoint["kl_controller"])
         self.reward_scale.load_state_dict(checkpoint["reward_scale"])
         self.sft_length = checkpoint["sft_length"]
+        self.seed_base = checkpoint["seed_base"]
         if "state_dict" not in checkpoint:  # sharded: the strategy has loaded the weights already (configure_model)
             return
         # the frozen weights are this module's own (the checkpoint left them out): keep them, strict loading stays

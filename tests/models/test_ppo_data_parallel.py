@@ -24,7 +24,9 @@ FIGURES = ("ppo/reward", "ppo/kl", "ppo/policy_loss", "ppo/value_loss", "ppo/ent
 
 
 def two_ranks(strategy: str, out: Path, *args: str) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # PL_GLOBAL_SEED set, as L.seed_everything leaves it (the stages call it): Lightning's DDP then reseeds the
+    # global RNG at setup and one process does not, which must not change what PPO samples
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PL_GLOBAL_SEED": "123"}
     proc = subprocess.run([sys.executable, str(SCRIPT), strategy, str(out), *args], env=env, capture_output=True,
                           text=True, timeout=600)  # fmt: skip
     log = proc.stdout + proc.stderr
