@@ -90,6 +90,15 @@ def with_lora(model: CausalLM, lora: Mapping[str, Any] | None) -> CausalLM:
     return model if lora is None else apply_lora(model, LoraConfig(**lora))
 
 
+def merged_with(model: CausalLM, lora: Mapping[str, Any] | None, state: Mapping[str, Tensor], dtype) -> CausalLM:
+    """model (changed in place) with `lora`'s adapters, `state` loaded over its own weights (all of them, or only
+    the trained ones a checkpoint holds), LoRA merged into plain layers, in dtype: a trained policy rebuilt outside
+    its module (BackboneModule.export of a sharded model, the PPO stage's roll back)."""
+    model = with_lora(model, lora)
+    model.load_state_dict({**model.state_dict(), **state})
+    return (merge_lora(model) if has_lora(model) else model).to(dtype)
+
+
 def freeze_unread_lm_head(model: CausalLM) -> None:
     """Freeze the LM head of a backbone whose outputs a head module reads instead (classifier, reward, tagger):
     the loss never reaches it, so it would only sit in the optimizer. A head tied to the input embeddings (the
@@ -153,10 +162,8 @@ class BackboneModule(L.LightningModule):
             state = get_model_state_dict(self.model, options=options)
             if self.global_rank != 0:
                 return None
-            whole = with_lora(build_backbone(backbone_spec(self.model)), self.hparams.get("lora"))
-            whole.load_state_dict(state)
             dtype = next(self.model.parameters()).dtype  # bf16 under bf16-true, as unsharded export gives it
-            return (merge_lora(whole) if has_lora(whole) else whole).to(dtype)
+            return merged_with(build_backbone(backbone_spec(self.model)), self.hparams.get("lora"), state, dtype)
         return merge_lora(copy.deepcopy(self.model)) if has_lora(self.model) else self.model
 
     def configure_model(self) -> None:

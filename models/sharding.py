@@ -123,7 +123,5 @@ def gathered(module: nn.Module) -> Iterator[None]:
 def whole_root(model: nn.Module) -> Iterator[None]:
     """A sharded model's root unit (embeddings, final norm, lm_head) whole inside the block, its blocks as they are:
     for reading a frozen model's lm_head weight after its hidden_states. A no-op for a model not sharded."""
-    from torch.distributed.fsdp import FSDPModule
-
-    with _whole([model] if is_sharded(model) and isinstance(model, FSDPModule) else []):
+    with _whole([model] if is_sharded(model) else []):  # sharded: shard_causal_lm made the root a unit
         yield

@@ -119,8 +119,7 @@ def _last_healthy_policy(start, lora: dict | None, dtype):
     (bf16 under bf16-true), as export() gives it."""
     import torch
 
-    from models.lm import with_lora
-    from models.lora import has_lora, merge_lora
+    from models.lm import merged_with
 
     policy = load_model(start.folder).gpt
     last = start.stage_dir.checkpoints / "last.ckpt"
@@ -128,9 +127,7 @@ def _last_healthy_policy(start, lora: dict | None, dtype):
         return policy.to(dtype)
     state = torch.load(last, map_location="cpu", weights_only=True)["state_dict"]
     trained = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
-    policy = with_lora(policy, lora)
-    policy.load_state_dict({**policy.state_dict(), **trained})
-    return (merge_lora(policy) if has_lora(policy) else policy).to(dtype)
+    return merged_with(policy, lora, trained, dtype)
 
 
 def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
@@ -210,9 +207,9 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
             if trainer.is_global_zero or not sharded:  # sharded: rank 0 alone evaluates and publishes
                 policy = _last_healthy_policy(start, lora, next(module.model.parameters()).dtype)
 
-        if policy is None and stopped is None:
+        if stopped is None:
             policy = module.policy_model()  # sharded: gathered onto rank 0 (every rank calls it), None elsewhere
-        if policy is None or (sharded and not trainer.is_global_zero):
+        if sharded and not trainer.is_global_zero:
             # the other ranks of a sharded run: their models are shards, and rank 0 evaluates and publishes alone
             return PPOResult(stage.run_id, None, None, {}, None, stopped)
         policy = policy.cpu().eval()

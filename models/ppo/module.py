@@ -283,7 +283,7 @@ class PPOModule(BackboneModule):
             return
         from torch.distributed.fsdp import fully_shard
 
-        mesh = mesh["data_parallel"] if mesh.mesh_dim_names and "data_parallel" in mesh.mesh_dim_names else mesh
+        mesh = mesh["data_parallel"]  # ModelParallelStrategy's mesh is (data_parallel, tensor_parallel = 1)
         shard_causal_lm(self.model, mesh)
         fully_shard(self.value_head, mesh=mesh)
         if self.reference is not None:

@@ -266,34 +266,49 @@ def test_whitening_over_ranks_is_whitening_of_the_whole_batch(tmp_path: Path) ->
         assert not torch.allclose(alone, masked_whiten(x, mask), atol=1e-3)
 
 
-@pytest.mark.slow
-def test_ppo_and_grpo_under_ddp(built: PipelineConfig, tiny_overrides: list[str], home: Path) -> None:
-    """PPO (with a critic warm-up: only the value head trains then) and GRPO (no critic: the value head never
-    trains) under Lightning DDP on 2 CPU processes: both ranks join, rank 0 alone tracks and registers, and the
-    run finishes healthy (a health check that one rank failed alone would leave the other waiting forever)."""
+def _sft_and_reward_model(built: PipelineConfig) -> None:
+    """The tiny pipeline's SFT policy and a reward model it may train against (no accuracy gate at this size)."""
     from alignops.stages import reward, sft
 
     pretrain.run(built)
     sft.run(built)
     reward.run(built.model_copy(update={"reward": built.reward.model_copy(update={"min_accuracy": 0.0})}))
-    uri = tracking.tracking_uri()
+
+
+def _ppo_on_two_processes(built: PipelineConfig, tiny_overrides: list[str], home: Path, sets: list[str]) -> None:
+    """`alignops ppo -p tiny` on 2 CPU processes, as a user runs it: both ranks join, it succeeds, and only rank 0
+    registers (rank 1 prints nothing)."""
     common = [*tiny_overrides, f"data.cache_dir={built.data.cache_dir}", "trainer.accelerator=cpu",
-              "trainer.devices=2", "trainer.strategy=ddp", "ppo.iterations=3", "ppo.rollout_batch_size=2",
-              "ppo.minibatch_size=2", "ppo.ppo_epochs=1", "ppo.max_new_tokens=6",
-              "ppo.checkpoint_every_n_iterations=1", "ppo.eval_samples=4"]  # fmt: skip
-    env = {**os.environ, "ALIGNOPS_HOME": str(home), "MLFLOW_TRACKING_URI": uri, "OMP_NUM_THREADS": "1"}
+              "trainer.devices=2", "ppo.iterations=3", "ppo.rollout_batch_size=2", "ppo.minibatch_size=2",
+              "ppo.ppo_epochs=1", "ppo.max_new_tokens=6", "ppo.checkpoint_every_n_iterations=1",
+              "ppo.eval_samples=4"]  # fmt: skip
+    env = {**os.environ, "ALIGNOPS_HOME": str(home), "MLFLOW_TRACKING_URI": tracking.tracking_uri(),
+           "OMP_NUM_THREADS": "1"}  # fmt: skip
+    cmd = [sys.executable, "-m", "alignops.cli", "ppo", "-p", "tiny", *_sets([*common, *sets])]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert "MEMBER: 1/2" in out and "MEMBER: 2/2" in out and "Traceback" not in out, out[-4000:]
+    assert out.count("registered models:/alignops-policy/") == 1, out[-4000:]
+
+
+def _ppo_runs(client: mlflow.MlflowClient) -> list:
+    return [r for r in client.search_runs([e.experiment_id for e in client.search_experiments()])
+            if r.info.run_name == "ppo"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_ppo_and_grpo_under_ddp(built: PipelineConfig, tiny_overrides: list[str], home: Path) -> None:
+    """PPO (with a critic warm-up: only the value head trains then) and GRPO (no critic: the value head never
+    trains) under Lightning DDP on 2 CPU processes: both ranks join, rank 0 alone tracks and registers, and the
+    run finishes healthy (a health check that one rank failed alone would leave the other waiting forever)."""
+    _sft_and_reward_model(built)
     arms = (["ppo.critic_warmup_iterations=1"], ["ppo.method=grpo", "ppo.group_size=2"])  # ppo, then grpo
     for extra in arms:
-        cmd = [sys.executable, "-m", "alignops.cli", "ppo", "-p", "tiny", *_sets([*common, *extra])]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-        out = proc.stdout + proc.stderr
-        assert proc.returncode == 0, out[-4000:]
-        assert "MEMBER: 1/2" in out and "MEMBER: 2/2" in out and "Traceback" not in out, out[-4000:]
-        assert out.count("registered models:/alignops-policy/") == 1, out[-4000:]  # rank 1 printed nothing
+        _ppo_on_two_processes(built, tiny_overrides, home, ["trainer.strategy=ddp", *extra])
 
-    client = mlflow.MlflowClient(uri)
-    runs = [r for r in client.search_runs([e.experiment_id for e in client.search_experiments()])
-            if r.info.run_name == "ppo"]  # fmt: skip
+    client = mlflow.MlflowClient(tracking.tracking_uri())
+    runs = _ppo_runs(client)
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
     for run in runs:
         trainer = tracking.run_config(run.info.run_id)["trainer"]  # the resolved config the run logged
@@ -308,32 +323,16 @@ def test_ppo_and_grpo_under_ddp(built: PipelineConfig, tiny_overrides: list[str]
 def test_ppo_stage_under_fsdp(built: PipelineConfig, tiny_overrides: list[str], home: Path) -> None:
     """`alignops ppo --set trainer.strategy=fsdp` on 2 CPU processes: the policy, reference and reward model sharded
     (models.sharding, FSDP2 over gloo), the trained policy gathered onto rank 0, which alone evaluates, tracks and
-    registers; the registered policy is a whole model that generates."""
-    from alignops.stages import reward, sft
+    registers; the registered policy is a whole model that moved from SFT's."""
+    _sft_and_reward_model(built)
+    _ppo_on_two_processes(built, tiny_overrides, home, ["trainer.strategy=fsdp", "ppo.critic_warmup_iterations=1"])
 
-    pretrain.run(built)
-    sft.run(built)
-    reward.run(built.model_copy(update={"reward": built.reward.model_copy(update={"min_accuracy": 0.0})}))
-    uri = tracking.tracking_uri()
-    sets = [*tiny_overrides, f"data.cache_dir={built.data.cache_dir}", "trainer.accelerator=cpu", "trainer.devices=2",
-            "trainer.strategy=fsdp", "ppo.iterations=3", "ppo.rollout_batch_size=2", "ppo.minibatch_size=2",
-            "ppo.ppo_epochs=1", "ppo.max_new_tokens=6", "ppo.checkpoint_every_n_iterations=1", "ppo.eval_samples=4",
-            "ppo.critic_warmup_iterations=1"]  # fmt: skip
-    env = {**os.environ, "ALIGNOPS_HOME": str(home), "MLFLOW_TRACKING_URI": uri, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "alignops.cli", "ppo", "-p", "tiny", *_sets(sets)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-4000:]
-    assert "MEMBER: 1/2" in out and "MEMBER: 2/2" in out and "Traceback" not in out, out[-4000:]
-    assert out.count("registered models:/alignops-policy/") == 1, out[-4000:]  # rank 1 printed nothing
-
-    client = mlflow.MlflowClient(uri)
-    runs = [r for r in client.search_runs([e.experiment_id for e in client.search_experiments()])
-            if r.info.run_name == "ppo"]  # fmt: skip
-    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
-    assert tracking.run_config(runs[0].info.run_id)["trainer"]["strategy"] == "fsdp"
-    assert sorted(m.step for m in client.get_metric_history(runs[0].info.run_id, "ppo/kl")) == [0, 1, 2]
-    assert "ppo/reward_gain" in runs[0].data.metrics  # rank 0 evaluated the gathered policy
+    client = mlflow.MlflowClient(tracking.tracking_uri())
+    (run,) = _ppo_runs(client)
+    assert run.info.status == "FINISHED"
+    assert tracking.run_config(run.info.run_id)["trainer"]["strategy"] == "fsdp"
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "ppo/kl")) == [0, 1, 2]
+    assert "ppo/reward_gain" in run.data.metrics  # rank 0 evaluated the gathered policy
     (version,) = client.search_model_versions("name='alignops-policy'")
     assert version.tags[tracking.HEALTH_TAG] == "healthy"
     policy = load_model(tracking.resolve_model(f"models:/alignops-policy/{version.version}")).gpt
