@@ -73,7 +73,7 @@ class PPOConfig(BaseModel):
     reward_control: Literal["none", "negate", "shuffle"] = Field(
         "none",
         description="Experiment controls: negate the scores (steer the other way) or shuffle them within each "
-        "rollout batch (no signal); none for real training.",
+        "rollout batch, every rank's rows together (no signal); none for real training.",
     )
     optimizer: Literal["adamw", "adam", "sgd", "adagrad"] = Field(
         "adamw", description="Optimizer of the policy and the value head (constant learning rate; SGD momentum 0.9)."

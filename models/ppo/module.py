@@ -401,7 +401,7 @@ class PPOModule(BackboneModule):
         logp, values, ref_logp, score = torch.cat(logp), torch.cat(values), torch.cat(ref_logp), torch.cat(score)
 
         missing_eos = torch.zeros_like(score) if cfg.fixed_length else (~self._has_eos(response, mask)).float()
-        trained_on = controlled(score, cfg.reward_control)
+        trained_on = self._controlled(score, rows.to(score.device), seed)
         if not self.reward_scale.measured:  # measured on every rank's first rollout together
             self.reward_scale(self._all_gather(trained_on))
         penalised = self.reward_scale(trained_on) + cfg.missing_eos_penalty * missing_eos
@@ -555,6 +555,18 @@ class PPOModule(BackboneModule):
     # same size, so the mean over ranks is the batch mean. With the sampling seed shared and each row's draws its
     # own (rollout), and the losses weighed by each rank's share of the tokens (update), N ranks train as one
     # process at N times the batch (tests/models/test_ppo_data_parallel.py).
+    def _controlled(self, score: Tensor, rows: Tensor, seed: int) -> Tensor:
+        """The scores trained on under config.reward_control (reward_scale.controlled), rows being this rank's rows
+        of every rank's batch. "shuffle" permutes every rank's scores together, in that global order, drawn from the
+        iteration's sampling seed: the permutation one process draws at world times the batch, on any device count,
+        and the same again on resume."""
+        if self.config.reward_control != "shuffle":
+            return controlled(score, self.config.reward_control)
+        everyone, at = self._all_gather(score), self._all_gather(rows)
+        in_order = torch.empty_like(everyone).index_copy_(0, at, everyone)
+        # seed + 1: a stream of its own (the sampling stream is seed's; the CPU generator's seeding decorrelates them)
+        return controlled(in_order, "shuffle", torch.Generator().manual_seed(seed + 1))[rows]
+
     def _reduce(self, t: Tensor, op: str) -> Tensor:
         """t reduced over the ranks ("sum", "mean" or "max") by Lightning's strategy (the identity on one device);
         t itself outside a Trainer."""

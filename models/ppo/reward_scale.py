@@ -53,15 +53,15 @@ class RewardScale:
         self.mean, self.std = state["mean"], state["std"]
 
 
-def controlled(scores: Tensor, control: str) -> Tensor:
+def controlled(scores: Tensor, control: str, generator: torch.Generator | None = None) -> Tensor:
     """The scores an experiment's control arm trains on (Ziegler et al. 2019's sanity checks): "negate" flips the
     reward's direction, so the policy should move the opposite way; "shuffle" permutes the scores across the
-    rollout batch (global RNG, restored on resume), keeping their distribution and removing their link to the
-    responses, so the policy should not move at all; "none" returns them unchanged."""
+    rollout batch (drawn from generator, a CPU one; None: the global RNG), keeping their distribution and removing
+    their link to the responses, so the policy should not move at all; "none" returns them unchanged."""
     if control == "none":
         return scores
     if control == "negate":
         return -scores
     if control == "shuffle":
-        return scores[torch.randperm(scores.numel(), device=scores.device)]
+        return scores[torch.randperm(scores.numel(), generator=generator).to(scores.device)]
     raise ValueError(f"unknown reward control {control!r}: none, negate or shuffle")

@@ -55,6 +55,14 @@ def test_lora_ppo_under_ddp_trains_as_one_process_at_twice_the_batch(tmp_path: P
 
 
 @pytest.mark.slow
+def test_the_shuffled_control_under_ddp_trains_as_one_process_at_twice_the_batch(tmp_path: Path) -> None:
+    """The experiment's shuffled control permutes the scores of every rank's rows together, as one process permutes
+    its batch (a permutation on each rank of its own rows would give other rewards)."""
+    args = ("--lora", "--minibatches", "1", "--control", "shuffle")
+    assert_same_training(two_ranks("ddp", tmp_path / "ddp.pt", *args), two_ranks("one", tmp_path / "one.pt", *args))
+
+
+@pytest.mark.slow
 def test_full_finetuning_grpo_under_ddp_trains_as_one_process_at_twice_the_batch(tmp_path: Path) -> None:
     """Every row of a prompt's group sampled where one process samples it (rank r's prompts are r, r + 2, ...)."""
     args = ("--method", "grpo", "--minibatches", "1")

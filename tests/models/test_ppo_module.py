@@ -645,6 +645,8 @@ def test_reward_controls_negate_and_shuffle_the_scores() -> None:
     torch.manual_seed(0)
     shuffled = controlled(scores, "shuffle")
     assert sorted(shuffled.tolist()) == sorted(scores.tolist()) and not torch.equal(shuffled, scores)
+    drawn = [controlled(scores, "shuffle", torch.Generator().manual_seed(seed)) for seed in (1, 1, 2)]
+    assert torch.equal(drawn[0], drawn[1]) and not torch.equal(drawn[0], drawn[2])  # a seed decides it
     with pytest.raises(ValueError, match="none, negate or shuffle"):
         controlled(scores, "invert")
 

@@ -66,6 +66,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--minibatches", type=int, default=2, help="per epoch")
+    parser.add_argument("--control", default="none", help="PPOConfig.reward_control: none, negate or shuffle")
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -85,7 +86,7 @@ def main() -> None:
     prompts = (4 if args.method != "ppo" else 8) * 2 // ranks  # per rank: every run's iteration is 8 or 16 prompts
     episodes = prompts * (2 if args.method != "ppo" else 1)
     cfg = config(method=args.method, rollout_batch_size=prompts, minibatch_size=episodes // args.minibatches,
-                 ppo_epochs=2, max_new_tokens=args.max_new_tokens, lr=args.lr,
+                 ppo_epochs=2, max_new_tokens=args.max_new_tokens, lr=args.lr, reward_control=args.control,
                  **({"group_size": 2} if args.method != "ppo" else {}))  # fmt: skip
     module = PPOModule.from_base(policy, reward=reward, config=cfg, eos_id=EOS, pad_id=PAD,
                                  lora=LORA if args.lora else None)  # fmt: skip
