@@ -550,11 +550,11 @@ class PPOModule(BackboneModule):
     # ---- data parallelism: every rank's batch together -----------------------------------------------------------
     # Under DDP each rank rolls out its own share of the prompts (the loader shards them) and Lightning averages the
     # gradients of every manual_backward. What is computed from a batch rather than per sample is reduced here, so
-    # that every rank whitens, normalises, logs, checks health and adapts the KL coefficient on the same figures:
-    # one rank alone stopping on a health check would leave the others waiting for it. The ranks' batches are the
-    # same size, so the mean over ranks is the batch mean. With the sampling seed shared and each row's draws its
-    # own (rollout), and the losses weighed by each rank's share of the tokens (update), N ranks train as one
-    # process at N times the batch (tests/models/test_ppo_data_parallel.py).
+    # that every rank whitens, normalises, shuffles (the shuffled control), logs, checks health and adapts the KL
+    # coefficient on the same figures: one rank alone stopping on a health check would leave the others waiting for
+    # it. The ranks' batches are the same size, so the mean over ranks is the batch mean. With the sampling seed
+    # shared and each row's draws its own (rollout), and the losses weighed by each rank's share of the tokens
+    # (update), N ranks train as one process at N times the batch (tests/models/test_ppo_data_parallel.py).
     def _controlled(self, score: Tensor, rows: Tensor, seed: int) -> Tensor:
         """The scores trained on under config.reward_control (reward_scale.controlled), rows being this rank's rows
         of every rank's batch. "shuffle" permutes every rank's scores together, in that global order, drawn from the
@@ -564,7 +564,7 @@ class PPOModule(BackboneModule):
             return controlled(score, self.config.reward_control)
         everyone, at = self._all_gather(score), self._all_gather(rows)
         in_order = torch.empty_like(everyone).index_copy_(0, at, everyone)
-        # seed + 1: a stream of its own (the sampling stream is seed's; the CPU generator's seeding decorrelates them)
+        # seed + 1: a generator of its own, not the sampling one's (seeded with seed); MT19937 spreads adjacent seeds
         return controlled(in_order, "shuffle", torch.Generator().manual_seed(seed + 1))[rows]
 
     def _reduce(self, t: Tensor, op: str) -> Tensor:
