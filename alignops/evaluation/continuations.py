@@ -3,6 +3,7 @@ of held-out prefixes against the SFT policy's, both sampled with the same seeds,
 the reward model, the exact KL and the reference model's perplexity; then the results table and the targets.
 
     rows = [arm_metrics(...), ...]                 # one dict per arm (policy x seed), see arm_metrics
+    pairs = side_by_side(prompts, mine, sft, judges)   # what the win rates count, prefix by prefix, to read
     failed = missed_targets(rows)                  # [] when every target of issue 14 is met
     markdown = results_table(rows)
 
@@ -58,6 +59,29 @@ def arm_metrics(
         out[key] = math.exp(sum(samples.reference_nll) / max(sum(samples.lengths), 1))
     out["length"], out["length_sft"] = _mean(policy.lengths), _mean(sft.lengths)
     out["distinct_2"], out["distinct_2_sft"] = distinct_n(policy.texts), distinct_n(sft.texts)
+    return out
+
+
+def side_by_side(
+    prompts: Sequence[str], policy: Samples, sft: Samples, judges: dict[str, Callable[[str], float]]
+) -> list[dict]:
+    """Each held-out prefix with the policy's and the SFT policy's continuation and every score of both, one dict
+    per prefix: the pairs arm_metrics' win rates count, for a person to read. A rate says how often the policy
+    won; only the text says how (a lexicon reads "no, no, no, ..." as neutral, the reward model may not)."""
+    if not len(prompts) == len(policy.texts) == len(sft.texts):
+        raise ValueError(f"{len(prompts)} prefixes, {len(policy.texts)} policy and {len(sft.texts)} SFT continuations")
+    out = []
+    for i, (prompt, mine, theirs) in enumerate(zip(prompts, policy.texts, sft.texts, strict=True)):
+        pair = {
+            "prompt": prompt,
+            "policy": mine,
+            "sft": theirs,
+            "reward": policy.reward[i],
+            "reward_sft": sft.reward[i],
+        }
+        for name, judge in judges.items():
+            pair[name], pair[f"{name}_sft"] = judge(mine), judge(theirs)
+        out.append(pair)
     return out
 
 

@@ -40,6 +40,7 @@ from alignops.evaluation.continuations import (
     missed_targets,
     results_table,
     reward_judge_agreement,
+    side_by_side,
     time_to_target,
 )
 from alignops.evaluation.metrics import WinRate
@@ -280,9 +281,10 @@ def measure(
     sft_samples: dict[tuple[int, str, str], Samples],
 ) -> dict[str, Any]:
     """One arm's row: its metrics against the SFT policy on the held-out prefixes (continuations.arm_metrics), the
-    SFT samples drawn with the same seed. models: an evaluation.models.ModelCache shared by the arms; sft_samples:
-    the SFT policy's samples by (seed, SFT, reward model), shared by the arms too (every arm of one seed compares
-    with the same ones)."""
+    SFT samples drawn with the same seed, and under "continuations" both continuations of every prefix with their
+    scores (continuations.side_by_side; report() logs them apart from the table). models: an
+    evaluation.models.ModelCache shared by the arms; sft_samples: the SFT policy's samples by (seed, SFT, reward
+    model), shared by the arms too (every arm of one seed compares with the same ones)."""
     from alignops.evaluation.scoring import sequence_kl
 
     ec = cfg.experiment
@@ -294,7 +296,7 @@ def measure(
         kl = sequence_kl(policy.gpt, sft.gpt, responses, _pad(policy), ec.batch_size)
     metrics = arm_metrics(mine, theirs, JUDGES, kl)
     row = {"name": arm.name, "arm": arm.kind, "method": arm.method, "seed": arm.seed, "policy": policy_uri}
-    return row | {"precision": precision} | metrics
+    return row | {"precision": precision} | metrics | {"continuations": side_by_side(prompts, mine, theirs, JUDGES)}
 
 
 @dataclass(frozen=True)
@@ -314,9 +316,12 @@ def report(
 ) -> ExperimentResult:
     """The results table, the targets and a figure of reward against KL over training (curves: arm name ->
     (KL, reward) per iteration, from the arms' PPO runs), logged to the experiment's run. agreement: the reward
-    model against the judge on the SFT policy's continuations (reward_agreement), printed above the table."""
+    model against the judge on the SFT policy's continuations (reward_agreement), printed above the table. Each
+    row's "continuations" (measure) are logged as continuations/<arm>.jsonl, not in the table or the rows returned."""
     from alignops.evaluation import figures
 
+    texts = {row["name"]: row.get("continuations", []) for row in rows}
+    rows = [{k: v for k, v in row.items() if k != "continuations"} for row in rows]
     missed = missed_targets(rows)
     table = f"Reward model vs {PRIMARY_JUDGE} on pairs of SFT continuations: {_agreement_text(agreement)}.\n\n"
     table += results_table(rows)
@@ -331,6 +336,11 @@ def report(
         for path in (out_dir / "results.md", out_dir / "results.json"):
             stage.log_artifact(path, "results")
         stage.log_artifact(figures.reward_against_kl(curves, rows, out_dir / "reward_vs_kl.png"), "figures")
+        for name, pairs in texts.items():  # what each arm writes beside SFT, prefix by prefix, with every score
+            path = out_dir / "continuations" / f"{name.replace(' ', '_')}.jsonl"
+            path.parent.mkdir(exist_ok=True)
+            path.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs), encoding="utf-8")
+            stage.log_artifact(path, "continuations")
         for row in rows:
             numbers = {k: v for k, v in row.items() if isinstance(v, float | int) and k != "seed"}
             stage.log_metrics({f"{row['name'].replace(' ', '_')}/{k}": float(v) for k, v in numbers.items()})

@@ -10,6 +10,7 @@ from alignops.evaluation.continuations import (
     distinct_n,
     missed_targets,
     results_table,
+    side_by_side,
     time_to_target,
 )
 
@@ -47,6 +48,29 @@ def test_arm_metrics_refuses_mismatched_prefixes():
     two = _samples(["a", "b"], [1, 1], [0.0, 0.0], [1.0, 1.0])
     with pytest.raises(ValueError, match="1 policy continuations against 2"):
         arm_metrics(one, two, {}, kl=[0.0])
+
+
+def test_side_by_side_pairs_each_prefix_with_both_continuations_and_their_scores():
+    judge = {"good": 1.0, "bad": -1.0}
+    policy, sft = (
+        _samples(["good", "bad"], [1, 1], [0.5, -0.5], [1.0, 1.0]),
+        _samples(["bad", "bad"], [1, 1], [0.0, 0.1], []),
+    )
+    pairs = side_by_side(["p0", "p1"], policy, sft, {"toy": lambda t: judge[t]})
+    assert pairs == [
+        {"prompt": "p0", "policy": "good", "sft": "bad", "reward": 0.5, "reward_sft": 0.0, "toy": 1.0, "toy_sft": -1.0},
+        {
+            "prompt": "p1",
+            "policy": "bad",
+            "sft": "bad",
+            "reward": -0.5,
+            "reward_sft": 0.1,
+            "toy": -1.0,
+            "toy_sft": -1.0,
+        },
+    ]
+    with pytest.raises(ValueError, match="3 prefixes, 2 policy and 2 SFT continuations"):
+        side_by_side(["p0", "p1", "p2"], policy, sft, {})
 
 
 def _row(name, arm, **metrics):

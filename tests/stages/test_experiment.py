@@ -156,6 +156,16 @@ def test_experiment_flow_one_seed_and_the_controls(built: PipelineConfig, built_
     table = mlflow.artifacts.download_artifacts(run_id=result["report_run_id"], artifact_path="results/results.json")
     assert [r["name"] for r in json.loads(Path(table).read_text(encoding="utf-8"))] == [r["name"] for r in rows]
     assert "figures/reward_vs_kl.png" in tracking.artifact_paths(result["report_run_id"], "figures")
+    # what each arm wrote beside SFT on every held-out prefix, with the scores the win rates count
+    texts = mlflow.artifacts.download_artifacts(
+        run_id=result["report_run_id"], artifact_path="continuations/negated.jsonl"
+    )
+    pairs = [json.loads(line) for line in Path(texts).read_text(encoding="utf-8").splitlines()]
+    assert len(pairs) == n and all(isinstance(p["policy"], str) and isinstance(p["sft"], str) for p in pairs)
+    negated = next(r for r in rows if r["name"] == "negated")
+    assert sum(p["vader"] > p["vader_sft"] for p in pairs) == negated["win_rate/vader_wins"]
+    assert sum(p["reward"] < p["reward_sft"] for p in pairs) == negated["win_rate/reward_losses"]
+    assert all("continuations" not in row for row in rows)  # kept out of the rows and results.json
 
     # SFT samples scored by another reward model are never compared with this one's scores (a cache shared across
     # reward models once reported wrong reward-model win rates)
