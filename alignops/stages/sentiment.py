@@ -337,19 +337,24 @@ def report(
             stage.log_artifact(path, "results")
         stage.log_artifact(figures.reward_against_kl(curves, rows, out_dir / "reward_vs_kl.png"), "figures")
         for name, pairs in texts.items():  # what each arm writes beside SFT, prefix by prefix, with every score
-            path = out_dir / "continuations" / f"{name.replace(' ', '_')}.jsonl"
+            path = out_dir / "continuations" / f"{_slug(name)}.jsonl"
             path.parent.mkdir(exist_ok=True)
             path.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs), encoding="utf-8")
             stage.log_artifact(path, "continuations")
         for row in rows:
             numbers = {k: v for k, v in row.items() if isinstance(v, float | int) and k != "seed"}
-            stage.log_metrics({f"{row['name'].replace(' ', '_')}/{k}": float(v) for k, v in numbers.items()})
+            stage.log_metrics({f"{_slug(row['name'])}/{k}": float(v) for k, v in numbers.items()})
         stage.log_metrics(agreement.as_metrics("reward_judge_agreement"))
         stage.set_tags({
             tracking.EXPERIMENT_TARGETS_TAG: "met" if not missed else "missed: " + "; ".join(missed),
             tracking.PRECISION_TAG: ",".join(sorted({row["precision"] for row in rows})) or "none",
         })  # fmt: skip
         return ExperimentResult(rows, missed, table, stage.run_id)
+
+
+def _slug(arm_name: str) -> str:
+    """An arm's name as its metric prefix and file name: "ppo seed 0" -> "ppo_seed_0"."""
+    return arm_name.replace(" ", "_")
 
 
 def training_curve(policy_uri: str) -> list[tuple[float, float]]:
