@@ -7,6 +7,7 @@
 
 ppo.method picks PPO (critic, GAE) or GRPO / RLOO (group-relative advantages, no critic): the same health checks,
 resume and registry. ppo.reward_function (module:function) replaces the reward model by a rule or verifier.
+ppo.stop_at_kl is a KL budget: the run stops once its training KL reaches it (ppo/iterations says after how many).
 
 Refuses a reward model that failed its quality gate. Rollouts sample the rollout_prompts set's train split
 (continuations of the first words of real texts, split by content hash from every other set's train split);
@@ -225,6 +226,8 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
         after = _sampled_scores(scorer, policy, tokenizer, eval_prompts, cfg)
         before = _sampled_scores(scorer, reference, tokenizer, eval_prompts, cfg)
         metrics = {"ppo/eval_reward": after["reward"], "ppo/eval_reward_sft": before["reward"]}
+        # fewer than ppo.iterations when the KL budget (ppo.stop_at_kl) or a health stop ended the run
+        metrics["ppo/iterations"] = float(trainer.global_step // steps)
         metrics["ppo/reward_gain"] = after["reward"] - before["reward"]
         for name in ("response_len", "empty"):  # did the policy learn to stop early? (SFT beside it)
             metrics[f"ppo/eval_{name}"], metrics[f"ppo/eval_{name}_sft"] = after[name], before[name]

@@ -149,10 +149,12 @@ def reused_reward(cfg: PipelineConfig, sft_uri: str) -> str | None:
 ARM_FIELDS = ("method", "reward_control", "max_new_tokens", "fixed_length", "temperature")  # set per arm
 
 
-def arm_config(cfg: PipelineConfig, arm: Arm, sft_uri: str, reward_uri: str) -> PipelineConfig:
+def arm_config(
+    cfg: PipelineConfig, arm: Arm, sft_uri: str, reward_uri: str, iterations: int | None = None
+) -> PipelineConfig:
     """The PPO stage's config of one arm: the ppo section with experiment.ppo's fields over it (and, for the second
     method's arm, experiment.second_ppo's over those; validated: a misspelt field is an error), its method, control
-    and seed, on the experiment's prefixes."""
+    and seed, on the experiment's prefixes; iterations (matched_iterations) in place of experiment.iterations."""
     ec = cfg.experiment
     own = {"ppo": ec.ppo} | ({"second_ppo": ec.second_ppo} if arm.kind == SECOND else {})
     for name, section in own.items():
@@ -167,7 +169,7 @@ def arm_config(cfg: PipelineConfig, arm: Arm, sft_uri: str, reward_uri: str) -> 
     fields |= {
         "base_model": sft_uri, "reward_model": reward_uri, "method": arm.method, "reward_control": arm.control,
         "sources": ec.sources, "max_new_tokens": ec.max_new_tokens, "fixed_length": ec.fixed_length,
-        "temperature": ec.temperature, "iterations": ec.iterations or fields["iterations"],
+        "temperature": ec.temperature, "iterations": iterations or ec.iterations or fields["iterations"],
     }  # fmt: skip
     # Every arm samples the same episodes per iteration, so the methods are compared on one sampling budget: a
     # group method takes rollout_batch_size / group_size prompts, each sampled group_size times.
@@ -176,6 +178,20 @@ def arm_config(cfg: PipelineConfig, arm: Arm, sft_uri: str, reward_uri: str) -> 
     fields["rollout_batch_size"] = max(1, prompts // group)
     ppo = _section(cfg.ppo, fields, "ppo", "/".join(f"experiment.{name}" for name in own))
     return experiment_config(cfg).model_copy(update={"ppo": ppo, "seed": arm.seed})
+
+
+def matched_iterations(arm: Arm, trained: dict[tuple[str, int], int]) -> int | None:
+    """The shuffled control's iterations: as many as the main arm of its seed trained (trained: (kind, seed) ->
+    iterations of the arms run so far). Under a KL budget (experiment.ppo.stop_at_kl) the main arm stops when its KL
+    reaches it, which an arm without signal may never do: the control then gets the same episodes, not the cap.
+    None for every other arm (experiment.iterations, the cap)."""
+    return trained.get((MAIN, arm.seed)) if arm.kind == SHUFFLED else None
+
+
+def iterations_trained(policy_uri: str) -> int:
+    """How many iterations the PPO run that made a policy version trained (its ppo/iterations)."""
+    run_id = tracking.model_version_tags(policy_uri)[tracking.RUN_ID_TAG]
+    return int(tracking.run_metrics(run_id)["ppo/iterations"])
 
 
 def heldout_prefixes(cfg: PipelineConfig) -> list[dict[str, Any]]:

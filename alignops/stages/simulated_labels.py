@@ -8,16 +8,18 @@ Why: a reward model trained on the VADER raters' rankings of human-written sente
 sentences (0.81 on their test pairs), not of what a 135M policy writes: on pairs of the SFT policy's continuations
 of held-out prefixes it ordered them as VADER does 0.47-0.51 of the time, chance. Ziegler's labelers ranked samples
 of the policy itself. Here nobody can: the labeler is a model of the VADER raters, a ridge regression of each
-text's mean rating on its character n-grams (fit on the texts they rated, rankings/train), and every record it
-writes says so (annotator "simulated:..."; derived). It is neither judge of the experiment (the VADER and AFINN
-lexicons), and it reads words, not sentences, so it carries over to continuations: 0.66 agreement with VADER on
-the same SFT pairs. It ties its close calls (experiment.labeler_tie_margin): where it separates two continuations
-by little it orders them as VADER does hardly more often than chance, and a tie trains nothing.
+text's mean rating on its character n-grams, negation scopes marked (fit on the texts they rated, rankings/train),
+and every record it writes says so (annotator "simulated:..."; derived). It is neither judge of the experiment
+(the VADER and AFINN lexicons), and it reads words, not sentences, so it carries over to continuations: 0.66
+agreement with VADER on the same SFT pairs. It ties its close calls (experiment.labeler_tie_margin): where it
+separates two continuations by little it orders them as VADER does hardly more often than chance, and a tie trains
+nothing.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -33,12 +35,39 @@ SOURCE = "simulated/vadersentiment"  # a source of its own: reward.sources selec
 VAL_SEED_OFFSET = 1_000_003  # the val prefixes' sampling streams: none of the train batches' (seed + batch index)
 
 
+_NEGATOR = re.compile(r"(?:not|no|never|nothing|none|nobody|neither|nor|cannot|without|hardly|barely|\w+n't)", re.I)
+_CLAUSE_END = re.compile(r"[.,:;!?]")
+
+
+def mark_negation(text: str) -> str:
+    """`text` with every word after a negator, up to the next punctuation, prefixed neg_ (Pang et al. 2002): "not a
+    bad thing." -> "not neg_a neg_bad neg_thing .". A bag of n-grams then reads "bad" and "not ... bad" apart, as
+    the raters do (the unmarked labeler scored "it is not a disaster" far below neutral)."""
+    out, negated = [], False
+    for token in re.findall(r"[\w']+|[^\w\s]", text):
+        if _CLAUSE_END.fullmatch(token):
+            negated = False
+        out.append("neg_" + token if negated and not _CLAUSE_END.fullmatch(token) else token)
+        negated = negated or bool(_NEGATOR.fullmatch(token))
+    return " ".join(out)
+
+
+def _marked(texts: Sequence[str]) -> list[str]:
+    return [mark_negation(t) for t in texts]
+
+
 def fit_labeler(records: Sequence[dict]) -> Callable[[Sequence[str]], list[float]]:
     """A model of the raters behind rankings `records` (those with per-response ratings): ridge regression of each
-    distinct text's mean rating on TF-IDF character 2-5-grams. Returns text -> predicted rating."""
+    distinct text's mean rating on TF-IDF character 2-5-grams of the text with its negation scopes marked
+    (mark_negation). Returns text -> predicted rating.
+
+    The marking, measured on the VADER raters' held-out rankings (val and test, 547 rankings, 2,665 pairs): ordered
+    as the raters did 0.800 of the time against 0.789 unmarked, a paired difference of +0.012 [0.001, 0.023] (95 %
+    bootstrap over rankings); on val and test alone the intervals, [-0.003, 0.030] and [-0.005, 0.024], include 0."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import Ridge
     from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
 
     rated: dict[str, float] = {}
     for record in records:
@@ -51,6 +80,7 @@ def fit_labeler(records: Sequence[dict]) -> Callable[[Sequence[str]], list[float
             "label experiment.sources whose rankings carry raters' ratings (vadersentiment/)"
         )
     model = make_pipeline(
+        FunctionTransformer(_marked),
         TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=min(3, len(rated)), sublinear_tf=True),
         Ridge(alpha=1.0),
     )

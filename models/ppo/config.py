@@ -63,6 +63,13 @@ class PPOConfig(BaseModel):
     kl_horizon: int | None = Field(
         None, ge=1, description="Adaptive beta's horizon in episodes; None: the run's episodes (sized to the run)."
     )
+    stop_at_kl: float | None = Field(
+        None,
+        gt=0,
+        description="A KL budget, nats: stop once the mean training KL of the last kl_stop_window iterations "
+        "reaches it (runs compared at one KL, as Gao et al. 2022 compare them); None: every iteration runs.",
+    )
+    kl_stop_window: int = Field(5, ge=1, description="Iterations averaged for stop_at_kl (one iteration's is noisy).")
     kl_estimator: Literal["k1", "k3"] = Field("k1", description="Per-token KL estimator in the reward: k1 or k3.")
     whiten_rewards: bool = Field(False, description="Whiten per-token rewards (scale only) before GAE.")
     reward_clip: float | None = Field(None, gt=0, description="Clamp the penalised score to +-this; None: off.")

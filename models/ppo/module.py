@@ -41,6 +41,11 @@ ppo/policy_loss (means over the iteration's minibatch updates), ppo/response_len
 ppo/eos_rate, ppo/beta (the KL coefficient of this iteration's rewards), ppo/episodes_per_sec,
 ppo/time_generation_s (rollout: sampling and scoring), ppo/time_update_s (the PPO epochs).
 
+KL budget (stop_at_kl): the run stops (Trainer.should_stop) after the iteration at which the mean ppo/kl of the
+last kl_stop_window iterations reaches the budget, so runs with different rewards, methods or seeds are compared at
+one KL rather than after one number of iterations (a fixed KL coefficient lets the KL reached swing by whole nats
+between seeds). The window averages out one iteration's noise (about 1 nat on the sentiment experiment).
+
 Health: check_health runs twice per iteration, on the rollout's metrics before any update (a NaN reward never
 reaches the weights) and on all of them after. Any reason raises UnhealthyRun(reasons, stats) out of
 Trainer.fit. The failing iteration raises before on_train_batch_end, so every checkpoint ModelCheckpoint wrote is
@@ -229,6 +234,7 @@ class PPOModule(BackboneModule):
         nn.init.zeros_(self.value_head.linear.weight)  # V = 0 everywhere at the start (see Design choices)
         self.reward_scale = RewardScale() if config.normalize_rewards else RewardScale(0.0, 1.0)
         self.sft_length: float | None = None  # the first rollout's mean length (the policy is still SFT's)
+        self.kl_history: list[float] = []  # each iteration's ppo/kl, for the KL budget (stop_at_kl)
         # every iteration's randomness derives from this and the iteration's number alone (training_step): drawn
         # here from the global RNG (the run's seed decides it), and not from the global RNG's state at each
         # iteration, which Lightning's DDP reseeds at setup and one process does not
@@ -349,6 +355,19 @@ class PPOModule(BackboneModule):
         )
         self._check(stats, iteration)
         self.log_dict({name: stats[name] for name in METRICS}, on_step=True, on_epoch=False, batch_size=B)
+        self.kl_history.append(stats["ppo/kl"])
+        if self.kl_budget_spent():  # every rank reads the same reduced KL, so every rank stops at this iteration
+            self.trainer.should_stop = True
+
+    def kl_budget_spent(self) -> bool:
+        """The mean training KL of the last kl_stop_window iterations has reached stop_at_kl (never without one)."""
+        cfg = self.config
+        recent = self.kl_history[-cfg.kl_stop_window :]
+        return (
+            cfg.stop_at_kl is not None
+            and len(recent) == cfg.kl_stop_window
+            and sum(recent) / len(recent) >= cfg.stop_at_kl
+        )
 
     @torch.no_grad()
     def rollout(self, input_ids: Tensor, attention_mask: Tensor, seed: int | None = None) -> Rollout:
@@ -602,6 +621,7 @@ class PPOModule(BackboneModule):
         checkpoint["kl_controller"] = self.kl_controller.state_dict()
         checkpoint["reward_scale"] = self.reward_scale.state_dict()
         checkpoint["sft_length"] = self.sft_length
+        checkpoint["kl_history"] = self.kl_history
         checkpoint["seed_base"] = self.seed_base
         frozen = self.frozen_keys()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
@@ -611,6 +631,7 @@ class PPOModule(BackboneModule):
         self.kl_controller.load_state_dict(checkpoint["kl_controller"])
         self.reward_scale.load_state_dict(checkpoint["reward_scale"])
         self.sft_length = checkpoint["sft_length"]
+        self.kl_history = list(checkpoint.get("kl_history", []))  # absent from checkpoints before the KL budget
         self.seed_base = checkpoint["seed_base"]
         if "state_dict" not in checkpoint:  # sharded: the strategy has loaded the weights already (configure_model)
             return

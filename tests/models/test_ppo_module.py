@@ -133,6 +133,25 @@ def test_reward_rises_with_bounded_kl_and_every_trainable_parameter_moves(tmp_pa
     assert model.policy_model() is model.model and not model.reference.transformer.wte.weight.requires_grad
 
 
+def test_a_kl_budget_stops_the_run_at_the_first_window_whose_mean_kl_reaches_it(tmp_path: Path) -> None:
+    """stop_at_kl: the run ends after the iteration at which the mean KL of the last kl_stop_window iterations
+    first reaches the budget; until then it is the same run as one without a budget (same seeds, same draws)."""
+    free = fit(module(config()), 12, tmp_path)
+    kl = [free[i]["ppo/kl"] for i in range(1, 13)]
+    window = 3
+    means = [sum(kl[i - window : i]) / window for i in range(window, 13)]  # means[j]: iterations j+1 .. j+window
+    budget = means[4]  # the mean of iterations 5-7: reached at iteration 7, or earlier if the KL dipped
+    stop = window + next(j for j, m in enumerate(means) if m >= budget)
+    assert 5 < stop <= 7, (kl, budget)  # the KL rises (test above): the budget is reached mid-run, not at once
+    model = module(config(stop_at_kl=budget, kl_stop_window=window))
+    stopped = fit(model, 12, tmp_path)
+    assert sorted(stopped) == list(range(1, stop + 1))
+    assert [stopped[i]["ppo/kl"] for i in stopped] == pytest.approx(kl[:stop], abs=1e-6)
+    assert model.kl_budget_spent() and len(model.kl_history) == stop
+    unspent = module(config(stop_at_kl=1e6, kl_stop_window=window))  # never reached: every iteration runs
+    assert sorted(fit(unspent, 4, tmp_path)) == [1, 2, 3, 4] and not unspent.kl_budget_spent()
+
+
 def exact_kl(model: PPOModule) -> float:
     """KL(policy || reference) summed over vocabulary and response tokens, mean over 32 sampled responses."""
     batch = left_pad([Prompts(32, seed=1)[i] for i in range(32)])
@@ -428,6 +447,7 @@ def test_exact_resume_from_mid_run_checkpoint(tmp_path: Path) -> None:
     assert full[3]["ppo/beta"] != full[4]["ppo/beta"]
     checkpoint = torch.load(ckpt, weights_only=True)
     assert checkpoint["kl_controller"] == {"beta": pytest.approx(full[3]["ppo/beta"])}
+    assert checkpoint["kl_history"] == pytest.approx([full[1]["ppo/kl"], full[2]["ppo/kl"]])  # the KL budget's
     assert set(checkpoint["rng_states"]) >= {"torch", "python"}
     assert checkpoint["hyper_parameters"]["config"]["target_kl"] == 0.5
 

@@ -74,7 +74,14 @@ def test_arms_and_their_configs(built: PipelineConfig) -> None:
     sized = built.model_copy(update={"experiment": ec.model_copy(update={"iterations": 7, "rollout_batch_size": 32})})
     arm = sentiment.arm_config(sized, quick[0], "models:/alignops-sft/1", "models:/alignops-sentiment-reward/1")
     assert (arm.ppo.iterations, arm.ppo.rollout_batch_size) == (7, 32)  # the experiment sizes its own arms
+    matched = sentiment.arm_config(sized, quick[2], "models:/alignops-sft/1", "models:/r/1", iterations=5)
+    assert matched.ppo.iterations == 5  # the shuffled control's, matched to its seed's main arm
     full = sentiment.arms(ec, quick=False)
+    # under a KL budget the main arm of a seed stops when its KL reaches it; the shuffled control of that seed (no
+    # signal: its KL may never get there) trains as many iterations; every other arm has its own budget and cap
+    trained = {("main", 0): 17, ("main", 1): 23, ("negated", 0): 40}
+    assert [sentiment.matched_iterations(a, trained) for a in full] == [None, None, None, None, None, 17]
+    assert sentiment.matched_iterations(full[5], {}) is None  # no main arm of its seed ran: the cap
     grpo = sentiment.arm_config(sized, full[3], "models:/alignops-sft/1", "models:/alignops-sentiment-reward/1")
     # the same episodes per iteration as a PPO arm: 32 / group_size prompts, each sampled group_size times
     assert (grpo.ppo.method, grpo.ppo.rollout_batch_size * grpo.ppo.group_size) == ("grpo", 32)
@@ -139,6 +146,7 @@ def test_experiment_flow_one_seed_and_the_controls(built: PipelineConfig, built_
         assert row["kl"] >= 0 and row["reference_ppl"] > 1 and row["minutes"] > 0
         assert row["length"] == row["length_sft"] == 6  # fixed-length continuations, in training and measurement
     assert result["missed"]  # a 2-iteration tiny policy meets none of the real targets, and the report says so
+    assert [sentiment.iterations_trained(r["policy"]) for r in rows] == [2, 2, 2]  # no KL budget: the cap
     assert "- ppo seed 0: not at the target within" in result["table"]
 
     # the arms' models are the experiment's own: the pipeline's policy and reward names stay empty

@@ -45,7 +45,7 @@ def test_ppo_against_a_gated_reward_model(built: PipelineConfig) -> None:
     assert version.tags["alignops.reward_model"] == rm.model_uri
     assert version.tags["alignops.health"] == "healthy"
     history = client.get_metric_history(result.run_id, "ppo/kl")
-    assert len(history) == PPO_TINY["iterations"]
+    assert len(history) == PPO_TINY["iterations"] == result.metrics["ppo/iterations"]  # no KL budget: every one
     assert all(math.isfinite(m.value) and m.value < built.ppo.max_kl for m in history)
     for key in ("ppo/reward", "ppo/entropy", "ppo/clipfrac", "ppo/approx_kl", "ppo/value_loss", "ppo/policy_loss",
                 "ppo/response_len", "ppo/episodes_per_sec", "ppo/time_generation_s", "ppo/time_update_s"):  # fmt: skip

@@ -17,6 +17,7 @@ from alignops.stages.simulated_labels import (
     fit_labeler,
     label,
     labeler_accuracy,
+    mark_negation,
     ranking_of,
     rankings,
 )
@@ -57,6 +58,25 @@ def test_the_labeler_learns_the_raters_not_a_lexicon() -> None:
     assert labeler_accuracy(labeler, []) is None
     with pytest.raises(ValueError, match="needs rated texts.*hold 0"):
         fit_labeler([{"responses": ["a", "b"], "ratings": None}])
+
+
+def test_the_labeler_reads_a_negated_word_apart_from_the_word() -> None:
+    """Raters who score "bad" low and "not bad" high: the labeler marks the words after a negator (up to the next
+    punctuation), so a bag of n-grams can tell the two apart (unmarked, "not bad" is "not" plus "bad")."""
+    assert mark_negation("It is not a bad thing. It is fine, never dull!") == (
+        "It is not neg_a neg_bad neg_thing . It is fine , never neg_dull !"
+    )
+    assert mark_negation("I didn't like it, no") == "I didn't neg_like neg_it , no"
+    rated = {
+        "it was good": 3, "so good today": 3, "a good film": 3, "it was bad": -3, "so bad today": -3,
+        "a bad film": -3, "it was not good": -2, "not good today": -2, "not a good film": -2, "it was not bad": 2,
+        "not bad today": 2, "not a bad film": 2,
+    }  # fmt: skip
+    labeler = fit_labeler([{"responses": list(rated), "ratings": [[v] for v in rated.values()]}])
+    texts = ["the good song", "the song is not good", "the bad song", "not bad, the song"]
+    good, not_good, bad, not_bad = labeler(texts)
+    # measured: 2.13, -0.77, -2.24, 0.91; unmarked 0.71, 0.56, -0.72, -0.34 ("not good" read as good, "not bad" as bad)
+    assert not_good < 0 < good and bad < 0 < not_bad, (good, not_good, bad, not_bad)
 
 
 def test_rankings_group_k_continuations_per_prompt_and_skip_repeats() -> None:
