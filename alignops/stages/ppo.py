@@ -226,7 +226,8 @@ def run(cfg: PipelineConfig, parent_run_id: str | None = None) -> PPOResult:
         after = _sampled_scores(scorer, policy, tokenizer, eval_prompts, cfg)
         before = _sampled_scores(scorer, reference, tokenizer, eval_prompts, cfg)
         metrics = {"ppo/eval_reward": after["reward"], "ppo/eval_reward_sft": before["reward"]}
-        # fewer than ppo.iterations when the KL budget (ppo.stop_at_kl) or a health stop ended the run
+        # the iterations run: fewer than ppo.iterations when the KL budget (ppo.stop_at_kl) ended the run, or a
+        # health stop (whose registered policy is then an earlier checkpoint's, see the health tag)
         metrics["ppo/iterations"] = float(trainer.global_step // steps)
         metrics["ppo/reward_gain"] = after["reward"] - before["reward"]
         for name in ("response_len", "empty"):  # did the policy learn to stop early? (SFT beside it)

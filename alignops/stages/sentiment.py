@@ -169,7 +169,8 @@ def arm_config(
     fields |= {
         "base_model": sft_uri, "reward_model": reward_uri, "method": arm.method, "reward_control": arm.control,
         "sources": ec.sources, "max_new_tokens": ec.max_new_tokens, "fixed_length": ec.fixed_length,
-        "temperature": ec.temperature, "iterations": iterations or ec.iterations or fields["iterations"],
+        "temperature": ec.temperature,
+        "iterations": iterations if iterations is not None else ec.iterations or fields["iterations"],
     }  # fmt: skip
     # Every arm samples the same episodes per iteration, so the methods are compared on one sampling budget: a
     # group method takes rollout_batch_size / group_size prompts, each sampled group_size times.
@@ -190,8 +191,12 @@ def matched_iterations(arm: Arm, trained: dict[tuple[str, int], int]) -> int | N
 
 def iterations_trained(policy_uri: str) -> int:
     """How many iterations the PPO run that made a policy version trained (its ppo/iterations)."""
-    run_id = tracking.model_version_tags(policy_uri)[tracking.RUN_ID_TAG]
-    return int(tracking.run_metrics(run_id)["ppo/iterations"])
+    return int(tracking.run_metrics(_run_of(policy_uri))["ppo/iterations"])
+
+
+def _run_of(policy_uri: str) -> str:
+    """The id of the PPO run that registered a policy version."""
+    return tracking.model_version_tags(policy_uri)[tracking.RUN_ID_TAG]
 
 
 def heldout_prefixes(cfg: PipelineConfig) -> list[dict[str, Any]]:
@@ -375,7 +380,7 @@ def _slug(arm_name: str) -> str:
 
 def training_curve(policy_uri: str) -> list[tuple[float, float]]:
     """(KL, reward) per iteration of the PPO run that made a policy version: ppo/kl and ppo/reward, in step order."""
-    run_id = tracking.model_version_tags(policy_uri)[tracking.RUN_ID_TAG]
+    run_id = _run_of(policy_uri)
     kl = [v for _, _, v in tracking.metric_history(run_id, "ppo/kl")]
     reward = [v for _, _, v in tracking.metric_history(run_id, "ppo/reward")]
     return list(zip(kl, reward, strict=False))

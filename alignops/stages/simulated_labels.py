@@ -45,9 +45,11 @@ def mark_negation(text: str) -> str:
     the raters do (the unmarked labeler scored "it is not a disaster" far below neutral)."""
     out, negated = [], False
     for token in re.findall(r"[\w']+|[^\w\s]", text):
-        if _CLAUSE_END.fullmatch(token):
+        if _CLAUSE_END.fullmatch(token):  # a scope ends at punctuation, which is never marked
             negated = False
-        out.append("neg_" + token if negated and not _CLAUSE_END.fullmatch(token) else token)
+            out.append(token)
+            continue
+        out.append("neg_" + token if negated else token)
         negated = negated or bool(_NEGATOR.fullmatch(token))
     return " ".join(out)
 
