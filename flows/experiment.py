@@ -38,17 +38,16 @@ def sentiment_experiment(preset: str = "tiny", overrides: list[str] | None = Non
                 log.info("simulated rankings of %s's continuations: %s", sft, simulated_labels.label(cfg, sft, parent))
             reward = tasks.train_reward(sentiment.reward_config(cfg, sft), parent)["model_uri"]
         prompts = [r["prompt"] for r in sentiment.heldout_prefixes(cfg)]
-        models, sft_samples, rows, curves, trained = ModelCache(), {}, [], {}, {}
+        models, sft_samples, rows, curves, done = ModelCache(), {}, [], {}, {}
         agreement = sentiment.reward_agreement(cfg, sft, reward, prompts, models, sft_samples)
         log.info("reward model vs judge on SFT continuation pairs: %s", agreement.as_metrics("agreement"))
         sentiment.require_agreement(cfg, agreement, reward)
         for arm in sentiment.arms(cfg.experiment, quick):
             started = time.perf_counter()
-            iterations = sentiment.matched_iterations(arm, trained)
-            policy = tasks.align(sentiment.arm_config(cfg, arm, sft, reward, iterations), parent)["model_uri"]
+            policy = tasks.align(sentiment.arm_config(cfg, arm, sft, reward, done), parent)["model_uri"]
             minutes = (time.perf_counter() - started) / 60
-            trained[arm.kind, arm.seed] = sentiment.iterations_trained(policy)
             row = sentiment.measure(cfg, arm, policy, sft, reward, prompts, models, sft_samples)
+            done[arm.kind, arm.seed] = {"iterations": sentiment.iterations_trained(policy), "kl": row["kl"]}
             rows.append(row | {"minutes": minutes})
             curves[arm.name] = sentiment.training_curve(policy)
             log.info("%s: %s", arm.name, {k: round(v, 3) for k, v in rows[-1].items() if isinstance(v, float)})

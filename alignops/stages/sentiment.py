@@ -150,11 +150,12 @@ ARM_FIELDS = ("method", "reward_control", "max_new_tokens", "fixed_length", "tem
 
 
 def arm_config(
-    cfg: PipelineConfig, arm: Arm, sft_uri: str, reward_uri: str, iterations: int | None = None
+    cfg: PipelineConfig, arm: Arm, sft_uri: str, reward_uri: str, done: dict[tuple[str, int], dict] | None = None
 ) -> PipelineConfig:
     """The PPO stage's config of one arm: the ppo section with experiment.ppo's fields over it (and, for the second
     method's arm, experiment.second_ppo's over those; validated: a misspelt field is an error), its method, control
-    and seed, on the experiment's prefixes; iterations (matched_iterations) in place of experiment.iterations."""
+    and seed, on the experiment's prefixes; a control's fields matched to the main arm of its seed (matched_to_main;
+    done: (kind, seed) -> "iterations" trained and held-out "kl" measured, of the arms run so far)."""
     ec = cfg.experiment
     own = {"ppo": ec.ppo} | ({"second_ppo": ec.second_ppo} if arm.kind == SECOND else {})
     for name, section in own.items():
@@ -170,8 +171,9 @@ def arm_config(
         "base_model": sft_uri, "reward_model": reward_uri, "method": arm.method, "reward_control": arm.control,
         "sources": ec.sources, "max_new_tokens": ec.max_new_tokens, "fixed_length": ec.fixed_length,
         "temperature": ec.temperature,
-        "iterations": iterations if iterations is not None else ec.iterations or fields["iterations"],
+        "iterations": ec.iterations or fields["iterations"],
     }  # fmt: skip
+    fields |= matched_to_main(arm, done or {}, fields["stop_at_kl"])
     # Every arm samples the same episodes per iteration, so the methods are compared on one sampling budget: a
     # group method takes rollout_batch_size / group_size prompts, each sampled group_size times.
     prompts = ec.rollout_batch_size or fields["rollout_batch_size"]
@@ -181,12 +183,22 @@ def arm_config(
     return experiment_config(cfg).model_copy(update={"ppo": ppo, "seed": arm.seed})
 
 
-def matched_iterations(arm: Arm, trained: dict[tuple[str, int], int]) -> int | None:
-    """The shuffled control's iterations: as many as the main arm of its seed trained (trained: (kind, seed) ->
-    iterations of the arms run so far). Under a KL budget (experiment.ppo.stop_at_kl) the main arm stops when its KL
-    reaches it, which an arm without signal may never do: the control then gets the same episodes, not the cap.
-    None for every other arm (experiment.iterations, the cap)."""
-    return trained.get((MAIN, arm.seed)) if arm.kind == SHUFFLED else None
+def matched_to_main(arm: Arm, done: dict[tuple[str, int], dict], budget: float | None) -> dict[str, Any]:
+    """A control's ppo fields matched to the main arm of its seed (done: as arm_config's; budget: the arms'
+    ppo.stop_at_kl). Under a KL budget:
+    - the shuffled control trains as many iterations as its main arm: it has no signal to spend a budget with and
+      might never reach one;
+    - the negated control stops at the KL its main arm measured on the held-out prefixes rather than at the
+      budget. The budget's trigger, a mean over the last kl_stop_window iterations, lags a KL that rises fast:
+      main arms stopped at 4 nats measured 5.2-7.0 on the held-out prefixes, while the negated arm's KL rose slowly
+      and levelled off at 4-5 under the KL penalty, so at the budget it measured 4.7, less than the arm it controls
+      (2026-12-07). experiment.iterations caps it.
+    {} for every other arm, without a budget (every arm trains experiment.iterations), or before the main arm of
+    the seed has run."""
+    main = done.get((MAIN, arm.seed))
+    if budget is None or main is None:
+        return {}
+    return {SHUFFLED: {"iterations": int(main["iterations"])}, NEGATED: {"stop_at_kl": main["kl"]}}.get(arm.kind, {})
 
 
 def iterations_trained(policy_uri: str) -> int:

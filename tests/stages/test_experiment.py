@@ -74,14 +74,19 @@ def test_arms_and_their_configs(built: PipelineConfig) -> None:
     sized = built.model_copy(update={"experiment": ec.model_copy(update={"iterations": 7, "rollout_batch_size": 32})})
     arm = sentiment.arm_config(sized, quick[0], "models:/alignops-sft/1", "models:/alignops-sentiment-reward/1")
     assert (arm.ppo.iterations, arm.ppo.rollout_batch_size) == (7, 32)  # the experiment sizes its own arms
-    matched = sentiment.arm_config(sized, quick[2], "models:/alignops-sft/1", "models:/r/1", iterations=5)
-    assert matched.ppo.iterations == 5  # the shuffled control's, matched to its seed's main arm
     full = sentiment.arms(ec, quick=False)
-    # under a KL budget the main arm of a seed stops when its KL reaches it; the shuffled control of that seed (no
-    # signal: its KL may never get there) trains as many iterations; every other arm has its own budget and cap
-    trained = {("main", 0): 17, ("main", 1): 23, ("negated", 0): 40}
-    assert [sentiment.matched_iterations(a, trained) for a in full] == [None, None, None, None, None, 17]
-    assert sentiment.matched_iterations(full[5], {}) is None  # no main arm of its seed ran: the cap
+    # under a KL budget each control is matched to the main arm of its seed: the shuffled control (no signal: its KL
+    # may never reach the budget) trains as many iterations, the negated control stops at the KL the main arm
+    # measured (the budget's lagging trigger let the main arms overshoot it); every other arm keeps its own budget
+    done = {("main", 0): {"iterations": 17, "kl": 5.5}, ("main", 1): {"iterations": 23, "kl": 7.0}}
+    budgeted = sized.model_copy(update={"experiment": sized.experiment.model_copy(update={"ppo": {"stop_at_kl": 4.0}})})
+    configs = [sentiment.arm_config(budgeted, a, "models:/alignops-sft/1", "models:/r/1", done).ppo for a in full]
+    assert [(c.stop_at_kl, c.iterations) for c in configs] == [(4.0, 7)] * 4 + [(5.5, 7), (4.0, 17)]
+    assert [c.reward_control for c in configs[4:]] == ["negate", "shuffle"]
+    assert sentiment.matched_to_main(full[5], {}, 4.0) == {}  # no main arm of its seed ran: its own budget and cap
+    assert sentiment.matched_to_main(full[4], {("main", 1): done["main", 1]}, 4.0) == {}  # another seed's
+    unbudgeted = [sentiment.arm_config(sized, a, "models:/alignops-sft/1", "models:/r/1", done).ppo for a in full]
+    assert {(c.stop_at_kl, c.iterations) for c in unbudgeted} == {(None, 7)}  # no budget: every arm trains the cap
     grpo = sentiment.arm_config(sized, full[3], "models:/alignops-sft/1", "models:/alignops-sentiment-reward/1")
     # the same episodes per iteration as a PPO arm: 32 / group_size prompts, each sampled group_size times
     assert (grpo.ppo.method, grpo.ppo.rollout_batch_size * grpo.ppo.group_size) == ("grpo", 32)
@@ -135,6 +140,7 @@ def test_experiment_flow_one_seed_and_the_controls(built: PipelineConfig, built_
     sft.run(built)
     labelled = [*TINY_EXPERIMENT, "experiment.simulated_labels=4", "experiment.labels_per_prompt=2"]
     labelled += ["experiment.seeds=[0]", "experiment.second_method=null"]  # one seed and the controls
+    labelled += ["experiment.ppo.stop_at_kl=1000.0"]  # a KL budget no tiny arm reaches: the controls are matched
     result = sentiment_experiment("tiny", built_project.overrides + labelled)
 
     rows = result["rows"]
@@ -146,7 +152,11 @@ def test_experiment_flow_one_seed_and_the_controls(built: PipelineConfig, built_
         assert row["kl"] >= 0 and row["reference_ppl"] > 1 and row["minutes"] > 0
         assert row["length"] == row["length_sft"] == 6  # fixed-length continuations, in training and measurement
     assert result["missed"]  # a 2-iteration tiny policy meets none of the real targets, and the report says so
-    assert [sentiment.iterations_trained(r["policy"]) for r in rows] == [2, 2, 2]  # no KL budget: the cap
+    # every arm trains the cap of 2 (a 5-iteration KL window never fills); the negated control's budget is the KL
+    # the main arm measured on the held-out prefixes
+    assert [sentiment.iterations_trained(r["policy"]) for r in rows] == [2, 2, 2]
+    negated_config = tracking.run_config(sentiment._run_of(rows[1]["policy"]))
+    assert negated_config["ppo"]["stop_at_kl"] == pytest.approx(rows[0]["kl"]) != 1000.0
     assert "- ppo seed 0: not at the target within" in result["table"]
 
     # the arms' models are the experiment's own: the pipeline's policy and reward names stay empty
