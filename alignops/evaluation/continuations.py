@@ -134,6 +134,10 @@ TARGETS = (
     # wins by both judges and its reference perplexity falls; only the diversity of its text shows it
     Target("main", "distinct-2 >= 0.8x SFT's", lambda r: _ratio(r, "distinct_2") >= 0.8),
     Target("negated", "judge win rate <= 0.30", lambda r: r.get(f"win_rate/{PRIMARY_JUDGE}", 1) <= 0.30),
+    # nor this one: negated arms run longer on earlier builds wrote "No, no, no, no, ..." (distinct-2 0.35 against
+    # SFT's 0.76) or collapsed under an adaptive coefficient (0.11, VADER 0.26): a bound met by degenerate text is
+    # no evidence that the reward steers the judge (docs/experiments/sentiment.md)
+    Target("negated", "distinct-2 >= 0.8x SFT's", lambda r: _ratio(r, "distinct_2") >= 0.8),
     Target(
         "shuffled",
         "judge win-rate interval covers 0.5",

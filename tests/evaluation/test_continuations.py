@@ -105,6 +105,7 @@ def test_targets_all_met():
         (0, {"reference_ppl": 31.0}, "ppo seed 0: reference perplexity <= 2x SFT's"),
         (0, {"distinct_2": 0.43}, "ppo seed 0: distinct-2 >= 0.8x SFT's"),  # measured: "excellent and excellent"
         (2, {"win_rate/vader": 0.4}, "negated: judge win rate <= 0.30"),
+        (2, {"distinct_2": 0.26}, "negated: distinct-2 >= 0.8x SFT's"),  # measured: "No, no, no, no, ..."
         (3, {"win_rate/vader_low": 0.55}, "shuffled: judge win-rate interval covers 0.5"),
     ],
 )
@@ -116,7 +117,10 @@ def test_each_target_can_fail(index, change, missed):
 
 def test_a_missing_control_misses_its_targets():
     rows = [r for r in _all_met() if r["arm"] != "negated"]
-    assert missed_targets(rows) == ["negated: judge win rate <= 0.30 (no such arm was run)"]
+    assert missed_targets(rows) == [
+        "negated: judge win rate <= 0.30 (no such arm was run)",
+        "negated: distinct-2 >= 0.8x SFT's (no such arm was run)",
+    ]
 
 
 def test_time_to_target_compares_the_methods_and_says_what_a_slower_one_missed():
