@@ -10,7 +10,8 @@ reward says, and only that way. flows/experiment.py chains it:
 
 Arms: the main RL method on each seed; a second method on the first seed (compared by wall time to the targets); two
 controls on the first seed: the reward negated (the policy should turn negative) and the rewards shuffled within each
-rollout batch (no signal: it should not move). Every arm's policy continues the same held-out prefixes as the SFT
+rollout batch (no signal: it should not move), each matched to the main arm of its seed under a KL budget
+(matched_to_main). Every arm's policy continues the same held-out prefixes as the SFT
 policy, sampled with the same seeds, and is read by VADER, by AFINN (a second lexicon, independent of the reward
 model's training data), by the reward model, by the exact KL to the SFT policy and by the SFT policy's perplexity
 of its continuations. The arms' models are registered under <prefix>-sentiment-*, away from the pipeline's own.
